@@ -1,0 +1,147 @@
+//! Cache keys: which stored responses a request may be answered with (RFC 9111 §2).
+//!
+//! The primary key is the target URI: scheme, authority, path and query. The method is not part of
+//! it, because a `HEAD` is answered from a stored `GET` response; only `GET` responses are stored.
+
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+
+use http::request::Parts;
+use http::{HeaderValue, header};
+
+/// The primary cache key of a request: `scheme://authority/path?query`.
+///
+/// The scheme defaults to `http` and the authority is taken from the URI, or from the `Host` header
+/// when the URI has none (as on a server receiving an origin-form request). The scheme and host are
+/// lowercased (RFC 3986 §6.2.2.1); the path and query are kept byte for byte.
+///
+/// # Example
+///
+/// ```
+/// use cachio_core::key::primary_key;
+///
+/// let (parts, ()) = http::Request::get("/a?b=1")
+///     .header("host", "Example.COM")
+///     .body(())
+///     .unwrap()
+///     .into_parts();
+/// assert_eq!(primary_key(&parts), "http://example.com/a?b=1");
+/// ```
+pub fn primary_key(req: &Parts) -> String {
+    let uri = &req.uri;
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let authority = match uri.authority() {
+        Some(a) => a.as_str(),
+        None => req
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
+    };
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = if path.is_empty() { "/" } else { path };
+    let mut key = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+    push_lower(&mut key, scheme);
+    key.push_str("://");
+    push_lower(&mut key, authority);
+    key.push_str(path);
+    key
+}
+
+fn push_lower(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// The key of one variant of a resource whose responses carry `Vary` (RFC 9111 §4.1).
+///
+/// `epoch` names the variant index the variant belongs to, so that invalidating a URI (which removes
+/// its index) makes every older variant unreachable at once. `values` are the normalised request
+/// field values that the index's `Vary` names select, in the index's order.
+///
+/// # Example
+///
+/// ```
+/// use http::HeaderValue;
+/// use cachio_core::key::variant_key;
+///
+/// let en = [Some(HeaderValue::from_static("en"))];
+/// let de = [Some(HeaderValue::from_static("de"))];
+/// let a = variant_key("http://x/", 7, &en);
+/// assert_ne!(a, variant_key("http://x/", 7, &de));
+/// assert_ne!(a, variant_key("http://x/", 8, &en));
+/// assert_eq!(a, variant_key("http://x/", 7, &en));
+/// ```
+pub fn variant_key(primary: &str, epoch: u64, values: &[Option<HeaderValue>]) -> String {
+    let mut key = String::with_capacity(primary.len() + 40);
+    key.push_str(primary);
+    let _ = write!(key, "\u{0}v{epoch:016x}:{:016x}", variant_hash(values));
+    key
+}
+
+/// A stable 64-bit hash of normalised Vary values (FNV-1a, so it is the same in every process and
+/// every version; the exact values are compared again on lookup, so collisions cost a miss only).
+pub fn variant_hash(values: &[Option<HeaderValue>]) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    for v in values {
+        match v {
+            Some(v) => {
+                h.write_u8(1);
+                h.write(v.as_bytes());
+                h.write_u8(0);
+            }
+            None => h.write_u8(2),
+        }
+    }
+    h.finish()
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Hashes a key with the same stable hash (for stores that shard or index by hash).
+pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    value.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, host: Option<&str>) -> Parts {
+        let mut b = http::Request::get(uri);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn rfc9111_2_key_is_scheme_authority_path_query() {
+        assert_eq!(primary_key(&parts("https://A.example:8443/p/Q?x=Y", None)), "https://a.example:8443/p/Q?x=Y");
+        assert_eq!(primary_key(&parts("/p?q", Some("h.example"))), "http://h.example/p?q");
+        assert_ne!(primary_key(&parts("/p?q=1", Some("h"))), primary_key(&parts("/p?q=2", Some("h"))));
+        assert_ne!(primary_key(&parts("https://h/p", None)), primary_key(&parts("http://h/p", None)));
+    }
+
+    #[test]
+    fn rfc9111_2_uri_authority_wins_over_host() {
+        assert_eq!(primary_key(&parts("http://a/p", Some("b"))), "http://a/p");
+    }
+}

@@ -1,0 +1,22 @@
+//! The HTTP caching policy of cachio and the storage traits its backends implement.
+//!
+//! This crate does no I/O and knows nothing of tokio or tower: it is pure functions over `http`
+//! types and a [`Clock`](clock::Clock).
+//!
+//! - [`cache_control`] parses `Cache-Control`, `Pragma` and `CDN-Cache-Control`.
+//! - [`policy`] decides what may be stored, what is fresh, how to validate, what to invalidate,
+//!   and writes `Cache-Status` (RFC 9111, RFC 5861, RFC 9211, RFC 9213).
+//! - [`key`] computes cache keys.
+//! - [`meta`] is what a store keeps about an entry, with a versioned binary encoding.
+//! - [`store`] holds the [`Store`](store::Store) and [`StoreWriter`](store::StoreWriter) traits.
+
+pub mod cache_control;
+pub mod clock;
+pub mod key;
+pub mod meta;
+pub mod policy;
+pub mod store;
+
+pub use meta::{Meta, ResponseMeta, VaryIndex};
+pub use policy::{Mode, Policy};
+pub use store::{ErrorKind, Hit, Store, StoreError, StoreWriter};

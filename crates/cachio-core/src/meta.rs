@@ -1,0 +1,536 @@
+//! What a store keeps about an entry: the response head, the request values its `Vary` selects, the
+//! times of the exchange, and the variant indexes of resources that vary.
+//!
+//! [`Meta::encode`] and [`Meta::decode`] give every store that writes bytes (disk, Redis) one binary
+//! format with a version, so that an entry written by another version is read as a miss, never
+//! misread.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Version};
+
+use crate::cache_control::CacheControl;
+use crate::store::{ErrorKind, StoreError};
+
+/// The version of the metadata encoding written by [`Meta::encode`].
+pub const FORMAT_VERSION: u16 = 1;
+
+/// What is stored under one key: a response, or the index of a resource's variants.
+///
+/// # Example
+///
+/// ```
+/// use std::time::SystemTime;
+/// use cachio_core::meta::{Meta, ResponseMeta};
+///
+/// let now = SystemTime::now();
+/// let meta = Meta::Response(ResponseMeta::new(
+///     http::StatusCode::OK,
+///     http::Version::HTTP_11,
+///     http::HeaderMap::new(),
+///     Vec::new(),
+///     now,
+///     now,
+/// ));
+/// let bytes = meta.encode();
+/// let back = Meta::decode(&bytes).unwrap();
+/// assert_eq!(back.as_response().unwrap().status(), http::StatusCode::OK);
+/// ```
+#[derive(Clone, Debug)]
+pub enum Meta {
+    /// A stored response; its body is the entry's body.
+    Response(ResponseMeta),
+    /// The variants of a resource that varies (RFC 9111 §4.1); such an entry has an empty body.
+    Variants(VaryIndex),
+}
+
+impl Meta {
+    /// The response, if this is one.
+    pub fn as_response(&self) -> Option<&ResponseMeta> {
+        match self {
+            Meta::Response(r) => Some(r),
+            Meta::Variants(_) => None,
+        }
+    }
+
+    /// An estimate of the memory the metadata takes, in bytes (for weighing entries).
+    pub fn weight(&self) -> usize {
+        match self {
+            Meta::Response(r) => r.weight(),
+            Meta::Variants(v) => 64 + v.names.iter().map(|n| n.as_str().len() + 32).sum::<usize>() + v.variants.len() * 8,
+        }
+    }
+}
+
+/// The stored head of a response and the circumstances it was received in.
+///
+/// Fields are read through accessors; derived values (parsed directives, dates) are computed once
+/// per instance on first use and never stored.
+#[derive(Clone, Debug)]
+pub struct ResponseMeta {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    vary: Vec<Option<HeaderValue>>,
+    request_time: SystemTime,
+    response_time: SystemTime,
+    ttl_override: Option<Duration>,
+    parsed: OnceLock<Parsed>,
+}
+
+/// Values parsed once from a stored response's header fields.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Parsed {
+    /// `Cache-Control` (RFC 9111 §5.2).
+    pub cache_control: CacheControl,
+    /// `CDN-Cache-Control` (RFC 9213), when present.
+    pub cdn_cache_control: Option<CacheControl>,
+    /// `Date`, when present and valid.
+    pub date: Option<SystemTime>,
+    /// `Expires`: `None` when absent, `Some(None)` when present but invalid (which means stale).
+    pub expires: Option<Option<SystemTime>>,
+    /// `Last-Modified`, when present and valid.
+    pub last_modified: Option<SystemTime>,
+    /// `Age` in seconds, when present and valid (§5.1); an invalid value is ignored.
+    pub age: Option<u64>,
+    /// The field names `Vary` lists, lowercased; `None` when it lists `*`.
+    pub vary: Option<Vec<HeaderName>>,
+}
+
+impl ResponseMeta {
+    /// A response head.
+    ///
+    /// `vary` holds the normalised request values of the fields this response's `Vary` names, in
+    /// the order it names them (see [`crate::policy::vary`]); it is empty when the response does not
+    /// vary.
+    pub fn new(
+        status: StatusCode,
+        version: Version,
+        headers: HeaderMap,
+        vary: Vec<Option<HeaderValue>>,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Self {
+        Self {
+            status,
+            version,
+            headers,
+            vary,
+            request_time,
+            response_time,
+            ttl_override: None,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The same head with a freshness lifetime set by the cache's operator, which replaces the one
+    /// the header fields give (see `CacheLayer::ttl_override`).
+    #[must_use]
+    pub fn with_ttl_override(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl_override = ttl;
+        self
+    }
+
+    /// The operator's freshness lifetime, if one was set.
+    pub fn ttl_override(&self) -> Option<Duration> {
+        self.ttl_override
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The HTTP version of the response.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+    /// Every stored header field line.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    /// The normalised request values of the fields `Vary` names.
+    pub fn vary_values(&self) -> &[Option<HeaderValue>] {
+        &self.vary
+    }
+    /// When the request that produced this response was sent (§4.2.3 `request_time`).
+    pub fn request_time(&self) -> SystemTime {
+        self.request_time
+    }
+    /// When the response was received (§4.2.3 `response_time`).
+    pub fn response_time(&self) -> SystemTime {
+        self.response_time
+    }
+
+    /// A copy with other header fields and exchange times (used by 304 merges, §3.2).
+    pub fn with_headers(&self, headers: HeaderMap, request_time: SystemTime, response_time: SystemTime) -> Self {
+        Self::new(self.status, self.version, headers, self.vary.clone(), request_time, response_time)
+            .with_ttl_override(self.ttl_override)
+    }
+
+    /// The values derived from the header fields.
+    pub fn parsed(&self) -> &Parsed {
+        self.parsed.get_or_init(|| Parsed::from_headers(&self.headers))
+    }
+
+    /// An estimate of the memory this head takes, in bytes.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 48)
+            .sum();
+        let vary: usize = self.vary.iter().map(|v| v.as_ref().map_or(8, |v| v.len() + 40)).sum();
+        160 + headers + vary
+    }
+}
+
+impl Parsed {
+    /// Parses the fields that freshness and validation read.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        use http::header;
+        let cdn = HeaderName::from_static("cdn-cache-control");
+        Parsed {
+            cache_control: CacheControl::from_headers(headers, &header::CACHE_CONTROL),
+            cdn_cache_control: headers
+                .contains_key(&cdn)
+                .then(|| CacheControl::from_headers(headers, &cdn)),
+            date: headers.get(header::DATE).and_then(parse_http_date),
+            expires: if headers.contains_key(header::EXPIRES) {
+                // More than one Expires line: §4.2.1 allows treating the response as stale.
+                let mut all = headers.get_all(header::EXPIRES).iter();
+                let first = all.next().and_then(parse_http_date);
+                Some(if all.next().is_some() { None } else { first })
+            } else {
+                None
+            },
+            last_modified: headers.get(header::LAST_MODIFIED).and_then(parse_http_date),
+            age: headers.get(header::AGE).and_then(|v| {
+                let s = v.as_bytes();
+                (!s.is_empty() && s.iter().all(u8::is_ascii_digit)).then(|| {
+                    s.iter().fold(0u64, |n, d| {
+                        n.saturating_mul(10)
+                            .saturating_add(u64::from(d - b'0'))
+                            .min(crate::cache_control::DELTA_SECONDS_MAX)
+                    })
+                })
+            }),
+            vary: crate::policy::vary::vary_names(headers),
+        }
+    }
+}
+
+/// Parses an HTTP-date (RFC 9110 §5.6.7) in any of its three formats; `None` when invalid.
+pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
+    let s = value.to_str().ok()?.trim();
+    httpdate::parse_http_date(s).ok()
+}
+
+/// Formats a time as an IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn fmt_http_date(t: SystemTime) -> HeaderValue {
+    let t = t.max(UNIX_EPOCH);
+    // Dates past 9999 cannot be written; clamp to the last one.
+    let t = t.min(UNIX_EPOCH + Duration::from_secs(253_402_300_799));
+    HeaderValue::from_str(&httpdate::fmt_http_date(t)).expect("an IMF-fixdate is a valid header value")
+}
+
+/// The variants stored for one resource that varies (RFC 9111 §4.1).
+///
+/// # Example
+///
+/// ```
+/// use cachio_core::meta::VaryIndex;
+///
+/// let index = VaryIndex::new(vec![http::header::ACCEPT_LANGUAGE], 42);
+/// assert_eq!(index.epoch, 42);
+/// assert!(index.variants.is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VaryIndex {
+    /// The request fields the resource varies on, lowercased, in order.
+    pub names: Vec<HeaderName>,
+    /// Names this generation of variants; part of every variant key.
+    pub epoch: u64,
+    /// The hashes of the stored variants' values, oldest first.
+    pub variants: Vec<u64>,
+}
+
+impl VaryIndex {
+    /// An index with no variants yet.
+    pub fn new(names: Vec<HeaderName>, epoch: u64) -> Self {
+        Self {
+            names,
+            epoch,
+            variants: Vec::new(),
+        }
+    }
+}
+
+// ---- encoding ---------------------------------------------------------------------------------
+
+const MAGIC: &[u8; 4] = b"CHM1";
+const KIND_RESPONSE: u8 = 1;
+const KIND_VARIANTS: u8 = 2;
+
+impl Meta {
+    /// Encodes the metadata in cachio's binary format (versioned by [`FORMAT_VERSION`]).
+    ///
+    /// The layout: magic `CHM1`, the format version (u16 BE), a kind byte, then for a response the
+    /// status (u16), version (u8), request and response times (i64 ms since the epoch), the
+    /// operator's TTL (a presence byte, then u64 ms), the Vary
+    /// values (count u16; each a presence byte and a length-prefixed value), and every header line
+    /// in order (count u32; each name and value length-prefixed with u32); for a variant index the
+    /// epoch (u64), the names and the variant hashes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        match self {
+            Meta::Response(r) => {
+                out.push(KIND_RESPONSE);
+                out.extend_from_slice(&r.status.as_u16().to_be_bytes());
+                out.push(version_byte(r.version));
+                out.extend_from_slice(&millis(r.request_time).to_be_bytes());
+                out.extend_from_slice(&millis(r.response_time).to_be_bytes());
+                match r.ttl_override {
+                    Some(ttl) => {
+                        out.push(1);
+                        out.extend_from_slice(&ttl.as_millis().min(u128::from(u64::MAX)).to_be_bytes()[8..]);
+                    }
+                    None => out.push(0),
+                }
+                out.extend_from_slice(&(r.vary.len() as u16).to_be_bytes());
+                for v in &r.vary {
+                    match v {
+                        Some(v) => {
+                            out.push(1);
+                            put_bytes(&mut out, v.as_bytes());
+                        }
+                        None => out.push(0),
+                    }
+                }
+                out.extend_from_slice(&(r.headers.len() as u32).to_be_bytes());
+                for (name, value) in &r.headers {
+                    put_bytes(&mut out, name.as_str().as_bytes());
+                    put_bytes(&mut out, value.as_bytes());
+                }
+            }
+            Meta::Variants(v) => {
+                out.push(KIND_VARIANTS);
+                out.extend_from_slice(&v.epoch.to_be_bytes());
+                out.extend_from_slice(&(v.names.len() as u16).to_be_bytes());
+                for n in &v.names {
+                    put_bytes(&mut out, n.as_str().as_bytes());
+                }
+                out.extend_from_slice(&(v.variants.len() as u32).to_be_bytes());
+                for h in &v.variants {
+                    out.extend_from_slice(&h.to_be_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes metadata written by [`Meta::encode`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Corrupt`] when the bytes are truncated or malformed, and
+    /// [`ErrorKind::UnknownFormat`] when they were written in another format version.
+    pub fn decode(bytes: &[u8]) -> Result<Meta, StoreError> {
+        let mut r = Reader { bytes, pos: 0 };
+        if r.take(4)? != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        let version = r.u16()?;
+        if version != FORMAT_VERSION {
+            return Err(StoreError::new(ErrorKind::UnknownFormat, format!("format version {version}")));
+        }
+        let meta = match r.u8()? {
+            KIND_RESPONSE => {
+                let status = StatusCode::from_u16(r.u16()?).map_err(|_| corrupt("bad status"))?;
+                let version = byte_version(r.u8()?)?;
+                let request_time = from_millis(r.i64()?);
+                let response_time = from_millis(r.i64()?);
+                let ttl_override = match r.u8()? {
+                    0 => None,
+                    1 => Some(Duration::from_millis(r.u64()?)),
+                    _ => return Err(corrupt("bad ttl tag")),
+                };
+                let n = r.u16()? as usize;
+                let mut vary = Vec::with_capacity(n.min(64));
+                for _ in 0..n {
+                    vary.push(match r.u8()? {
+                        0 => None,
+                        1 => Some(HeaderValue::from_bytes(r.bytes()?).map_err(|_| corrupt("bad vary value"))?),
+                        _ => return Err(corrupt("bad vary tag")),
+                    });
+                }
+                let n = r.u32()? as usize;
+                let mut headers = HeaderMap::with_capacity(n.min(256));
+                for _ in 0..n {
+                    let name = HeaderName::from_bytes(r.bytes()?).map_err(|_| corrupt("bad header name"))?;
+                    let value = HeaderValue::from_bytes(r.bytes()?).map_err(|_| corrupt("bad header value"))?;
+                    headers.append(name, value);
+                }
+                Meta::Response(
+                    ResponseMeta::new(status, version, headers, vary, request_time, response_time).with_ttl_override(ttl_override),
+                )
+            }
+            KIND_VARIANTS => {
+                let epoch = r.u64()?;
+                let n = r.u16()? as usize;
+                let mut names = Vec::with_capacity(n.min(64));
+                for _ in 0..n {
+                    names.push(HeaderName::from_bytes(r.bytes()?).map_err(|_| corrupt("bad vary name"))?);
+                }
+                let n = r.u32()? as usize;
+                let mut variants = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    variants.push(r.u64()?);
+                }
+                Meta::Variants(VaryIndex { names, epoch, variants })
+            }
+            _ => return Err(corrupt("bad kind")),
+        };
+        if r.pos != bytes.len() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(meta)
+    }
+}
+
+fn corrupt(what: &'static str) -> StoreError {
+    StoreError::new(ErrorKind::Corrupt, what)
+}
+
+fn millis(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis().min(i64::MAX as u128) as i64,
+        Err(e) => -(e.duration().as_millis().min(i64::MAX as u128) as i64),
+    }
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_millis(ms.unsigned_abs())).unwrap_or(UNIX_EPOCH)
+    }
+}
+
+fn version_byte(v: Version) -> u8 {
+    match v {
+        Version::HTTP_09 => 9,
+        Version::HTTP_10 => 10,
+        Version::HTTP_2 => 20,
+        Version::HTTP_3 => 30,
+        _ => 11,
+    }
+}
+
+fn byte_version(b: u8) -> Result<Version, StoreError> {
+    Ok(match b {
+        9 => Version::HTTP_09,
+        10 => Version::HTTP_10,
+        11 => Version::HTTP_11,
+        20 => Version::HTTP_2,
+        30 => Version::HTTP_3,
+        _ => return Err(corrupt("bad version")),
+    })
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        let end = self.pos.checked_add(n).ok_or_else(|| corrupt("length overflow"))?;
+        let s = self.bytes.get(self.pos..end).ok_or_else(|| corrupt("truncated"))?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, StoreError> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().map_err(|_| corrupt("u16"))?))
+    }
+    fn u32(&mut self) -> Result<u32, StoreError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| corrupt("u32"))?))
+    }
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().map_err(|_| corrupt("u64"))?))
+    }
+    fn i64(&mut self) -> Result<i64, StoreError> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().map_err(|_| corrupt("i64"))?))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], StoreError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_keeps_every_header_line_in_order() {
+        let mut h = HeaderMap::new();
+        h.append("set-cookie", HeaderValue::from_static("a=1"));
+        h.append("link", HeaderValue::from_static("</a>; rel=preload"));
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        h.append("link", HeaderValue::from_static("</b>; rel=preload"));
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let m = Meta::Response(ResponseMeta::new(
+            StatusCode::NOT_FOUND,
+            Version::HTTP_2,
+            h.clone(),
+            vec![Some(HeaderValue::from_static("en")), None],
+            t,
+            t + Duration::from_millis(5),
+        ));
+        let back = Meta::decode(&m.encode()).unwrap();
+        let r = back.as_response().unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(r.version(), Version::HTTP_2);
+        assert_eq!(r.headers(), &h);
+        let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(r.vary_values(), &[Some(HeaderValue::from_static("en")), None]);
+        assert_eq!(r.request_time(), t);
+        assert_eq!(r.response_time(), t + Duration::from_millis(5));
+    }
+
+    #[test]
+    fn decode_rejects_truncation_and_other_versions() {
+        let m = Meta::Variants(VaryIndex {
+            names: vec![http::header::ACCEPT],
+            epoch: 9,
+            variants: vec![1, 2, 3],
+        });
+        let bytes = m.encode();
+        for cut in 0..bytes.len() {
+            let e = Meta::decode(&bytes[..cut]).unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::Corrupt), "cut at {cut}: {e}");
+        }
+        let mut other = bytes.clone();
+        other[5] = 99;
+        assert!(matches!(Meta::decode(&other).unwrap_err().kind(), ErrorKind::UnknownFormat));
+        match Meta::decode(&bytes).unwrap() {
+            Meta::Variants(v) => assert_eq!(v.variants, vec![1, 2, 3]),
+            Meta::Response(_) => panic!("kind changed"),
+        }
+    }
+}

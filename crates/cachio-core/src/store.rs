@@ -1,0 +1,195 @@
+//! The storage traits every cachio backend implements.
+//!
+//! A store maps keys to entries: [`Meta`] plus a body. Writes stream: [`Store::begin`] gives a
+//! [`StoreWriter`] that takes the body chunk by chunk and makes the entry visible only at
+//! [`StoreWriter::commit`]; a writer dropped before commit leaves nothing behind. Reads give the
+//! metadata at once and the body as a stream, so a hit never needs the whole body in memory.
+//!
+//! Stores are generic, not boxed: `CacheLayer<S, Store>` calls them directly, so a memory hit costs
+//! a hash-map lookup and no allocation for the body.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::meta::Meta;
+
+/// A boxed error, as used for the sources of [`StoreError`].
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// An entry read from a store.
+#[derive(Debug)]
+pub struct Hit<B> {
+    /// The entry's metadata.
+    pub meta: Arc<Meta>,
+    /// The entry's body, streamed.
+    pub body: B,
+}
+
+/// A cache storage backend.
+///
+/// Implementations must uphold, and `cachio-storage-tests` checks:
+/// - an entry is visible only after its writer's [`commit`](StoreWriter::commit) returned `Ok`;
+/// - a writer dropped or failed before commit leaves no entry and does not disturb the entry that
+///   was visible before it;
+/// - of two writers of one key, the entry visible afterwards is one of the two complete bodies,
+///   never a mix;
+/// - [`get`](Store::get) streams the body: memory per read is bounded, whatever the body size;
+/// - a corrupt or unreadable entry is an error or `None`, never wrong bytes.
+///
+/// # Example
+///
+/// A function generic over any store:
+///
+/// ```
+/// use bytes::Bytes;
+/// use cachio_core::store::{Store, StoreWriter, StoreError};
+/// use cachio_core::meta::Meta;
+/// use std::sync::Arc;
+///
+/// async fn put<S: Store>(store: &S, key: &str, meta: Arc<Meta>, body: &[u8]) -> Result<(), StoreError> {
+///     let mut w = store.begin(key)?;
+///     w.append(Bytes::copy_from_slice(body))?;
+///     w.commit(meta, None).await
+/// }
+/// ```
+pub trait Store: Clone + Send + Sync + 'static {
+    /// The body of a hit.
+    type Body: http_body::Body<Data = Bytes, Error = StoreError> + Send + Unpin + 'static;
+    /// A streaming writer for one entry.
+    type Writer: StoreWriter;
+
+    /// Reads the entry under `key`, if one is visible.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Hit<Self::Body>>, StoreError>> + Send;
+
+    /// Starts writing an entry under `key`. Nothing is visible until the writer commits.
+    ///
+    /// This must not block: a store that does I/O hands the work to its own task or thread.
+    fn begin(&self, key: &str) -> Result<Self::Writer, StoreError>;
+
+    /// Replaces the metadata of the entry under `key`, keeping its body (a 304 merge, RFC 9111
+    /// §4.3.4). Returns `false` when there was no entry.
+    fn update(
+        &self,
+        key: &str,
+        meta: Arc<Meta>,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes the entry under `key`, if any.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The largest body this store will accept, in bytes; a writer past it fails and the entry is
+    /// not stored. `None` means no limit of the store's own.
+    fn max_body_size(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Writes one entry's body as it streams, then makes the entry visible.
+///
+/// Dropping a writer without committing aborts it: nothing becomes visible.
+pub trait StoreWriter: Send + 'static {
+    /// Appends the next chunk of the body.
+    ///
+    /// This must not block: a store that does I/O queues the chunk for its own task or thread.
+    ///
+    /// # Errors
+    ///
+    /// An error (for example [`ErrorKind::TooLarge`]) means the write is abandoned; the caller drops
+    /// the writer and nothing is stored.
+    fn append(&mut self, chunk: Bytes) -> Result<(), StoreError>;
+
+    /// Completes the entry with its metadata and makes it visible. `ttl` is how long the entry can
+    /// still be of use; the store may drop it after that (it may also drop it earlier to make room).
+    fn commit(self, meta: Arc<Meta>, ttl: Option<Duration>) -> impl Future<Output = Result<(), StoreError>> + Send + 'static;
+}
+
+/// What went wrong in a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The backend could not be reached or did not answer in time.
+    Unavailable,
+    /// Stored bytes failed a check: a checksum, a length, the encoding.
+    Corrupt,
+    /// The entry was written in a format this version does not read.
+    UnknownFormat,
+    /// The body is larger than the store accepts.
+    TooLarge,
+    /// An I/O error.
+    Io,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Unavailable => "store unavailable",
+            ErrorKind::Corrupt => "corrupt entry",
+            ErrorKind::UnknownFormat => "unknown entry format",
+            ErrorKind::TooLarge => "entry too large",
+            ErrorKind::Io => "store I/O error",
+            ErrorKind::Other => "store error",
+        })
+    }
+}
+
+/// An error from a store. The cache layer never passes it to its caller: a failing store turns a
+/// lookup into a miss and a write into nothing stored, with a `tracing` event.
+///
+/// # Example
+///
+/// ```
+/// use cachio_core::store::{ErrorKind, StoreError};
+///
+/// let e = StoreError::new(ErrorKind::Corrupt, "checksum mismatch");
+/// assert_eq!(e.kind(), ErrorKind::Corrupt);
+/// assert_eq!(e.to_string(), "corrupt entry: checksum mismatch");
+/// ```
+#[derive(Clone)]
+pub struct StoreError {
+    kind: ErrorKind,
+    source: Arc<dyn StdError + Send + Sync + 'static>,
+}
+
+impl StoreError {
+    /// An error of `kind` caused by `source`.
+    pub fn new(kind: ErrorKind, source: impl Into<BoxError>) -> Self {
+        Self {
+            kind,
+            source: Arc::from(source.into()),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreError")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.source)
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
+    }
+}

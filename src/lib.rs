@@ -1,0 +1,1 @@
+//! cachio: placeholder, filled in below.
