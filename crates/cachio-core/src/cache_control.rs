@@ -6,8 +6,8 @@
 //! count as `0`, the most restrictive reading (§4.2.1). Where a directive appears more than once,
 //! the first occurrence is used (§4.2.1).
 
-use http::header::{HeaderMap, HeaderName};
 use http::HeaderValue;
+use http::header::{HeaderMap, HeaderName};
 
 /// The largest delta-seconds value a cache has to represent (RFC 9111 §1.2.2).
 pub const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
@@ -104,7 +104,9 @@ impl CacheControl {
             b"max-age" => set_delta(&mut self.max_age, &mut seen.max_age, arg),
             b"s-maxage" => set_delta(&mut self.s_maxage, &mut seen.s_maxage, arg),
             b"min-fresh" => set_delta(&mut self.min_fresh, &mut seen.min_fresh, arg),
-            b"stale-while-revalidate" => set_delta(&mut self.stale_while_revalidate, &mut seen.swr, arg),
+            b"stale-while-revalidate" => {
+                set_delta(&mut self.stale_while_revalidate, &mut seen.swr, arg)
+            }
             b"stale-if-error" => set_delta(&mut self.stale_if_error, &mut seen.sie, arg),
             b"max-stale" => {
                 if !seen.max_stale {
@@ -245,7 +247,10 @@ impl<'a> Iterator for Directives<'a> {
                 return None;
             }
             // name: up to '=' or ','
-            let end = s.iter().position(|b| *b == b'=' || *b == b',').unwrap_or(s.len());
+            let end = s
+                .iter()
+                .position(|b| *b == b'=' || *b == b',')
+                .unwrap_or(s.len());
             let name = trim(&s[..end]);
             if end == s.len() || s[end] == b',' {
                 self.rest = if end == s.len() { &[] } else { &s[end + 1..] };
@@ -282,7 +287,10 @@ impl<'a> Iterator for Directives<'a> {
                     }
                 }
                 let after = &rest[i..];
-                let next = after.iter().position(|b| *b == b',').map_or(after.len(), |p| p + 1);
+                let next = after
+                    .iter()
+                    .position(|b| *b == b',')
+                    .map_or(after.len(), |p| p + 1);
                 self.rest = &after[next..];
                 if !closed {
                     // An unterminated quoted string: keep what we read, the list ends here.

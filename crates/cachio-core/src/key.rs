@@ -134,10 +134,22 @@ mod tests {
 
     #[test]
     fn rfc9111_2_key_is_scheme_authority_path_query() {
-        assert_eq!(primary_key(&parts("https://A.example:8443/p/Q?x=Y", None)), "https://a.example:8443/p/Q?x=Y");
-        assert_eq!(primary_key(&parts("/p?q", Some("h.example"))), "http://h.example/p?q");
-        assert_ne!(primary_key(&parts("/p?q=1", Some("h"))), primary_key(&parts("/p?q=2", Some("h"))));
-        assert_ne!(primary_key(&parts("https://h/p", None)), primary_key(&parts("http://h/p", None)));
+        assert_eq!(
+            primary_key(&parts("https://A.example:8443/p/Q?x=Y", None)),
+            "https://a.example:8443/p/Q?x=Y"
+        );
+        assert_eq!(
+            primary_key(&parts("/p?q", Some("h.example"))),
+            "http://h.example/p?q"
+        );
+        assert_ne!(
+            primary_key(&parts("/p?q=1", Some("h"))),
+            primary_key(&parts("/p?q=2", Some("h")))
+        );
+        assert_ne!(
+            primary_key(&parts("https://h/p", None)),
+            primary_key(&parts("http://h/p", None))
+        );
     }
 
     #[test]

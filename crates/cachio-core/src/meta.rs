@@ -59,7 +59,10 @@ impl Meta {
     pub fn weight(&self) -> usize {
         match self {
             Meta::Response(r) => r.weight(),
-            Meta::Variants(v) => 64 + v.names.iter().map(|n| n.as_str().len() + 32).sum::<usize>() + v.variants.len() * 8,
+            Meta::Variants(v) => {
+                64 + v.names.iter().map(|n| n.as_str().len() + 32).sum::<usize>()
+                    + v.variants.len() * 8
+            }
         }
     }
 }
@@ -165,14 +168,27 @@ impl ResponseMeta {
     }
 
     /// A copy with other header fields and exchange times (used by 304 merges, §3.2).
-    pub fn with_headers(&self, headers: HeaderMap, request_time: SystemTime, response_time: SystemTime) -> Self {
-        Self::new(self.status, self.version, headers, self.vary.clone(), request_time, response_time)
-            .with_ttl_override(self.ttl_override)
+    pub fn with_headers(
+        &self,
+        headers: HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Self {
+        Self::new(
+            self.status,
+            self.version,
+            headers,
+            self.vary.clone(),
+            request_time,
+            response_time,
+        )
+        .with_ttl_override(self.ttl_override)
     }
 
     /// The values derived from the header fields.
     pub fn parsed(&self) -> &Parsed {
-        self.parsed.get_or_init(|| Parsed::from_headers(&self.headers))
+        self.parsed
+            .get_or_init(|| Parsed::from_headers(&self.headers))
     }
 
     /// An estimate of the memory this head takes, in bytes.
@@ -182,7 +198,11 @@ impl ResponseMeta {
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 48)
             .sum();
-        let vary: usize = self.vary.iter().map(|v| v.as_ref().map_or(8, |v| v.len() + 40)).sum();
+        let vary: usize = self
+            .vary
+            .iter()
+            .map(|v| v.as_ref().map_or(8, |v| v.len() + 40))
+            .sum();
         160 + headers + vary
     }
 }
@@ -233,7 +253,8 @@ pub fn fmt_http_date(t: SystemTime) -> HeaderValue {
     let t = t.max(UNIX_EPOCH);
     // Dates past 9999 cannot be written; clamp to the last one.
     let t = t.min(UNIX_EPOCH + Duration::from_secs(253_402_300_799));
-    HeaderValue::from_str(&httpdate::fmt_http_date(t)).expect("an IMF-fixdate is a valid header value")
+    HeaderValue::from_str(&httpdate::fmt_http_date(t))
+        .expect("an IMF-fixdate is a valid header value")
 }
 
 /// The variants stored for one resource that varies (RFC 9111 §4.1).
@@ -298,7 +319,9 @@ impl Meta {
                 match r.ttl_override {
                     Some(ttl) => {
                         out.push(1);
-                        out.extend_from_slice(&ttl.as_millis().min(u128::from(u64::MAX)).to_be_bytes()[8..]);
+                        out.extend_from_slice(
+                            &ttl.as_millis().min(u128::from(u64::MAX)).to_be_bytes()[8..],
+                        );
                     }
                     None => out.push(0),
                 }
@@ -347,7 +370,10 @@ impl Meta {
         }
         let version = r.u16()?;
         if version != FORMAT_VERSION {
-            return Err(StoreError::new(ErrorKind::UnknownFormat, format!("format version {version}")));
+            return Err(StoreError::new(
+                ErrorKind::UnknownFormat,
+                format!("format version {version}"),
+            ));
         }
         let meta = match r.u8()? {
             KIND_RESPONSE => {
@@ -365,19 +391,25 @@ impl Meta {
                 for _ in 0..n {
                     vary.push(match r.u8()? {
                         0 => None,
-                        1 => Some(HeaderValue::from_bytes(r.bytes()?).map_err(|_| corrupt("bad vary value"))?),
+                        1 => Some(
+                            HeaderValue::from_bytes(r.bytes()?)
+                                .map_err(|_| corrupt("bad vary value"))?,
+                        ),
                         _ => return Err(corrupt("bad vary tag")),
                     });
                 }
                 let n = r.u32()? as usize;
                 let mut headers = HeaderMap::with_capacity(n.min(256));
                 for _ in 0..n {
-                    let name = HeaderName::from_bytes(r.bytes()?).map_err(|_| corrupt("bad header name"))?;
-                    let value = HeaderValue::from_bytes(r.bytes()?).map_err(|_| corrupt("bad header value"))?;
+                    let name = HeaderName::from_bytes(r.bytes()?)
+                        .map_err(|_| corrupt("bad header name"))?;
+                    let value = HeaderValue::from_bytes(r.bytes()?)
+                        .map_err(|_| corrupt("bad header value"))?;
                     headers.append(name, value);
                 }
                 Meta::Response(
-                    ResponseMeta::new(status, version, headers, vary, request_time, response_time).with_ttl_override(ttl_override),
+                    ResponseMeta::new(status, version, headers, vary, request_time, response_time)
+                        .with_ttl_override(ttl_override),
                 )
             }
             KIND_VARIANTS => {
@@ -385,14 +417,20 @@ impl Meta {
                 let n = r.u16()? as usize;
                 let mut names = Vec::with_capacity(n.min(64));
                 for _ in 0..n {
-                    names.push(HeaderName::from_bytes(r.bytes()?).map_err(|_| corrupt("bad vary name"))?);
+                    names.push(
+                        HeaderName::from_bytes(r.bytes()?).map_err(|_| corrupt("bad vary name"))?,
+                    );
                 }
                 let n = r.u32()? as usize;
                 let mut variants = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
                     variants.push(r.u64()?);
                 }
-                Meta::Variants(VaryIndex { names, epoch, variants })
+                Meta::Variants(VaryIndex {
+                    names,
+                    epoch,
+                    variants,
+                })
             }
             _ => return Err(corrupt("bad kind")),
         };
@@ -418,7 +456,9 @@ fn from_millis(ms: i64) -> SystemTime {
     if ms >= 0 {
         UNIX_EPOCH + Duration::from_millis(ms as u64)
     } else {
-        UNIX_EPOCH.checked_sub(Duration::from_millis(ms.unsigned_abs())).unwrap_or(UNIX_EPOCH)
+        UNIX_EPOCH
+            .checked_sub(Duration::from_millis(ms.unsigned_abs()))
+            .unwrap_or(UNIX_EPOCH)
     }
 }
 
@@ -455,8 +495,14 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        let end = self.pos.checked_add(n).ok_or_else(|| corrupt("length overflow"))?;
-        let s = self.bytes.get(self.pos..end).ok_or_else(|| corrupt("truncated"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| corrupt("length overflow"))?;
+        let s = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or_else(|| corrupt("truncated"))?;
         self.pos = end;
         Ok(s)
     }
@@ -464,16 +510,24 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16, StoreError> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().map_err(|_| corrupt("u16"))?))
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().map_err(|_| corrupt("u16"))?,
+        ))
     }
     fn u32(&mut self) -> Result<u32, StoreError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| corrupt("u32"))?))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().map_err(|_| corrupt("u32"))?,
+        ))
     }
     fn u64(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().map_err(|_| corrupt("u64"))?))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().map_err(|_| corrupt("u64"))?,
+        ))
     }
     fn i64(&mut self) -> Result<i64, StoreError> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().map_err(|_| corrupt("i64"))?))
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().map_err(|_| corrupt("i64"))?,
+        ))
     }
     fn bytes(&mut self) -> Result<&'a [u8], StoreError> {
         let n = self.u32()? as usize;
@@ -508,7 +562,10 @@ mod tests {
         assert_eq!(r.headers(), &h);
         let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
-        assert_eq!(r.vary_values(), &[Some(HeaderValue::from_static("en")), None]);
+        assert_eq!(
+            r.vary_values(),
+            &[Some(HeaderValue::from_static("en")), None]
+        );
         assert_eq!(r.request_time(), t);
         assert_eq!(r.response_time(), t + Duration::from_millis(5));
     }
@@ -527,7 +584,10 @@ mod tests {
         }
         let mut other = bytes.clone();
         other[5] = 99;
-        assert!(matches!(Meta::decode(&other).unwrap_err().kind(), ErrorKind::UnknownFormat));
+        assert!(matches!(
+            Meta::decode(&other).unwrap_err().kind(),
+            ErrorKind::UnknownFormat
+        ));
         match Meta::decode(&bytes).unwrap() {
             Meta::Variants(v) => assert_eq!(v.variants, vec![1, 2, 3]),
             Meta::Response(_) => panic!("kind changed"),

@@ -64,7 +64,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     type Writer: StoreWriter;
 
     /// Reads the entry under `key`, if one is visible.
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Hit<Self::Body>>, StoreError>> + Send;
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Hit<Self::Body>>, StoreError>> + Send;
 
     /// Starts writing an entry under `key`. Nothing is visible until the writer commits.
     ///
@@ -106,7 +109,11 @@ pub trait StoreWriter: Send + 'static {
 
     /// Completes the entry with its metadata and makes it visible. `ttl` is how long the entry can
     /// still be of use; the store may drop it after that (it may also drop it earlier to make room).
-    fn commit(self, meta: Arc<Meta>, ttl: Option<Duration>) -> impl Future<Output = Result<(), StoreError>> + Send + 'static;
+    fn commit(
+        self,
+        meta: Arc<Meta>,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static;
 }
 
 /// What went wrong in a store.

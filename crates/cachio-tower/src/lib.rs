@@ -1,1 +1,49 @@
-//! placeholder
+//! The tower layer of cachio: an RFC 9111 HTTP cache in front of any
+//! `Service<http::Request<B>>`.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use cachio_moka::MokaStore;
+//! use cachio_tower::CacheLayer;
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let origin = service_fn(|_req: http::Request<Full<Bytes>>| async {
+//!     Ok::<_, std::convert::Infallible>(
+//!         http::Response::builder()
+//!             .header("cache-control", "max-age=60")
+//!             .body(Full::new(Bytes::from_static(b"hello")))
+//!             .unwrap(),
+//!     )
+//! });
+//! let mut client = ServiceBuilder::new()
+//!     .layer(CacheLayer::private(MokaStore::new(64 << 20)))
+//!     .service(origin);
+//!
+//! for expected in ["cachio; fwd=uri-miss; fwd-status=200; stored", "cachio; hit; ttl=60"] {
+//!     let req = http::Request::get("http://example.com/").body(Full::default()).unwrap();
+//!     let res = client.ready().await.unwrap().call(req).await.unwrap();
+//!     assert_eq!(res.headers()["cache-status"], expected);
+//!     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hello");
+//! }
+//! # }
+//! ```
+//!
+//! See [`CacheLayer`] for the options and [`CacheMode`] for per-request modes.
+
+mod body;
+mod future;
+mod layer;
+mod mode;
+mod service;
+
+pub use body::{BoxError, ResponseBody};
+pub use future::ResponseFuture;
+pub use layer::{CacheLayer, DEFAULT_MAX_OBJECT_SIZE, KeyFn, TtlFn};
+pub use mode::CacheMode;
+pub use service::{CACHE_STATUS, Cache};
+
+pub use cachio_core as core;
+pub use cachio_core::policy::{Mode, Policy};

@@ -178,7 +178,11 @@ impl Policy {
     /// The response directives this cache obeys: the first non-empty targeted field on its list
     /// (RFC 9213 §2.2), else `Cache-Control`. The flag says whether a targeted field was used, in
     /// which case `Expires` is ignored as well.
-    pub fn response_directives<'a>(&self, headers: &HeaderMap, parsed: &'a meta::Parsed) -> (std::borrow::Cow<'a, CacheControl>, bool) {
+    pub fn response_directives<'a>(
+        &self,
+        headers: &HeaderMap,
+        parsed: &'a meta::Parsed,
+    ) -> (std::borrow::Cow<'a, CacheControl>, bool) {
         for name in &self.targeted_fields {
             if *name == CDN_CACHE_CONTROL {
                 if let Some(cc) = &parsed.cdn_cache_control {
@@ -203,11 +207,20 @@ impl Policy {
     /// # Errors
     ///
     /// The reason it may not.
-    pub fn storable(&self, method: &Method, req_headers: &HeaderMap, status: StatusCode, headers: &HeaderMap) -> Result<(), NotStorable> {
+    pub fn storable(
+        &self,
+        method: &Method,
+        req_headers: &HeaderMap,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<(), NotStorable> {
         if method != Method::GET {
             return Err(NotStorable::Method);
         }
-        if status.is_informational() || status == StatusCode::PARTIAL_CONTENT || status == StatusCode::NOT_MODIFIED {
+        if status.is_informational()
+            || status == StatusCode::PARTIAL_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
             return Err(NotStorable::Status);
         }
         let req_cc = request_directives(req_headers);
@@ -228,7 +241,10 @@ impl Policy {
         if self.is_shared() && cc.private {
             return Err(NotStorable::Private);
         }
-        if self.is_shared() && req_headers.contains_key(header::AUTHORIZATION) && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
+        if self.is_shared()
+            && req_headers.contains_key(header::AUTHORIZATION)
+            && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate)
+        {
             return Err(NotStorable::Authorization);
         }
         if self.is_shared() && !self.store_set_cookie && headers.contains_key(header::SET_COOKIE) {
@@ -266,7 +282,11 @@ impl Policy {
         let (cc, _) = self.response_directives(headers, &parsed);
         let connection_listed = connection_fields(headers);
         for (name, value) in headers {
-            if is_hop_by_hop(name) || connection_listed.contains(name) || cc.no_cache_fields.contains(name) || (self.is_shared() && cc.private_fields.contains(name)) {
+            if is_hop_by_hop(name)
+                || connection_listed.contains(name)
+                || cc.no_cache_fields.contains(name)
+                || (self.is_shared() && cc.private_fields.contains(name))
+            {
                 continue;
             }
             stored.append(name.clone(), compact(value));
@@ -325,7 +345,9 @@ impl Policy {
         let response_time = meta.response_time();
         let date = parsed.date.unwrap_or(response_time);
         let apparent_age = response_time.duration_since(date).unwrap_or(Duration::ZERO);
-        let response_delay = response_time.duration_since(meta.request_time()).unwrap_or(Duration::ZERO);
+        let response_delay = response_time
+            .duration_since(meta.request_time())
+            .unwrap_or(Duration::ZERO);
         let age_value = Duration::from_secs(parsed.age.unwrap_or(0));
         let corrected_age_value = age_value.saturating_add(response_delay);
         let corrected_initial_age = apparent_age.max(corrected_age_value);
@@ -361,18 +383,26 @@ impl Policy {
                 Some(None) => Verdict::StaleAllowed,
                 Some(Some(n)) if staleness <= Duration::from_secs(n) => Verdict::StaleAllowed,
                 _ => match cc.stale_while_revalidate {
-                    Some(swr) if staleness <= Duration::from_secs(swr) => Verdict::StaleWhileRevalidate,
+                    Some(swr) if staleness <= Duration::from_secs(swr) => {
+                        Verdict::StaleWhileRevalidate
+                    }
                     _ => Verdict::Revalidate,
                 },
             }
         };
-        Evaluation { age, lifetime, verdict }
+        Evaluation {
+            age,
+            lifetime,
+            verdict,
+        }
     }
 
     /// Whether directives forbid serving the response stale (RFC 9111 §4.2.4): `must-revalidate`,
     /// and in a shared cache `proxy-revalidate` and `s-maxage`.
     fn stale_forbidden(&self, cc: &CacheControl) -> bool {
-        cc.no_cache || cc.must_revalidate || (self.is_shared() && (cc.proxy_revalidate || cc.s_maxage.is_some()))
+        cc.no_cache
+            || cc.must_revalidate
+            || (self.is_shared() && (cc.proxy_revalidate || cc.s_maxage.is_some()))
     }
 
     /// Whether a stored response may be served, stale, in place of an error from the origin (a 5xx
@@ -390,7 +420,8 @@ impl Policy {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => a.or(b).unwrap_or(0),
         };
-        (cc.stale_if_error.is_some() || req.stale_if_error.is_some()) && staleness <= Duration::from_secs(window)
+        (cc.stale_if_error.is_some() || req.stale_if_error.is_some())
+            && staleness <= Duration::from_secs(window)
     }
 
     /// How long from `now` the response is worth keeping: until the end of its freshness and of
@@ -405,9 +436,13 @@ impl Policy {
         let stale_window = if self.stale_forbidden(&cc) {
             0
         } else {
-            cc.stale_while_revalidate.unwrap_or(0).max(cc.stale_if_error.unwrap_or(0))
+            cc.stale_while_revalidate
+                .unwrap_or(0)
+                .max(cc.stale_if_error.unwrap_or(0))
         };
-        let mut keep = remaining.saturating_add(Duration::from_secs(stale_window).saturating_sub(age.saturating_sub(lifetime)));
+        let mut keep = remaining.saturating_add(
+            Duration::from_secs(stale_window).saturating_sub(age.saturating_sub(lifetime)),
+        );
         if has_validators(meta.headers()) {
             keep = keep.saturating_add(self.validator_retention);
         }
@@ -454,7 +489,11 @@ impl Policy {
         let drop: Vec<HeaderName> = cc
             .no_cache_fields
             .iter()
-            .chain(if self.is_shared() { cc.private_fields.iter() } else { [].iter() })
+            .chain(if self.is_shared() {
+                cc.private_fields.iter()
+            } else {
+                [].iter()
+            })
             .cloned()
             .collect();
         for name in drop {
@@ -561,12 +600,19 @@ pub fn request_directives(headers: &HeaderMap) -> CacheControl {
 
 /// The status codes that are cacheable by default (RFC 9110 §15.1, RFC 9111 §4.2.2).
 pub fn heuristically_cacheable(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501)
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
 }
 
 /// The status codes whose caching rules this cache implements (for `must-understand`).
 fn understood_status(status: StatusCode) -> bool {
-    heuristically_cacheable(status) || matches!(status.as_u16(), 302 | 303 | 307 | 400 | 403 | 500 | 502 | 503 | 504)
+    heuristically_cacheable(status)
+        || matches!(
+            status.as_u16(),
+            302 | 303 | 307 | 400 | 403 | 500 | 502 | 503 | 504
+        )
 }
 
 /// Whether a response carries a validator (`ETag` or `Last-Modified`).
@@ -578,7 +624,11 @@ pub fn has_validators(headers: &HeaderMap) -> bool {
 /// `If-None-Match` with every stored entity tag, and `If-Modified-Since` with its `Last-Modified`.
 pub fn conditional_headers(stored: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::with_capacity(2);
-    let tags: Vec<&[u8]> = stored.get_all(header::ETAG).iter().map(|v| v.as_bytes()).collect();
+    let tags: Vec<&[u8]> = stored
+        .get_all(header::ETAG)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     if !tags.is_empty() {
         let joined = tags.join(&b", "[..]);
         if let Ok(v) = HeaderValue::from_bytes(&joined) {
@@ -606,10 +656,15 @@ pub fn client_not_modified(req_headers: &HeaderMap, stored: &ResponseMeta) -> bo
             .map(|v| opaque_tag(v.as_bytes()))
             .collect();
         return req_headers.get_all(header::IF_NONE_MATCH).iter().any(|v| {
-            entity_tags(v.as_bytes()).any(|t| t == b"*" || (!stored_tags.is_empty() && stored_tags.contains(&opaque_tag(t))))
+            entity_tags(v.as_bytes()).any(|t| {
+                t == b"*" || (!stored_tags.is_empty() && stored_tags.contains(&opaque_tag(t)))
+            })
         });
     }
-    if let Some(ims) = req_headers.get(header::IF_MODIFIED_SINCE).and_then(meta::parse_http_date) {
+    if let Some(ims) = req_headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(meta::parse_http_date)
+    {
         let parsed = stored.parsed();
         if let Some(last) = parsed.last_modified.or(parsed.date) {
             return last <= ims;
@@ -650,7 +705,10 @@ pub fn invalidates(method: &Method, status: StatusCode) -> bool {
 
 /// Whether a method is safe (RFC 9110 §9.2.1).
 pub fn is_safe(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// The URIs an unsafe request's non-error response invalidates (RFC 9111 §4.4): the target URI,
@@ -702,8 +760,12 @@ fn same_origin(a: &Uri, b: &Uri) -> bool {
             _ => None,
         })
     }
-    a.scheme_str().unwrap_or("http").eq_ignore_ascii_case(b.scheme_str().unwrap_or("http"))
-        && a.host().zip(b.host()).is_some_and(|(x, y)| x.eq_ignore_ascii_case(y))
+    a.scheme_str()
+        .unwrap_or("http")
+        .eq_ignore_ascii_case(b.scheme_str().unwrap_or("http"))
+        && a.host()
+            .zip(b.host())
+            .is_some_and(|(x, y)| x.eq_ignore_ascii_case(y))
         && port(a) == port(b)
 }
 
@@ -736,19 +798,32 @@ pub fn connection_fields(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Fields a 304 does not update (RFC 9111 §3.2).
 fn updatable(name: &HeaderName) -> bool {
-    !matches!(name.as_str(), "content-length" | "content-encoding" | "content-range" | "transfer-encoding")
+    !matches!(
+        name.as_str(),
+        "content-length" | "content-encoding" | "content-range" | "transfer-encoding"
+    )
 }
 
 /// Whether a 304 selects the stored response for update (RFC 9111 §4.3.4).
 fn not_modified_selects(stored: &HeaderMap, headers_304: &HeaderMap) -> bool {
-    let new_tags: Vec<&[u8]> = headers_304.get_all(header::ETAG).iter().map(|v| v.as_bytes()).collect();
-    let stored_tags: Vec<&[u8]> = stored.get_all(header::ETAG).iter().map(|v| v.as_bytes()).collect();
+    let new_tags: Vec<&[u8]> = headers_304
+        .get_all(header::ETAG)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let stored_tags: Vec<&[u8]> = stored
+        .get_all(header::ETAG)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     let strong: Vec<&&[u8]> = new_tags.iter().filter(|t| !t.starts_with(b"W/")).collect();
     if !strong.is_empty() {
         return strong.iter().any(|t| stored_tags.contains(t));
     }
     if !new_tags.is_empty() {
-        return new_tags.iter().any(|t| stored_tags.iter().any(|s| opaque_tag(s) == opaque_tag(t)));
+        return new_tags
+            .iter()
+            .any(|t| stored_tags.iter().any(|s| opaque_tag(s) == opaque_tag(t)));
     }
     if let Some(lm) = headers_304.get(header::LAST_MODIFIED) {
         return stored.get(header::LAST_MODIFIED).is_none_or(|s| s == lm);

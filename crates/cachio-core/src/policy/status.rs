@@ -173,9 +173,8 @@ fn write_name(out: &mut String, v: &str) {
         .bytes()
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'*')
-        && v.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b)
-        });
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b));
     if is_token {
         out.push_str(v);
     } else {

@@ -1,0 +1,718 @@
+//! An in-memory [`Store`] for cachio on [`moka::future::Cache`].
+//!
+//! [`MokaStore`] keeps each entry as its metadata and the body's [`Bytes`] chunks exactly as they
+//! arrived: a hit is one hash-map lookup and a few reference-count increments, and its body
+//! ([`MokaBody`]) hands out the stored chunks without copying a byte.
+//!
+//! # Admission: TinyLFU, not plain LRU
+//!
+//! A plain LRU cache admits every new entry and evicts whatever was used least recently. One scan
+//! over many URLs that are each requested once (a crawler, a backup job, a burst of unique
+//! query strings) then pushes the whole hot set out of the cache, to be replaced by entries that
+//! will never be read again.
+//!
+//! moka's default policy, which this store keeps, is TinyLFU: it tracks how often keys were asked
+//! for (hits and misses alike) in a small count-min sketch, and when the cache is full a new entry
+//! is admitted only if its key has been more popular than the entry it would evict. A key seen
+//! once loses against a key read a hundred times, so a scan of one-off URLs cannot flush the hot
+//! set; a key that is truly becoming popular wins admission after a few requests. Within the
+//! cache, entries are kept in LRU order (window and main segments), so recency still counts.
+//!
+//! A consequence: when the cache is full, a freshly committed entry may be visible for a moment
+//! and then dropped at the next maintenance run because it lost the admission contest. The
+//! [`Store`] contract allows this (a store may drop an entry early to make room).
+//!
+//! # Weighing in bytes
+//!
+//! Capacity is a number of bytes, not of entries. Each entry weighs
+//!
+//! ```text
+//! key length + Meta::weight() + body length + 16 bytes per body chunk + ENTRY_OVERHEAD
+//! ```
+//!
+//! where [`Meta::weight`] estimates the stored header fields and [`ENTRY_OVERHEAD`] covers moka's
+//! node, the reference counts and the allocations around them. moka weighs an entry with a `u32`,
+//! so a weight above `u32::MAX` saturates; bodies are limited well below that anyway.
+//!
+//! A body larger than a share of the capacity is not stored at all ([`ErrorKind::TooLarge`] from
+//! [`StoreWriter::append`] as soon as the running total passes it): one huge response would evict
+//! hundreds of small ones. The default share is [`DEFAULT_MAX_OBJECT_SHARE`] (1/8).
+//!
+//! # Expiry
+//!
+//! Each entry expires after the `ttl` given to [`StoreWriter::commit`] or [`Store::update`] (moka's
+//! per-entry [`Expiry`]); `None` means it stays until evicted to make room. A `ttl` of zero stores
+//! nothing and removes the entry under the key.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::{Duration, SystemTime};
+//!
+//! use bytes::Bytes;
+//! use cachio_core::meta::{Meta, ResponseMeta};
+//! use cachio_core::store::{Store, StoreWriter};
+//! use cachio_moka::MokaStore;
+//! use http_body_util::BodyExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = MokaStore::builder()
+//!     .max_capacity_bytes(256 << 20)
+//!     .max_object_share(0.05)
+//!     .build();
+//!
+//! let now = SystemTime::now();
+//! let meta = Arc::new(Meta::Response(ResponseMeta::new(
+//!     http::StatusCode::OK,
+//!     http::Version::HTTP_11,
+//!     http::HeaderMap::new(),
+//!     Vec::new(),
+//!     now,
+//!     now,
+//! )));
+//! let mut writer = store.begin("https://example.com/")?;
+//! writer.append(Bytes::from_static(b"hello "))?;
+//! writer.append(Bytes::from_static(b"world"))?;
+//! writer.commit(meta, Some(Duration::from_secs(60))).await?;
+//!
+//! let hit = store.get("https://example.com/").await?.expect("just committed");
+//! assert_eq!(hit.meta.as_response().unwrap().status(), http::StatusCode::OK);
+//! assert_eq!(hit.body.collect().await?.to_bytes(), "hello world");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`Expiry`]: moka::Expiry
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use cachio_core::meta::Meta;
+use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
+use http_body::{Body, Frame, SizeHint};
+use moka::Expiry;
+use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
+use moka::policy::EvictionPolicy;
+
+/// The capacity of a store built without [`MokaStoreBuilder::max_capacity_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_CAPACITY_BYTES: u64 = 64 << 20;
+
+/// The share of the capacity one body may take unless configured otherwise: 1/8.
+///
+/// Large enough for typical pages, images and API responses in a cache of tens of megabytes; small
+/// enough that one body never evicts more than an eighth of the cache.
+pub const DEFAULT_MAX_OBJECT_SHARE: f64 = 0.125;
+
+/// The fixed weight, in bytes, added to every entry for the bookkeeping around it: moka's node and
+/// its deques, the entry's `Arc`s and the key and chunk-list allocations.
+pub const ENTRY_OVERHEAD: u64 = 256;
+
+/// The weight of each body chunk's handle (a `Bytes` is four words).
+const CHUNK_OVERHEAD: u64 = size_of::<Bytes>() as u64;
+
+/// Chunks shorter than this are merged with their short neighbours at commit.
+const SMALL_CHUNK: usize = 4 * 1024;
+
+/// Merged runs of short chunks stop growing at this size.
+const MERGED_CHUNK: usize = 64 * 1024;
+
+/// One stored entry.
+struct MemEntry {
+    meta: Arc<Meta>,
+    chunks: Arc<[Bytes]>,
+    len: u64,
+    ttl: Option<Duration>,
+}
+
+type Inner = Cache<String, Arc<MemEntry>>;
+
+/// An in-memory [`Store`] on [`moka::future::Cache`]: weighed in bytes, TinyLFU admission,
+/// per-entry expiry, zero-copy hits. See the [crate] documentation.
+///
+/// Cloning is cheap (one `Arc`); clones share the same entries.
+///
+/// # Example
+///
+/// ```
+/// use cachio_core::store::Store;
+/// use cachio_moka::MokaStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MokaStore::new(32 << 20);
+/// assert_eq!(store.max_capacity_bytes(), 32 << 20);
+/// assert_eq!(store.max_body_size(), Some(4 << 20)); // 1/8 of the capacity
+/// assert!(store.get("https://example.com/").await.unwrap().is_none());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MokaStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    cache: Inner,
+    capacity: u64,
+    max_body: u64,
+}
+
+impl MokaStore {
+    /// A store of `capacity_bytes` with the default body limit ([`DEFAULT_MAX_OBJECT_SHARE`] of
+    /// the capacity).
+    #[must_use]
+    pub fn new(capacity_bytes: u64) -> Self {
+        Self::builder().max_capacity_bytes(capacity_bytes).build()
+    }
+
+    /// A builder with the defaults: [`DEFAULT_MAX_CAPACITY_BYTES`] and
+    /// [`DEFAULT_MAX_OBJECT_SHARE`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_core::store::Store;
+    /// use cachio_moka::MokaStore;
+    ///
+    /// let store = MokaStore::builder().max_capacity_bytes(1 << 30).max_body_size(10 << 20).build();
+    /// assert_eq!(store.max_body_size(), Some(10 << 20));
+    /// ```
+    pub fn builder() -> MokaStoreBuilder {
+        MokaStoreBuilder::default()
+    }
+
+    /// The capacity, in bytes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(cachio_moka::MokaStore::new(1 << 20).max_capacity_bytes(), 1 << 20);
+    /// ```
+    pub fn max_capacity_bytes(&self) -> u64 {
+        self.shared.capacity
+    }
+
+    /// The total weight of the entries, in bytes (see the [crate] documentation for how entries
+    /// are weighed).
+    ///
+    /// Like [`entry_count`](Self::entry_count) this is an estimate that lags behind writes; call
+    /// [`run_pending_tasks`](Self::run_pending_tasks) first for an up-to-date figure.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = cachio_moka::MokaStore::new(1 << 20);
+    /// store.run_pending_tasks().await;
+    /// assert_eq!(store.weighted_size(), 0);
+    /// # }
+    /// ```
+    pub fn weighted_size(&self) -> u64 {
+        self.shared.cache.weighted_size()
+    }
+
+    /// The number of entries (an estimate, see [`weighted_size`](Self::weighted_size)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = cachio_moka::MokaStore::new(1 << 20);
+    /// store.run_pending_tasks().await;
+    /// assert_eq!(store.entry_count(), 0);
+    /// # }
+    /// ```
+    pub fn entry_count(&self) -> u64 {
+        self.shared.cache.entry_count()
+    }
+
+    /// Runs moka's pending maintenance now: admission and eviction of recent writes, removal of
+    /// expired entries. moka does this on its own as the cache is used; call it before reading
+    /// [`weighted_size`](Self::weighted_size) or [`entry_count`](Self::entry_count) in tests.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = cachio_moka::MokaStore::new(1 << 20);
+    /// store.run_pending_tasks().await;
+    /// # }
+    /// ```
+    pub async fn run_pending_tasks(&self) {
+        self.shared.cache.run_pending_tasks().await;
+    }
+}
+
+impl fmt::Debug for MokaStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MokaStore")
+            .field("max_capacity_bytes", &self.shared.capacity)
+            .field("max_body_size", &self.shared.max_body)
+            .field("weighted_size", &self.weighted_size())
+            .field("entry_count", &self.entry_count())
+            .finish()
+    }
+}
+
+impl Store for MokaStore {
+    type Body = MokaBody;
+    type Writer = MokaWriter;
+
+    async fn get(&self, key: &str) -> Result<Option<Hit<MokaBody>>, StoreError> {
+        Ok(self.shared.cache.get(key).await.map(|entry| Hit {
+            meta: Arc::clone(&entry.meta),
+            body: MokaBody {
+                chunks: Arc::clone(&entry.chunks),
+                next: 0,
+                remaining: entry.len,
+            },
+        }))
+    }
+
+    fn begin(&self, key: &str) -> Result<MokaWriter, StoreError> {
+        Ok(MokaWriter {
+            store: self.clone(),
+            key: key.to_owned(),
+            chunks: Vec::new(),
+            len: 0,
+            too_large: false,
+        })
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        meta: Arc<Meta>,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        // Serialised with other computations on the key by moka's key lock.
+        let result = self
+            .shared
+            .cache
+            .entry_by_ref(key)
+            .and_compute_with(move |old| {
+                std::future::ready(match old {
+                    None => Op::Nop,
+                    Some(_) if ttl == Some(Duration::ZERO) => Op::Remove,
+                    Some(old) => {
+                        let old = old.into_value();
+                        Op::Put(Arc::new(MemEntry {
+                            meta,
+                            chunks: Arc::clone(&old.chunks),
+                            len: old.len,
+                            ttl,
+                        }))
+                    }
+                })
+            })
+            .await;
+        Ok(matches!(
+            result,
+            CompResult::ReplacedWith(_) | CompResult::Removed(_)
+        ))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.shared.cache.invalidate(key).await;
+        Ok(())
+    }
+
+    fn max_body_size(&self) -> Option<u64> {
+        Some(self.shared.max_body)
+    }
+}
+
+/// Builds a [`MokaStore`]. Made by [`MokaStore::builder`].
+///
+/// # Example
+///
+/// ```
+/// use cachio_core::store::Store;
+/// use cachio_moka::MokaStore;
+///
+/// let store = MokaStore::builder()
+///     .max_capacity_bytes(512 << 20)
+///     .max_object_share(0.01)
+///     .build();
+/// assert_eq!(store.max_capacity_bytes(), 512 << 20);
+/// assert_eq!(store.max_body_size(), Some((512u64 << 20) / 100));
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct MokaStoreBuilder {
+    capacity: u64,
+    limit: BodyLimit,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum BodyLimit {
+    Share(f64),
+    Bytes(u64),
+}
+
+impl Default for MokaStoreBuilder {
+    fn default() -> Self {
+        Self {
+            capacity: DEFAULT_MAX_CAPACITY_BYTES,
+            limit: BodyLimit::Share(DEFAULT_MAX_OBJECT_SHARE),
+        }
+    }
+}
+
+impl MokaStoreBuilder {
+    /// Sets the capacity in bytes (default [`DEFAULT_MAX_CAPACITY_BYTES`]).
+    pub fn max_capacity_bytes(self, bytes: u64) -> Self {
+        Self {
+            capacity: bytes,
+            ..self
+        }
+    }
+
+    /// Limits one body to `share` of the capacity (default [`DEFAULT_MAX_OBJECT_SHARE`]).
+    /// Replaces a limit set with [`max_body_size`](Self::max_body_size).
+    ///
+    /// # Panics
+    ///
+    /// When `share` is not in `(0, 1]`.
+    pub fn max_object_share(self, share: f64) -> Self {
+        assert!(
+            share > 0.0 && share <= 1.0,
+            "max_object_share must be in (0, 1], got {share}"
+        );
+        Self {
+            limit: BodyLimit::Share(share),
+            ..self
+        }
+    }
+
+    /// Limits one body to `bytes`, whatever the capacity. Replaces a limit set with
+    /// [`max_object_share`](Self::max_object_share). The limit is still capped at the capacity
+    /// (a larger body could never be kept) and at `u32::MAX` bytes (moka's largest weight).
+    pub fn max_body_size(self, bytes: u64) -> Self {
+        Self {
+            limit: BodyLimit::Bytes(bytes),
+            ..self
+        }
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MokaStore {
+        let max_body = match self.limit {
+            // Exact in integers for the common shares of capacities below 2^53.
+            BodyLimit::Share(share) => (self.capacity as f64 * share) as u64,
+            BodyLimit::Bytes(bytes) => bytes,
+        }
+        .min(self.capacity)
+        .min(u64::from(u32::MAX));
+        let cache = Cache::builder()
+            .max_capacity(self.capacity)
+            .weigher(|key: &String, entry: &Arc<MemEntry>| weigh(key, entry))
+            .expire_after(PerEntryTtl)
+            .eviction_policy(EvictionPolicy::tiny_lfu())
+            .build();
+        MokaStore {
+            shared: Arc::new(Shared {
+                cache,
+                capacity: self.capacity,
+                max_body,
+            }),
+        }
+    }
+}
+
+fn weigh(key: &str, entry: &MemEntry) -> u32 {
+    let weight = (key.len() as u64)
+        .saturating_add(entry.meta.weight() as u64)
+        .saturating_add(entry.len)
+        .saturating_add(entry.chunks.len() as u64 * CHUNK_OVERHEAD)
+        .saturating_add(ENTRY_OVERHEAD);
+    u32::try_from(weight).unwrap_or(u32::MAX)
+}
+
+/// Expires each entry after the TTL it was last written with.
+struct PerEntryTtl;
+
+impl Expiry<String, Arc<MemEntry>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        entry: &Arc<MemEntry>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        entry.ttl
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Arc<MemEntry>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        entry.ttl
+    }
+}
+
+/// Writes one entry into a [`MokaStore`]: collects the body's chunks (no copy) and inserts the
+/// entry at [`commit`](StoreWriter::commit). Dropping it stores nothing. Made by
+/// [`Store::begin`].
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use cachio_core::store::{ErrorKind, Store, StoreWriter};
+/// use cachio_moka::MokaStore;
+///
+/// let store = MokaStore::builder().max_body_size(8).build();
+/// let mut writer = store.begin("k").unwrap();
+/// writer.append(Bytes::from_static(b"12345678")).unwrap();
+/// let err = writer.append(Bytes::from_static(b"9")).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TooLarge);
+/// ```
+pub struct MokaWriter {
+    store: MokaStore,
+    key: String,
+    chunks: Vec<Bytes>,
+    len: u64,
+    too_large: bool,
+}
+
+impl MokaWriter {
+    fn too_large(&self) -> StoreError {
+        StoreError::new(
+            ErrorKind::TooLarge,
+            format!(
+                "body larger than the limit of {} bytes",
+                self.store.shared.max_body
+            ),
+        )
+    }
+}
+
+impl fmt::Debug for MokaWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MokaWriter")
+            .field("key", &self.key)
+            .field("len", &self.len)
+            .field("chunks", &self.chunks.len())
+            .field("too_large", &self.too_large)
+            .finish()
+    }
+}
+
+impl StoreWriter for MokaWriter {
+    fn append(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        let len = self.len.saturating_add(chunk.len() as u64);
+        if self.too_large || len > self.store.shared.max_body {
+            self.too_large = true;
+            self.chunks = Vec::new();
+            return Err(self.too_large());
+        }
+        self.len = len;
+        if !chunk.is_empty() {
+            self.chunks.push(chunk);
+        }
+        Ok(())
+    }
+
+    async fn commit(self, meta: Arc<Meta>, ttl: Option<Duration>) -> Result<(), StoreError> {
+        if self.too_large {
+            return Err(self.too_large());
+        }
+        let cache = &self.store.shared.cache;
+        if ttl == Some(Duration::ZERO) {
+            cache.invalidate(&self.key).await;
+            return Ok(());
+        }
+        let entry = Arc::new(MemEntry {
+            meta,
+            chunks: coalesce(self.chunks).into(),
+            len: self.len,
+            ttl,
+        });
+        cache.insert(self.key, entry).await;
+        Ok(())
+    }
+}
+
+/// Merges runs of short chunks into chunks of up to [`MERGED_CHUNK`] bytes, so that a body that
+/// arrived in many tiny pieces is served in few frames. Chunks of [`SMALL_CHUNK`] bytes or more,
+/// and short chunks with no short neighbour, are kept as they are (not copied).
+fn coalesce(chunks: Vec<Bytes>) -> Vec<Bytes> {
+    let small = |c: &Bytes| c.len() < SMALL_CHUNK;
+    if !chunks.windows(2).any(|w| small(&w[0]) && small(&w[1])) {
+        return chunks;
+    }
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut run: Vec<Bytes> = Vec::new();
+    let mut run_len = 0;
+    for chunk in chunks {
+        if !small(&chunk) {
+            flush(&mut out, &mut run, run_len);
+            run_len = 0;
+            out.push(chunk);
+            continue;
+        }
+        if run_len + chunk.len() > MERGED_CHUNK {
+            flush(&mut out, &mut run, run_len);
+            run_len = 0;
+        }
+        run_len += chunk.len();
+        run.push(chunk);
+    }
+    flush(&mut out, &mut run, run_len);
+    out
+}
+
+fn flush(out: &mut Vec<Bytes>, run: &mut Vec<Bytes>, run_len: usize) {
+    match run.len() {
+        0 => {}
+        1 => out.append(run),
+        _ => {
+            let mut merged = BytesMut::with_capacity(run_len);
+            for c in run.drain(..) {
+                merged.extend_from_slice(&c);
+            }
+            out.push(merged.freeze());
+        }
+    }
+}
+
+/// The body of a [`MokaStore`] hit: yields the stored chunks, each a reference-counted clone of
+/// the [`Bytes`] that was committed (no copy). Its [`size_hint`](Body::size_hint) is exact.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::SystemTime;
+///
+/// use bytes::Bytes;
+/// use cachio_core::meta::{Meta, ResponseMeta};
+/// use cachio_core::store::{Store, StoreWriter};
+/// use cachio_moka::MokaStore;
+/// use http_body::Body;
+/// use http_body_util::BodyExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MokaStore::new(1 << 20);
+/// let now = SystemTime::now();
+/// let meta = Arc::new(Meta::Response(ResponseMeta::new(
+///     http::StatusCode::OK,
+///     http::Version::HTTP_11,
+///     http::HeaderMap::new(),
+///     Vec::new(),
+///     now,
+///     now,
+/// )));
+/// let chunk = Bytes::from(vec![b'x'; 10_000]);
+/// let mut writer = store.begin("k").unwrap();
+/// writer.append(chunk.clone()).unwrap();
+/// writer.commit(meta, None).await.unwrap();
+///
+/// let mut body = store.get("k").await.unwrap().unwrap().body;
+/// assert_eq!(body.size_hint().exact(), Some(10_000));
+/// let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+/// assert_eq!(data.as_ptr(), chunk.as_ptr()); // the very same bytes
+/// assert!(body.is_end_stream());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MokaBody {
+    chunks: Arc<[Bytes]>,
+    next: usize,
+    remaining: u64,
+}
+
+impl fmt::Debug for MokaBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MokaBody")
+            .field("chunks", &self.chunks.len())
+            .field("next", &self.next)
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl Body for MokaBody {
+    type Data = Bytes;
+    type Error = StoreError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.chunks.get(this.next).map(|chunk| {
+            this.next += 1;
+            this.remaining -= chunk.len() as u64;
+            Ok(Frame::data(chunk.clone()))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // No chunk is empty, so no chunks left means no bytes left.
+        self.next >= self.chunks.len()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(chunks: &[Bytes]) -> Vec<usize> {
+        chunks.iter().map(Bytes::len).collect()
+    }
+
+    #[test]
+    fn coalesce_keeps_large_and_lonely_chunks() {
+        let big = Bytes::from(vec![1; SMALL_CHUNK]);
+        let small = Bytes::from(vec![2; 10]);
+        let chunks = vec![big.clone(), small.clone(), big.clone()];
+        let out = coalesce(chunks);
+        assert_eq!(sizes(&out), [SMALL_CHUNK, 10, SMALL_CHUNK]);
+        assert_eq!(out[1].as_ptr(), small.as_ptr());
+        assert_eq!(out[0].as_ptr(), big.as_ptr());
+    }
+
+    #[test]
+    fn coalesce_merges_runs_of_small_chunks() {
+        let big = Bytes::from(vec![1; 10_000]);
+        let mut chunks: Vec<Bytes> = (0..100u8).map(|i| Bytes::from(vec![i; 1000])).collect();
+        chunks.push(big.clone());
+        chunks.push(Bytes::from_static(b"ab"));
+        chunks.push(Bytes::from_static(b"cd"));
+        let expected: Vec<u8> = chunks.iter().flatten().copied().collect();
+        let out = coalesce(chunks);
+        assert_eq!(sizes(&out), [65_000, 35_000, 10_000, 4]);
+        assert_eq!(out[2].as_ptr(), big.as_ptr());
+        let got: Vec<u8> = out.iter().flatten().copied().collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn weight_saturates() {
+        let entry = Arc::new(MemEntry {
+            meta: cachio_storage_tests::sample_meta("w"),
+            chunks: Arc::new([]),
+            len: u64::from(u32::MAX) + 10,
+            ttl: None,
+        });
+        assert_eq!(weigh("k", &entry), u32::MAX);
+    }
+}

@@ -1,0 +1,375 @@
+//! The storage behaviour every backend must show, and what is particular to the moka store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cachio_core::store::{ErrorKind, Store, StoreWriter};
+use cachio_moka::MokaStore;
+use cachio_storage_tests as behaviour;
+use cachio_storage_tests::sample_meta;
+use http_body::Body;
+use http_body_util::BodyExt;
+
+/// Large enough for every shared check (an 8 MiB body within the default 1/8 share).
+fn store() -> MokaStore {
+    MokaStore::new(256 << 20)
+}
+
+macro_rules! behaviours {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            behaviour::$name(store()).await;
+        }
+    )*};
+}
+
+behaviours!(
+    round_trip,
+    visible_only_after_commit,
+    abort_and_drop_leave_nothing,
+    overwrite,
+    delete,
+    update_meta,
+    concurrent_writers,
+    large_body_many_chunks,
+    empty_body,
+    variants_round_trip,
+    distinct_keys,
+    hit_survives_overwrite,
+    max_body_size_enforced,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_all() {
+    behaviour::run_all(store).await;
+}
+
+async fn put(store: &MokaStore, key: &str, chunks: &[Bytes], ttl: Option<Duration>) {
+    let mut w = store.begin(key).unwrap();
+    for c in chunks {
+        w.append(c.clone()).unwrap();
+    }
+    w.commit(sample_meta(key), ttl).await.unwrap();
+}
+
+#[tokio::test]
+async fn entries_expire_after_their_ttl() {
+    let store = store();
+    put(
+        &store,
+        "short",
+        &[Bytes::from_static(b"s")],
+        Some(Duration::from_millis(200)),
+    )
+    .await;
+    put(&store, "forever", &[Bytes::from_static(b"f")], None).await;
+    put(
+        &store,
+        "extended",
+        &[Bytes::from_static(b"e")],
+        Some(Duration::from_millis(200)),
+    )
+    .await;
+    assert!(
+        store
+            .update("extended", sample_meta("extended"), None)
+            .await
+            .unwrap()
+    );
+    assert!(store.get("short").await.unwrap().is_some());
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        store.get("short").await.unwrap().is_none(),
+        "an entry outlived its ttl"
+    );
+    assert!(
+        store.get("forever").await.unwrap().is_some(),
+        "an entry without ttl expired"
+    );
+    assert!(
+        store.get("extended").await.unwrap().is_some(),
+        "update did not replace the ttl"
+    );
+    // (moka purges expired entries on a timer wheel of about a second per slot, so
+    // `entry_count` may still include the expired one: `get` never returns it.)
+
+    // An update can also shorten the ttl.
+    assert!(
+        store
+            .update(
+                "forever",
+                sample_meta("forever"),
+                Some(Duration::from_millis(50))
+            )
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        store.get("forever").await.unwrap().is_none(),
+        "update did not shorten the ttl"
+    );
+}
+
+#[tokio::test]
+async fn a_zero_ttl_stores_nothing() {
+    let store = store();
+    put(&store, "k", &[Bytes::from_static(b"old")], None).await;
+    put(
+        &store,
+        "k",
+        &[Bytes::from_static(b"new")],
+        Some(Duration::ZERO),
+    )
+    .await;
+    assert!(store.get("k").await.unwrap().is_none());
+
+    put(&store, "k", &[Bytes::from_static(b"old")], None).await;
+    assert!(
+        store
+            .update("k", sample_meta("k"), Some(Duration::ZERO))
+            .await
+            .unwrap()
+    );
+    assert!(store.get("k").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn capacity_is_honoured_in_bytes() {
+    const CAPACITY: u64 = 1 << 20;
+    let store = MokaStore::new(CAPACITY);
+    let body = Bytes::from(vec![0u8; 16 * 1024]);
+    // 16 MiB of bodies into a 1 MiB store.
+    for i in 0..1024 {
+        put(
+            &store,
+            &format!("https://example.com/{i}"),
+            std::slice::from_ref(&body),
+            None,
+        )
+        .await;
+    }
+    store.run_pending_tasks().await;
+    let size = store.weighted_size();
+    assert!(
+        size <= CAPACITY,
+        "weighted size {size} above the capacity {CAPACITY}"
+    );
+    // Each entry weighs at least its body, so at most 64 can be left.
+    let count = store.entry_count();
+    assert!(count > 0 && count <= 64, "{count} entries left");
+    assert!(
+        size >= count * 16 * 1024,
+        "weighted size {size} below the bodies of {count} entries"
+    );
+}
+
+#[tokio::test]
+async fn a_scan_does_not_flush_the_hot_set() {
+    const CAPACITY: u64 = 1 << 20;
+    let store = MokaStore::new(CAPACITY);
+    let body = Bytes::from(vec![0u8; 8 * 1024]);
+    for i in 0..32 {
+        put(
+            &store,
+            &format!("hot/{i}"),
+            std::slice::from_ref(&body),
+            None,
+        )
+        .await;
+    }
+    for _ in 0..20 {
+        for i in 0..32 {
+            assert!(store.get(&format!("hot/{i}")).await.unwrap().is_some());
+        }
+    }
+    store.run_pending_tasks().await;
+    for i in 0..2000 {
+        put(
+            &store,
+            &format!("scan/{i}"),
+            std::slice::from_ref(&body),
+            None,
+        )
+        .await;
+    }
+    store.run_pending_tasks().await;
+    let mut kept = 0;
+    for i in 0..32 {
+        kept += usize::from(store.get(&format!("hot/{i}")).await.unwrap().is_some());
+    }
+    assert!(
+        kept >= 28,
+        "a scan of one-off keys evicted {} of 32 hot entries",
+        32 - kept
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_share_is_too_large() {
+    let store = MokaStore::new(1 << 20);
+    assert_eq!(
+        store.max_body_size(),
+        Some(128 * 1024),
+        "default share is 1/8"
+    );
+
+    let mut w = store.begin("big").unwrap();
+    w.append(Bytes::from(vec![1; 100 * 1024])).unwrap();
+    w.append(Bytes::from(vec![2; 28 * 1024])).unwrap(); // exactly the limit
+    let e = w.append(Bytes::from_static(b"x")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge);
+    // Stays refused, also at commit.
+    assert_eq!(
+        w.append(Bytes::new()).unwrap_err().kind(),
+        ErrorKind::TooLarge
+    );
+    let e = w.commit(sample_meta("big"), None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge);
+    assert!(store.get("big").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn body_limit_settings() {
+    let s = MokaStore::builder()
+        .max_capacity_bytes(1000)
+        .max_object_share(0.5)
+        .build();
+    assert_eq!(s.max_body_size(), Some(500));
+    let s = MokaStore::builder()
+        .max_capacity_bytes(1000)
+        .max_body_size(10)
+        .build();
+    assert_eq!(s.max_body_size(), Some(10));
+    // Capped at the capacity.
+    let s = MokaStore::builder()
+        .max_capacity_bytes(1000)
+        .max_body_size(5000)
+        .build();
+    assert_eq!(s.max_body_size(), Some(1000));
+    // The last setting wins.
+    let s = MokaStore::builder()
+        .max_body_size(10)
+        .max_object_share(1.0)
+        .max_capacity_bytes(64)
+        .build();
+    assert_eq!(s.max_body_size(), Some(64));
+    let s = MokaStore::builder().build();
+    assert_eq!(
+        s.max_capacity_bytes(),
+        cachio_moka::DEFAULT_MAX_CAPACITY_BYTES
+    );
+    assert_eq!(
+        s.max_body_size(),
+        Some(cachio_moka::DEFAULT_MAX_CAPACITY_BYTES / 8)
+    );
+}
+
+#[test]
+#[should_panic(expected = "max_object_share")]
+fn a_share_above_one_panics() {
+    let _ = MokaStore::builder().max_object_share(1.5);
+}
+
+#[test]
+#[should_panic(expected = "max_object_share")]
+fn a_nan_share_panics() {
+    let _ = MokaStore::builder().max_object_share(f64::NAN);
+}
+
+#[tokio::test]
+async fn hits_share_the_committed_bytes() {
+    let store = store();
+    let chunks = [
+        Bytes::from(vec![1u8; 64 * 1024]),
+        Bytes::from(vec![2u8; 8 * 1024]),
+        Bytes::from(vec![3u8; 5000]),
+    ];
+    put(&store, "zc", &chunks, None).await;
+    for _ in 0..2 {
+        let mut body = store.get("zc").await.unwrap().unwrap().body;
+        assert_eq!(body.size_hint().exact(), Some(64 * 1024 + 8 * 1024 + 5000));
+        for (i, c) in chunks.iter().enumerate() {
+            assert!(!body.is_end_stream());
+            let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert_eq!(
+                (data.as_ptr(), data.len()),
+                (c.as_ptr(), c.len()),
+                "chunk {i} was copied"
+            );
+        }
+        assert!(body.is_end_stream(), "no end after the last chunk");
+        assert_eq!(body.size_hint().exact(), Some(0));
+        assert!(body.frame().await.is_none());
+    }
+
+    // One chunk is never copied, however small.
+    let one = Bytes::from(b"tiny".to_vec());
+    put(&store, "one", std::slice::from_ref(&one), None).await;
+    let mut body = store.get("one").await.unwrap().unwrap().body;
+    let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(data.as_ptr(), one.as_ptr());
+}
+
+#[tokio::test]
+async fn tiny_chunks_are_served_in_few_frames() {
+    let store = store();
+    let chunks: Vec<Bytes> = (0..1000u32)
+        .map(|i| Bytes::from(i.to_be_bytes().to_vec()))
+        .collect();
+    put(&store, "tiny", &chunks, None).await;
+    let mut body = store.get("tiny").await.unwrap().unwrap().body;
+    let mut frames = 0;
+    let mut got = Vec::new();
+    while let Some(frame) = body.frame().await {
+        frames += 1;
+        got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(frames, 1);
+    assert_eq!(got, chunks.concat());
+}
+
+#[tokio::test]
+async fn empty_body_is_at_its_end_at_once() {
+    let store = store();
+    put(&store, "e", &[], None).await;
+    let body = store.get("e").await.unwrap().unwrap().body;
+    assert!(body.is_end_stream());
+    assert_eq!(body.size_hint().exact(), Some(0));
+    assert!(body.collect().await.unwrap().to_bytes().is_empty());
+}
+
+#[tokio::test]
+async fn update_keeps_the_same_body_bytes() {
+    let store = store();
+    let chunk = Bytes::from(vec![9u8; 10_000]);
+    put(&store, "u", std::slice::from_ref(&chunk), None).await;
+    let meta = sample_meta("updated");
+    assert!(store.update("u", meta.clone(), None).await.unwrap());
+    let hit = store.get("u").await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&hit.meta, &meta));
+    let data = hit.body.collect().await.unwrap().to_bytes();
+    assert_eq!(data.as_ptr(), chunk.as_ptr());
+}
+
+#[test]
+fn clones_share_entries_and_types_are_send_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<MokaStore>();
+    assert_send_sync::<cachio_moka::MokaBody>();
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<cachio_moka::MokaWriter>();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = store();
+        let b = a.clone();
+        put(&a, "k", &[Bytes::from_static(b"v")], None).await;
+        assert!(b.get("k").await.unwrap().is_some());
+    });
+}

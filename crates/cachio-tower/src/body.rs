@@ -1,0 +1,228 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cachio_core::Meta;
+use cachio_core::store::{Store, StoreWriter};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::task::JoinHandle;
+
+/// The error type of [`ResponseBody`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+pin_project! {
+    /// The body of a response that passed the cache: streamed from the store on a hit, from the
+    /// origin on a miss (and then written to the store as it passes), or empty.
+    pub struct ResponseBody<B, St: Store> {
+        #[pin]
+        kind: Kind<B, St>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B, St: Store> {
+        Cached { body: St::Body },
+        Tee {
+            #[pin]
+            inner: B,
+            capture: Option<Capture<St>>,
+            committing: Option<JoinHandle<()>>,
+        },
+        Passthrough { #[pin] inner: B },
+        Empty,
+    }
+}
+
+/// What a tee needs to write the body it sees and commit it at the end.
+pub(crate) struct Capture<St: Store> {
+    pub(crate) writer: St::Writer,
+    pub(crate) written: u64,
+    pub(crate) limit: u64,
+    /// `Content-Length`, when the response declared one: the body must match it to be stored.
+    pub(crate) expected: Option<u64>,
+    pub(crate) commit: Box<dyn FnOnce(St::Writer, u64) -> CommitFuture + Send>,
+}
+
+pub(crate) type CommitFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl<B, St: Store> ResponseBody<B, St> {
+    pub(crate) fn cached(body: St::Body) -> Self {
+        Self {
+            kind: Kind::Cached { body },
+        }
+    }
+
+    pub(crate) fn passthrough(inner: B) -> Self {
+        Self {
+            kind: Kind::Passthrough { inner },
+        }
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+
+    pub(crate) fn tee(inner: B, capture: Capture<St>) -> Self
+    where
+        B: Body,
+    {
+        let mut this = Self {
+            kind: Kind::Tee {
+                inner,
+                capture: Some(capture),
+                committing: None,
+            },
+        };
+        // A body that is already complete (no frames at all) is committed at once.
+        if let Kind::Tee {
+            inner,
+            capture,
+            committing,
+        } = &mut this.kind
+        {
+            if inner.is_end_stream() {
+                *committing = start_commit(capture.take());
+            }
+        }
+        this
+    }
+}
+
+/// Checks a completed capture and commits it on its own task, so the commit finishes even if the
+/// caller never polls again.
+fn start_commit<St: Store>(capture: Option<Capture<St>>) -> Option<JoinHandle<()>> {
+    let c = capture?;
+    if c.expected.is_some_and(|n| n != c.written) {
+        tracing::debug!(expected = ?c.expected, written = c.written, "body length differs from Content-Length; not stored");
+        return None;
+    }
+    let fut = (c.commit)(c.writer, c.written);
+    Some(tokio::spawn(fut))
+}
+
+impl<B, St> Body for ResponseBody<B, St>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    St: Store,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Cached { body } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            KindProj::Passthrough { inner } => inner.poll_frame(cx).map_err(Into::into),
+            KindProj::Empty => Poll::Ready(None),
+            KindProj::Tee {
+                mut inner,
+                capture,
+                committing,
+            } => {
+                if let Some(handle) = committing {
+                    // The body is complete: wait for the commit, so a caller that reads to the end
+                    // finds the entry in the cache.
+                    let _ = ready!(Pin::new(handle).poll(cx));
+                    *committing = None;
+                    return Poll::Ready(None);
+                }
+                match ready!(inner.as_mut().poll_frame(cx)) {
+                    None => {
+                        if let Some(handle) = start_commit(capture.take()) {
+                            *committing = Some(handle);
+                            if let Some(handle) = committing {
+                                let _ = ready!(Pin::new(handle).poll(cx));
+                            }
+                            *committing = None;
+                        }
+                        Poll::Ready(None)
+                    }
+                    Some(Err(e)) => {
+                        // An origin that fails mid-body leaves no entry.
+                        if capture.take().is_some() {
+                            tracing::debug!("origin body failed; entry abandoned");
+                        }
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            if let Some(c) = capture.as_mut() {
+                                c.written += data.len() as u64;
+                                if c.written > c.limit {
+                                    tracing::debug!(
+                                        limit = c.limit,
+                                        "body exceeds the object size limit; not stored"
+                                    );
+                                    *capture = None;
+                                } else if let Err(e) = c.writer.append(data.clone()) {
+                                    tracing::debug!(error = %e, "store refused a chunk; not stored");
+                                    *capture = None;
+                                }
+                            }
+                        }
+                        if inner.is_end_stream() {
+                            *committing = start_commit(capture.take());
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Cached { body } => body.is_end_stream(),
+            Kind::Passthrough { inner } => inner.is_end_stream(),
+            Kind::Empty => true,
+            Kind::Tee {
+                inner, committing, ..
+            } => committing.is_none() && inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Cached { body } => body.size_hint(),
+            Kind::Passthrough { inner } | Kind::Tee { inner, .. } => inner.size_hint(),
+            Kind::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl<B, St: Store> fmt::Debug for ResponseBody<B, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Cached { .. } => "Cached",
+            Kind::Tee { .. } => "Tee",
+            Kind::Passthrough { .. } => "Passthrough",
+            Kind::Empty => "Empty",
+        };
+        f.debug_struct("ResponseBody").field("kind", &kind).finish()
+    }
+}
+
+/// Commits a writer with its metadata; used by [`Capture::commit`] closures.
+pub(crate) async fn commit_entry<W: StoreWriter>(
+    writer: W,
+    meta: Arc<Meta>,
+    ttl: Option<Duration>,
+    key: &str,
+) -> bool {
+    match writer.commit(meta, ttl).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(key, error = %e, "cache store commit failed");
+            false
+        }
+    }
+}

@@ -1,0 +1,910 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use cachio_core::cache_control::CacheControl;
+use cachio_core::key::{primary_key, variant_hash, variant_key};
+use cachio_core::meta::{Meta, ResponseMeta, VaryIndex};
+use cachio_core::policy::status::{CacheStatus, Fwd};
+use cachio_core::policy::{self, Evaluation, Verdict, vary};
+use cachio_core::store::{Hit, Store};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, request};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::body::{BoxError, Capture, CommitFuture, ResponseBody, commit_entry};
+use crate::future::ResponseFuture;
+use crate::layer::{CacheLayer, Config};
+use crate::mode::CacheMode;
+
+/// The `Cache-Status` field name (RFC 9211).
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// A service that answers requests from a cache when it may, and otherwise calls the inner service
+/// and stores what it may. Made by [`CacheLayer`].
+///
+/// # Example
+///
+/// ```
+/// use cachio_moka::MokaStore;
+/// use cachio_tower::{Cache, CacheLayer};
+/// use tower::Layer;
+///
+/// let origin = tower::service_fn(|_req: http::Request<http_body_util::Empty<bytes::Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+/// });
+/// let cache: Cache<_, MokaStore> = CacheLayer::private(MokaStore::new(1 << 20)).layer(origin);
+/// ```
+#[derive(Clone)]
+pub struct Cache<S, St> {
+    pub(crate) inner: S,
+    pub(crate) store: St,
+    pub(crate) config: Arc<Config>,
+}
+
+impl<S, St> Cache<S, St> {
+    /// A layer for this service.
+    pub fn layer(store: St) -> CacheLayer<St> {
+        CacheLayer::private(store)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The store.
+    pub fn store(&self) -> &St {
+        &self.store
+    }
+
+    /// The inner service, consuming the cache.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug, St> fmt::Debug for Cache<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("inner", &self.inner)
+            .field("mode", &self.config.policy.mode())
+            .field("cache_name", &self.config.cache_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, St, ReqB, ResB> Service<Request<ReqB>> for Cache<S, St>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    St: Store,
+{
+    type Response = Response<ResponseBody<ResB, St>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let cx = Ctx {
+            store: self.store.clone(),
+            config: self.config.clone(),
+        };
+        ResponseFuture {
+            inner: Box::pin(handle(cx, inner, req)),
+        }
+    }
+}
+
+struct Ctx<St> {
+    store: St,
+    config: Arc<Config>,
+}
+
+impl<St: Store> Ctx<St> {
+    fn key(&self, parts: &request::Parts) -> String {
+        match &self.config.key_fn {
+            Some(f) => f(parts),
+            None => primary_key(parts),
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        self.config.clock.now()
+    }
+
+    fn status(&self, fwd: Fwd) -> CacheStatus {
+        CacheStatus::forward(self.config.cache_name.as_str(), fwd)
+    }
+}
+
+/// The outcome of looking a request up.
+enum Lookup<B> {
+    Found {
+        meta: Arc<Meta>,
+        body: B,
+        /// The key the response is stored under (the variant key for a varying resource).
+        store_key: String,
+        index: Option<VaryIndex>,
+    },
+    UriMiss,
+    VaryMiss {
+        index: VaryIndex,
+    },
+}
+
+async fn lookup<St: Store>(store: &St, key: &str, headers: &http::HeaderMap) -> Lookup<St::Body> {
+    let hit = match store.get(key).await {
+        Ok(Some(hit)) => hit,
+        Ok(None) => return Lookup::UriMiss,
+        Err(e) => {
+            tracing::warn!(key, error = %e, "cache store read failed; treated as a miss");
+            return Lookup::UriMiss;
+        }
+    };
+    match &*hit.meta {
+        Meta::Response(_) => Lookup::Found {
+            meta: hit.meta,
+            body: hit.body,
+            store_key: key.to_owned(),
+            index: None,
+        },
+        Meta::Variants(index) => {
+            let index = index.clone();
+            drop(hit);
+            let values = vary::request_values(headers, &index.names);
+            let vkey = variant_key(key, index.epoch, &values);
+            match store.get(&vkey).await {
+                Ok(Some(Hit { meta, body })) => match &*meta {
+                    Meta::Response(r) if r.vary_values() == values.as_slice() => Lookup::Found {
+                        meta,
+                        body,
+                        store_key: vkey,
+                        index: Some(index),
+                    },
+                    _ => Lookup::VaryMiss { index },
+                },
+                Ok(None) => Lookup::VaryMiss { index },
+                Err(e) => {
+                    tracing::warn!(key = vkey, error = %e, "cache store read failed; treated as a miss");
+                    Lookup::VaryMiss { index }
+                }
+            }
+        }
+    }
+}
+
+type Res<ResB, St> = Response<ResponseBody<ResB, St>>;
+
+async fn handle<S, St, ReqB, ResB>(
+    cx: Ctx<St>,
+    inner: S,
+    req: Request<ReqB>,
+) -> Result<Res<ResB, St>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    St: Store,
+{
+    let mode = req
+        .extensions()
+        .get::<CacheMode>()
+        .copied()
+        .unwrap_or_default();
+    if mode == CacheMode::NoStore {
+        return forward(inner, req, cx.status(Fwd::Bypass)).await;
+    }
+    match *req.method() {
+        Method::GET | Method::HEAD => {}
+        ref m if policy::is_safe(m) => return forward(inner, req, cx.status(Fwd::Method)).await,
+        _ => return forward_unsafe(&cx, inner, req).await,
+    }
+
+    let (parts, body) = req.into_parts();
+    let key = cx.key(&parts);
+    let req_cc = policy::request_directives(&parts.headers);
+    let only_if_cached = mode == CacheMode::OnlyIfCached || req_cc.only_if_cached;
+
+    if mode == CacheMode::Reload {
+        if only_if_cached {
+            return Ok(gateway_timeout(&cx));
+        }
+        return fetch_and_store(&cx, inner, parts, body, &key, Fwd::Request, None, None).await;
+    }
+
+    match lookup(&cx.store, &key, &parts.headers).await {
+        Lookup::Found {
+            meta,
+            body: stored_body,
+            store_key,
+            index,
+        } => {
+            let Meta::Response(stored) = &*meta else {
+                unreachable!("lookup only finds responses")
+            };
+            let now = cx.now();
+            let eval = cx.config.policy.evaluate(&req_cc, stored, now);
+            let serve = match mode {
+                CacheMode::ForceCache | CacheMode::OnlyIfCached => true,
+                CacheMode::NoCache => false,
+                _ => matches!(
+                    eval.verdict,
+                    Verdict::Fresh | Verdict::StaleAllowed | Verdict::StaleWhileRevalidate
+                ),
+            };
+            if serve {
+                if eval.verdict == Verdict::StaleWhileRevalidate && mode == CacheMode::Default {
+                    spawn_revalidation(&cx, inner, &parts, &key, &store_key, meta.clone(), index);
+                }
+                let status = CacheStatus::hit(cx.config.cache_name.as_str(), eval.ttl_secs());
+                return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
+            }
+            if only_if_cached {
+                return Ok(gateway_timeout(&cx));
+            }
+            let found = Found {
+                meta: meta.clone(),
+                body: stored_body,
+                store_key,
+                index,
+                eval,
+            };
+            revalidate(&cx, inner, parts, body, &key, found, &req_cc).await
+        }
+        Lookup::UriMiss => {
+            if only_if_cached {
+                return Ok(gateway_timeout(&cx));
+            }
+            let fwd = if req_cc.no_cache {
+                Fwd::Request
+            } else {
+                Fwd::UriMiss
+            };
+            fetch_and_store(&cx, inner, parts, body, &key, fwd, None, None).await
+        }
+        Lookup::VaryMiss { index } => {
+            if only_if_cached {
+                return Ok(gateway_timeout(&cx));
+            }
+            fetch_and_store(
+                &cx,
+                inner,
+                parts,
+                body,
+                &key,
+                Fwd::VaryMiss,
+                Some(index),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// A stored response that needs validation before use.
+struct Found<B> {
+    meta: Arc<Meta>,
+    body: B,
+    store_key: String,
+    index: Option<VaryIndex>,
+    eval: Evaluation,
+}
+
+/// Passes a request on untouched and marks the response.
+async fn forward<S, St, ReqB, ResB>(
+    mut inner: S,
+    req: Request<ReqB>,
+    status: CacheStatus,
+) -> Result<Res<ResB, St>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+    St: Store,
+{
+    let res = inner.call(req).await?;
+    let status = status.fwd_status(res.status().as_u16());
+    let (mut head, body) = res.into_parts();
+    head.headers.append(CACHE_STATUS, status.to_header_value());
+    Ok(Response::from_parts(head, ResponseBody::passthrough(body)))
+}
+
+/// Passes an unsafe request on and invalidates what its response invalidates (RFC 9111 §4.4).
+async fn forward_unsafe<S, St, ReqB, ResB>(
+    cx: &Ctx<St>,
+    mut inner: S,
+    req: Request<ReqB>,
+) -> Result<Res<ResB, St>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+    St: Store,
+{
+    let method = req.method().clone();
+    let target = absolute_uri(req.uri(), req.headers());
+    let res = inner.call(req).await?;
+    if policy::invalidates(&method, res.status()) {
+        if let Some(target) = target {
+            for uri in policy::invalidation_uris(&target, res.headers()) {
+                let (parts, ()) = Request::get(uri)
+                    .body(())
+                    .map(Request::into_parts)
+                    .unwrap_or_else(|_| Request::new(()).into_parts());
+                let key = cx.key(&parts);
+                if let Err(e) = cx.store.delete(&key).await {
+                    tracing::warn!(key, error = %e, "cache invalidation failed");
+                }
+            }
+        }
+    }
+    let status = cx.status(Fwd::Method).fwd_status(res.status().as_u16());
+    let (mut head, body) = res.into_parts();
+    head.headers.append(CACHE_STATUS, status.to_header_value());
+    Ok(Response::from_parts(head, ResponseBody::passthrough(body)))
+}
+
+/// The target URI in absolute form: the request's own, or built from `Host`.
+fn absolute_uri(uri: &http::Uri, headers: &http::HeaderMap) -> Option<http::Uri> {
+    if uri.scheme().is_some() && uri.authority().is_some() {
+        return Some(uri.clone());
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("http://{host}{path}").parse().ok()
+}
+
+/// Builds a response from a stored one (RFC 9111 §4): the stored header fields, a current `Age`
+/// (§5.1), and `Cache-Status`; a `304` when the client's own condition holds (§4.3.2); no body
+/// for `HEAD`.
+fn serve_stored<ResB, St: Store>(
+    parts: &request::Parts,
+    stored: &ResponseMeta,
+    age: Duration,
+    body: St::Body,
+    status: CacheStatus,
+) -> Res<ResB, St> {
+    let conditional = parts.headers.contains_key(header::IF_NONE_MATCH)
+        || parts.headers.contains_key(header::IF_MODIFIED_SINCE);
+    let (code, mut headers, body) = if conditional
+        && stored.status() == StatusCode::OK
+        && policy::client_not_modified(&parts.headers, stored)
+    {
+        (
+            StatusCode::NOT_MODIFIED,
+            policy::not_modified_headers(stored.headers()),
+            ResponseBody::empty(),
+        )
+    } else if parts.method == Method::HEAD {
+        (
+            stored.status(),
+            stored.headers().clone(),
+            ResponseBody::empty(),
+        )
+    } else {
+        (
+            stored.status(),
+            stored.headers().clone(),
+            ResponseBody::cached(body),
+        )
+    };
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    headers.append(CACHE_STATUS, status.to_header_value());
+    let mut res = Response::new(body);
+    *res.status_mut() = code;
+    *res.version_mut() = stored.version();
+    *res.headers_mut() = headers;
+    res
+}
+
+/// `504 Gateway Timeout` for `only-if-cached` with nothing usable stored (RFC 9111 §5.2.1.7).
+fn gateway_timeout<ResB, St: Store>(cx: &Ctx<St>) -> Res<ResB, St> {
+    let status =
+        CacheStatus::forward(cx.config.cache_name.as_str(), Fwd::UriMiss).detail("only-if-cached");
+    let mut res = Response::new(ResponseBody::empty());
+    *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    res.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    // The request was not forwarded: say so with a detail rather than a fwd-status.
+    res.headers_mut().append(CACHE_STATUS, strip_fwd(status));
+    res
+}
+
+fn strip_fwd(status: CacheStatus) -> HeaderValue {
+    let v = status.to_header_value();
+    let s = v.to_str().unwrap_or_default().replace("; fwd=uri-miss", "");
+    HeaderValue::from_str(&s).unwrap_or(v)
+}
+
+/// Validates a stored response with the origin (RFC 9111 §4.3) and answers from the result.
+async fn revalidate<S, St, ReqB, ResB>(
+    cx: &Ctx<St>,
+    mut inner: S,
+    parts: request::Parts,
+    body: ReqB,
+    key: &str,
+    found: Found<St::Body>,
+    req_cc: &CacheControl,
+) -> Result<Res<ResB, St>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    St: Store,
+{
+    let Found {
+        meta,
+        body: stored_body,
+        store_key,
+        index,
+        eval: found_eval,
+    } = found;
+    let stored = meta.as_response().expect("found entries are responses");
+    let conditionals = policy::conditional_headers(stored.headers());
+    let fwd = if found_eval.verdict == Verdict::Revalidate && found_eval.lifetime > found_eval.age {
+        Fwd::Request
+    } else {
+        Fwd::Stale
+    };
+    let mut fwd_parts = parts.clone();
+    if parts.method == Method::HEAD {
+        // Validate the stored GET response with a GET (a HEAD response cannot refresh its body).
+        fwd_parts.method = Method::GET;
+    }
+    if !conditionals.is_empty() {
+        for name in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+        ] {
+            fwd_parts.headers.remove(name);
+        }
+        for (name, value) in conditionals {
+            fwd_parts.headers.insert(name, value);
+        }
+    }
+    let request_time = cx.now();
+    let result = inner.call(Request::from_parts(fwd_parts, body)).await;
+    let response_time = cx.now();
+    let res = match result {
+        Ok(res) => res,
+        Err(e) => {
+            if cx
+                .config
+                .policy
+                .stale_if_error(req_cc, stored, response_time)
+            {
+                let eval = cx.config.policy.evaluate(req_cc, stored, response_time);
+                let status = cx
+                    .status(Fwd::Stale)
+                    .ttl(eval.ttl_secs())
+                    .detail("stale-if-error");
+                return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
+            }
+            return Err(e);
+        }
+    };
+    let code = res.status();
+    if code == StatusCode::NOT_MODIFIED {
+        if let Some(merged) =
+            cx.config
+                .policy
+                .merge_not_modified(stored, res.headers(), request_time, response_time)
+        {
+            let merged = Arc::new(Meta::Response(merged));
+            let Meta::Response(m) = &*merged else {
+                unreachable!()
+            };
+            let ttl = retention(cx, m, response_time);
+            if let Err(e) = cx.store.update(&store_key, merged.clone(), ttl).await {
+                tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
+            }
+            let eval = cx
+                .config
+                .policy
+                .evaluate(&CacheControl::default(), m, response_time);
+            let status = cx.status(fwd).fwd_status(304).ttl(eval.ttl_secs());
+            return Ok(serve_stored(&parts, m, eval.age, stored_body, status));
+        }
+        // The 304 is not for the stored response (§4.3.4): fetch it whole, without our conditions.
+        drop(res);
+        let mut retry = parts.clone();
+        if parts.method == Method::HEAD {
+            retry.method = Method::GET;
+        }
+        let mut svc = inner.clone();
+        let res = ready_call(&mut svc, Request::from_parts(retry, ReqB::default())).await?;
+        return store_response(cx, parts, res, key, fwd, index, request_time, cx.now()).await;
+    }
+    if code.is_server_error()
+        && cx
+            .config
+            .policy
+            .stale_if_error(req_cc, stored, response_time)
+    {
+        drop(res);
+        let eval = cx.config.policy.evaluate(req_cc, stored, response_time);
+        let status = cx
+            .status(Fwd::Stale)
+            .fwd_status(code.as_u16())
+            .ttl(eval.ttl_secs())
+            .detail("stale-if-error");
+        return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
+    }
+    store_response(cx, parts, res, key, fwd, index, request_time, response_time).await
+}
+
+async fn ready_call<S, R>(svc: &mut S, req: R) -> Result<S::Response, S::Error>
+where
+    S: Service<R>,
+{
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+    svc.call(req).await
+}
+
+/// Forwards a request and stores its response if it may (RFC 9111 §3).
+#[allow(clippy::too_many_arguments)]
+async fn fetch_and_store<S, St, ReqB, ResB>(
+    cx: &Ctx<St>,
+    mut inner: S,
+    parts: request::Parts,
+    body: ReqB,
+    key: &str,
+    fwd: Fwd,
+    index: Option<VaryIndex>,
+    _unused: Option<()>,
+) -> Result<Res<ResB, St>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    St: Store,
+{
+    let request_time = cx.now();
+    let res = inner.call(Request::from_parts(parts.clone(), body)).await?;
+    let response_time = cx.now();
+    store_response(cx, parts, res, key, fwd, index, request_time, response_time).await
+}
+
+/// How long the store should keep a response (`None`: no limit of ours).
+fn retention<St: Store>(cx: &Ctx<St>, meta: &ResponseMeta, now: SystemTime) -> Option<Duration> {
+    Some(cx.config.policy.retention(meta, now))
+}
+
+/// Stores a response from the origin if it may, streaming its body to the caller through a tee.
+#[allow(clippy::too_many_arguments)]
+async fn store_response<St, ResB, E>(
+    cx: &Ctx<St>,
+    parts: request::Parts,
+    res: Response<ResB>,
+    key: &str,
+    fwd: Fwd,
+    index: Option<VaryIndex>,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Result<Res<ResB, St>, E>
+where
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    St: Store,
+{
+    let (mut head, body) = res.into_parts();
+    let mut status = cx.status(fwd).fwd_status(head.status.as_u16());
+    let policy = &cx.config.policy;
+    let mode = parts
+        .extensions
+        .get::<CacheMode>()
+        .copied()
+        .unwrap_or_default();
+
+    // A HEAD response has no body to store; only GET responses are stored.
+    let storable = parts.method == Method::GET
+        && mode != CacheMode::NoStore
+        && policy
+            .storable(&parts.method, &parts.headers, head.status, &head.headers)
+            .is_ok();
+    let declared_len = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = cx
+        .config
+        .max_object_size
+        .min(cx.store.max_body_size().unwrap_or(u64::MAX));
+    let fits = declared_len.is_none_or(|n| n <= limit) && body.size_hint().lower() <= limit;
+
+    let mut capture = None;
+    if storable && fits {
+        let mut meta = policy.to_meta(
+            &parts.headers,
+            head.status,
+            head.version,
+            &head.headers,
+            request_time,
+            response_time,
+        );
+        if let Some(f) = &cx.config.ttl_fn {
+            meta = meta.with_ttl_override(f(&parts, &head));
+        }
+        let ttl = cx.config.policy.retention(&meta, response_time);
+        if !ttl.is_zero() {
+            capture = begin_capture(cx, key, meta, ttl, index, limit, declared_len).await;
+        }
+    } else if head.status.is_success() || head.status.is_redirection() {
+        // A response we may not store replaces nothing we stored, but an entry it contradicts
+        // (no-store now) should not be served again.
+        if storable || parts.method != Method::GET {
+            // nothing
+        } else if mode != CacheMode::NoStore && policy::request_directives(&parts.headers).no_store
+        {
+            // request no-store: leave stored responses alone
+        }
+    }
+    status = status.stored(capture.is_some());
+    head.headers.append(CACHE_STATUS, status.to_header_value());
+    let body = match capture {
+        Some(c) => ResponseBody::tee(body, c),
+        None => ResponseBody::passthrough(body),
+    };
+    Ok(Response::from_parts(head, body))
+}
+
+/// Opens a writer for a response and prepares what its commit does: write the entry and, for a
+/// resource that varies, record the variant in the resource's index (RFC 9111 §4.1).
+async fn begin_capture<St: Store>(
+    cx: &Ctx<St>,
+    key: &str,
+    meta: ResponseMeta,
+    ttl: Duration,
+    index: Option<VaryIndex>,
+    limit: u64,
+    expected: Option<u64>,
+) -> Option<Capture<St>> {
+    let names = meta.parsed().vary.clone().unwrap_or_default();
+    let store = cx.store.clone();
+    let primary = key.to_owned();
+    let max_variants = cx.config.policy.variant_limit();
+    let (store_key, index) = if names.is_empty() {
+        (primary.clone(), None)
+    } else {
+        // Find the current index when the lookup did not give one (a reload, say).
+        let index = match index {
+            Some(i) => Some(i),
+            None => match store.get(&primary).await {
+                Ok(Some(hit)) => match &*hit.meta {
+                    Meta::Variants(i) => Some(i.clone()),
+                    Meta::Response(_) => None,
+                },
+                _ => None,
+            },
+        };
+        let index = match index {
+            Some(i) if i.names == names => i,
+            _ => VaryIndex::new(names, new_epoch()),
+        };
+        let hash = variant_hash(meta.vary_values());
+        (
+            variant_key(&primary, index.epoch, meta.vary_values()),
+            Some((index, hash)),
+        )
+    };
+    let writer = match store.begin(&store_key) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(key = store_key, error = %e, "cache store refused a write");
+            return None;
+        }
+    };
+    let meta = Arc::new(Meta::Response(meta));
+    let commit = Box::new(move |writer: St::Writer, _len: u64| -> CommitFuture {
+        Box::pin(async move {
+            if !commit_entry(writer, meta, Some(ttl), &store_key).await {
+                return;
+            }
+            if let Some((mut index, hash)) = index {
+                index.variants.retain(|h| *h != hash);
+                index.variants.push(hash);
+                while index.variants.len() > max_variants {
+                    let old = index.variants.remove(0);
+                    let old_key = variant_key_from_hash(&primary, index.epoch, old);
+                    let _ = store.delete(&old_key).await;
+                }
+                let index_ttl = ttl.saturating_add(Duration::from_secs(24 * 3600));
+                match store.begin(&primary) {
+                    Ok(w) => {
+                        commit_entry(
+                            w,
+                            Arc::new(Meta::Variants(index)),
+                            Some(index_ttl),
+                            &primary,
+                        )
+                        .await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = primary, error = %e, "cache store refused the variant index")
+                    }
+                }
+            }
+        })
+    });
+    Some(Capture {
+        writer,
+        written: 0,
+        limit,
+        expected,
+        commit,
+    })
+}
+
+/// The variant key for a hash already computed (`variant_key` hashes the values itself).
+fn variant_key_from_hash(primary: &str, epoch: u64, hash: u64) -> String {
+    format!("{primary}\u{0}v{epoch:016x}:{hash:016x}")
+}
+
+fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(SystemTime::now())
+}
+
+/// Revalidates a stale response in the background while it is served (RFC 5861 §3); one
+/// revalidation per key at a time.
+fn spawn_revalidation<S, St, ReqB, ResB>(
+    cx: &Ctx<St>,
+    mut inner: S,
+    parts: &request::Parts,
+    key: &str,
+    store_key: &str,
+    meta: Arc<Meta>,
+    index: Option<VaryIndex>,
+) where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    St: Store,
+{
+    {
+        let mut set = cx
+            .config
+            .revalidating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !set.insert(store_key.to_owned()) {
+            return;
+        }
+    }
+    let cx = Ctx {
+        store: cx.store.clone(),
+        config: cx.config.clone(),
+    };
+    let mut fwd_parts = parts.clone();
+    fwd_parts.method = Method::GET;
+    let Some(stored) = meta.as_response() else {
+        return;
+    };
+    for name in [
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+        header::RANGE,
+    ] {
+        fwd_parts.headers.remove(name);
+    }
+    for (name, value) in policy::conditional_headers(stored.headers()) {
+        fwd_parts.headers.insert(name, value);
+    }
+    let key = key.to_owned();
+    let store_key = store_key.to_owned();
+    let store_parts = {
+        let mut p = parts.clone();
+        p.method = Method::GET;
+        p
+    };
+    tokio::spawn(async move {
+        let _guard = RevalidationGuard {
+            config: cx.config.clone(),
+            key: store_key.clone(),
+        };
+        let request_time = cx.now();
+        let res = match inner
+            .call(Request::from_parts(fwd_parts, ReqB::default()))
+            .await
+        {
+            Ok(res) => res,
+            Err(_) => {
+                tracing::debug!(key, "background revalidation failed");
+                return;
+            }
+        };
+        let response_time = cx.now();
+        if res.status() == StatusCode::NOT_MODIFIED {
+            let Some(stored) = meta.as_response() else {
+                return;
+            };
+            if let Some(merged) = cx.config.policy.merge_not_modified(
+                stored,
+                res.headers(),
+                request_time,
+                response_time,
+            ) {
+                let ttl = retention(&cx, &merged, response_time);
+                if let Err(e) = cx
+                    .store
+                    .update(&store_key, Arc::new(Meta::Response(merged)), ttl)
+                    .await
+                {
+                    tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
+                }
+            }
+            return;
+        }
+        if res.status().is_server_error() {
+            return;
+        }
+        // A full response: store it by reading it to the end through a tee nobody else reads.
+        let res: Result<Res<ResB, St>, ()> = store_response(
+            &cx,
+            store_parts,
+            res,
+            &key,
+            Fwd::Stale,
+            index,
+            request_time,
+            response_time,
+        )
+        .await;
+        if let Ok(res) = res {
+            let mut body = std::pin::pin!(res.into_body());
+            while let Some(frame) = std::future::poll_fn(|c| body.as_mut().poll_frame(c)).await {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+struct RevalidationGuard {
+    config: Arc<Config>,
+    key: String,
+}
+
+impl Drop for RevalidationGuard {
+    fn drop(&mut self) {
+        let mut set = self
+            .config
+            .revalidating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.key);
+    }
+}
