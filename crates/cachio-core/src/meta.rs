@@ -89,7 +89,7 @@ pub struct ResponseMeta {
 pub struct Parsed {
     /// `Cache-Control` (RFC 9111 §5.2).
     pub cache_control: CacheControl,
-    /// `CDN-Cache-Control` (RFC 9213), when present.
+    /// `CDN-Cache-Control` (RFC 9213), when present, non-empty and valid (RFC 9213 §2.1).
     pub cdn_cache_control: Option<CacheControl>,
     /// `Date`, when present and valid.
     pub date: Option<SystemTime>,
@@ -214,9 +214,7 @@ impl Parsed {
         let cdn = HeaderName::from_static("cdn-cache-control");
         Parsed {
             cache_control: CacheControl::from_headers(headers, &header::CACHE_CONTROL),
-            cdn_cache_control: headers
-                .contains_key(&cdn)
-                .then(|| CacheControl::from_headers(headers, &cdn)),
+            cdn_cache_control: CacheControl::from_targeted_headers(headers, &cdn),
             date: headers.get(header::DATE).and_then(parse_http_date),
             expires: if headers.contains_key(header::EXPIRES) {
                 // More than one Expires line: §4.2.1 allows treating the response as stale.
@@ -228,7 +226,9 @@ impl Parsed {
             },
             last_modified: headers.get(header::LAST_MODIFIED).and_then(parse_http_date),
             age: headers.get(header::AGE).and_then(|v| {
+                // A list-based value: use its first member (§5.1).
                 let s = v.as_bytes();
+                let s = s[..s.iter().position(|b| *b == b',').unwrap_or(s.len())].trim_ascii();
                 (!s.is_empty() && s.iter().all(u8::is_ascii_digit)).then(|| {
                     s.iter().fold(0u64, |n, d| {
                         n.saturating_mul(10)
@@ -243,9 +243,24 @@ impl Parsed {
 }
 
 /// Parses an HTTP-date (RFC 9110 §5.6.7) in any of its three formats; `None` when invalid.
+///
+/// Names of days and months and `GMT` are matched case-insensitively (RFC 9111 §4.2).
 pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
     let s = value.to_str().ok()?.trim();
-    httpdate::parse_http_date(s).ok()
+    httpdate::parse_http_date(s).ok().or_else(|| {
+        // Retry with the canonical case: `Sun`, `Nov`, `GMT`.
+        let mut canonical = String::with_capacity(s.len());
+        let mut prev_alpha = false;
+        for c in s.chars() {
+            canonical.push(if prev_alpha { c.to_ascii_lowercase() } else { c.to_ascii_uppercase() });
+            prev_alpha = c.is_ascii_alphabetic();
+        }
+        let canonical = match canonical.strip_suffix("Gmt") {
+            Some(rest) => format!("{rest}GMT"),
+            None => canonical,
+        };
+        httpdate::parse_http_date(&canonical).ok()
+    })
 }
 
 /// Formats a time as an IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.

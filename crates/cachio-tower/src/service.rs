@@ -230,7 +230,7 @@ where
         if only_if_cached {
             return Ok(gateway_timeout(&cx));
         }
-        return fetch_and_store(&cx, inner, parts, body, &key, Fwd::Request, None, None).await;
+        return fetch_and_store(&cx, inner, parts, body, &key, Fwd::Request, None).await;
     }
 
     match lookup(&cx.store, &key, &parts.headers).await {
@@ -281,23 +281,13 @@ where
             } else {
                 Fwd::UriMiss
             };
-            fetch_and_store(&cx, inner, parts, body, &key, fwd, None, None).await
+            fetch_and_store(&cx, inner, parts, body, &key, fwd, None).await
         }
         Lookup::VaryMiss { index } => {
             if only_if_cached {
                 return Ok(gateway_timeout(&cx));
             }
-            fetch_and_store(
-                &cx,
-                inner,
-                parts,
-                body,
-                &key,
-                Fwd::VaryMiss,
-                Some(index),
-                None,
-            )
-            .await
+            fetch_and_store(&cx, inner, parts, body, &key, Fwd::VaryMiss, Some(index)).await
         }
     }
 }
@@ -576,7 +566,6 @@ async fn fetch_and_store<S, St, ReqB, ResB>(
     key: &str,
     fwd: Fwd,
     index: Option<VaryIndex>,
-    _unused: Option<()>,
 ) -> Result<Res<ResB, St>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -654,15 +643,6 @@ where
         let ttl = cx.config.policy.retention(&meta, response_time);
         if !ttl.is_zero() {
             capture = begin_capture(cx, key, meta, ttl, index, limit, declared_len).await;
-        }
-    } else if head.status.is_success() || head.status.is_redirection() {
-        // A response we may not store replaces nothing we stored, but an entry it contradicts
-        // (no-store now) should not be served again.
-        if storable || parts.method != Method::GET {
-            // nothing
-        } else if mode != CacheMode::NoStore && policy::request_directives(&parts.headers).no_store
-        {
-            // request no-store: leave stored responses alone
         }
     }
     status = status.stored(capture.is_some());
