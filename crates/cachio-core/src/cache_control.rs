@@ -186,12 +186,16 @@ impl CacheControl {
             }
             b"no-cache" => match value {
                 sf::Value::Boolean(true) => self.no_cache = true,
-                sf::Value::String(list) => push_fields(&mut self.no_cache_fields, list, &mut self.no_cache),
+                sf::Value::String(list) => {
+                    push_fields(&mut self.no_cache_fields, list, &mut self.no_cache)
+                }
                 _ => {}
             },
             b"private" => match value {
                 sf::Value::Boolean(true) => self.private = true,
-                sf::Value::String(list) => push_fields(&mut self.private_fields, list, &mut self.private),
+                sf::Value::String(list) => {
+                    push_fields(&mut self.private_fields, list, &mut self.private)
+                }
                 _ => {}
             },
             b"no-store" => self.no_store |= flag,
@@ -526,7 +530,10 @@ mod sf {
             }
             let start = self.i;
             while let Some(c) = self.peek() {
-                if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'.' | b'*') {
+                if c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'_' | b'-' | b'.' | b'*')
+                {
                     self.i += 1;
                 } else {
                     break;
@@ -674,7 +681,9 @@ mod sf {
                         self.i += 1;
                         return Some(Value::Other);
                     }
-                    c if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=') => self.i += 1,
+                    c if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=') => {
+                        self.i += 1
+                    }
                     _ => return None,
                 }
             }
@@ -698,7 +707,8 @@ mod sf {
 
         #[test]
         fn rfc8941_dictionary_syntax() {
-            let d = parse_dictionary(b"a=1, b, c=?0, d=\"x\\\"y\", e=1.5;p, f=(1 2);q=a, g=:AQ==:").unwrap();
+            let d = parse_dictionary(b"a=1, b, c=?0, d=\"x\\\"y\", e=1.5;p, f=(1 2);q=a, g=:AQ==:")
+                .unwrap();
             assert_eq!(d[0], (b"a".to_vec(), Value::Integer(1)));
             assert_eq!(d[1], (b"b".to_vec(), Value::Boolean(true)));
             assert_eq!(d[2], (b"c".to_vec(), Value::Boolean(false)));
@@ -706,7 +716,10 @@ mod sf {
             assert_eq!(d[4].1, Value::Other);
             assert_eq!(d[5].1, Value::Other);
             assert_eq!(d[6].1, Value::Other);
-            assert_eq!(parse_dictionary(b"a=1, a=2").unwrap(), vec![(b"a".to_vec(), Value::Integer(2))]);
+            assert_eq!(
+                parse_dictionary(b"a=1, a=2").unwrap(),
+                vec![(b"a".to_vec(), Value::Integer(2))]
+            );
             assert_eq!(parse_dictionary(b"a=-7").unwrap()[0].1, Value::Integer(-7));
             for bad in [
                 &b"A=1"[..],
@@ -722,7 +735,11 @@ mod sf {
                 b"a=\"\\n\"",
                 b"a=-",
             ] {
-                assert!(parse_dictionary(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+                assert!(
+                    parse_dictionary(bad).is_none(),
+                    "{:?}",
+                    String::from_utf8_lossy(bad)
+                );
             }
         }
     }

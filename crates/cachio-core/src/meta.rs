@@ -252,7 +252,11 @@ pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
         let mut canonical = String::with_capacity(s.len());
         let mut prev_alpha = false;
         for c in s.chars() {
-            canonical.push(if prev_alpha { c.to_ascii_lowercase() } else { c.to_ascii_uppercase() });
+            canonical.push(if prev_alpha {
+                c.to_ascii_lowercase()
+            } else {
+                c.to_ascii_uppercase()
+            });
             prev_alpha = c.is_ascii_alphabetic();
         }
         let canonical = match canonical.strip_suffix("Gmt") {

@@ -175,9 +175,13 @@ impl Policy {
 
     // ---- directives -------------------------------------------------------------------------
 
-    /// The response directives this cache obeys: the first non-empty targeted field on its list
-    /// (RFC 9213 §2.2), else `Cache-Control`. The flag says whether a targeted field was used, in
-    /// which case `Expires` is ignored as well.
+    /// The response directives this cache obeys: the first targeted field on its list that is
+    /// present, non-empty and valid (RFC 9213 §2.2, parsed as a Structured Fields Dictionary by
+    /// [`CacheControl::parse_targeted`]), else `Cache-Control`. The flag says whether a targeted
+    /// field was used, in which case `Cache-Control` and `Expires` are both ignored.
+    ///
+    /// A targeted field holding only directives this cache does not know (such as
+    /// `CDN-Cache-Control: none`) is still used: it silences `Cache-Control`.
     pub fn response_directives<'a>(
         &self,
         headers: &HeaderMap,
@@ -186,15 +190,10 @@ impl Policy {
         for name in &self.targeted_fields {
             if *name == CDN_CACHE_CONTROL {
                 if let Some(cc) = &parsed.cdn_cache_control {
-                    if !cc.is_empty() {
-                        return (std::borrow::Cow::Borrowed(cc), true);
-                    }
+                    return (std::borrow::Cow::Borrowed(cc), true);
                 }
-            } else if headers.contains_key(name) {
-                let cc = CacheControl::from_headers(headers, name);
-                if !cc.is_empty() {
-                    return (std::borrow::Cow::Owned(cc), true);
-                }
+            } else if let Some(cc) = CacheControl::from_targeted_headers(headers, name) {
+                return (std::borrow::Cow::Owned(cc), true);
             }
         }
         (std::borrow::Cow::Borrowed(&parsed.cache_control), false)
@@ -254,7 +253,7 @@ impl Policy {
             return Err(NotStorable::VaryStar);
         }
         let explicit = cc.public
-            || (!self.is_shared() && cc.private)
+            || (!self.is_shared() && (cc.private || !cc.private_fields.is_empty()))
             || (!targeted && parsed.expires.is_some())
             || cc.max_age.is_some()
             || (self.is_shared() && cc.s_maxage.is_some());
@@ -291,7 +290,12 @@ impl Policy {
             }
             stored.append(name.clone(), compact(value));
         }
-        if !stored.contains_key(header::DATE) {
+        // A response without a valid Date gets the time it was received (RFC 9110 §6.6.1).
+        if stored
+            .get(header::DATE)
+            .and_then(meta::parse_http_date)
+            .is_none()
+        {
             stored.insert(header::DATE, meta::fmt_http_date(response_time));
         }
         let names = parsed.vary.unwrap_or_default();
@@ -327,12 +331,18 @@ impl Policy {
             }
         }
         // Heuristic freshness (§4.2.2) only where explicit freshness is absent and allowed.
-        if self.heuristic_percent > 0 && (heuristically_cacheable(meta.status()) || cc.public) {
+        // A private cache may treat `private` as marking the response explicitly cacheable too
+        // (§5.2.2.7).
+        let marked = cc.public || (!self.is_shared() && (cc.private || !cc.private_fields.is_empty()));
+        if self.heuristic_percent > 0 && (heuristically_cacheable(meta.status()) || marked) {
             if let Some(lm) = parsed.last_modified {
                 let date = parsed.date.unwrap_or(meta.response_time());
                 if let Ok(since) = date.duration_since(lm) {
-                    let h = since.mul_f64(f64::from(self.heuristic_percent) / 100.0);
-                    return h.min(self.heuristic_max);
+                    // Whole seconds in integers: no rounding surprises, no overflow, no panic.
+                    let secs =
+                        u128::from(since.as_secs()) * u128::from(self.heuristic_percent) / 100;
+                    let secs = u64::try_from(secs).unwrap_or(u64::MAX);
+                    return Duration::from_secs(secs).min(self.heuristic_max);
                 }
             }
         }
@@ -356,32 +366,43 @@ impl Policy {
     }
 
     /// Whether, and how, a stored response may answer a request with directives `req` at `now`
-    /// (RFC 9111 §4, §4.2.4, §5.2.1, §5.2.2; RFC 5861 §3).
+    /// (RFC 9111 §4, §4.2.4, §5.2.1, §5.2.2; RFC 5861 §3; RFC 8246).
+    ///
+    /// - Unqualified `no-cache` in the response or the request: always [`Verdict::Revalidate`].
+    /// - The request's `max-age` caps the age, except for a fresh `immutable` response (RFC 8246:
+    ///   a reload does not revalidate it; `no-cache` still does); `min-fresh` asks for that much
+    ///   freshness left.
+    /// - A stale response is served only when nothing forbids it (`must-revalidate`, and in a
+    ///   shared cache `proxy-revalidate` or `s-maxage`), the request asks for no `min-fresh`, and
+    ///   either the request's `max-stale` allows its staleness ([`Verdict::StaleAllowed`]) or the
+    ///   response's `stale-while-revalidate` does ([`Verdict::StaleWhileRevalidate`]); the latter
+    ///   not when the request carries `max-age` without `max-stale`, which says the client does
+    ///   not want a stale response (§5.2.1.1).
     pub fn evaluate(&self, req: &CacheControl, meta: &ResponseMeta, now: SystemTime) -> Evaluation {
         let lifetime = self.freshness_lifetime(meta);
         let age = self.current_age(meta, now);
         let parsed = meta.parsed();
         let (cc, _) = self.response_directives(meta.headers(), parsed);
         let fresh = lifetime > age;
-        let verdict = if cc.no_cache {
-            Verdict::Revalidate
-        } else if fresh && cc.immutable && !req.no_cache {
+        let age_ok = req.max_age.is_none_or(|m| age <= Duration::from_secs(m))
             // RFC 8246: a fresh immutable response is not revalidated on a reload (max-age=0).
-            Verdict::Fresh
-        } else if req.no_cache || req.max_age.is_some_and(|m| age > Duration::from_secs(m)) {
+            || (fresh && cc.immutable);
+        let verdict = if cc.no_cache || req.no_cache || !age_ok {
             Verdict::Revalidate
         } else if fresh {
             match req.min_fresh {
                 Some(min) if lifetime - age < Duration::from_secs(min) => Verdict::Revalidate,
                 _ => Verdict::Fresh,
             }
-        } else if self.stale_forbidden(&cc) {
+        } else if self.stale_forbidden(&cc) || req.min_fresh.is_some() {
             Verdict::Revalidate
         } else {
             let staleness = age - lifetime;
             match req.max_stale {
                 Some(None) => Verdict::StaleAllowed,
                 Some(Some(n)) if staleness <= Duration::from_secs(n) => Verdict::StaleAllowed,
+                // The client said how old a response it takes, and did not accept stale ones.
+                _ if req.max_age.is_some() => Verdict::Revalidate,
                 _ => match cc.stale_while_revalidate {
                     Some(swr) if staleness <= Duration::from_secs(swr) => {
                         Verdict::StaleWhileRevalidate
@@ -457,9 +478,18 @@ impl Policy {
     /// Updates a stored response with a 304's header fields (RFC 9111 §3.2, §4.3.4).
     ///
     /// Every field of the 304 replaces all stored lines of that name (so multi-valued fields stay
-    /// whole), fields only in the 304 are added, and the rest are kept; hop-by-hop fields and
-    /// `Content-Length` are not updated. Returns `None` when the 304 does not select this response
-    /// (its strong validators differ from the stored ones, §4.3.4).
+    /// whole), fields only in the 304 are added, and the rest are kept; hop-by-hop fields,
+    /// `Content-Length`, `Content-Encoding`, `Content-Range` and the fields the 304's own
+    /// `no-cache="…"` (and, shared, `private="…"`) name are not updated (§3.1, §3.2).
+    ///
+    /// The age of the result is counted from this exchange: its `Date` is the 304's (or
+    /// `response_time` when the 304 has no valid one, RFC 9110 §6.6.1) and a stored `Age` the 304
+    /// does not repeat is dropped, since it described the old exchange (§4.2.3).
+    ///
+    /// Returns `None` when the 304 does not select this response (§4.3.4): its strong entity
+    /// tags are not among the stored ones; or it has only weak tags and none matches weakly; or it
+    /// has only a `Last-Modified` that differs from the stored one; or it carries no validator
+    /// at all while the stored response has one.
     pub fn merge_not_modified(
         &self,
         stored: &ResponseMeta,
@@ -499,8 +529,15 @@ impl Policy {
         for name in drop {
             merged.remove(name);
         }
-        if !merged.contains_key(header::DATE) {
+        if headers_304
+            .get(header::DATE)
+            .and_then(meta::parse_http_date)
+            .is_none()
+        {
             merged.insert(header::DATE, meta::fmt_http_date(response_time));
+        }
+        if !headers_304.contains_key(header::AGE) {
+            merged.remove(header::AGE);
         }
         Some(stored.with_headers(merged, request_time, response_time))
     }
@@ -520,8 +557,8 @@ pub struct Evaluation {
 impl Evaluation {
     /// Remaining freshness in whole seconds, negative when stale (the `ttl` of `Cache-Status`).
     pub fn ttl_secs(&self) -> i64 {
-        let l = self.lifetime.as_secs() as i64;
-        let a = self.age.as_secs() as i64;
+        let l = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let a = i64::try_from(self.age.as_secs()).unwrap_or(i64::MAX);
         l.saturating_sub(a)
     }
 }
@@ -666,9 +703,12 @@ pub fn client_not_modified(req_headers: &HeaderMap, stored: &ResponseMeta) -> bo
         .and_then(meta::parse_http_date)
     {
         let parsed = stored.parsed();
-        if let Some(last) = parsed.last_modified.or(parsed.date) {
-            return last <= ims;
-        }
+        // §4.3.2: without Last-Modified use Date, and without Date the time it was received.
+        let last = parsed
+            .last_modified
+            .or(parsed.date)
+            .unwrap_or(stored.response_time());
+        return last <= ims;
     }
     false
 }
@@ -809,26 +849,37 @@ fn not_modified_selects(stored: &HeaderMap, headers_304: &HeaderMap) -> bool {
     let new_tags: Vec<&[u8]> = headers_304
         .get_all(header::ETAG)
         .iter()
-        .map(|v| v.as_bytes())
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|t| !t.is_empty())
         .collect();
     let stored_tags: Vec<&[u8]> = stored
         .get_all(header::ETAG)
         .iter()
-        .map(|v| v.as_bytes())
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|t| !t.is_empty())
         .collect();
+    // Strong validators: the same strong entity tag must be stored (strong comparison).
     let strong: Vec<&&[u8]> = new_tags.iter().filter(|t| !t.starts_with(b"W/")).collect();
     if !strong.is_empty() {
         return strong.iter().any(|t| stored_tags.contains(t));
     }
+    // Only weak entity tags: a weak match with a stored one.
     if !new_tags.is_empty() {
         return new_tags
             .iter()
             .any(|t| stored_tags.iter().any(|s| opaque_tag(s) == opaque_tag(t)));
     }
+    // Only a modification date: the stored response must carry the same one.
     if let Some(lm) = headers_304.get(header::LAST_MODIFIED) {
-        return stored.get(header::LAST_MODIFIED).is_none_or(|s| s == lm);
+        return stored.get(header::LAST_MODIFIED).is_some_and(|s| {
+            s == lm
+                || meta::parse_http_date(s)
+                    .zip(meta::parse_http_date(lm))
+                    .is_some_and(|(a, b)| a == b)
+        });
     }
-    true
+    // No validator at all: only a stored response without one is selected.
+    !has_validators(stored)
 }
 
 fn opaque_tag(tag: &[u8]) -> &[u8] {
