@@ -9,6 +9,7 @@
 //! - [`key`] computes cache keys.
 //! - [`meta`] is what a store keeps about an entry, with a versioned binary encoding.
 //! - [`store`] holds the [`Store`](store::Store) and [`StoreWriter`](store::StoreWriter) traits.
+//! - [`tiered`] makes two stores one: memory in front of disk or Redis.
 
 pub mod cache_control;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod key;
 pub mod meta;
 pub mod policy;
 pub mod store;
+pub mod tiered;
 
 pub use meta::{Meta, ResponseMeta, VaryIndex};
 pub use policy::{Mode, Policy};

@@ -1,0 +1,306 @@
+//! Two stores as one: a fast, small tier in front of a large one (memory over disk or Redis).
+//!
+//! Reads try the first tier, then the second; a hit in the second tier is copied into the first as
+//! it streams (when it fits the first tier's object limit). Writes stream to both tiers (to the
+//! first only while the body fits it). Updates and deletes reach both.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::meta::Meta;
+use crate::store::{Hit, Store, StoreError, StoreWriter};
+
+/// A store made of a first tier `A` (small and fast) in front of a second tier `B`.
+///
+/// # Example
+///
+/// ```
+/// # use cachio_core::store::Store;
+/// use cachio_core::tiered::Tiered;
+///
+/// fn tiers<A: Store, B: Store>(memory: A, disk: B) -> Tiered<A, B> {
+///     Tiered::new(memory, disk)
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Tiered<A, B> {
+    first: A,
+    second: B,
+    promote_ttl: Option<Duration>,
+}
+
+impl<A, B> Tiered<A, B> {
+    /// `first` in front of `second`.
+    pub fn new(first: A, second: B) -> Self {
+        Self {
+            first,
+            second,
+            promote_ttl: Some(Duration::from_secs(300)),
+        }
+    }
+
+    /// How long an entry copied up from the second tier stays in the first (five minutes by
+    /// default; the second tier keeps its own expiry). The cache checks freshness on every hit, so
+    /// this bounds memory use, not correctness.
+    #[must_use]
+    pub fn promote_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.promote_ttl = ttl;
+        self
+    }
+
+    /// The first tier.
+    pub fn first(&self) -> &A {
+        &self.first
+    }
+
+    /// The second tier.
+    pub fn second(&self) -> &B {
+        &self.second
+    }
+}
+
+impl<A: Store, B: Store> Store for Tiered<A, B> {
+    type Body = TieredBody<A, B>;
+    type Writer = TieredWriter<A, B>;
+
+    async fn get(&self, key: &str) -> Result<Option<Hit<Self::Body>>, StoreError> {
+        match self.first.get(key).await {
+            Ok(Some(hit)) => {
+                return Ok(Some(Hit {
+                    meta: hit.meta,
+                    body: TieredBody(Inner::First(hit.body)),
+                }));
+            }
+            // A failing first tier is passed over so the second can answer.
+            Ok(None) | Err(_) => {}
+        }
+        let Some(hit) = self.second.get(key).await? else {
+            return Ok(None);
+        };
+        let len = hit.body.size_hint().exact();
+        let fits = match (len, self.first.max_body_size()) {
+            (Some(len), Some(max)) => len <= max,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let promote = if fits {
+            self.first.begin(key).ok()
+        } else {
+            None
+        };
+        let body = match promote {
+            Some(writer) => Inner::Promote {
+                body: hit.body,
+                promote: Some(Box::new(Promote {
+                    writer,
+                    meta: hit.meta.clone(),
+                    ttl: self.promote_ttl,
+                })),
+                committing: None,
+            },
+            None => Inner::Second(hit.body),
+        };
+        Ok(Some(Hit {
+            meta: hit.meta,
+            body: TieredBody(body),
+        }))
+    }
+
+    fn begin(&self, key: &str) -> Result<Self::Writer, StoreError> {
+        let second = self.second.begin(key)?;
+        Ok(TieredWriter {
+            first: self.first.begin(key).ok(),
+            second,
+        })
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        meta: Arc<Meta>,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let first = self.first.update(key, meta.clone(), ttl).await;
+        let second = self.second.update(key, meta, ttl).await;
+        match (first, second) {
+            (Ok(a), Ok(b)) => Ok(a || b),
+            (Ok(_), Err(e)) => {
+                // The second tier still holds the old metadata: drop the first tier's copy so the
+                // tiers cannot disagree for long.
+                let _ = self.first.delete(key).await;
+                Err(e)
+            }
+            (Err(_), Ok(b)) => {
+                let _ = self.first.delete(key).await;
+                Ok(b)
+            }
+            (Err(_), Err(e)) => Err(e),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let first = self.first.delete(key).await;
+        let second = self.second.delete(key).await;
+        first.and(second)
+    }
+
+    fn max_body_size(&self) -> Option<u64> {
+        self.second.max_body_size()
+    }
+}
+
+/// Writes one entry to both tiers.
+pub struct TieredWriter<A: Store, B: Store> {
+    first: Option<A::Writer>,
+    second: B::Writer,
+}
+
+impl<A: Store, B: Store> std::fmt::Debug for TieredWriter<A, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredWriter")
+            .field("first", &self.first.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Store, B: Store> StoreWriter for TieredWriter<A, B> {
+    fn append(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        if let Some(first) = &mut self.first {
+            if first.append(chunk.clone()).is_err() {
+                // Too large for the first tier (or refused): keep writing the second only.
+                self.first = None;
+            }
+        }
+        self.second.append(chunk)
+    }
+
+    fn commit(
+        self,
+        meta: Arc<Meta>,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let second = self.second.commit(meta.clone(), ttl);
+        let first = self.first.map(|w| w.commit(meta, ttl));
+        async move {
+            // The second tier first: the first tier never holds what the second does not.
+            second.await?;
+            if let Some(first) = first {
+                let _ = first.await;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The body of a tiered hit: from the first tier, or from the second (and copied into the first
+/// as it streams).
+pub struct TieredBody<A: Store, B: Store>(Inner<A, B>);
+
+struct Promote<A: Store> {
+    writer: A::Writer,
+    meta: Arc<Meta>,
+    ttl: Option<Duration>,
+}
+
+enum Inner<A: Store, B: Store> {
+    First(A::Body),
+    Second(B::Body),
+    Promote {
+        body: B::Body,
+        promote: Option<Box<Promote<A>>>,
+        committing: Option<Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>>,
+    },
+}
+
+impl<A: Store, B: Store> std::fmt::Debug for TieredBody<A, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tier = match &self.0 {
+            Inner::First(_) => "first",
+            Inner::Second(_) => "second",
+            Inner::Promote { .. } => "second (promoting)",
+        };
+        f.debug_struct("TieredBody").field("tier", &tier).finish()
+    }
+}
+
+impl<A: Store, B: Store> Body for TieredBody<A, B> {
+    type Data = Bytes;
+    type Error = StoreError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
+        match &mut self.get_mut().0 {
+            Inner::First(b) => Pin::new(b).poll_frame(cx),
+            Inner::Second(b) => Pin::new(b).poll_frame(cx),
+            Inner::Promote {
+                body,
+                promote,
+                committing,
+            } => {
+                if let Some(fut) = committing {
+                    // The copy is complete: finish it before reporting the end.
+                    let _ = ready!(fut.as_mut().poll(cx));
+                    *committing = None;
+                    return Poll::Ready(None);
+                }
+                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+                match frame {
+                    Some(Ok(frame)) => {
+                        if let (Some(p), Some(data)) = (promote.as_mut(), frame.data_ref()) {
+                            if p.writer.append(data.clone()).is_err() {
+                                *promote = None;
+                            }
+                        }
+                        if body.is_end_stream() {
+                            if let Some(p) = promote.take() {
+                                *committing = Some(Box::pin(p.writer.commit(p.meta, p.ttl)));
+                            }
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Some(Err(e)) => {
+                        *promote = None;
+                        Poll::Ready(Some(Err(e)))
+                    }
+                    None => {
+                        if let Some(p) = promote.take() {
+                            let mut fut: Pin<
+                                Box<dyn Future<Output = Result<(), StoreError>> + Send>,
+                            > = Box::pin(p.writer.commit(p.meta, p.ttl));
+                            if fut.as_mut().poll(cx).is_pending() {
+                                *committing = Some(fut);
+                                return Poll::Pending;
+                            }
+                        }
+                        Poll::Ready(None)
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Inner::First(b) => b.is_end_stream(),
+            Inner::Second(b) => b.is_end_stream(),
+            Inner::Promote {
+                body, committing, ..
+            } => committing.is_none() && body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Inner::First(b) => b.size_hint(),
+            Inner::Second(b) | Inner::Promote { body: b, .. } => b.size_hint(),
+        }
+    }
+}

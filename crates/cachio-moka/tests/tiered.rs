@@ -1,0 +1,123 @@
+//! The tiered store (`cachio_core::tiered::Tiered`) over two memory stores: the shared storage
+//! behaviour, promotion from the second tier, and updates and deletes reaching both tiers.
+
+use bytes::Bytes;
+use cachio_core::store::Store;
+use cachio_core::tiered::Tiered;
+use cachio_moka::MokaStore;
+use cachio_storage_tests as behaviour;
+use cachio_storage_tests::{put, read_body, sample_meta};
+
+fn tiers() -> Tiered<MokaStore, MokaStore> {
+    // The first tier is small: bodies over 1 MiB live in the second tier only.
+    let first = MokaStore::builder()
+        .max_capacity_bytes(8 << 20)
+        .max_body_size(1 << 20)
+        .build();
+    Tiered::new(first, MokaStore::new(256 << 20))
+}
+
+macro_rules! behaviours {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            behaviour::$name(tiers()).await;
+        }
+    )*};
+}
+
+behaviours!(
+    round_trip,
+    visible_only_after_commit,
+    abort_and_drop_leave_nothing,
+    overwrite,
+    delete,
+    update_meta,
+    concurrent_writers,
+    large_body_many_chunks,
+    empty_body,
+    variants_round_trip,
+    distinct_keys,
+    hit_survives_overwrite,
+);
+
+#[tokio::test]
+async fn writes_reach_both_tiers_when_the_body_fits_the_first() {
+    let t = tiers();
+    put(&t, "small", sample_meta("s"), &[b"abc", b"def"]).await;
+    assert!(
+        t.first().get("small").await.unwrap().is_some(),
+        "small body missing from the first tier"
+    );
+    assert!(
+        t.second().get("small").await.unwrap().is_some(),
+        "small body missing from the second tier"
+    );
+
+    let big = vec![7u8; 2 << 20];
+    put(&t, "big", sample_meta("b"), &[&big]).await;
+    assert!(
+        t.first().get("big").await.unwrap().is_none(),
+        "a body over the first tier's limit was kept there"
+    );
+    let hit = t
+        .get("big")
+        .await
+        .unwrap()
+        .expect("big body readable through the tiers");
+    assert_eq!(read_body(hit.body).await.unwrap(), big);
+}
+
+#[tokio::test]
+async fn a_second_tier_hit_is_promoted_once_read_to_the_end() {
+    let t = tiers();
+    put(t.second(), "k", sample_meta("p"), &[b"hello ", b"world"]).await;
+    assert!(t.first().get("k").await.unwrap().is_none());
+
+    let hit = t.get("k").await.unwrap().expect("second tier hit");
+    assert_eq!(read_body(hit.body).await.unwrap(), b"hello world");
+
+    let promoted = t
+        .first()
+        .get("k")
+        .await
+        .unwrap()
+        .expect("promoted into the first tier");
+    assert_eq!(read_body(promoted.body).await.unwrap(), b"hello world");
+}
+
+#[tokio::test]
+async fn a_promotion_abandoned_midway_leaves_nothing_in_the_first_tier() {
+    use http_body_util::BodyExt;
+    let t = tiers();
+    // Chunks large enough that the memory store keeps them apart.
+    let (a, b) = (vec![1u8; 8192], vec![2u8; 8192]);
+    put(t.second(), "k", sample_meta("p"), &[&a, &b]).await;
+    let hit = t.get("k").await.unwrap().unwrap();
+    let mut body = hit.body;
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, Bytes::from(a));
+    drop(body);
+    assert!(
+        t.first().get("k").await.unwrap().is_none(),
+        "a partial body reached the first tier"
+    );
+}
+
+#[tokio::test]
+async fn delete_and_update_reach_both_tiers() {
+    let t = tiers();
+    put(&t, "k", sample_meta("a"), &[b"body"]).await;
+    assert!(t.update("k", sample_meta("b"), None).await.unwrap());
+    for (tier, hit) in [
+        ("first", t.first().get("k").await.unwrap()),
+        ("second", t.second().get("k").await.unwrap()),
+    ] {
+        let hit = hit.unwrap_or_else(|| panic!("{tier} tier lost the entry on update"));
+        behaviour::assert_meta_eq(tier, &sample_meta("b"), &hit.meta);
+    }
+    t.delete("k").await.unwrap();
+    assert!(t.first().get("k").await.unwrap().is_none());
+    assert!(t.second().get("k").await.unwrap().is_none());
+    assert!(t.get("k").await.unwrap().is_none());
+}
