@@ -221,11 +221,9 @@ impl CacheControl {
                 set_delta(&mut self.stale_while_revalidate, &mut seen.swr, arg)
             }
             b"stale-if-error" => set_delta(&mut self.stale_if_error, &mut seen.sie, arg),
-            b"max-stale" => {
-                if !seen.max_stale {
-                    seen.max_stale = true;
-                    self.max_stale = Some(arg.map(|a| delta(a.text())));
-                }
+            b"max-stale" if !seen.max_stale => {
+                seen.max_stale = true;
+                self.max_stale = Some(arg.map(|a| delta(a.text())));
             }
             b"no-cache" => match arg {
                 Some(a) => push_fields(&mut self.no_cache_fields, a.text(), &mut self.no_cache),

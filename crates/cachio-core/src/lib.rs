@@ -8,7 +8,7 @@
 //!   and writes `Cache-Status` (RFC 9111, RFC 5861, RFC 9211, RFC 9213).
 //! - [`key`] computes cache keys.
 //! - [`meta`] is what a store keeps about an entry, with a versioned binary encoding.
-//! - [`store`] holds the [`Store`](store::Store) and [`StoreWriter`](store::StoreWriter) traits.
+//! - [`store`] holds the [`Store`] and [`StoreWriter`] traits.
 //! - [`tiered`] makes two stores one: memory in front of disk or Redis.
 
 pub mod cache_control;

@@ -39,6 +39,10 @@ pub const FORMAT_VERSION: u16 = 1;
 /// assert_eq!(back.as_response().unwrap().status(), http::StatusCode::OK);
 /// ```
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "responses are the common case; boxing them would cost an allocation per entry"
+)]
 pub enum Meta {
     /// A stored response; its body is the entry's body.
     Response(ResponseMeta),

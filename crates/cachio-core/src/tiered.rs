@@ -70,15 +70,12 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
     type Writer = TieredWriter<A, B>;
 
     async fn get(&self, key: &str) -> Result<Option<Hit<Self::Body>>, StoreError> {
-        match self.first.get(key).await {
-            Ok(Some(hit)) => {
-                return Ok(Some(Hit {
-                    meta: hit.meta,
-                    body: TieredBody(Inner::First(hit.body)),
-                }));
-            }
-            // A failing first tier is passed over so the second can answer.
-            Ok(None) | Err(_) => {}
+        // A failing first tier is passed over so the second can answer.
+        if let Ok(Some(hit)) = self.first.get(key).await {
+            return Ok(Some(Hit {
+                meta: hit.meta,
+                body: TieredBody(Inner::First(hit.body)),
+            }));
         }
         let Some(hit) = self.second.get(key).await? else {
             return Ok(None);
@@ -171,11 +168,11 @@ impl<A: Store, B: Store> std::fmt::Debug for TieredWriter<A, B> {
 
 impl<A: Store, B: Store> StoreWriter for TieredWriter<A, B> {
     fn append(&mut self, chunk: Bytes) -> Result<(), StoreError> {
-        if let Some(first) = &mut self.first {
-            if first.append(chunk.clone()).is_err() {
-                // Too large for the first tier (or refused): keep writing the second only.
-                self.first = None;
-            }
+        if let Some(first) = &mut self.first
+            && first.append(chunk.clone()).is_err()
+        {
+            // Too large for the first tier (or refused): keep writing the second only.
+            self.first = None;
         }
         self.second.append(chunk)
     }
@@ -208,13 +205,15 @@ struct Promote<A: Store> {
     ttl: Option<Duration>,
 }
 
+type CommitFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
 enum Inner<A: Store, B: Store> {
     First(A::Body),
     Second(B::Body),
     Promote {
         body: B::Body,
         promote: Option<Box<Promote<A>>>,
-        committing: Option<Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>>,
+        committing: Option<CommitFuture>,
     },
 }
 
@@ -254,15 +253,15 @@ impl<A: Store, B: Store> Body for TieredBody<A, B> {
                 let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
                 match frame {
                     Some(Ok(frame)) => {
-                        if let (Some(p), Some(data)) = (promote.as_mut(), frame.data_ref()) {
-                            if p.writer.append(data.clone()).is_err() {
-                                *promote = None;
-                            }
+                        if let (Some(p), Some(data)) = (promote.as_mut(), frame.data_ref())
+                            && p.writer.append(data.clone()).is_err()
+                        {
+                            *promote = None;
                         }
-                        if body.is_end_stream() {
-                            if let Some(p) = promote.take() {
-                                *committing = Some(Box::pin(p.writer.commit(p.meta, p.ttl)));
-                            }
+                        if body.is_end_stream()
+                            && let Some(p) = promote.take()
+                        {
+                            *committing = Some(Box::pin(p.writer.commit(p.meta, p.ttl)));
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }

@@ -14,6 +14,7 @@
 //! | how does a 304 update it? | [`Policy::merge_not_modified`] | §3.2, §4.3.4 |
 //! | does the client's own condition match? | [`client_not_modified`] | §4.3.2 |
 //! | what does an unsafe method invalidate? | [`invalidation_uris`] | §4.4 |
+//! | what `Age` does a served response carry? | [`age_value`] | §4, §5.1 |
 //! | how long is it worth keeping? | [`Policy::retention`] | |
 //!
 //! Time always comes in as an argument: the layer reads it from a [`Clock`](crate::clock::Clock).
@@ -313,38 +314,38 @@ impl Policy {
         }
         let parsed = meta.parsed();
         let (cc, targeted) = self.response_directives(meta.headers(), parsed);
-        if self.is_shared() {
-            if let Some(s) = cc.s_maxage {
-                return Duration::from_secs(s);
-            }
+        if self.is_shared()
+            && let Some(s) = cc.s_maxage
+        {
+            return Duration::from_secs(s);
         }
         if let Some(m) = cc.max_age {
             return Duration::from_secs(m);
         }
-        if !targeted {
-            if let Some(expires) = parsed.expires {
-                let Some(expires) = expires else {
-                    return Duration::ZERO; // invalid Expires: stale (§5.3)
-                };
-                let date = parsed.date.unwrap_or(meta.response_time());
-                return expires.duration_since(date).unwrap_or(Duration::ZERO);
-            }
+        if !targeted && let Some(expires) = parsed.expires {
+            let Some(expires) = expires else {
+                return Duration::ZERO; // invalid Expires: stale (§5.3)
+            };
+            let date = parsed.date.unwrap_or(meta.response_time());
+            return expires.duration_since(date).unwrap_or(Duration::ZERO);
         }
         // Heuristic freshness (§4.2.2) only where explicit freshness is absent and allowed.
         // A private cache may treat `private` as marking the response explicitly cacheable too
         // (§5.2.2.7).
-        let marked = cc.public || (!self.is_shared() && (cc.private || !cc.private_fields.is_empty()));
-        if self.heuristic_percent > 0 && (heuristically_cacheable(meta.status()) || marked) {
-            if let Some(lm) = parsed.last_modified {
-                let date = parsed.date.unwrap_or(meta.response_time());
-                if let Ok(since) = date.duration_since(lm) {
-                    // Whole seconds in integers: no rounding surprises, no overflow, no panic.
-                    let secs =
-                        u128::from(since.as_secs()) * u128::from(self.heuristic_percent) / 100;
-                    let secs = u64::try_from(secs).unwrap_or(u64::MAX);
-                    return Duration::from_secs(secs).min(self.heuristic_max);
-                }
-            }
+        let marked =
+            cc.public || (!self.is_shared() && (cc.private || !cc.private_fields.is_empty()));
+        if self.heuristic_percent > 0
+            && (heuristically_cacheable(meta.status()) || marked)
+            && let Some(lm) = parsed.last_modified
+            && let Ok(since) = parsed
+                .date
+                .unwrap_or(meta.response_time())
+                .duration_since(lm)
+        {
+            // Whole seconds in integers: no rounding surprises, no overflow, no panic.
+            let secs = u128::from(since.as_secs()) * u128::from(self.heuristic_percent) / 100;
+            let secs = u64::try_from(secs).unwrap_or(u64::MAX);
+            return Duration::from_secs(secs).min(self.heuristic_max);
         }
         Duration::ZERO
     }
@@ -629,9 +630,10 @@ pub fn request_directives(headers: &HeaderMap) -> CacheControl {
     if headers.contains_key(header::CACHE_CONTROL) {
         CacheControl::from_headers(headers, &header::CACHE_CONTROL)
     } else {
-        let mut cc = CacheControl::default();
-        cc.no_cache = cache_control::pragma_no_cache(headers);
-        cc
+        CacheControl {
+            no_cache: cache_control::pragma_no_cache(headers),
+            ..CacheControl::default()
+        }
     }
 }
 
@@ -650,6 +652,22 @@ fn understood_status(status: StatusCode) -> bool {
             status.as_u16(),
             302 | 303 | 307 | 400 | 403 | 500 | 502 | 503 | 504
         )
+}
+
+/// The `Age` field value for a response served from the cache (RFC 9111 §4, §5.1): the current
+/// age in whole seconds, saturated at 2^31 (§1.2.2).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use cachio_core::policy::age_value;
+///
+/// assert_eq!(age_value(Duration::from_millis(1_999)), "1");
+/// assert_eq!(age_value(Duration::MAX), "2147483648");
+/// ```
+pub fn age_value(age: Duration) -> HeaderValue {
+    HeaderValue::from(age.as_secs().min(cache_control::DELTA_SECONDS_MAX))
 }
 
 /// Whether a response carries a validator (`ETag` or `Last-Modified`).
@@ -672,10 +690,10 @@ pub fn conditional_headers(stored: &HeaderMap) -> Vec<(HeaderName, HeaderValue)>
             out.push((header::IF_NONE_MATCH, v));
         }
     }
-    if let Some(lm) = stored.get(header::LAST_MODIFIED) {
-        if meta::parse_http_date(lm).is_some() {
-            out.push((header::IF_MODIFIED_SINCE, lm.clone()));
-        }
+    if let Some(lm) = stored.get(header::LAST_MODIFIED)
+        && meta::parse_http_date(lm).is_some()
+    {
+        out.push((header::IF_MODIFIED_SINCE, lm.clone()));
     }
     out
 }
@@ -729,18 +747,19 @@ pub fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
             out.append(name.clone(), v.clone());
         }
     }
-    if !stored.contains_key(header::ETAG) {
-        if let Some(lm) = stored.get(header::LAST_MODIFIED) {
-            out.insert(header::LAST_MODIFIED, lm.clone());
-        }
+    if !stored.contains_key(header::ETAG)
+        && let Some(lm) = stored.get(header::LAST_MODIFIED)
+    {
+        out.insert(header::LAST_MODIFIED, lm.clone());
     }
     out
 }
 
 /// Whether a response to `method` with `status` invalidates stored responses (RFC 9111 §4.4): an
-/// unsafe method (anything but GET, HEAD, OPTIONS, TRACE) and a non-error status (1xx–3xx).
+/// unsafe method (anything but GET, HEAD, OPTIONS, TRACE) and a non-error status (2xx or 3xx; a
+/// 1xx is not a final response).
 pub fn invalidates(method: &Method, status: StatusCode) -> bool {
-    !is_safe(method) && !status.is_client_error() && !status.is_server_error()
+    !is_safe(method) && (status.is_success() || status.is_redirection())
 }
 
 /// Whether a method is safe (RFC 9110 §9.2.1).
@@ -754,8 +773,9 @@ pub fn is_safe(method: &Method) -> bool {
 /// The URIs an unsafe request's non-error response invalidates (RFC 9111 §4.4): the target URI,
 /// and the `Location` and `Content-Location` URIs when they have the same origin.
 ///
-/// `target` must be absolute (scheme and authority); relative references in the response are
-/// resolved against it.
+/// `target` must be absolute (scheme and authority); references in the response are resolved
+/// against it as RFC 3986 §5.2 says (relative paths, `..` and `.` segments, query-only
+/// references), and fragments are dropped.
 pub fn invalidation_uris(target: &Uri, resp_headers: &HeaderMap) -> Vec<Uri> {
     let mut out = vec![target.clone()];
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
@@ -772,24 +792,114 @@ pub fn invalidation_uris(target: &Uri, resp_headers: &HeaderMap) -> Vec<Uri> {
     out
 }
 
+/// Resolves a URI reference against an absolute base (RFC 3986 §5.2.2).
 fn resolve(base: &Uri, reference: &str) -> Option<Uri> {
-    let uri: Uri = reference.parse().ok()?;
-    if uri.scheme().is_some() {
-        return Some(uri);
-    }
-    let scheme = base.scheme_str().unwrap_or("http");
-    let authority = base.authority()?.as_str();
-    if reference.starts_with("//") {
-        return format!("{scheme}:{reference}").parse().ok();
-    }
-    let path = if reference.starts_with('/') {
-        reference.to_owned()
+    let reference = reference.split('#').next().unwrap_or("");
+    let base_scheme = base.scheme_str().unwrap_or("http");
+    let base_authority = base.authority()?.as_str();
+    let (scheme, rest) = match split_scheme(reference) {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, reference),
+    };
+    let (authority, rest) = match rest.strip_prefix("//") {
+        Some(r) => {
+            let end = r.find(['/', '?']).unwrap_or(r.len());
+            (Some(&r[..end]), &r[end..])
+        }
+        None => (None, rest),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let (scheme, authority, path, query) = if scheme.is_some() || authority.is_some() {
+        (
+            scheme.unwrap_or(base_scheme),
+            authority.unwrap_or(""),
+            remove_dot_segments(path),
+            query,
+        )
+    } else if path.is_empty() {
+        (
+            base_scheme,
+            base_authority,
+            base.path().to_owned(),
+            query.or(base.query()),
+        )
+    } else if path.starts_with('/') {
+        (
+            base_scheme,
+            base_authority,
+            remove_dot_segments(path),
+            query,
+        )
     } else {
         let base_path = base.path();
         let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
-        format!("{}{}", if dir.is_empty() { "/" } else { dir }, reference)
+        let merged = if dir.is_empty() {
+            format!("/{path}")
+        } else {
+            format!("{dir}{path}")
+        };
+        (
+            base_scheme,
+            base_authority,
+            remove_dot_segments(&merged),
+            query,
+        )
     };
-    format!("{scheme}://{authority}{path}").parse().ok()
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    };
+    let uri = match query {
+        Some(q) => format!("{scheme}://{authority}{path}?{q}"),
+        None => format!("{scheme}://{authority}{path}"),
+    };
+    uri.parse().ok()
+}
+
+/// Splits `scheme:rest` when the reference starts with a scheme (RFC 3986 §3.1).
+fn split_scheme(reference: &str) -> Option<(&str, &str)> {
+    let colon = reference.find(':')?;
+    let scheme = &reference[..colon];
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then(|| (scheme, &reference[colon + 1..]))
+}
+
+/// Removes `.` and `..` segments from a path (RFC 3986 §5.2.4).
+fn remove_dot_segments(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    let last = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let joined = out.join("/");
+    if path.starts_with('/') && !joined.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
 }
 
 fn same_origin(a: &Uri, b: &Uri) -> bool {

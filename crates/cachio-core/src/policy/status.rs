@@ -12,6 +12,8 @@ pub enum Fwd {
     UriMiss,
     /// The cache has the URI but no variant matching the request's `Vary` fields.
     VaryMiss,
+    /// Nothing stored could be used, when the cache cannot tell a `uri-miss` from a `vary-miss`.
+    Miss,
     /// A stored response was found but it was stale.
     Stale,
     /// The request's own directives (`no-cache`, `max-age=0`, a reload mode) demanded it.
@@ -20,6 +22,8 @@ pub enum Fwd {
     Method,
     /// The cache was configured, or asked per request, not to take part.
     Bypass,
+    /// A partial stored response did not cover the requested ranges.
+    Partial,
 }
 
 impl Fwd {
@@ -28,10 +32,12 @@ impl Fwd {
         match self {
             Fwd::UriMiss => "uri-miss",
             Fwd::VaryMiss => "vary-miss",
+            Fwd::Miss => "miss",
             Fwd::Stale => "stale",
             Fwd::Request => "request",
             Fwd::Method => "method",
             Fwd::Bypass => "bypass",
+            Fwd::Partial => "partial",
         }
     }
 }
@@ -58,6 +64,7 @@ pub struct CacheStatus {
     ttl: Option<i64>,
     stored: bool,
     collapsed: bool,
+    key: Option<String>,
     detail: Option<String>,
 }
 
@@ -73,6 +80,7 @@ impl CacheStatus {
             ttl: Some(ttl),
             stored: false,
             collapsed: false,
+            key: None,
             detail: None,
         }
     }
@@ -87,6 +95,7 @@ impl CacheStatus {
             ttl: None,
             stored: false,
             collapsed: false,
+            key: None,
             detail: None,
         }
     }
@@ -119,6 +128,13 @@ impl CacheStatus {
         self
     }
 
+    /// The cache key used for the response (`key`, always written as a string).
+    #[must_use]
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
     /// A free-form `detail` (written as a token when it is one, else as a quoted string).
     #[must_use]
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -143,21 +159,31 @@ impl CacheStatus {
         if self.hit {
             s.push_str("; hit");
         }
-        if let Some(fwd) = self.fwd {
+        // `hit` and `fwd` are exclusive; `fwd-status`, `stored` and `collapsed` only mean
+        // something with `fwd` (RFC 9211 §2.1, §2.3, §2.5, §2.6).
+        if let Some(fwd) = self.fwd.filter(|_| !self.hit) {
             s.push_str("; fwd=");
             s.push_str(fwd.as_str());
-        }
-        if let Some(status) = self.fwd_status {
-            let _ = write!(s, "; fwd-status={status}");
+            if let Some(status) = self.fwd_status {
+                let _ = write!(s, "; fwd-status={status}");
+            }
         }
         if let Some(ttl) = self.ttl {
+            // An sf-integer has at most 15 digits (RFC 8941 §3.3.1).
+            let ttl = ttl.clamp(-SF_INTEGER_MAX, SF_INTEGER_MAX);
             let _ = write!(s, "; ttl={ttl}");
         }
-        if self.stored {
-            s.push_str("; stored");
+        if self.fwd.is_some() && !self.hit {
+            if self.stored {
+                s.push_str("; stored");
+            }
+            if self.collapsed {
+                s.push_str("; collapsed");
+            }
         }
-        if self.collapsed {
-            s.push_str("; collapsed");
+        if let Some(key) = &self.key {
+            s.push_str("; key=");
+            write_string(&mut s, key);
         }
         if let Some(detail) = &self.detail {
             s.push_str("; detail=");
@@ -178,13 +204,22 @@ fn write_name(out: &mut String, v: &str) {
     if is_token {
         out.push_str(v);
     } else {
-        out.push('"');
-        for c in v.chars().filter(|c| (' '..='~').contains(c)) {
-            if c == '"' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out.push('"');
+        write_string(out, v);
     }
 }
+
+/// Writes an sf-string (RFC 8941 §3.3.3): printable ASCII only, `"` and `\\` escaped; other
+/// characters are left out.
+fn write_string(out: &mut String, v: &str) {
+    out.push('"');
+    for c in v.chars().filter(|c| (' '..='~').contains(c)) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// The largest magnitude of an sf-integer (RFC 8941 §3.3.1).
+const SF_INTEGER_MAX: i64 = 999_999_999_999_999;

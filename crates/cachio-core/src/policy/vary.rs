@@ -60,18 +60,25 @@ pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 pub fn normalize(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
     let mut all = headers.get_all(name).iter().peekable();
     all.peek()?;
-    let mut out: Vec<u8> = Vec::new();
-    for value in all {
-        for member in split_members(value.as_bytes()) {
-            let member = trim(member);
-            if member.is_empty() {
-                continue;
-            }
-            if !out.is_empty() {
-                out.extend_from_slice(b", ");
-            }
-            out.extend_from_slice(member);
+    // Combine the field lines first (RFC 9110 §5.3), so that a quoted string is read the same
+    // whether or not a sender split the field across lines.
+    let mut combined: Vec<u8> = Vec::new();
+    for (i, value) in all.enumerate() {
+        if i > 0 {
+            combined.extend_from_slice(b", ");
         }
+        combined.extend_from_slice(value.as_bytes());
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(combined.len());
+    for member in split_members(&combined) {
+        let member = trim(member);
+        if member.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(member);
     }
     // The input was a valid header value and we only removed bytes and added ", ".
     Some(HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("")))
