@@ -91,6 +91,23 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn max_body_size(&self) -> Option<u64> {
         None
     }
+
+    /// Removes every entry for which `matches(key, meta)` holds and returns how many it removed
+    /// (purges by URL prefix or by tag are built on this).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] from stores that cannot enumerate their entries (the default).
+    fn purge<F>(&self, matches: F) -> impl Future<Output = Result<u64, StoreError>> + Send
+    where
+        F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
+    {
+        let _ = matches;
+        std::future::ready(Err(StoreError::new(
+            ErrorKind::Unsupported,
+            "this store cannot enumerate its entries",
+        )))
+    }
 }
 
 /// Writes one entry's body as it streams, then makes the entry visible.
@@ -130,6 +147,8 @@ pub enum ErrorKind {
     TooLarge,
     /// An I/O error.
     Io,
+    /// The store does not offer the operation.
+    Unsupported,
     /// Anything else.
     Other,
 }
@@ -142,6 +161,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UnknownFormat => "unknown entry format",
             ErrorKind::TooLarge => "entry too large",
             ErrorKind::Io => "store I/O error",
+            ErrorKind::Unsupported => "unsupported by this store",
             ErrorKind::Other => "store error",
         })
     }

@@ -150,6 +150,19 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
     fn max_body_size(&self) -> Option<u64> {
         self.second.max_body_size()
     }
+
+    async fn purge<F>(&self, matches: F) -> Result<u64, StoreError>
+    where
+        F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
+    {
+        let matches = Arc::new(matches);
+        let m = matches.clone();
+        let first = self.first.purge(move |k, meta| m(k, meta)).await;
+        let second = self.second.purge(move |k, meta| matches(k, meta)).await?;
+        // The first tier only holds copies: count what the second removed, unless the first
+        // held more (entries whose second-tier copy had already gone).
+        Ok(second.max(first.unwrap_or(0)))
+    }
 }
 
 /// Writes one entry to both tiers.

@@ -329,6 +329,23 @@ impl Store for MokaStore {
     fn max_body_size(&self) -> Option<u64> {
         Some(self.shared.max_body)
     }
+
+    async fn purge<F>(&self, matches: F) -> Result<u64, StoreError>
+    where
+        F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
+    {
+        let doomed: Vec<Arc<String>> = self
+            .shared
+            .cache
+            .iter()
+            .filter(|(key, entry)| matches(key, &entry.meta))
+            .map(|(key, _)| key)
+            .collect();
+        for key in &doomed {
+            self.shared.cache.invalidate(&**key).await;
+        }
+        Ok(doomed.len() as u64)
+    }
 }
 
 /// Builds a [`MokaStore`]. Made by [`MokaStore::builder`].

@@ -38,6 +38,7 @@ behaviours!(
     variants_round_trip,
     distinct_keys,
     hit_survives_overwrite,
+    purge,
     max_body_size_enforced,
 );
 

@@ -39,6 +39,7 @@ behaviours!(
     variants_round_trip,
     distinct_keys,
     hit_survives_overwrite,
+    purge,
 );
 
 #[tokio::test]

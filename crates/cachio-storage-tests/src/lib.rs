@@ -78,6 +78,7 @@ pub async fn run_all<S: Store>(make: impl Fn() -> S) {
     distinct_keys(make()).await;
     hit_survives_overwrite(make()).await;
     max_body_size_enforced(make()).await;
+    purge(make()).await;
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -454,6 +455,40 @@ pub async fn delete<S: Store>(store: S) {
     put(&store, "d1", sample_meta("d1 again"), &[b"back"]).await;
     let (_, body) = expect_hit(&store, CHECK, "d1").await;
     assert_eq!(body, b"back", "{CHECK}: a key written again after delete");
+}
+
+/// `purge` removes exactly the entries its predicate picks (by key and by metadata) and counts
+/// them; the others stay readable.
+///
+/// # Panics
+///
+/// When the store fails the check.
+pub async fn purge<S: Store>(store: S) {
+    const CHECK: &str = "purge";
+    put(&store, "http://a/x/1", sample_meta("keep"), &[b"1"]).await;
+    put(&store, "http://a/x/2", sample_meta("keep"), &[b"2"]).await;
+    put(&store, "http://a/y/1", sample_meta("tagged"), &[b"3"]).await;
+    put(&store, "http://b/x/1", sample_meta("keep"), &[b"4"]).await;
+
+    let n = store
+        .purge(|key, _| key.starts_with("http://a/x/"))
+        .await
+        .unwrap_or_else(|e| panic!("{CHECK}: purge by prefix failed: {e}"));
+    assert_eq!(n, 2, "{CHECK}: purge by prefix count");
+    expect_none(&store, CHECK, "http://a/x/1", "after a prefix purge").await;
+    expect_none(&store, CHECK, "http://a/x/2", "after a prefix purge").await;
+
+    let n = store
+        .purge(|_, meta| {
+            meta.as_response()
+                .is_some_and(|r| r.headers().get("x-tag").is_some_and(|v| v == "tagged"))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{CHECK}: purge by metadata failed: {e}"));
+    assert_eq!(n, 1, "{CHECK}: purge by metadata count");
+    expect_none(&store, CHECK, "http://a/y/1", "after a metadata purge").await;
+    let (_, body) = expect_hit(&store, CHECK, "http://b/x/1").await;
+    assert_eq!(body, b"4", "{CHECK}: an entry the predicate did not pick");
 }
 
 /// An update replaces the metadata and keeps the body; updating a missing key returns `false` and

@@ -68,6 +68,14 @@ impl<B, St: Store> ResponseBody<B, St> {
         Self { kind: Kind::Empty }
     }
 
+    /// Whether this body is being written to the store as it passes (or is being committed).
+    pub(crate) fn is_capturing(&self) -> bool {
+        matches!(
+            &self.kind,
+            Kind::Tee { capture, committing, .. } if capture.is_some() || committing.is_some()
+        )
+    }
+
     pub(crate) fn tee(inner: B, capture: Capture<St>) -> Self
     where
         B: Body,
@@ -85,10 +93,9 @@ impl<B, St: Store> ResponseBody<B, St> {
             capture,
             committing,
         } = &mut this.kind
+            && inner.is_end_stream()
         {
-            if inner.is_end_stream() {
-                *committing = start_commit(capture.take());
-            }
+            *committing = start_commit(capture.take());
         }
         this
     }
@@ -154,19 +161,19 @@ where
                         Poll::Ready(Some(Err(e.into())))
                     }
                     Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            if let Some(c) = capture.as_mut() {
-                                c.written += data.len() as u64;
-                                if c.written > c.limit {
-                                    tracing::debug!(
-                                        limit = c.limit,
-                                        "body exceeds the object size limit; not stored"
-                                    );
-                                    *capture = None;
-                                } else if let Err(e) = c.writer.append(data.clone()) {
-                                    tracing::debug!(error = %e, "store refused a chunk; not stored");
-                                    *capture = None;
-                                }
+                        if let Some(data) = frame.data_ref()
+                            && let Some(c) = capture.as_mut()
+                        {
+                            c.written += data.len() as u64;
+                            if c.written > c.limit {
+                                tracing::debug!(
+                                    limit = c.limit,
+                                    "body exceeds the object size limit; not stored"
+                                );
+                                *capture = None;
+                            } else if let Err(e) = c.writer.append(data.clone()) {
+                                tracing::debug!(error = %e, "store refused a chunk; not stored");
+                                *capture = None;
                             }
                         }
                         if inner.is_end_stream() {

@@ -18,7 +18,8 @@ pub enum CacheMode {
     /// Follow the HTTP caching rules.
     #[default]
     Default,
-    /// Neither read from nor write to the cache.
+    /// Neither read from nor write to the cache. An unsafe request still invalidates the stored
+    /// responses it changes (RFC 9111 §4.4), since later requests would otherwise see them.
     NoStore,
     /// Do not read from the cache, but store the response if it may be stored.
     Reload,

@@ -8,7 +8,7 @@ use cachio_core::cache_control::CacheControl;
 use cachio_core::key::{primary_key, variant_hash, variant_key};
 use cachio_core::meta::{Meta, ResponseMeta, VaryIndex};
 use cachio_core::policy::status::{CacheStatus, Fwd};
-use cachio_core::policy::{self, Evaluation, Verdict, vary};
+use cachio_core::policy::{self, Verdict, vary};
 use cachio_core::store::{Hit, Store};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, request};
@@ -212,13 +212,22 @@ where
         .get::<CacheMode>()
         .copied()
         .unwrap_or_default();
-    if mode == CacheMode::NoStore {
-        return forward(inner, req, cx.status(Fwd::Bypass)).await;
-    }
     match *req.method() {
+        // An unsafe request invalidates what it changes (RFC 9111 §4.4) even when it bypasses the
+        // cache: the stored responses serve later requests.
+        ref m if !policy::is_safe(m) => {
+            let fwd = if mode == CacheMode::NoStore {
+                Fwd::Bypass
+            } else {
+                Fwd::Method
+            };
+            return forward_unsafe(&cx, inner, req, fwd).await;
+        }
+        _ if mode == CacheMode::NoStore => {
+            return forward(inner, req, cx.status(Fwd::Bypass)).await;
+        }
         Method::GET | Method::HEAD => {}
-        ref m if policy::is_safe(m) => return forward(inner, req, cx.status(Fwd::Method)).await,
-        _ => return forward_unsafe(&cx, inner, req).await,
+        _ => return forward(inner, req, cx.status(Fwd::Method)).await,
     }
 
     let (parts, body) = req.into_parts();
@@ -254,7 +263,11 @@ where
                 ),
             };
             if serve {
-                if eval.verdict == Verdict::StaleWhileRevalidate && mode == CacheMode::Default {
+                // `only-if-cached` never goes to the origin, not even in the background.
+                if eval.verdict == Verdict::StaleWhileRevalidate
+                    && mode == CacheMode::Default
+                    && !only_if_cached
+                {
                     spawn_revalidation(&cx, inner, &parts, &key, &store_key, meta.clone(), index);
                 }
                 let status = CacheStatus::hit(cx.config.cache_name.as_str(), eval.ttl_secs());
@@ -268,7 +281,7 @@ where
                 body: stored_body,
                 store_key,
                 index,
-                eval,
+                at: now,
             };
             revalidate(&cx, inner, parts, body, &key, found, &req_cc).await
         }
@@ -276,12 +289,9 @@ where
             if only_if_cached {
                 return Ok(gateway_timeout(&cx));
             }
-            let fwd = if req_cc.no_cache {
-                Fwd::Request
-            } else {
-                Fwd::UriMiss
-            };
-            fetch_and_store(&cx, inner, parts, body, &key, fwd, None).await
+            // `uri-miss` whatever the request's directives: `request` says a fresh response was
+            // there to refuse (RFC 9211 §2.2).
+            fetch_and_store(&cx, inner, parts, body, &key, Fwd::UriMiss, None).await
         }
         Lookup::VaryMiss { index } => {
             if only_if_cached {
@@ -298,7 +308,8 @@ struct Found<B> {
     body: B,
     store_key: String,
     index: Option<VaryIndex>,
-    eval: Evaluation,
+    /// When it was looked up.
+    at: SystemTime,
 }
 
 /// Passes a request on untouched and marks the response.
@@ -324,6 +335,7 @@ async fn forward_unsafe<S, St, ReqB, ResB>(
     cx: &Ctx<St>,
     mut inner: S,
     req: Request<ReqB>,
+    fwd: Fwd,
 ) -> Result<Res<ResB, St>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -333,21 +345,21 @@ where
     let method = req.method().clone();
     let target = absolute_uri(req.uri(), req.headers());
     let res = inner.call(req).await?;
-    if policy::invalidates(&method, res.status()) {
-        if let Some(target) = target {
-            for uri in policy::invalidation_uris(&target, res.headers()) {
-                let (parts, ()) = Request::get(uri)
-                    .body(())
-                    .map(Request::into_parts)
-                    .unwrap_or_else(|_| Request::new(()).into_parts());
-                let key = cx.key(&parts);
-                if let Err(e) = cx.store.delete(&key).await {
-                    tracing::warn!(key, error = %e, "cache invalidation failed");
-                }
+    if policy::invalidates(&method, res.status())
+        && let Some(target) = target
+    {
+        for uri in policy::invalidation_uris(&target, res.headers()) {
+            let (parts, ()) = Request::get(uri)
+                .body(())
+                .map(Request::into_parts)
+                .unwrap_or_else(|_| Request::new(()).into_parts());
+            let key = cx.key(&parts);
+            if let Err(e) = cx.store.delete(&key).await {
+                tracing::warn!(key, error = %e, "cache invalidation failed");
             }
         }
     }
-    let status = cx.status(Fwd::Method).fwd_status(res.status().as_u16());
+    let status = cx.status(fwd).fwd_status(res.status().as_u16());
     let (mut head, body) = res.into_parts();
     head.headers.append(CACHE_STATUS, status.to_header_value());
     Ok(Response::from_parts(head, ResponseBody::passthrough(body)))
@@ -449,11 +461,19 @@ where
         body: stored_body,
         store_key,
         index,
-        eval: found_eval,
+        at,
     } = found;
     let stored = meta.as_response().expect("found entries are responses");
     let conditionals = policy::conditional_headers(stored.headers());
-    let fwd = if found_eval.verdict == Verdict::Revalidate && found_eval.lifetime > found_eval.age {
+    // RFC 9211 §2.2: `request` when the stored response was fresh but the request (its
+    // directives or its cache mode) did not allow its use; `stale` when the response itself needs
+    // validation (it is stale, or marked `no-cache`).
+    let usable = cx
+        .config
+        .policy
+        .evaluate(&CacheControl::default(), stored, at)
+        .verdict;
+    let fwd = if usable == Verdict::Fresh {
         Fwd::Request
     } else {
         Fwd::Stale
@@ -528,7 +548,7 @@ where
         }
         let mut svc = inner.clone();
         let res = ready_call(&mut svc, Request::from_parts(retry, ReqB::default())).await?;
-        return store_response(cx, parts, res, key, fwd, index, request_time, cx.now()).await;
+        return answer_full(cx, parts, res, key, fwd, index, request_time, cx.now()).await;
     }
     if code.is_server_error()
         && cx
@@ -545,7 +565,52 @@ where
             .detail("stale-if-error");
         return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
     }
-    store_response(cx, parts, res, key, fwd, index, request_time, response_time).await
+    answer_full(cx, parts, res, key, fwd, index, request_time, response_time).await
+}
+
+/// Stores the full response a validation brought (RFC 9111 §4.3.3) and answers with it. A `HEAD`
+/// was validated with a `GET`: it gets the head alone, and the body is read to the end on a task
+/// of its own so that the `GET` response is stored.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the same exchange state as store_response"
+)]
+async fn answer_full<St, ResB, E>(
+    cx: &Ctx<St>,
+    parts: request::Parts,
+    res: Response<ResB>,
+    key: &str,
+    fwd: Fwd,
+    index: Option<VaryIndex>,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Result<Res<ResB, St>, E>
+where
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    St: Store,
+{
+    if parts.method != Method::HEAD {
+        return store_response(cx, parts, res, key, fwd, index, request_time, response_time).await;
+    }
+    let mut get = parts;
+    get.method = Method::GET;
+    let res = store_response(cx, get, res, key, fwd, index, request_time, response_time).await?;
+    let (head, body) = res.into_parts();
+    if body.is_capturing() {
+        tokio::spawn(drain(body));
+    }
+    Ok(Response::from_parts(head, ResponseBody::empty()))
+}
+
+/// Reads a body to its end (or its first error), dropping the data.
+async fn drain<B: Body>(body: B) {
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = std::future::poll_fn(|c| body.as_mut().poll_frame(c)).await {
+        if frame.is_err() {
+            break;
+        }
+    }
 }
 
 async fn ready_call<S, R>(svc: &mut S, req: R) -> Result<S::Response, S::Error>
@@ -863,12 +928,7 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         )
         .await;
         if let Ok(res) = res {
-            let mut body = std::pin::pin!(res.into_body());
-            while let Some(frame) = std::future::poll_fn(|c| body.as_mut().poll_frame(c)).await {
-                if frame.is_err() {
-                    break;
-                }
-            }
+            drain(res.into_body()).await;
         }
     });
 }
