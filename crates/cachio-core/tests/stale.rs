@@ -193,3 +193,27 @@ fn retention_adds_the_configured_stale_retention() {
     assert_eq!(p.retention(&m, t(0)), secs(160));
     assert_eq!(p.retention(&m, t(500)), secs(60));
 }
+
+#[test]
+fn rfc9111_4_2_4_grace_serves_stale_when_disconnected_within_its_window() {
+    let p = Policy::shared().grace(std::time::Duration::from_secs(100));
+    let m = stored(&p, &[("cache-control", "max-age=60")]);
+    assert!(p.stale_if_error(&Default::default(), &m, t(160)));
+    assert!(!p.stale_if_error(&Default::default(), &m, t(161)));
+    // Kept long enough to be served within the grace period.
+    assert!(p.retention(&m, t(0)) >= std::time::Duration::from_secs(160));
+    // Without a grace period the same response is not served stale on error.
+    let strict = Policy::shared();
+    assert!(!strict.stale_if_error(
+        &Default::default(),
+        &stored(&strict, &[("cache-control", "max-age=60")]),
+        t(61)
+    ));
+}
+
+#[test]
+fn rfc9111_4_2_4_grace_yields_to_must_revalidate() {
+    let p = Policy::shared().grace(std::time::Duration::from_secs(100));
+    let m = stored(&p, &[("cache-control", "max-age=60, must-revalidate")]);
+    assert!(!p.stale_if_error(&Default::default(), &m, t(61)));
+}

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
@@ -7,13 +7,21 @@ use cachio_core::policy::{Mode, Policy};
 use http::{request, response};
 use tower_layer::Layer;
 
+use crate::coalesce::Flights;
 use crate::service::Cache;
+use crate::stats::CacheStats;
 
 /// A function that computes the cache key of a request.
 pub type KeyFn = dyn Fn(&request::Parts) -> String + Send + Sync;
 
 /// A function that may override the freshness lifetime of a response before it is stored.
 pub type TtlFn = dyn Fn(&request::Parts, &response::Parts) -> Option<Duration> + Send + Sync;
+
+/// How long a request waits for another's fetch of the same key by default: 10 seconds.
+pub const DEFAULT_COALESCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a key whose response could not be stored skips coalescing by default: 10 seconds.
+pub const DEFAULT_HIT_FOR_MISS: Duration = Duration::from_secs(10);
 
 /// The default largest body stored: 64 MiB.
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 * 1024 * 1024;
@@ -64,8 +72,13 @@ pub(crate) struct Config {
     pub(crate) max_object_size: u64,
     pub(crate) key_fn: Option<Arc<KeyFn>>,
     pub(crate) ttl_fn: Option<Arc<TtlFn>>,
-    /// Keys with a background revalidation in flight.
-    pub(crate) revalidating: Mutex<std::collections::HashSet<String>>,
+    pub(crate) coalesce: bool,
+    pub(crate) coalesce_timeout: Duration,
+    pub(crate) hit_for_miss: Duration,
+    /// Fetches in flight and keys known to be uncacheable; shared by clones.
+    pub(crate) flights: Arc<Flights>,
+    /// Counters; shared by clones.
+    pub(crate) stats: Arc<CacheStats>,
 }
 
 impl Clone for Config {
@@ -77,7 +90,11 @@ impl Clone for Config {
             max_object_size: self.max_object_size,
             key_fn: self.key_fn.clone(),
             ttl_fn: self.ttl_fn.clone(),
-            revalidating: Mutex::default(),
+            coalesce: self.coalesce,
+            coalesce_timeout: self.coalesce_timeout,
+            hit_for_miss: self.hit_for_miss,
+            flights: self.flights.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -104,7 +121,11 @@ impl<St> CacheLayer<St> {
                 max_object_size: DEFAULT_MAX_OBJECT_SIZE,
                 key_fn: None,
                 ttl_fn: None,
-                revalidating: Mutex::default(),
+                coalesce: true,
+                coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
+                hit_for_miss: DEFAULT_HIT_FOR_MISS,
+                flights: Arc::default(),
+                stats: Arc::default(),
             }),
         }
     }
@@ -164,6 +185,54 @@ impl<St> CacheLayer<St> {
         let c = self.config_mut();
         c.policy = c.policy.clone().heuristic_max(max);
         self
+    }
+
+    /// Whether concurrent requests for one key share one origin fetch (on by default).
+    ///
+    /// While a cacheable fetch for a key is in flight, further requests for that key wait for it
+    /// and are answered from the stored result (`Cache-Status: ...; collapsed`). If the response
+    /// cannot be stored, the waiters go to the origin at once and the key skips coalescing for
+    /// [`hit_for_miss`](Self::hit_for_miss). Waiting is bounded by
+    /// [`coalesce_timeout`](Self::coalesce_timeout).
+    #[must_use]
+    pub fn coalesce(mut self, on: bool) -> Self {
+        self.config_mut().coalesce = on;
+        self
+    }
+
+    /// The longest a request waits for another's fetch before going to the origin itself
+    /// ([`DEFAULT_COALESCE_TIMEOUT`] by default).
+    #[must_use]
+    pub fn coalesce_timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().coalesce_timeout = timeout;
+        self
+    }
+
+    /// How long a key whose response could not be stored is sent straight to the origin without
+    /// waiting on other requests ([`DEFAULT_HIT_FOR_MISS`] by default; zero turns it off).
+    #[must_use]
+    pub fn hit_for_miss(mut self, ttl: Duration) -> Self {
+        self.config_mut().hit_for_miss = ttl;
+        self
+    }
+
+    /// How long past freshness a stored response may be served when the origin fails or answers
+    /// 5xx (zero by default); see [`Policy::grace`].
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        let c = self.config_mut();
+        c.policy = c.policy.clone().grace(grace);
+        self
+    }
+
+    /// The counters of this cache, shared with every service it makes.
+    pub fn stats(&self) -> Arc<CacheStats> {
+        self.config.stats.clone()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &St {
+        &self.store
     }
 
     /// The clock the cache reads time from ([`SystemClock`] by default); tests use

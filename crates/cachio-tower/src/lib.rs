@@ -34,16 +34,22 @@
 //! See [`CacheLayer`] for the options and [`CacheMode`] for per-request modes.
 
 mod body;
+mod coalesce;
 mod future;
 mod layer;
 mod mode;
 mod service;
+mod stats;
 
 pub use body::{BoxError, ResponseBody};
 pub use future::ResponseFuture;
-pub use layer::{CacheLayer, DEFAULT_MAX_OBJECT_SIZE, KeyFn, TtlFn};
+pub use layer::{
+    CacheLayer, DEFAULT_COALESCE_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_MAX_OBJECT_SIZE, KeyFn,
+    TtlFn,
+};
 pub use mode::CacheMode;
 pub use service::{CACHE_STATUS, Cache};
+pub use stats::{CacheStats, StatsSnapshot};
 
 pub use cachio_core as core;
 pub use cachio_core::policy::{Mode, Policy};

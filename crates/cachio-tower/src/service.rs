@@ -16,9 +16,11 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::body::{BoxError, Capture, CommitFuture, ResponseBody, commit_entry};
+use crate::coalesce::{self, FlightGuard, Join, Outcome};
 use crate::future::ResponseFuture;
 use crate::layer::{CacheLayer, Config};
 use crate::mode::CacheMode;
+use crate::stats::{add, bump};
 
 /// The `Cache-Status` field name (RFC 9211).
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -64,6 +66,11 @@ impl<S, St> Cache<S, St> {
     /// The store.
     pub fn store(&self) -> &St {
         &self.store
+    }
+
+    /// The counters of this cache (shared with the layer that made it and its clones).
+    pub fn stats(&self) -> Arc<crate::CacheStats> {
+        self.config.stats.clone()
     }
 
     /// The inner service, consuming the cache.
@@ -150,11 +157,13 @@ enum Lookup<B> {
     },
 }
 
-async fn lookup<St: Store>(store: &St, key: &str, headers: &http::HeaderMap) -> Lookup<St::Body> {
+async fn lookup<St: Store>(cx: &Ctx<St>, key: &str, headers: &http::HeaderMap) -> Lookup<St::Body> {
+    let store = &cx.store;
     let hit = match store.get(key).await {
         Ok(Some(hit)) => hit,
         Ok(None) => return Lookup::UriMiss,
         Err(e) => {
+            bump(&cx.config.stats.store_errors);
             tracing::warn!(key, error = %e, "cache store read failed; treated as a miss");
             return Lookup::UriMiss;
         }
@@ -183,6 +192,7 @@ async fn lookup<St: Store>(store: &St, key: &str, headers: &http::HeaderMap) -> 
                 },
                 Ok(None) => Lookup::VaryMiss { index },
                 Err(e) => {
+                    bump(&cx.config.stats.store_errors);
                     tracing::warn!(key = vkey, error = %e, "cache store read failed; treated as a miss");
                     Lookup::VaryMiss { index }
                 }
@@ -212,6 +222,10 @@ where
         .get::<CacheMode>()
         .copied()
         .unwrap_or_default();
+    bump(&cx.config.stats.requests);
+    if mode == CacheMode::NoStore || !matches!(*req.method(), Method::GET | Method::HEAD) {
+        bump(&cx.config.stats.bypassed);
+    }
     match *req.method() {
         // An unsafe request invalidates what it changes (RFC 9111 §4.4) even when it bypasses the
         // cache: the stored responses serve later requests.
@@ -239,10 +253,12 @@ where
         if only_if_cached {
             return Ok(gateway_timeout(&cx));
         }
-        return fetch_and_store(&cx, inner, parts, body, &key, Fwd::Request, None).await;
+        bump(&cx.config.stats.misses);
+        return fetch_and_store(&cx, inner, parts, body, &key, Fwd::Request, None, None).await;
     }
 
-    match lookup(&cx.store, &key, &parts.headers).await {
+    // What the request needs from the origin, if anything.
+    let next = match lookup(&cx, &key, &parts.headers).await {
         Lookup::Found {
             meta,
             body: stored_body,
@@ -254,15 +270,7 @@ where
             };
             let now = cx.now();
             let eval = cx.config.policy.evaluate(&req_cc, stored, now);
-            let serve = match mode {
-                CacheMode::ForceCache | CacheMode::OnlyIfCached => true,
-                CacheMode::NoCache => false,
-                _ => matches!(
-                    eval.verdict,
-                    Verdict::Fresh | Verdict::StaleAllowed | Verdict::StaleWhileRevalidate
-                ),
-            };
-            if serve {
+            if servable(mode, eval.verdict) {
                 // `only-if-cached` never goes to the origin, not even in the background.
                 if eval.verdict == Verdict::StaleWhileRevalidate
                     && mode == CacheMode::Default
@@ -270,36 +278,115 @@ where
                 {
                     spawn_revalidation(&cx, inner, &parts, &key, &store_key, meta.clone(), index);
                 }
+                bump(&cx.config.stats.hits);
+                if eval.verdict != Verdict::Fresh && eval.lifetime <= eval.age {
+                    bump(&cx.config.stats.stale);
+                }
                 let status = CacheStatus::hit(cx.config.cache_name.as_str(), eval.ttl_secs());
                 return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
             }
             if only_if_cached {
                 return Ok(gateway_timeout(&cx));
             }
-            let found = Found {
+            Next::Revalidate(Found {
                 meta: meta.clone(),
                 body: stored_body,
                 store_key,
                 index,
                 at: now,
-            };
-            revalidate(&cx, inner, parts, body, &key, found, &req_cc).await
+            })
         }
-        Lookup::UriMiss => {
-            if only_if_cached {
-                return Ok(gateway_timeout(&cx));
+        // `uri-miss` whatever the request's directives: `request` says a fresh response was
+        // there to refuse (RFC 9211 §2.2).
+        Lookup::UriMiss => Next::Fetch(Fwd::UriMiss, None),
+        Lookup::VaryMiss { index } => Next::Fetch(Fwd::VaryMiss, Some(index)),
+    };
+    if only_if_cached {
+        return Ok(gateway_timeout(&cx));
+    }
+
+    // Coalescing: one fetch per key at a time; the others wait for its stored result.
+    let mut guard = None;
+    if coalescable(&cx, mode, &parts, &req_cc) && !cx.config.flights.is_pass(&key) {
+        match cx.config.flights.join(&key) {
+            Join::Leader(g) => guard = Some(g),
+            Join::Waiter(rx) => {
+                bump(&cx.config.stats.coalesced);
+                let outcome = coalesce::wait(rx, cx.config.coalesce_timeout).await;
+                if let Outcome::Stored(code) = outcome
+                    && let Lookup::Found {
+                        meta,
+                        body: stored_body,
+                        ..
+                    } = lookup(&cx, &key, &parts.headers).await
+                    && let Meta::Response(stored) = &*meta
+                {
+                    let eval = cx.config.policy.evaluate(&req_cc, stored, cx.now());
+                    if servable(mode, eval.verdict) {
+                        let fwd = match &next {
+                            Next::Revalidate(_) => Fwd::Stale,
+                            Next::Fetch(fwd, _) => *fwd,
+                        };
+                        let status = cx
+                            .status(fwd)
+                            .fwd_status(code)
+                            .collapsed(true)
+                            .ttl(eval.ttl_secs());
+                        return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
+                    }
+                }
+                // Not storable, failed, timed out, or not for this request (another variant):
+                // go to the origin without waiting again.
             }
-            // `uri-miss` whatever the request's directives: `request` says a fresh response was
-            // there to refuse (RFC 9211 §2.2).
-            fetch_and_store(&cx, inner, parts, body, &key, Fwd::UriMiss, None).await
-        }
-        Lookup::VaryMiss { index } => {
-            if only_if_cached {
-                return Ok(gateway_timeout(&cx));
-            }
-            fetch_and_store(&cx, inner, parts, body, &key, Fwd::VaryMiss, Some(index)).await
         }
     }
+
+    match next {
+        Next::Revalidate(found) => {
+            revalidate(&cx, inner, parts, body, &key, found, &req_cc, guard).await
+        }
+        Next::Fetch(fwd, index) => {
+            bump(&cx.config.stats.misses);
+            fetch_and_store(&cx, inner, parts, body, &key, fwd, index, guard).await
+        }
+    }
+}
+
+/// What a request needs from the origin.
+enum Next<B> {
+    /// A stored response to validate.
+    Revalidate(Found<B>),
+    /// Nothing usable stored.
+    Fetch(Fwd, Option<VaryIndex>),
+}
+
+/// Whether a stored response with `verdict` may answer a request in `mode` without the origin.
+fn servable(mode: CacheMode, verdict: Verdict) -> bool {
+    match mode {
+        CacheMode::ForceCache | CacheMode::OnlyIfCached => true,
+        CacheMode::NoCache => false,
+        _ => matches!(
+            verdict,
+            Verdict::Fresh | Verdict::StaleAllowed | Verdict::StaleWhileRevalidate
+        ),
+    }
+}
+
+/// Whether a request may share another's fetch: a plain `GET` whose response could be stored for
+/// everyone asking (no `no-store`, and in a shared cache no credentials of its own).
+fn coalescable<St: Store>(
+    cx: &Ctx<St>,
+    mode: CacheMode,
+    parts: &request::Parts,
+    req_cc: &CacheControl,
+) -> bool {
+    cx.config.coalesce
+        && parts.method == Method::GET
+        && matches!(mode, CacheMode::Default | CacheMode::ForceCache)
+        && !req_cc.no_store
+        && !req_cc.no_cache
+        && !(cx.config.policy.mode() == cachio_core::Mode::Shared
+            && parts.headers.contains_key(header::AUTHORIZATION))
 }
 
 /// A stored response that needs validation before use.
@@ -354,7 +441,9 @@ where
                 .map(Request::into_parts)
                 .unwrap_or_else(|_| Request::new(()).into_parts());
             let key = cx.key(&parts);
+            bump(&cx.config.stats.invalidations);
             if let Err(e) = cx.store.delete(&key).await {
+                bump(&cx.config.stats.store_errors);
                 tracing::warn!(key, error = %e, "cache invalidation failed");
             }
         }
@@ -438,6 +527,10 @@ fn strip_fwd(status: CacheStatus) -> HeaderValue {
 }
 
 /// Validates a stored response with the origin (RFC 9111 §4.3) and answers from the result.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the exchange's state, passed along once"
+)]
 async fn revalidate<S, St, ReqB, ResB>(
     cx: &Ctx<St>,
     mut inner: S,
@@ -446,6 +539,7 @@ async fn revalidate<S, St, ReqB, ResB>(
     key: &str,
     found: Found<St::Body>,
     req_cc: &CacheControl,
+    guard: Option<FlightGuard>,
 ) -> Result<Res<ResB, St>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -497,6 +591,7 @@ where
             fwd_parts.headers.insert(name, value);
         }
     }
+    bump(&cx.config.stats.revalidations);
     let request_time = cx.now();
     let result = inner.call(Request::from_parts(fwd_parts, body)).await;
     let response_time = cx.now();
@@ -513,6 +608,7 @@ where
                     .status(Fwd::Stale)
                     .ttl(eval.ttl_secs())
                     .detail("stale-if-error");
+                bump(&cx.config.stats.stale);
                 return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
             }
             return Err(e);
@@ -530,8 +626,17 @@ where
                 unreachable!()
             };
             let ttl = retention(cx, m, response_time);
-            if let Err(e) = cx.store.update(&store_key, merged.clone(), ttl).await {
-                tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
+            bump(&cx.config.stats.not_modified);
+            match cx.store.update(&store_key, merged.clone(), ttl).await {
+                Ok(_) => {
+                    if let Some(g) = guard {
+                        g.finish(Outcome::Stored(304));
+                    }
+                }
+                Err(e) => {
+                    bump(&cx.config.stats.store_errors);
+                    tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
+                }
             }
             let eval = cx
                 .config
@@ -548,7 +653,18 @@ where
         }
         let mut svc = inner.clone();
         let res = ready_call(&mut svc, Request::from_parts(retry, ReqB::default())).await?;
-        return answer_full(cx, parts, res, key, fwd, index, request_time, cx.now()).await;
+        return answer_full(
+            cx,
+            parts,
+            res,
+            key,
+            fwd,
+            index,
+            request_time,
+            cx.now(),
+            guard,
+        )
+        .await;
     }
     if code.is_server_error()
         && cx
@@ -563,9 +679,21 @@ where
             .fwd_status(code.as_u16())
             .ttl(eval.ttl_secs())
             .detail("stale-if-error");
+        bump(&cx.config.stats.stale);
         return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
     }
-    answer_full(cx, parts, res, key, fwd, index, request_time, response_time).await
+    answer_full(
+        cx,
+        parts,
+        res,
+        key,
+        fwd,
+        index,
+        request_time,
+        response_time,
+        guard,
+    )
+    .await
 }
 
 /// Stores the full response a validation brought (RFC 9111 §4.3.3) and answers with it. A `HEAD`
@@ -584,6 +712,7 @@ async fn answer_full<St, ResB, E>(
     index: Option<VaryIndex>,
     request_time: SystemTime,
     response_time: SystemTime,
+    guard: Option<FlightGuard>,
 ) -> Result<Res<ResB, St>, E>
 where
     ResB: Body<Data = Bytes> + Send + 'static,
@@ -591,11 +720,33 @@ where
     St: Store,
 {
     if parts.method != Method::HEAD {
-        return store_response(cx, parts, res, key, fwd, index, request_time, response_time).await;
+        return store_response(
+            cx,
+            parts,
+            res,
+            key,
+            fwd,
+            index,
+            request_time,
+            response_time,
+            guard,
+        )
+        .await;
     }
     let mut get = parts;
     get.method = Method::GET;
-    let res = store_response(cx, get, res, key, fwd, index, request_time, response_time).await?;
+    let res = store_response(
+        cx,
+        get,
+        res,
+        key,
+        fwd,
+        index,
+        request_time,
+        response_time,
+        guard,
+    )
+    .await?;
     let (head, body) = res.into_parts();
     if body.is_capturing() {
         tokio::spawn(drain(body));
@@ -631,6 +782,7 @@ async fn fetch_and_store<S, St, ReqB, ResB>(
     key: &str,
     fwd: Fwd,
     index: Option<VaryIndex>,
+    guard: Option<FlightGuard>,
 ) -> Result<Res<ResB, St>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -641,7 +793,18 @@ where
     let request_time = cx.now();
     let res = inner.call(Request::from_parts(parts.clone(), body)).await?;
     let response_time = cx.now();
-    store_response(cx, parts, res, key, fwd, index, request_time, response_time).await
+    store_response(
+        cx,
+        parts,
+        res,
+        key,
+        fwd,
+        index,
+        request_time,
+        response_time,
+        guard,
+    )
+    .await
 }
 
 /// How long the store should keep a response (`None`: no limit of ours).
@@ -660,6 +823,7 @@ async fn store_response<St, ResB, E>(
     index: Option<VaryIndex>,
     request_time: SystemTime,
     response_time: SystemTime,
+    guard: Option<FlightGuard>,
 ) -> Result<Res<ResB, St>, E>
 where
     ResB: Body<Data = Bytes> + Send + 'static,
@@ -693,6 +857,8 @@ where
     let fits = declared_len.is_none_or(|n| n <= limit) && body.size_hint().lower() <= limit;
 
     let mut capture = None;
+    let mut guard = guard;
+    let mut worth_storing = false;
     if storable && fits {
         let mut meta = policy.to_meta(
             &parts.headers,
@@ -707,7 +873,31 @@ where
         }
         let ttl = cx.config.policy.retention(&meta, response_time);
         if !ttl.is_zero() {
-            capture = begin_capture(cx, key, meta, ttl, index, limit, declared_len).await;
+            worth_storing = true;
+            let code = head.status.as_u16();
+            capture = begin_capture(
+                cx,
+                key,
+                meta,
+                ttl,
+                index,
+                limit,
+                declared_len,
+                guard.take(),
+                code,
+            )
+            .await;
+        }
+    }
+    if let Some(g) = guard {
+        if worth_storing {
+            // The store refused the write: let the waiters fetch for themselves.
+            g.finish(Outcome::Failed);
+        } else {
+            // Nothing to wait for: the waiters go to the origin now, and so does the traffic
+            // for this key for a while (hit-for-miss).
+            cx.config.flights.mark_pass(key, cx.config.hit_for_miss);
+            g.finish(Outcome::Pass);
         }
     }
     status = status.stored(capture.is_some());
@@ -721,6 +911,10 @@ where
 
 /// Opens a writer for a response and prepares what its commit does: write the entry and, for a
 /// resource that varies, record the variant in the resource's index (RFC 9111 §4.1).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the exchange's state, passed along once"
+)]
 async fn begin_capture<St: Store>(
     cx: &Ctx<St>,
     key: &str,
@@ -729,6 +923,8 @@ async fn begin_capture<St: Store>(
     index: Option<VaryIndex>,
     limit: u64,
     expected: Option<u64>,
+    guard: Option<FlightGuard>,
+    code: u16,
 ) -> Option<Capture<St>> {
     let names = meta.parsed().vary.clone().unwrap_or_default();
     let store = cx.store.clone();
@@ -761,16 +957,22 @@ async fn begin_capture<St: Store>(
     let writer = match store.begin(&store_key) {
         Ok(w) => w,
         Err(e) => {
+            bump(&cx.config.stats.store_errors);
             tracing::warn!(key = store_key, error = %e, "cache store refused a write");
             return None;
         }
     };
     let meta = Arc::new(Meta::Response(meta));
-    let commit = Box::new(move |writer: St::Writer, _len: u64| -> CommitFuture {
+    let config = cx.config.clone();
+    let commit = Box::new(move |writer: St::Writer, len: u64| -> CommitFuture {
         Box::pin(async move {
             if !commit_entry(writer, meta, Some(ttl), &store_key).await {
+                bump(&config.stats.store_errors);
                 return;
             }
+            bump(&config.stats.stores);
+            add(&config.stats.stored_bytes, len);
+            config.flights.clear_pass(&primary);
             if let Some((mut index, hash)) = index {
                 index.variants.retain(|h| *h != hash);
                 index.variants.push(hash);
@@ -795,6 +997,10 @@ async fn begin_capture<St: Store>(
                     }
                 }
             }
+            // Waiters look the entry up only now that it (and its variant index) is visible.
+            if let Some(g) = guard {
+                g.finish(Outcome::Stored(code));
+            }
         })
     });
     Some(Capture {
@@ -816,8 +1022,9 @@ fn new_epoch() -> u64 {
     RandomState::new().hash_one(SystemTime::now())
 }
 
-/// Revalidates a stale response in the background while it is served (RFC 5861 §3); one
-/// revalidation per key at a time.
+/// Revalidates a stale response in the background while it is served (RFC 5861 §3). It takes
+/// part in coalescing: nothing starts while a fetch of the key is in flight, and requests that
+/// cannot use the stale response wait for this one.
 fn spawn_revalidation<S, St, ReqB, ResB>(
     cx: &Ctx<St>,
     mut inner: S,
@@ -835,25 +1042,20 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
     ResB::Error: Into<BoxError>,
     St: Store,
 {
-    {
-        let mut set = cx
-            .config
-            .revalidating
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if !set.insert(store_key.to_owned()) {
-            return;
-        }
-    }
+    let Some(stored) = meta.as_response() else {
+        return;
+    };
+    let guard = match cx.config.flights.join(key) {
+        Join::Leader(g) => g,
+        Join::Waiter(_) => return,
+    };
+    bump(&cx.config.stats.background_revalidations);
     let cx = Ctx {
         store: cx.store.clone(),
         config: cx.config.clone(),
     };
     let mut fwd_parts = parts.clone();
     fwd_parts.method = Method::GET;
-    let Some(stored) = meta.as_response() else {
-        return;
-    };
     for name in [
         header::IF_NONE_MATCH,
         header::IF_MODIFIED_SINCE,
@@ -875,10 +1077,6 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         p
     };
     tokio::spawn(async move {
-        let _guard = RevalidationGuard {
-            config: cx.config.clone(),
-            key: store_key.clone(),
-        };
         let request_time = cx.now();
         let res = match inner
             .call(Request::from_parts(fwd_parts, ReqB::default()))
@@ -901,13 +1099,18 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
                 request_time,
                 response_time,
             ) {
+                bump(&cx.config.stats.not_modified);
                 let ttl = retention(&cx, &merged, response_time);
-                if let Err(e) = cx
+                match cx
                     .store
                     .update(&store_key, Arc::new(Meta::Response(merged)), ttl)
                     .await
                 {
-                    tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
+                    Ok(_) => guard.finish(Outcome::Stored(304)),
+                    Err(e) => {
+                        bump(&cx.config.stats.store_errors);
+                        tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
+                    }
                 }
             }
             return;
@@ -925,26 +1128,11 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
             index,
             request_time,
             response_time,
+            Some(guard),
         )
         .await;
         if let Ok(res) = res {
             drain(res.into_body()).await;
         }
     });
-}
-
-struct RevalidationGuard {
-    config: Arc<Config>,
-    key: String,
-}
-
-impl Drop for RevalidationGuard {
-    fn drop(&mut self) {
-        let mut set = self
-            .config
-            .revalidating
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        set.remove(&self.key);
-    }
 }

@@ -61,6 +61,7 @@ pub struct Policy {
     targeted_fields: Vec<HeaderName>,
     validator_retention: Duration,
     stale_retention: Duration,
+    grace: Duration,
     max_variants: usize,
 }
 
@@ -84,6 +85,7 @@ impl Policy {
             targeted_fields: Vec::new(),
             validator_retention: Duration::from_secs(24 * 3600),
             stale_retention: Duration::ZERO,
+            grace: Duration::ZERO,
             max_variants: 16,
         }
     }
@@ -148,6 +150,22 @@ impl Policy {
     pub fn validator_retention(mut self, keep: Duration) -> Self {
         self.validator_retention = keep;
         self
+    }
+
+    /// How long past its freshness a stored response may still be served when the origin cannot
+    /// be reached or answers with a 5xx, beyond any `stale-if-error` it carries (a cache that
+    /// cannot reach the origin is disconnected, RFC 9111 §4.2.4). Directives that forbid serving
+    /// stale (`must-revalidate`, `no-cache`, and in a shared cache `proxy-revalidate` and
+    /// `s-maxage`) still win. Zero (the default) turns it off.
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The grace period (see [`Policy::grace`]).
+    pub fn grace_period(&self) -> Duration {
+        self.grace
     }
 
     /// How long any response is kept past the last moment it could be used by the rules alone, so
@@ -442,8 +460,9 @@ impl Policy {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => a.or(b).unwrap_or(0),
         };
-        (cc.stale_if_error.is_some() || req.stale_if_error.is_some())
-            && staleness <= Duration::from_secs(window)
+        ((cc.stale_if_error.is_some() || req.stale_if_error.is_some())
+            && staleness <= Duration::from_secs(window))
+            || (!self.grace.is_zero() && staleness <= self.grace)
     }
 
     /// How long from `now` the response is worth keeping: until the end of its freshness and of
@@ -462,9 +481,13 @@ impl Policy {
                 .unwrap_or(0)
                 .max(cc.stale_if_error.unwrap_or(0))
         };
-        let mut keep = remaining.saturating_add(
-            Duration::from_secs(stale_window).saturating_sub(age.saturating_sub(lifetime)),
-        );
+        let stale_window = if self.stale_forbidden(&cc) {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(stale_window).max(self.grace)
+        };
+        let mut keep =
+            remaining.saturating_add(stale_window.saturating_sub(age.saturating_sub(lifetime)));
         if has_validators(meta.headers()) {
             keep = keep.saturating_add(self.validator_retention);
         }

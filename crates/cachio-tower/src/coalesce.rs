@@ -1,0 +1,216 @@
+//! Request coalescing: one origin fetch per key at a time, others wait for its result; and
+//! "hit-for-miss" memory of keys whose responses cannot be stored, so their traffic is not
+//! serialised behind one another.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+/// What became of a fetch others are waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Still in flight.
+    Pending,
+    /// The response was stored (or a stored one freshened); its status code.
+    Stored(u16),
+    /// The response cannot be stored: waiters go to the origin themselves.
+    Pass,
+    /// The fetch failed or was abandoned.
+    Failed,
+}
+
+/// The fetches in flight and the keys known to be uncacheable.
+#[derive(Default)]
+pub(crate) struct Flights {
+    inflight: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+    pass: Mutex<HashMap<String, Instant>>,
+}
+
+/// How a request takes part in coalescing.
+pub(crate) enum Join {
+    /// It fetches; others wait for it.
+    Leader(FlightGuard),
+    /// Another request is fetching the key.
+    Waiter(watch::Receiver<Outcome>),
+}
+
+/// The most keys remembered as uncacheable; past it, expired ones are dropped, then all.
+const PASS_CAPACITY: usize = 16 * 1024;
+
+impl Flights {
+    /// Joins the flight for `key`, or starts one.
+    pub(crate) fn join(self: &Arc<Self>, key: &str) -> Join {
+        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = map.get(key)
+            && *rx.borrow() == Outcome::Pending
+        {
+            return Join::Waiter(rx.clone());
+        }
+        let (tx, rx) = watch::channel(Outcome::Pending);
+        map.insert(key.to_owned(), rx);
+        Join::Leader(FlightGuard {
+            flights: self.clone(),
+            key: key.to_owned(),
+            tx,
+            done: false,
+        })
+    }
+
+    /// Whether a fetch for `key` is in flight.
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self, key: &str) -> bool {
+        let map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .is_some_and(|rx| *rx.borrow() == Outcome::Pending)
+    }
+
+    /// Whether `key` was recently found uncacheable.
+    pub(crate) fn is_pass(&self, key: &str) -> bool {
+        let mut pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
+        match pass.get(key) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                pass.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers `key` as uncacheable for `ttl`.
+    pub(crate) fn mark_pass(&self, key: &str, ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        let mut pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
+        if pass.len() >= PASS_CAPACITY {
+            let now = Instant::now();
+            pass.retain(|_, until| *until > now);
+            if pass.len() >= PASS_CAPACITY {
+                pass.clear();
+            }
+        }
+        pass.insert(key.to_owned(), Instant::now() + ttl);
+    }
+
+    /// Forgets that `key` was uncacheable (its response was stored after all).
+    pub(crate) fn clear_pass(&self, key: &str) {
+        let mut pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
+        pass.remove(key);
+    }
+}
+
+/// Held by the request that fetches a key; tells the waiters the outcome when finished, and
+/// `Failed` if dropped unfinished (an error, a cancelled request, a body abandoned mid-way).
+pub(crate) struct FlightGuard {
+    flights: Arc<Flights>,
+    key: String,
+    tx: watch::Sender<Outcome>,
+    done: bool,
+}
+
+impl FlightGuard {
+    pub(crate) fn finish(mut self, outcome: Outcome) {
+        self.resolve(outcome);
+    }
+
+    fn resolve(&mut self, outcome: Outcome) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        {
+            let mut map = self
+                .flights
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if map
+                .get(&self.key)
+                .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+            {
+                map.remove(&self.key);
+            }
+        }
+        let _ = self.tx.send(outcome);
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.resolve(Outcome::Failed);
+    }
+}
+
+/// Waits for a flight's outcome, at most `timeout`; `Failed` on timeout.
+pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>, timeout: Duration) -> Outcome {
+    let wait = async {
+        match rx.wait_for(|o| *o != Outcome::Pending).await {
+            Ok(o) => *o,
+            Err(_) => Outcome::Failed,
+        }
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .unwrap_or(Outcome::Failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiters_see_the_leaders_outcome_and_the_flight_ends() {
+        let flights = Arc::new(Flights::default());
+        let Join::Leader(guard) = flights.join("k") else {
+            panic!("first joiner must lead")
+        };
+        let Join::Waiter(rx) = flights.join("k") else {
+            panic!("second joiner must wait")
+        };
+        assert!(flights.in_flight("k"));
+        guard.finish(Outcome::Stored(200));
+        assert_eq!(wait(rx, Duration::from_secs(1)).await, Outcome::Stored(200));
+        assert!(!flights.in_flight("k"));
+        assert!(matches!(flights.join("k"), Join::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_fails_its_waiters() {
+        let flights = Arc::new(Flights::default());
+        let Join::Leader(guard) = flights.join("k") else {
+            panic!()
+        };
+        let Join::Waiter(rx) = flights.join("k") else {
+            panic!()
+        };
+        drop(guard);
+        assert_eq!(wait(rx, Duration::from_secs(1)).await, Outcome::Failed);
+    }
+
+    #[tokio::test]
+    async fn waiting_is_bounded() {
+        let flights = Arc::new(Flights::default());
+        let Join::Leader(_guard) = flights.join("k") else {
+            panic!()
+        };
+        let Join::Waiter(rx) = flights.join("k") else {
+            panic!()
+        };
+        assert_eq!(wait(rx, Duration::from_millis(20)).await, Outcome::Failed);
+    }
+
+    #[test]
+    fn pass_marks_expire() {
+        let flights = Flights::default();
+        flights.mark_pass("k", Duration::from_secs(60));
+        assert!(flights.is_pass("k"));
+        flights.clear_pass("k");
+        assert!(!flights.is_pass("k"));
+        flights.mark_pass("k", Duration::from_nanos(1));
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(!flights.is_pass("k"));
+    }
+}
