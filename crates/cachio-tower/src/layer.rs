@@ -3,8 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
+use cachio_core::policy::status::CacheStatus;
 use cachio_core::policy::{Mode, Policy};
-use http::{request, response};
+use http::{HeaderValue, request, response};
 use tower_layer::Layer;
 
 use crate::coalesce::Flights;
@@ -69,6 +70,8 @@ pub(crate) struct Config {
     pub(crate) policy: Policy,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) cache_name: String,
+    /// What every hit's `Cache-Status` starts with.
+    pub(crate) hit_prefix: Vec<u8>,
     pub(crate) max_object_size: u64,
     pub(crate) key_fn: Option<Arc<KeyFn>>,
     pub(crate) ttl_fn: Option<Arc<TtlFn>>,
@@ -81,12 +84,33 @@ pub(crate) struct Config {
     pub(crate) stats: Arc<CacheStats>,
 }
 
+impl Config {
+    /// `Cache-Status` for a hit with `ttl` seconds of freshness left, written without going through
+    /// the general formatter (this is on every hit).
+    pub(crate) fn hit_status(&self, ttl: i64) -> HeaderValue {
+        use std::io::Write as _;
+        let mut out = Vec::with_capacity(self.hit_prefix.len() + 12);
+        out.extend_from_slice(&self.hit_prefix);
+        let _ = write!(out, "{ttl}");
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
+            .unwrap_or_else(|_| CacheStatus::hit(self.cache_name.as_str(), ttl).to_header_value())
+    }
+
+    /// `Cache-Status` of a hit up to the `ttl` value, e.g. `cachio; hit; ttl=`.
+    fn hit_prefix(name: &str) -> Vec<u8> {
+        let full = CacheStatus::hit(name, 0).to_header_value();
+        let full = full.as_bytes();
+        full.strip_suffix(b"0").unwrap_or(full).to_vec()
+    }
+}
+
 impl Clone for Config {
     fn clone(&self) -> Self {
         Self {
             policy: self.policy.clone(),
             clock: self.clock.clone(),
             cache_name: self.cache_name.clone(),
+            hit_prefix: self.hit_prefix.clone(),
             max_object_size: self.max_object_size,
             key_fn: self.key_fn.clone(),
             ttl_fn: self.ttl_fn.clone(),
@@ -118,6 +142,7 @@ impl<St> CacheLayer<St> {
                 policy,
                 clock: Arc::new(SystemClock),
                 cache_name: "cachio".to_owned(),
+                hit_prefix: Config::hit_prefix("cachio"),
                 max_object_size: DEFAULT_MAX_OBJECT_SIZE,
                 key_fn: None,
                 ttl_fn: None,
@@ -145,7 +170,9 @@ impl<St> CacheLayer<St> {
     /// The name this cache gives itself in `Cache-Status` (RFC 9211); `cachio` by default.
     #[must_use]
     pub fn cache_name(mut self, name: impl Into<String>) -> Self {
-        self.config_mut().cache_name = name.into();
+        let c = self.config_mut();
+        c.cache_name = name.into();
+        c.hit_prefix = Config::hit_prefix(&c.cache_name);
         self
     }
 

@@ -235,13 +235,13 @@ where
             } else {
                 Fwd::Method
             };
-            return forward_unsafe(&cx, inner, req, fwd).await;
+            return Box::pin(forward_unsafe(&cx, inner, req, fwd)).await;
         }
         _ if mode == CacheMode::NoStore => {
-            return forward(inner, req, cx.status(Fwd::Bypass)).await;
+            return Box::pin(forward(inner, req, cx.status(Fwd::Bypass))).await;
         }
         Method::GET | Method::HEAD => {}
-        _ => return forward(inner, req, cx.status(Fwd::Method)).await,
+        _ => return Box::pin(forward(inner, req, cx.status(Fwd::Method))).await,
     }
 
     let (parts, body) = req.into_parts();
@@ -254,7 +254,17 @@ where
             return Ok(gateway_timeout(&cx));
         }
         bump(&cx.config.stats.misses);
-        return fetch_and_store(&cx, inner, parts, body, &key, Fwd::Request, None, None).await;
+        return Box::pin(fetch_and_store(
+            &cx,
+            inner,
+            parts,
+            body,
+            &key,
+            Fwd::Request,
+            None,
+            None,
+        ))
+        .await;
     }
 
     // What the request needs from the origin, if anything.
@@ -282,7 +292,7 @@ where
                 if eval.verdict != Verdict::Fresh && eval.lifetime <= eval.age {
                     bump(&cx.config.stats.stale);
                 }
-                let status = CacheStatus::hit(cx.config.cache_name.as_str(), eval.ttl_secs());
+                let status = cx.config.hit_status(eval.ttl_secs());
                 return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
             }
             if only_if_cached {
@@ -332,7 +342,13 @@ where
                             .fwd_status(code)
                             .collapsed(true)
                             .ttl(eval.ttl_secs());
-                        return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
+                        return Ok(serve_stored(
+                            &parts,
+                            stored,
+                            eval.age,
+                            stored_body,
+                            status.to_header_value(),
+                        ));
                     }
                 }
                 // Not storable, failed, timed out, or not for this request (another variant):
@@ -342,12 +358,20 @@ where
     }
 
     match next {
+        // The slow paths live in boxes of their own, so the future of every request (a hit's
+        // included) stays small.
         Next::Revalidate(found) => {
-            revalidate(&cx, inner, parts, body, &key, found, &req_cc, guard).await
+            Box::pin(revalidate(
+                &cx, inner, parts, body, &key, found, &req_cc, guard,
+            ))
+            .await
         }
         Next::Fetch(fwd, index) => {
             bump(&cx.config.stats.misses);
-            fetch_and_store(&cx, inner, parts, body, &key, fwd, index, guard).await
+            Box::pin(fetch_and_store(
+                &cx, inner, parts, body, &key, fwd, index, guard,
+            ))
+            .await
         }
     }
 }
@@ -472,7 +496,7 @@ fn serve_stored<ResB, St: Store>(
     stored: &ResponseMeta,
     age: Duration,
     body: St::Body,
-    status: CacheStatus,
+    status: HeaderValue,
 ) -> Res<ResB, St> {
     let conditional = parts.headers.contains_key(header::IF_NONE_MATCH)
         || parts.headers.contains_key(header::IF_MODIFIED_SINCE);
@@ -498,8 +522,8 @@ fn serve_stored<ResB, St: Store>(
             ResponseBody::cached(body),
         )
     };
-    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
-    headers.append(CACHE_STATUS, status.to_header_value());
+    headers.insert(header::AGE, policy::age_value(age));
+    headers.append(CACHE_STATUS, status);
     let mut res = Response::new(body);
     *res.status_mut() = code;
     *res.version_mut() = stored.version();
@@ -609,7 +633,13 @@ where
                     .ttl(eval.ttl_secs())
                     .detail("stale-if-error");
                 bump(&cx.config.stats.stale);
-                return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
+                return Ok(serve_stored(
+                    &parts,
+                    stored,
+                    eval.age,
+                    stored_body,
+                    status.to_header_value(),
+                ));
             }
             return Err(e);
         }
@@ -643,7 +673,13 @@ where
                 .policy
                 .evaluate(&CacheControl::default(), m, response_time);
             let status = cx.status(fwd).fwd_status(304).ttl(eval.ttl_secs());
-            return Ok(serve_stored(&parts, m, eval.age, stored_body, status));
+            return Ok(serve_stored(
+                &parts,
+                m,
+                eval.age,
+                stored_body,
+                status.to_header_value(),
+            ));
         }
         // The 304 is not for the stored response (§4.3.4): fetch it whole, without our conditions.
         drop(res);
@@ -680,7 +716,13 @@ where
             .ttl(eval.ttl_secs())
             .detail("stale-if-error");
         bump(&cx.config.stats.stale);
-        return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
+        return Ok(serve_stored(
+            &parts,
+            stored,
+            eval.age,
+            stored_body,
+            status.to_header_value(),
+        ));
     }
     answer_full(
         cx,

@@ -307,7 +307,7 @@ impl Policy {
             {
                 continue;
             }
-            stored.append(name.clone(), compact(value));
+            stored.append(name.clone(), value.clone());
         }
         // A response without a valid Date gets the time it was received (RFC 9110 §6.6.1).
         if stored
@@ -319,7 +319,14 @@ impl Policy {
         }
         let names = parsed.vary.unwrap_or_default();
         let vary = vary::request_values(req_headers, &names);
-        ResponseMeta::new(status, version, stored, vary, request_time, response_time)
+        ResponseMeta::new(
+            status,
+            version,
+            compact(&stored),
+            vary,
+            request_time,
+            response_time,
+        )
     }
 
     // ---- freshness (§4.2) -------------------------------------------------------------------
@@ -535,7 +542,7 @@ impl Policy {
                 merged.remove(name);
                 replaced.push(name);
             }
-            merged.append(name.clone(), compact(value));
+            merged.append(name.clone(), value.clone());
         }
         // Re-apply the storage exclusions of the (possibly new) directives.
         let parsed = meta::Parsed::from_headers(&merged);
@@ -563,7 +570,7 @@ impl Policy {
         if !headers_304.contains_key(header::AGE) {
             merged.remove(header::AGE);
         }
-        Some(stored.with_headers(merged, request_time, response_time))
+        Some(stored.with_headers(compact(&merged), request_time, response_time))
     }
 }
 
@@ -1054,10 +1061,27 @@ fn entity_tags(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Copies a header value into its own allocation, so a stored value does not keep alive the
-/// whole buffer the response head was read into.
-fn compact(value: &HeaderValue) -> HeaderValue {
-    let mut v = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-    v.set_sensitive(value.is_sensitive());
-    v
+/// Copies a header map into one sized to fit, with every value a slice of one shared buffer: a
+/// stored map neither keeps alive the (much larger) buffer its head was read into nor pays an
+/// allocation per value.
+fn compact(map: &HeaderMap) -> HeaderMap {
+    let total: usize = map.values().map(HeaderValue::len).sum();
+    let mut block = bytes::BytesMut::with_capacity(total);
+    for value in map.values() {
+        block.extend_from_slice(value.as_bytes());
+    }
+    let block = block.freeze();
+    let mut out = HeaderMap::with_capacity(map.len());
+    let mut at = 0;
+    for (name, value) in map {
+        let end = at + value.len();
+        // The bytes were a valid value a moment ago, so this does not fail; keep the original if
+        // it somehow does.
+        let mut v =
+            HeaderValue::from_maybe_shared(block.slice(at..end)).unwrap_or_else(|_| value.clone());
+        v.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), v);
+        at = end;
+    }
+    out
 }
