@@ -89,6 +89,7 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,7 @@ use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
 use http_body::{Body, Frame, SizeHint};
 use moka::Expiry;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 
@@ -161,6 +163,8 @@ struct Shared {
     cache: Inner,
     capacity: u64,
     max_body: u64,
+    /// Entries removed to make room (shared with the cache's eviction listener).
+    evictions: Arc<AtomicU64>,
 }
 
 impl MokaStore {
@@ -249,6 +253,26 @@ impl MokaStore {
     /// ```
     pub async fn run_pending_tasks(&self) {
         self.shared.cache.run_pending_tasks().await;
+    }
+
+    /// How many entries were evicted to make room for others (or refused admission after their
+    /// commit), since the store was built. Expired, replaced and deleted entries do not count.
+    ///
+    /// Like [`entry_count`](Self::entry_count) this lags behind writes until moka's maintenance
+    /// runs; call [`run_pending_tasks`](Self::run_pending_tasks) first in tests.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = cachio_moka::MokaStore::new(1 << 20);
+    /// store.run_pending_tasks().await;
+    /// assert_eq!(store.evictions(), 0);
+    /// # }
+    /// ```
+    pub fn evictions(&self) -> u64 {
+        self.shared.evictions.load(Ordering::Relaxed)
     }
 }
 
@@ -430,17 +454,25 @@ impl MokaStoreBuilder {
         }
         .min(self.capacity)
         .min(u64::from(u32::MAX));
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&evictions);
         let cache = Cache::builder()
             .max_capacity(self.capacity)
             .weigher(|key: &String, entry: &Arc<MemEntry>| weigh(key, entry))
             .expire_after(PerEntryTtl)
             .eviction_policy(EvictionPolicy::tiny_lfu())
+            .eviction_listener(move |_key, _entry, cause| {
+                if cause == RemovalCause::Size {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .build();
         MokaStore {
             shared: Arc::new(Shared {
                 cache,
                 capacity: self.capacity,
                 max_body,
+                evictions,
             }),
         }
     }
@@ -563,11 +595,13 @@ impl StoreWriter for MokaWriter {
 }
 
 /// Merges runs of short chunks into chunks of up to [`MERGED_CHUNK`] bytes, so that a body that
-/// arrived in many tiny pieces is served in few frames. Chunks of [`SMALL_CHUNK`] bytes or more,
-/// and short chunks with no short neighbour, are kept as they are (not copied).
+/// arrived in many tiny pieces is served in few frames, and copies a lone short chunk into an
+/// allocation of its own: a short chunk is often a slice of a much larger read buffer (hyper's),
+/// which storing the slice would keep alive whole. Chunks of [`SMALL_CHUNK`] bytes or more are
+/// kept as they are (not copied).
 fn coalesce(chunks: Vec<Bytes>) -> Vec<Bytes> {
     let small = |c: &Bytes| c.len() < SMALL_CHUNK;
-    if !chunks.windows(2).any(|w| small(&w[0]) && small(&w[1])) {
+    if !chunks.iter().any(small) {
         return chunks;
     }
     let mut out = Vec::with_capacity(chunks.len());
@@ -594,7 +628,7 @@ fn coalesce(chunks: Vec<Bytes>) -> Vec<Bytes> {
 fn flush(out: &mut Vec<Bytes>, run: &mut Vec<Bytes>, run_len: usize) {
     match run.len() {
         0 => {}
-        1 => out.append(run),
+        1 => out.extend(run.drain(..).map(|c| Bytes::copy_from_slice(&c))),
         _ => {
             let mut merged = BytesMut::with_capacity(run_len);
             for c in run.drain(..) {
@@ -697,14 +731,16 @@ mod tests {
     }
 
     #[test]
-    fn coalesce_keeps_large_and_lonely_chunks() {
+    fn coalesce_keeps_large_chunks_and_copies_lonely_short_ones() {
         let big = Bytes::from(vec![1; SMALL_CHUNK]);
         let small = Bytes::from(vec![2; 10]);
         let chunks = vec![big.clone(), small.clone(), big.clone()];
         let out = coalesce(chunks);
         assert_eq!(sizes(&out), [SMALL_CHUNK, 10, SMALL_CHUNK]);
-        assert_eq!(out[1].as_ptr(), small.as_ptr());
         assert_eq!(out[0].as_ptr(), big.as_ptr());
+        // A lone short chunk is copied out of whatever buffer it was a slice of.
+        assert_ne!(out[1].as_ptr(), small.as_ptr());
+        assert_eq!(out[1], small);
     }
 
     #[test]
@@ -731,5 +767,38 @@ mod tests {
             ttl: None,
         });
         assert_eq!(weigh("k", &entry), u32::MAX);
+    }
+
+    #[tokio::test]
+    async fn evictions_count_entries_removed_for_room_only() {
+        let store = MokaStore::builder()
+            .max_capacity_bytes(64 << 10)
+            .max_object_share(1.0)
+            .build();
+        for i in 0..40 {
+            let mut w = store.begin(&format!("k{i}")).unwrap();
+            w.append(Bytes::from(vec![0u8; 4096])).unwrap();
+            w.commit(cachio_storage_tests::sample_meta("e"), None)
+                .await
+                .unwrap();
+            store.run_pending_tasks().await;
+        }
+        let evicted = store.evictions();
+        assert!(evicted > 0, "a full store evicts");
+        assert_eq!(evicted + store.entry_count(), 40);
+        let mut present = None;
+        for i in 0..40 {
+            if store.get(&format!("k{i}")).await.unwrap().is_some() {
+                present = Some(format!("k{i}"));
+                break;
+            }
+        }
+        store.delete(&present.unwrap()).await.unwrap();
+        store.run_pending_tasks().await;
+        assert_eq!(
+            store.evictions(),
+            evicted,
+            "a deleted entry is not an eviction"
+        );
     }
 }
