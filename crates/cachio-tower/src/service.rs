@@ -147,8 +147,9 @@ enum Lookup<B> {
     Found {
         meta: Arc<Meta>,
         body: B,
-        /// The key the response is stored under (the variant key for a varying resource).
-        store_key: String,
+        /// The variant key the response is stored under, for a resource that varies (`None`: the
+        /// primary key).
+        variant_key: Option<String>,
         index: Option<VaryIndex>,
     },
     UriMiss,
@@ -172,7 +173,7 @@ async fn lookup<St: Store>(cx: &Ctx<St>, key: &str, headers: &http::HeaderMap) -
         Meta::Response(_) => Lookup::Found {
             meta: hit.meta,
             body: hit.body,
-            store_key: key.to_owned(),
+            variant_key: None,
             index: None,
         },
         Meta::Variants(index) => {
@@ -180,12 +181,14 @@ async fn lookup<St: Store>(cx: &Ctx<St>, key: &str, headers: &http::HeaderMap) -
             drop(hit);
             let values = vary::request_values(headers, &index.names);
             let vkey = variant_key(key, index.epoch, &values);
-            match store.get(&vkey).await {
+            // Boxed: a resource that varies is the rarer case, and the future of every lookup
+            // would otherwise be as large as two store reads.
+            match Box::pin(store.get(&vkey)).await {
                 Ok(Some(Hit { meta, body })) => match &*meta {
                     Meta::Response(r) if r.vary_values() == values.as_slice() => Lookup::Found {
                         meta,
                         body,
-                        store_key: vkey,
+                        variant_key: Some(vkey),
                         index: Some(index),
                     },
                     _ => Lookup::VaryMiss { index },
@@ -272,9 +275,10 @@ where
         Lookup::Found {
             meta,
             body: stored_body,
-            store_key,
+            variant_key,
             index,
         } => {
+            let store_key = variant_key.as_deref().unwrap_or(&key);
             let Meta::Response(stored) = &*meta else {
                 unreachable!("lookup only finds responses")
             };
@@ -286,7 +290,7 @@ where
                     && mode == CacheMode::Default
                     && !only_if_cached
                 {
-                    spawn_revalidation(&cx, inner, &parts, &key, &store_key, meta.clone(), index);
+                    spawn_revalidation(&cx, inner, &parts, &key, store_key, meta.clone(), index);
                 }
                 bump(&cx.config.stats.hits);
                 if eval.verdict != Verdict::Fresh && eval.lifetime <= eval.age {
@@ -299,9 +303,9 @@ where
                 return Ok(gateway_timeout(&cx));
             }
             Next::Revalidate(Found {
+                store_key: store_key.to_owned(),
                 meta: meta.clone(),
                 body: stored_body,
-                store_key,
                 index,
                 at: now,
             })
@@ -321,35 +325,14 @@ where
         match cx.config.flights.join(&key) {
             Join::Leader(g) => guard = Some(g),
             Join::Waiter(rx) => {
-                bump(&cx.config.stats.coalesced);
-                let outcome = coalesce::wait(rx, cx.config.coalesce_timeout).await;
-                if let Outcome::Stored(code) = outcome
-                    && let Lookup::Found {
-                        meta,
-                        body: stored_body,
-                        ..
-                    } = lookup(&cx, &key, &parts.headers).await
-                    && let Meta::Response(stored) = &*meta
+                let fwd = match &next {
+                    Next::Revalidate(_) => Fwd::Stale,
+                    Next::Fetch(fwd, _) => *fwd,
+                };
+                if let Some(res) =
+                    Box::pin(wait_for_flight(&cx, rx, &key, &parts, &req_cc, mode, fwd)).await
                 {
-                    let eval = cx.config.policy.evaluate(&req_cc, stored, cx.now());
-                    if servable(mode, eval.verdict) {
-                        let fwd = match &next {
-                            Next::Revalidate(_) => Fwd::Stale,
-                            Next::Fetch(fwd, _) => *fwd,
-                        };
-                        let status = cx
-                            .status(fwd)
-                            .fwd_status(code)
-                            .collapsed(true)
-                            .ttl(eval.ttl_secs());
-                        return Ok(serve_stored(
-                            &parts,
-                            stored,
-                            eval.age,
-                            stored_body,
-                            status.to_header_value(),
-                        ));
-                    }
+                    return Ok(res);
                 }
                 // Not storable, failed, timed out, or not for this request (another variant):
                 // go to the origin without waiting again.
@@ -374,6 +357,48 @@ where
             .await
         }
     }
+}
+
+/// Waits for another request's fetch of `key` and answers from what it stored, if that serves
+/// this request; `None` sends the request to the origin.
+async fn wait_for_flight<St: Store, ResB>(
+    cx: &Ctx<St>,
+    rx: tokio::sync::watch::Receiver<Outcome>,
+    key: &str,
+    parts: &request::Parts,
+    req_cc: &CacheControl,
+    mode: CacheMode,
+    fwd: Fwd,
+) -> Option<Res<ResB, St>> {
+    bump(&cx.config.stats.coalesced);
+    let Outcome::Stored(code) = coalesce::wait(rx, cx.config.coalesce_timeout).await else {
+        return None;
+    };
+    let Lookup::Found {
+        meta,
+        body: stored_body,
+        ..
+    } = lookup(cx, key, &parts.headers).await
+    else {
+        return None;
+    };
+    let stored = meta.as_response()?;
+    let eval = cx.config.policy.evaluate(req_cc, stored, cx.now());
+    if !servable(mode, eval.verdict) {
+        return None;
+    }
+    let status = cx
+        .status(fwd)
+        .fwd_status(code)
+        .collapsed(true)
+        .ttl(eval.ttl_secs());
+    Some(serve_stored(
+        parts,
+        stored,
+        eval.age,
+        stored_body,
+        status.to_header_value(),
+    ))
 }
 
 /// What a request needs from the origin.
@@ -1178,3 +1203,4 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         }
     });
 }
+

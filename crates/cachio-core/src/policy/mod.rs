@@ -1071,7 +1071,9 @@ fn compact(map: &HeaderMap) -> HeaderMap {
         block.extend_from_slice(value.as_bytes());
     }
     let block = block.freeze();
-    let mut out = HeaderMap::with_capacity(map.len());
+    // Room for the two fields every response served from the cache adds (`Age`, `Cache-Status`),
+    // so that adding them to a clone does not rebuild its hash table.
+    let mut out = HeaderMap::with_capacity(map.len() + 2);
     let mut at = 0;
     for (name, value) in map {
         let end = at + value.len();
