@@ -197,17 +197,20 @@ impl ResponseMeta {
 
     /// An estimate of the memory this head takes, in bytes.
     pub fn weight(&self) -> usize {
+        // Measured on x86_64: a header map entry takes about 112 bytes besides its name and value
+        // bytes (plus a few bytes of hash table), and the head itself with its parsed directives
+        // about 500.
         let headers: usize = self
             .headers
             .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 48)
+            .map(|(n, v)| n.as_str().len() + v.len() + 120)
             .sum();
         let vary: usize = self
             .vary
             .iter()
             .map(|v| v.as_ref().map_or(8, |v| v.len() + 40))
             .sum();
-        160 + headers + vary
+        520 + headers + vary
     }
 }
 

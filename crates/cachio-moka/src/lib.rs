@@ -114,7 +114,7 @@ pub const DEFAULT_MAX_OBJECT_SHARE: f64 = 0.125;
 
 /// The fixed weight, in bytes, added to every entry for the bookkeeping around it: moka's node and
 /// its deques, the entry's `Arc`s and the key and chunk-list allocations.
-pub const ENTRY_OVERHEAD: u64 = 256;
+pub const ENTRY_OVERHEAD: u64 = 640;
 
 /// The weight of each body chunk's handle (a `Bytes` is four words).
 const CHUNK_OVERHEAD: u64 = size_of::<Bytes>() as u64;
