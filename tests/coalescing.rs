@@ -227,3 +227,49 @@ async fn coalescing_can_be_turned_off() {
     }
     assert_eq!(h.svc.stats().snapshot().coalesced, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_a_waiter_that_finds_the_result_stale_validates_it() {
+    let release = Arc::new(Notify::new());
+    let h = {
+        let release = release.clone();
+        Arc::new(
+            Harness::shared(move |seen| {
+                if seen.is_conditional() {
+                    return reply(304).header("etag", "\"v1\"").cc("max-age=0");
+                }
+                let r = ok("v1").header("etag", "\"v1\"").cc("max-age=0");
+                if seen.n == 1 {
+                    r.hold(release.clone())
+                } else {
+                    r
+                }
+            })
+            .await,
+        )
+    };
+    let stats = h.svc.stats();
+    let leader = burst(&h, "/zero", 1).await;
+    eventually("the leader to reach the origin", || h.count() == 1).await;
+    let follower = burst(&h, "/zero", 1).await;
+    eventually("the follower to wait", || stats.snapshot().coalesced == 1).await;
+    release.notify_one();
+    assert_eq!(
+        leader.into_iter().next().unwrap().await.unwrap().text(),
+        "v1"
+    );
+    let got = follower.into_iter().next().unwrap().await.unwrap();
+    assert_eq!(got.text(), "v1");
+    // The stored result was stale on arrival (max-age=0): the follower validated it rather than
+    // fetching it whole again.
+    assert_eq!(h.count(), 2);
+    assert!(
+        h.origin.last().is_conditional(),
+        "the follower sent a conditional request"
+    );
+    assert!(
+        got.cache_status().contains("fwd-status=304"),
+        "{}",
+        got.cache_status()
+    );
+}

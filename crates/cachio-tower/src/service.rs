@@ -320,6 +320,7 @@ where
     }
 
     // Coalescing: one fetch per key at a time; the others wait for its stored result.
+    let mut next = next;
     let mut guard = None;
     if coalescable(&cx, mode, &parts, &req_cc) && !cx.config.flights.is_pass(&key) {
         match cx.config.flights.join(&key) {
@@ -329,13 +330,16 @@ where
                     Next::Revalidate(_) => Fwd::Stale,
                     Next::Fetch(fwd, _) => *fwd,
                 };
-                if let Some(res) =
-                    Box::pin(wait_for_flight(&cx, rx, &key, &parts, &req_cc, mode, fwd)).await
-                {
-                    return Ok(res);
+                match Box::pin(wait_for_flight(&cx, rx, &key, &parts, &req_cc, mode, fwd)).await {
+                    AfterWait::Serve(res) => return Ok(res),
+                    // What the other request stored cannot be used as it is (stale already, or
+                    // the request asks for validation): validate it, and with it the stale
+                    // serving rules (stale-if-error, grace) apply.
+                    AfterWait::Revalidate(found) => next = Next::Revalidate(found),
+                    // Not storable, failed, timed out, or another variant: go to the origin
+                    // without waiting again.
+                    AfterWait::Proceed => {}
                 }
-                // Not storable, failed, timed out, or not for this request (another variant):
-                // go to the origin without waiting again.
             }
         }
     }
@@ -359,8 +363,18 @@ where
     }
 }
 
+/// What a request that waited for another's fetch does next.
+enum AfterWait<ResB, St: Store> {
+    /// Answer with this (the stored result serves the request).
+    Serve(Res<ResB, St>),
+    /// A stored response is there but needs validation first (it went stale meanwhile, say).
+    Revalidate(Found<St::Body>),
+    /// Go to the origin as planned.
+    Proceed,
+}
+
 /// Waits for another request's fetch of `key` and answers from what it stored, if that serves
-/// this request; `None` sends the request to the origin.
+/// this request.
 async fn wait_for_flight<St: Store, ResB>(
     cx: &Ctx<St>,
     rx: tokio::sync::watch::Receiver<Outcome>,
@@ -369,30 +383,40 @@ async fn wait_for_flight<St: Store, ResB>(
     req_cc: &CacheControl,
     mode: CacheMode,
     fwd: Fwd,
-) -> Option<Res<ResB, St>> {
+) -> AfterWait<ResB, St> {
     bump(&cx.config.stats.coalesced);
     let Outcome::Stored(code) = coalesce::wait(rx, cx.config.coalesce_timeout).await else {
-        return None;
+        return AfterWait::Proceed;
     };
     let Lookup::Found {
         meta,
         body: stored_body,
-        ..
+        variant_key,
+        index,
     } = lookup(cx, key, &parts.headers).await
     else {
-        return None;
+        return AfterWait::Proceed;
     };
-    let stored = meta.as_response()?;
-    let eval = cx.config.policy.evaluate(req_cc, stored, cx.now());
+    let Some(stored) = meta.as_response() else {
+        return AfterWait::Proceed;
+    };
+    let now = cx.now();
+    let eval = cx.config.policy.evaluate(req_cc, stored, now);
     if !servable(mode, eval.verdict) {
-        return None;
+        return AfterWait::Revalidate(Found {
+            store_key: variant_key.unwrap_or_else(|| key.to_owned()),
+            meta: meta.clone(),
+            body: stored_body,
+            index,
+            at: now,
+        });
     }
     let status = cx
         .status(fwd)
         .fwd_status(code)
         .collapsed(true)
         .ttl(eval.ttl_secs());
-    Some(serve_stored(
+    AfterWait::Serve(serve_stored(
         parts,
         stored,
         eval.age,
@@ -1203,4 +1227,3 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         }
     });
 }
-
