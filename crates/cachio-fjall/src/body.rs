@@ -1,0 +1,250 @@
+//! The body of a hit: reads its chunks a few at a time on tokio's blocking pool.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use cachio_core::store::{ErrorKind, StoreError};
+use http_body::{Body, Frame, SizeHint};
+use tokio::task::JoinHandle;
+
+use crate::engine::ReadGuard;
+use crate::record::{self, Record};
+use crate::writer::Job;
+
+/// How many chunks one blocking read fetches. A body holds at most twice this many chunks: the
+/// ones it is handing out and the ones being read ahead.
+const READ_AHEAD: u32 = 4;
+
+/// The body of a [`FjallStore`](crate::FjallStore) hit.
+///
+/// It reads the entry's chunks lazily, [`READ_AHEAD`](crate#reads) at a time on tokio's
+/// blocking pool (never on the async executor), and verifies each chunk's checksum before
+/// handing its bytes out, so a body of any size is served with a few hundred KiB of memory. A
+/// chunk that is missing or fails its checksum ends the body with an [`ErrorKind::Corrupt`]
+/// error: the bytes already handed out are correct, and no wrong byte ever follows. Its
+/// [`size_hint`](Body::size_hint) is exact.
+///
+/// While a body is alive its chunks stay on disk, even if the entry is overwritten, deleted or
+/// evicted meanwhile; they are deleted when the body is dropped.
+///
+/// Polling a body needs a tokio runtime (with the blocking pool, as every multi- or
+/// current-thread runtime has).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::SystemTime;
+///
+/// use bytes::Bytes;
+/// use cachio_core::meta::{Meta, ResponseMeta};
+/// use cachio_core::store::{Store, StoreWriter};
+/// use cachio_fjall::FjallStore;
+/// use http_body::Body;
+/// use http_body_util::BodyExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = FjallStore::open(dir.path())?;
+/// let now = SystemTime::now();
+/// let meta = Arc::new(Meta::Response(ResponseMeta::new(
+///     http::StatusCode::OK,
+///     http::Version::HTTP_11,
+///     http::HeaderMap::new(),
+///     Vec::new(),
+///     now,
+///     now,
+/// )));
+/// let mut writer = store.begin("k")?;
+/// writer.append(Bytes::from(vec![b'x'; 200_000]))?;
+/// writer.commit(meta, None).await?;
+///
+/// let mut body = store.get("k").await?.expect("just committed").body;
+/// assert_eq!(body.size_hint().exact(), Some(200_000));
+/// let first = body.frame().await.unwrap()?.into_data().unwrap();
+/// assert_eq!(first.len(), cachio_fjall::CHUNK_SIZE);
+/// assert_eq!(body.size_hint().exact(), Some(200_000 - first.len() as u64));
+/// let rest = body.collect().await?.to_bytes();
+/// assert_eq!(first.len() + rest.len(), 200_000);
+/// # Ok(())
+/// # }
+/// ```
+pub struct FjallBody {
+    /// Pins the generation; `None` once the body is done (or when it is empty).
+    guard: Option<ReadGuard>,
+    gen_id: u64,
+    next: u32,
+    total: u32,
+    remaining: u64,
+    ready: VecDeque<Bytes>,
+    reading: Option<JoinHandle<(Vec<Bytes>, Option<StoreError>)>>,
+    /// The error that follows the chunks in `ready`.
+    error: Option<StoreError>,
+    /// The key and record this body was read from, to remove the entry if a chunk is bad.
+    origin: Option<(String, Record)>,
+}
+
+impl FjallBody {
+    pub(crate) fn new(key: &str, rec: Record, guard: Option<ReadGuard>) -> Self {
+        let mut body = FjallBody {
+            guard,
+            gen_id: rec.gen_id,
+            next: 0,
+            total: rec.chunks,
+            remaining: rec.body_len,
+            ready: VecDeque::new(),
+            reading: None,
+            error: None,
+            origin: None,
+        };
+        if body.remaining == 0 {
+            body.finish();
+        } else {
+            body.origin = Some((key.to_owned(), rec));
+        }
+        body
+    }
+
+    /// Starts reading the next chunks, if none are being read and some are left.
+    fn read_ahead(&mut self) -> Result<(), StoreError> {
+        if self.reading.is_some() || self.next >= self.total {
+            return Ok(());
+        }
+        let Some(guard) = &self.guard else {
+            return Ok(());
+        };
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError::new(
+                ErrorKind::Unavailable,
+                "a cachio-fjall body must be polled inside a tokio runtime",
+            )
+        })?;
+        let engine = Arc::clone(guard.engine());
+        let (gen_id, first) = (self.gen_id, self.next);
+        let n = READ_AHEAD.min(self.total - self.next);
+        self.next += n;
+        self.reading = Some(runtime.spawn_blocking(move || {
+            crate::engine::guarded(
+                "reading chunks",
+                || Ok(engine.read_chunks(gen_id, first, n)),
+            )
+            .unwrap_or_else(|e| (Vec::new(), Some(e)))
+        }));
+        Ok(())
+    }
+
+    /// Ends the body: releases its pin on the chunks.
+    fn finish(&mut self) {
+        self.guard = None;
+        self.reading = None;
+        self.ready.clear();
+        self.next = self.total;
+    }
+
+    fn fail(&mut self, e: StoreError) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
+        if let (Some(guard), Some((key, record))) = (&self.guard, self.origin.take()) {
+            tracing::warn!(
+                key,
+                error = %e,
+                "cachio-fjall: a stored body is damaged, removing its entry"
+            );
+            if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::UnknownFormat {
+                guard.engine().send_hint(Job::RemoveIfSame { key, record });
+            }
+        } else {
+            tracing::warn!(error = %e, "cachio-fjall: a body failed while streaming");
+        }
+        self.finish();
+        self.error = None;
+        self.remaining = 0;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Body for FjallBody {
+    type Data = Bytes;
+    type Error = StoreError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(chunk) = this.ready.pop_front() {
+                let n = chunk.len() as u64;
+                if n > this.remaining {
+                    return this.fail(record::corrupt("the body is longer than its record says"));
+                }
+                this.remaining -= n;
+                if this.remaining == 0 {
+                    this.finish();
+                } else if this.ready.is_empty()
+                    && this.error.is_none()
+                    && let Err(e) = this.read_ahead()
+                {
+                    this.error = Some(e);
+                }
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            if let Some(e) = this.error.take() {
+                return this.fail(e);
+            }
+            if this.remaining == 0 {
+                this.finish();
+                return Poll::Ready(None);
+            }
+            if let Some(reading) = this.reading.as_mut() {
+                let read = match Pin::new(reading).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(read) => read,
+                };
+                this.reading = None;
+                match read {
+                    Ok((chunks, error)) => {
+                        this.ready.extend(chunks);
+                        this.error = error;
+                    }
+                    Err(e) => {
+                        return this.fail(StoreError::new(
+                            ErrorKind::Other,
+                            format!("a chunk read failed: {e}"),
+                        ));
+                    }
+                }
+                continue;
+            }
+            if this.next >= this.total || this.guard.is_none() {
+                return this.fail(record::corrupt("the body is shorter than its record says"));
+            }
+            if let Err(e) = this.read_ahead() {
+                return this.fail(e);
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+impl fmt::Debug for FjallBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FjallBody")
+            .field("generation", &self.gen_id)
+            .field("next_chunk", &self.next)
+            .field("chunks", &self.total)
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}

@@ -1,0 +1,491 @@
+//! The database handles shared by the store, its writer thread and its bodies, and the read path.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use cachio_core::meta::Meta;
+use cachio_core::store::{ErrorKind, StoreError};
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
+
+use crate::Durability;
+use crate::record::{self, Record};
+use crate::writer::Job;
+
+/// What the builder decided.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) budget: u64,
+    pub(crate) max_object: u64,
+    pub(crate) durability: Durability,
+    pub(crate) touch_interval: Duration,
+    pub(crate) sweep_interval: Duration,
+    pub(crate) write_queue: u64,
+    pub(crate) cache_bytes: u64,
+}
+
+/// The open database and what every part of the store shares.
+pub(crate) struct Engine {
+    pub(crate) path: PathBuf,
+    pub(crate) settings: Settings,
+    pub(crate) db: Database,
+    /// Cache key → [`Record`].
+    pub(crate) entries: Keyspace,
+    /// (generation, index) → chunk value; key-value separated.
+    pub(crate) chunks: Keyspace,
+    /// (access time, generation) → accounted size and cache key.
+    pub(crate) lru: Keyspace,
+    /// (expiry time, generation) → cache key.
+    pub(crate) expiry: Keyspace,
+    /// Jobs for the writer thread.
+    pub(crate) jobs: Sender<Job>,
+    pub(crate) next_gen: AtomicU64,
+    /// Chunk bytes handed to the writer thread and not yet written.
+    pub(crate) queued: AtomicU64,
+    /// Jobs sent with [`send_hint`](Self::send_hint) and not yet handled.
+    pub(crate) hints: AtomicU64,
+    /// A copy of the writer thread's accounting, for the getters.
+    pub(crate) tracked: AtomicU64,
+    pub(crate) count: AtomicU64,
+    pub(crate) readers: Mutex<Readers>,
+    /// Held for as long as the engine lives; declared last so that it is released after the
+    /// database is closed.
+    _lock: File,
+}
+
+/// Generations being read, and generations whose chunks wait for their readers to finish.
+#[derive(Default)]
+pub(crate) struct Readers {
+    counts: HashMap<u64, u32>,
+    deferred: HashMap<u64, Option<u32>>,
+}
+
+/// What the open scan found.
+pub(crate) struct Recovered {
+    pub(crate) tracked: u64,
+    pub(crate) count: u64,
+    pub(crate) max_atime: u64,
+    pub(crate) live: HashSet<u64>,
+    pub(crate) first_gen: u64,
+}
+
+pub(crate) const LOCK_FILE: &str = "cachio-fjall.lock";
+pub(crate) const DB_DIR: &str = "db";
+
+/// How many skippable jobs may wait for the writer thread.
+const MAX_HINTS: u64 = 4096;
+
+/// The largest key fjall accepts.
+pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize;
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Maps a fjall error to a store error of the right kind.
+pub(crate) fn db_error(e: fjall::Error) -> StoreError {
+    let kind = match &e {
+        fjall::Error::Io(_) | fjall::Error::Storage(fjall::LsmError::Io(_)) => ErrorKind::Io,
+        fjall::Error::Locked | fjall::Error::Poisoned => ErrorKind::Unavailable,
+        fjall::Error::Storage(_)
+        | fjall::Error::JournalRecovery(_)
+        | fjall::Error::InvalidVersion(_)
+        | fjall::Error::Decompress(_)
+        | fjall::Error::InvalidTrailer
+        | fjall::Error::InvalidTag(_)
+        | fjall::Error::Unrecoverable => ErrorKind::Corrupt,
+        _ => ErrorKind::Other,
+    };
+    StoreError::new(kind, e)
+}
+
+/// Runs `f`, turning a panic (fjall's, on bytes it did not expect) into an error.
+pub(crate) fn guarded<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(StoreError::new(
+            ErrorKind::Other,
+            format!("{what} panicked: {msg}"),
+        ))
+    })
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::new(ErrorKind::Io, format!("{what} {}: {e}", path.display()))
+}
+
+impl Engine {
+    /// Locks and opens the directory and scans the LRU index for the accounting.
+    pub(crate) fn open(
+        path: &Path,
+        settings: Settings,
+        jobs: Sender<Job>,
+    ) -> Result<(Engine, Recovered), StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| io_error("cannot create", path, e))?;
+        let lock_path = path.join(LOCK_FILE);
+        let lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| io_error("cannot open", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "{} is already open by another FjallStore (in this or another process)",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io_error("cannot lock", &lock_path, e));
+            }
+        }
+
+        let db_path = path.join(DB_DIR);
+        let cache_bytes = settings.cache_bytes;
+        let opened = guarded("opening the database", || {
+            let db = Database::builder(&db_path)
+                .cache_size(cache_bytes)
+                .journal_compression(CompressionType::None)
+                .max_journaling_size(crate::JOURNAL_LIMIT)
+                .open()
+                .map_err(db_error)?;
+            let small =
+                || KeyspaceCreateOptions::default().max_memtable_size(crate::INDEX_MEMTABLE_BYTES);
+            let entries = db.keyspace("entries", small).map_err(db_error)?;
+            let lru = db.keyspace("lru", small).map_err(db_error)?;
+            let expiry = db.keyspace("expiry", small).map_err(db_error)?;
+            let chunks = db
+                .keyspace("chunks", || {
+                    // Small memtables, blob files and an L0 threshold of 2: deleted bodies
+                    // become stale blob bytes soon after they are deleted, and blob files are
+                    // rewritten as soon as a quarter of them is stale (age cutoff 1: any stale
+                    // file a compaction touches, not only the oldest quarter).
+                    KeyspaceCreateOptions::default()
+                        .max_memtable_size(crate::CHUNK_MEMTABLE_BYTES)
+                        .compaction_strategy(Arc::new(
+                            fjall::compaction::Leveled::default().with_l0_threshold(2),
+                        ))
+                        .with_kv_separation(Some(
+                            KvSeparationOptions::default()
+                                .compression(CompressionType::None)
+                                .staleness_threshold(0.25)
+                                .age_cutoff(1.0)
+                                .file_target_size(crate::BLOB_FILE_BYTES),
+                        ))
+                })
+                .map_err(db_error)?;
+            Ok((db, entries, chunks, lru, expiry))
+        })?;
+        let (db, entries, chunks, lru, expiry) = opened;
+
+        let engine = Engine {
+            path: path.to_owned(),
+            settings,
+            db,
+            entries,
+            chunks,
+            lru,
+            expiry,
+            jobs,
+            next_gen: AtomicU64::new(1),
+            queued: AtomicU64::new(0),
+            hints: AtomicU64::new(0),
+            tracked: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            readers: Mutex::new(Readers::default()),
+            _lock: lock,
+        };
+        let recovered = guarded("scanning the database", || engine.scan())?;
+        engine
+            .next_gen
+            .store(recovered.first_gen, Ordering::Relaxed);
+        engine.tracked.store(recovered.tracked, Ordering::Relaxed);
+        engine.count.store(recovered.count, Ordering::Relaxed);
+        Ok((engine, recovered))
+    }
+
+    /// Sums the LRU index (every entry has exactly one item there, written in the same batch as
+    /// its record) and finds the highest generation in use.
+    fn scan(&self) -> Result<Recovered, StoreError> {
+        let mut r = Recovered {
+            tracked: 0,
+            count: 0,
+            max_atime: 0,
+            live: HashSet::new(),
+            first_gen: 1,
+        };
+        let mut max_gen = 0;
+        for guard in self.lru.iter() {
+            let (k, v) = guard.into_inner().map_err(db_error)?;
+            let Some((atime, gen_id)) = record::parse_index_key(&k) else {
+                continue;
+            };
+            // A damaged item counts for nothing; eviction removes it when its turn comes.
+            let size = record::decode_lru_value(&v).map_or(0, |(size, _)| size);
+            r.tracked = r.tracked.saturating_add(size);
+            r.count += 1;
+            r.max_atime = r.max_atime.max(atime);
+            r.live.insert(gen_id);
+            max_gen = max_gen.max(gen_id);
+        }
+        if let Some(guard) = self.chunks.last_key_value() {
+            let k = guard.key().map_err(db_error)?;
+            max_gen = max_gen.max(record::chunk_key_gen(&k).unwrap_or(0));
+        }
+        r.first_gen = max_gen.saturating_add(1);
+        Ok(r)
+    }
+
+    pub(crate) fn send(&self, job: Job) -> bool {
+        self.jobs.send(job).is_ok()
+    }
+
+    /// Sends a job that may be skipped (an access time, the removal of an entry a read found
+    /// expired or damaged, which the next read or the sweep finds again): skipped while
+    /// [`MAX_HINTS`] of them wait, so that reads cannot grow the queue without bound while the
+    /// writer thread is busy.
+    pub(crate) fn send_hint(&self, job: Job) {
+        if self.hints.fetch_add(1, Ordering::AcqRel) >= MAX_HINTS || !self.send(job) {
+            self.hints.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Reads and verifies the record under `key`. A record that fails its checks is reported
+    /// to the writer thread for removal and read as a miss.
+    fn read_record(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let Some(raw) = self.entries.get(key).map_err(db_error)? else {
+            return Ok(None);
+        };
+        match Record::decode(key.as_bytes(), &raw) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                tracing::warn!(
+                    key,
+                    error = %e,
+                    path = %self.path.display(),
+                    "cachio-fjall: unreadable entry record, treating it as a miss and removing it"
+                );
+                self.send_hint(Job::RemoveCorrupt {
+                    key: key.to_owned(),
+                    raw: raw.to_vec(),
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    /// The read path of `get`: the record, its decoded metadata and a pin on its generation.
+    pub(crate) fn lookup(
+        self: &Arc<Self>,
+        key: &str,
+    ) -> Result<Option<(Record, Meta, Option<ReadGuard>)>, StoreError> {
+        for _ in 0..4 {
+            let Some(rec) = self.read_record(key)? else {
+                return Ok(None);
+            };
+            let now = now_ms();
+            if rec.expired(now) {
+                self.send_hint(Job::RemoveIfSame {
+                    key: key.to_owned(),
+                    record: rec,
+                });
+                return Ok(None);
+            }
+            let meta = match Meta::decode(&rec.meta) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(
+                        key,
+                        error = %e,
+                        "cachio-fjall: unreadable entry metadata, treating it as a miss and removing it"
+                    );
+                    self.send_hint(Job::RemoveIfSame {
+                        key: key.to_owned(),
+                        record: rec,
+                    });
+                    return Ok(None);
+                }
+            };
+            if rec.chunks == 0 {
+                self.maybe_touch(key, &rec, now);
+                return Ok(Some((rec, meta, None)));
+            }
+            // Pin the generation, then check that it is still the visible one: the writer
+            // removes a record before it looks for readers of its chunks, so either it sees
+            // this pin or this second read sees the record gone.
+            let guard = ReadGuard::new(self, rec.gen_id);
+            match self.read_record(key)? {
+                Some(again) if again.gen_id == rec.gen_id => {
+                    self.maybe_touch(key, &rec, now);
+                    return Ok(Some((rec, meta, Some(guard))));
+                }
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    fn maybe_touch(&self, key: &str, rec: &Record, now: u64) {
+        let interval = u64::try_from(self.settings.touch_interval.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(rec.atime) >= interval {
+            self.send_hint(Job::Touch {
+                key: key.to_owned(),
+                gen_id: rec.gen_id,
+                atime: rec.atime,
+            });
+        }
+    }
+
+    /// Reads and verifies chunks `first..first + n` of a generation: the good ones up to the
+    /// first that is missing or damaged, and the error that one gave.
+    pub(crate) fn read_chunks(
+        &self,
+        gen_id: u64,
+        first: u32,
+        n: u32,
+    ) -> (Vec<Bytes>, Option<StoreError>) {
+        let mut out = Vec::with_capacity(n as usize);
+        for index in first..first.saturating_add(n) {
+            let read = self
+                .chunks
+                .get(record::chunk_key(gen_id, index))
+                .map_err(db_error)
+                .and_then(|v| v.ok_or_else(|| record::corrupt(format!("chunk {index} is missing"))))
+                .and_then(|v| record::decode_chunk(gen_id, index, &v).map(Bytes::copy_from_slice));
+            match read {
+                Ok(chunk) => out.push(chunk),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    /// The read side of `purge`: scans the records, and has the writer thread remove those
+    /// `matches` picks (each only if it is still the same record), a batch at a time.
+    pub(crate) fn purge(&self, matches: &dyn Fn(&str, &Meta) -> bool) -> Result<u64, StoreError> {
+        const BATCH: usize = 256;
+        let mut removed = 0;
+        let mut picked = Vec::new();
+        for guard in self.entries.iter() {
+            let (k, v) = guard.into_inner().map_err(db_error)?;
+            let Ok(key) = std::str::from_utf8(&k) else {
+                continue;
+            };
+            // Unreadable records are not offered to the predicate; a read removes them.
+            let Ok(rec) = Record::decode(&k, &v) else {
+                continue;
+            };
+            let Ok(meta) = Meta::decode(&rec.meta) else {
+                continue;
+            };
+            if matches(key, &meta) {
+                picked.push((key.to_owned(), rec));
+                if picked.len() == BATCH {
+                    removed += self.remove_picked(std::mem::take(&mut picked))?;
+                }
+            }
+        }
+        if !picked.is_empty() {
+            removed += self.remove_picked(picked)?;
+        }
+        Ok(removed)
+    }
+
+    fn remove_picked(&self, items: Vec<(String, Record)>) -> Result<u64, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if !self.send(Job::RemoveMany { items, reply }) {
+            return Err(crate::closed());
+        }
+        rx.blocking_recv().map_err(|_| crate::closed())?
+    }
+
+    /// Called by the writer thread once a generation's record is gone: returns `true` when its
+    /// chunks can be deleted now, `false` when a reader still needs them (they are deleted when
+    /// the last reader is done).
+    pub(crate) fn release_or_defer(&self, gen_id: u64, chunks: Option<u32>) -> bool {
+        let mut r = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if r.counts.get(&gen_id).is_some_and(|&n| n > 0) {
+            r.deferred.insert(gen_id, chunks);
+            false
+        } else {
+            true
+        }
+    }
+}
+
+/// Keeps a generation's chunks from being deleted while a body reads them.
+pub(crate) struct ReadGuard {
+    engine: Arc<Engine>,
+    gen_id: u64,
+}
+
+impl ReadGuard {
+    fn new(engine: &Arc<Engine>, gen_id: u64) -> Self {
+        let mut r = engine
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *r.counts.entry(gen_id).or_default() += 1;
+        Self {
+            engine: Arc::clone(engine),
+            gen_id,
+        }
+    }
+
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        let deferred = {
+            let mut r = self
+                .engine
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let last = match r.counts.get_mut(&self.gen_id) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            };
+            if last {
+                r.counts.remove(&self.gen_id);
+                r.deferred.remove(&self.gen_id)
+            } else {
+                None
+            }
+        };
+        if let Some(chunks) = deferred {
+            // If the store is closed the chunks stay behind and are collected at the next open.
+            self.engine.send(Job::DeleteChunks {
+                gen_id: self.gen_id,
+                chunks,
+            });
+        }
+    }
+}

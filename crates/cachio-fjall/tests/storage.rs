@@ -1,0 +1,56 @@
+//! The storage behaviour every backend must show, each check against a store in a fresh
+//! directory that is deleted when the check ends.
+
+use std::sync::Mutex;
+
+use cachio_fjall::FjallStore;
+use cachio_storage_tests as behaviour;
+use tempfile::TempDir;
+
+/// 64 MiB budget, so the shared checks use 8 MiB bodies (the default 1/8 share), which fit the
+/// default write queue.
+fn store(dir: &TempDir) -> FjallStore {
+    FjallStore::builder(dir.path())
+        .budget_bytes(64 << 20)
+        .open()
+        .unwrap()
+}
+
+macro_rules! behaviours {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let dir = tempfile::tempdir().unwrap();
+            behaviour::$name(store(&dir)).await;
+        }
+    )*};
+}
+
+behaviours!(
+    round_trip,
+    visible_only_after_commit,
+    abort_and_drop_leave_nothing,
+    overwrite,
+    delete,
+    purge,
+    update_meta,
+    concurrent_writers,
+    large_body_many_chunks,
+    empty_body,
+    variants_round_trip,
+    distinct_keys,
+    hit_survives_overwrite,
+    max_body_size_enforced,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_all() {
+    let dirs = Mutex::new(Vec::new());
+    behaviour::run_all(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        dirs.lock().unwrap().push(dir);
+        store
+    })
+    .await;
+}

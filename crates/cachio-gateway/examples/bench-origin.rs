@@ -1,0 +1,44 @@
+//! The origin `scripts/bench-gateway` puts the caches in front of: answers every `GET` with the
+//! same 1 KiB body and `Cache-Control: max-age=3600`.
+//!
+//! `cargo run --release -p cachio-gateway --example bench-origin -- 127.0.0.1:9000`
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    eprintln!("bench-origin listening on {}", listener.local_addr()?);
+    let body = Bytes::from(vec![b'x'; 1024]);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |_req| {
+                let body = body.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        http::Response::builder()
+                            .header("cache-control", "max-age=3600")
+                            .header("content-type", "application/octet-stream")
+                            .body(Full::new(body))
+                            .expect("a valid response"),
+                    )
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,203 @@
+//! The gateway's settings as a TOML file (and as the command line merges them).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use serde::Deserialize;
+
+use crate::{GatewayBuilder, GatewayError};
+
+/// The listen address when none is given: `127.0.0.1:8080`.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+/// Whose cache the gateway is (RFC 9111 §1): shared by every client (a reverse proxy, the
+/// default) or private to one user.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Mode {
+    /// A shared cache: honours `s-maxage`, `private`, and does not store responses to requests
+    /// with `Authorization` unless the response allows it.
+    #[default]
+    Shared,
+    /// A private cache: one user's, storing `private` responses too.
+    Private,
+}
+
+/// Every setting of the gateway, as read from a TOML file. Each key is the command-line flag
+/// without its dashes (`memory-mb = 64`); absent keys take the defaults of [`GatewayBuilder`].
+///
+/// # Example
+///
+/// ```
+/// use cachio_gateway::Config;
+///
+/// let config = Config::from_toml(r#"
+///     upstream = "http://127.0.0.1:9000"
+///     listen = "127.0.0.1:8080"
+///     memory-mb = 128
+///     purge-token = "s3cret"
+///     tag-headers = ["surrogate-key"]
+/// "#)?;
+/// assert_eq!(config.memory_mb, Some(128));
+/// let gateway = config.builder()?.build()?;
+/// # let _ = gateway;
+/// # Ok::<(), cachio_gateway::GatewayError>(())
+/// ```
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct Config {
+    /// The origin, `http://host[:port][/prefix]`.
+    pub upstream: Option<String>,
+    /// The address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Shared or private.
+    pub mode: Option<Mode>,
+    /// The memory tier's size in MiB.
+    pub memory_mb: Option<u64>,
+    /// The disk tier's directory.
+    pub disk_dir: Option<PathBuf>,
+    /// The disk tier's budget in MiB.
+    pub disk_mb: Option<u64>,
+    /// The largest body stored, in MiB.
+    pub max_object_mb: Option<u64>,
+    /// The name in `Cache-Status` and `Via`.
+    pub cache_name: Option<String>,
+    /// The token that allows purging.
+    pub purge_token: Option<String>,
+    /// How long past freshness a stored response may stand in for a failing origin, in seconds.
+    pub grace_secs: Option<u64>,
+    /// The freshness lifetime of responses that carry none of their own, in seconds.
+    pub default_ttl_secs: Option<u64>,
+    /// Whether to send the origin's host as `Host` instead of the client's.
+    pub rewrite_host: Option<bool>,
+    /// How long to wait for the origin's response head, in seconds (0: forever).
+    pub upstream_timeout_secs: Option<u64>,
+    /// The response header fields that carry surrogate keys for purge by tag.
+    pub tag_headers: Option<Vec<String>>,
+    /// The binary's worker threads (each a single-threaded runtime).
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// Parses a TOML document.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Config`] for TOML that does not parse or names an unknown key.
+    pub fn from_toml(text: &str) -> Result<Self, GatewayError> {
+        toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))
+    }
+
+    /// Reads and parses a TOML file.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Config`] when the file cannot be read or parsed.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, GatewayError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| GatewayError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// These settings with every setting of `over` that is present replacing this one's (the
+    /// command line over the file).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_gateway::Config;
+    ///
+    /// let file = Config::from_toml("memory-mb = 64\ncache-name = \"edge\"").unwrap();
+    /// let flags = Config::from_toml("memory-mb = 256").unwrap();
+    /// let merged = file.merge(flags);
+    /// assert_eq!(merged.memory_mb, Some(256));
+    /// assert_eq!(merged.cache_name.as_deref(), Some("edge"));
+    /// ```
+    #[must_use]
+    pub fn merge(self, over: Config) -> Config {
+        Config {
+            upstream: over.upstream.or(self.upstream),
+            listen: over.listen.or(self.listen),
+            mode: over.mode.or(self.mode),
+            memory_mb: over.memory_mb.or(self.memory_mb),
+            disk_dir: over.disk_dir.or(self.disk_dir),
+            disk_mb: over.disk_mb.or(self.disk_mb),
+            max_object_mb: over.max_object_mb.or(self.max_object_mb),
+            cache_name: over.cache_name.or(self.cache_name),
+            purge_token: over.purge_token.or(self.purge_token),
+            grace_secs: over.grace_secs.or(self.grace_secs),
+            default_ttl_secs: over.default_ttl_secs.or(self.default_ttl_secs),
+            rewrite_host: over.rewrite_host.or(self.rewrite_host),
+            upstream_timeout_secs: over.upstream_timeout_secs.or(self.upstream_timeout_secs),
+            tag_headers: over.tag_headers.or(self.tag_headers),
+            workers: over.workers.or(self.workers),
+        }
+    }
+
+    /// The address to listen on ([`DEFAULT_LISTEN`] when unset).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or(DEFAULT_LISTEN)
+    }
+
+    /// A [`GatewayBuilder`] with these settings.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Config`] when `upstream` is missing or a tag header is not a valid
+    /// field name.
+    pub fn builder(&self) -> Result<GatewayBuilder, GatewayError> {
+        let upstream = self
+            .upstream
+            .clone()
+            .ok_or_else(|| GatewayError::Config("no upstream: give --upstream URL".into()))?;
+        let mut b = crate::Gateway::builder(upstream);
+        if let Some(mode) = self.mode {
+            b = b.mode(mode);
+        }
+        if let Some(mb) = self.memory_mb {
+            b = b.memory_bytes(mb.saturating_mul(1 << 20));
+        }
+        if let Some(dir) = &self.disk_dir {
+            let mb = self.disk_mb.unwrap_or(crate::DEFAULT_DISK_BYTES >> 20);
+            b = b.disk(dir, mb.saturating_mul(1 << 20));
+        }
+        if let Some(mb) = self.max_object_mb {
+            b = b.max_object_bytes(mb.saturating_mul(1 << 20));
+        }
+        if let Some(name) = &self.cache_name {
+            b = b.cache_name(name.clone());
+        }
+        if let Some(token) = &self.purge_token {
+            b = b.purge_token(Some(token.clone()));
+        }
+        if let Some(s) = self.grace_secs {
+            b = b.grace(Duration::from_secs(s));
+        }
+        if let Some(s) = self.default_ttl_secs {
+            b = b.default_ttl(Some(Duration::from_secs(s)));
+        }
+        if let Some(r) = self.rewrite_host {
+            b = b.rewrite_host(r);
+        }
+        if let Some(s) = self.upstream_timeout_secs {
+            b = b.upstream_timeout((s > 0).then(|| Duration::from_secs(s)));
+        }
+        if let Some(names) = &self.tag_headers {
+            let names = names
+                .iter()
+                .map(|n| {
+                    HeaderName::try_from(n.as_str())
+                        .map_err(|_| GatewayError::Config(format!("`{n}` is not a header name")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            b = b.tag_headers(names);
+        }
+        Ok(b)
+    }
+}

@@ -1,0 +1,575 @@
+//! A caching reverse proxy built on cachio: an axum [`Router`] you can mount in your own app,
+//! and the `cachio-gateway` binary.
+//!
+//! The gateway forwards every request to one origin and keeps what RFC 9111 allows in a
+//! [`CacheLayer`] over memory (and optionally disk). It forwards the
+//! method, the path and the query byte for byte and every header field except the hop-by-hop
+//! ones (RFC 9110 §7.6.1), appends `Via`, streams bodies both ways, and invents no freshness
+//! unless told to ([`GatewayBuilder::default_ttl`]). Concurrent misses for one URL share one
+//! origin fetch; stale responses are revalidated in the background within
+//! `stale-while-revalidate` and stand in for a failing origin within `stale-if-error` (or
+//! [`GatewayBuilder::grace`]). Otherwise a failing origin gives `502 Bad Gateway`, or
+//! `504 Gateway Timeout` when it does not answer within [`GatewayBuilder::upstream_timeout`].
+//!
+//! Besides the proxied paths, the router answers:
+//!
+//! | route | what it does |
+//! |---|---|
+//! | `PURGE /any/path` | removes the stored responses of that URL (all its `Vary` variants) |
+//! | `POST /_cachio/purge/url?url=/path` | the same; `url` may be a path (with the request's `Host`, or `host=`) or an absolute URL |
+//! | `POST /_cachio/purge/prefix?prefix=/path/` | removes every URL that starts with the prefix |
+//! | `POST /_cachio/purge/tag?tag=T` | removes every response tagged `T` in `Surrogate-Key` (space-separated) or `Cache-Tag` (comma-separated); see [`GatewayBuilder::tag_headers`] |
+//! | `GET /_cachio/metrics` | counters in the Prometheus text format |
+//!
+//! Purging needs the token set with [`GatewayBuilder::purge_token`], sent as
+//! `Authorization: Bearer TOKEN` or `X-Purge-Token: TOKEN`: without it the answer is `401`, with
+//! a wrong one `403`, and with no token configured purging is off (`403`). Paths under
+//! `/_cachio/` are never proxied.
+//!
+//! Every proxied response carries `Cache-Status` (RFC 9211). Each request runs in a `tracing`
+//! span named `request`, and ends with one `INFO` event on the target [`ACCESS_LOG_TARGET`]
+//! (method, path, status, cache status, bytes, duration).
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `disk` | yes | the disk tier ([`GatewayBuilder::disk`], `cachio-fjall`) |
+//! | `cli` | yes | the `cachio-gateway` binary's command line (clap, tracing-subscriber) |
+//!
+//! # Serving
+//!
+//! [`serve`] runs a router on the current tokio runtime; [`serve_threaded`] (what the binary
+//! uses) runs one single-threaded runtime per core, which answers cache hits markedly faster on
+//! small machines. Both speak HTTP/1.1 and h2c and shut down gracefully.
+//!
+//! # Example: mounting the gateway in an axum app
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use cachio_gateway::Gateway;
+//! use http_body_util::{BodyExt, Empty};
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // An origin to put the cache in front of.
+//! let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let origin_url = format!("http://{}", origin.local_addr()?);
+//! let hello = || async { ([("cache-control", "max-age=60")], "hello") };
+//! tokio::spawn(async move { axum::serve(origin, Router::new().route("/hello", get(hello))).await });
+//!
+//! // The gateway's routes beside the app's own: the gateway is the fallback.
+//! let gateway = Gateway::builder(origin_url).memory_bytes(32 << 20).build()?;
+//! let app = Router::new()
+//!     .route("/healthz", get(|| async { "ok" }))
+//!     .merge(gateway.router());
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(cachio_gateway::serve(listener, app, std::future::pending()));
+//!
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+//! for expected in ["cachio; fwd=uri-miss; fwd-status=200; stored", "cachio; hit; ttl=60"] {
+//!     let res = client.get(format!("http://{addr}/hello").parse()?).await?;
+//!     assert_eq!(res.headers()["cache-status"], expected);
+//!     assert_eq!(res.into_body().collect().await?.to_bytes(), "hello");
+//! }
+//! let res = client.get(format!("http://{addr}/healthz").parse()?).await?;
+//! assert_eq!(res.into_body().collect().await?.to_bytes(), "ok");
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod hop;
+mod metrics;
+mod proxy;
+mod purge;
+mod serve;
+mod upstream;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use cachio_core::cache_control::CacheControl;
+use cachio_core::clock::Clock;
+use cachio_core::store::Store;
+use cachio_moka::MokaStore;
+use cachio_tower::CacheLayer;
+use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use tower::Layer;
+
+pub use cachio_tower::{CacheStats, StatsSnapshot};
+pub use config::{Config, DEFAULT_LISTEN, Mode};
+pub use proxy::ACCESS_LOG_TARGET;
+pub use serve::{serve, serve_threaded};
+
+use crate::hop::Via;
+use crate::metrics::{Metrics, StoreGauges};
+use crate::proxy::{Proxy, Shared};
+use crate::purge::PurgeSettings;
+use crate::upstream::{Origin, Upstream};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The memory tier's size when none is set: 64 MiB.
+pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
+
+/// The disk tier's budget when a directory is given without one: 1 GiB.
+pub const DEFAULT_DISK_BYTES: u64 = 1 << 30;
+
+/// The largest body stored when no limit is set: 64 MiB.
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 64 << 20;
+
+/// How long to wait for the origin's response head when no timeout is set: 30 seconds.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a gateway could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The upstream URL is not an `http://` URL with a host.
+    Upstream(String),
+    /// A setting is missing or invalid (a TOML file that does not parse, a bad header name).
+    Config(String),
+    /// The disk tier could not be opened.
+    Disk(cachio_core::StoreError),
+    /// A disk tier was asked for, but this build has no `disk` feature.
+    DiskUnsupported,
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewayError::Upstream(m) => write!(f, "bad upstream: {m}"),
+            GatewayError::Config(m) => write!(f, "bad configuration: {m}"),
+            GatewayError::Disk(_) => f.write_str("cannot open the disk tier"),
+            GatewayError::DiskUnsupported => {
+                f.write_str("a disk tier needs cachio-gateway built with the `disk` feature")
+            }
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GatewayError::Disk(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Builds a [`Gateway`]. Made by [`Gateway::builder`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use cachio_gateway::{Gateway, Mode};
+///
+/// let gateway = Gateway::builder("http://127.0.0.1:9000")
+///     .mode(Mode::Shared)
+///     .memory_bytes(256 << 20)
+///     .max_object_bytes(8 << 20)
+///     .cache_name("edge-1")
+///     .purge_token(Some("s3cret".into()))
+///     .grace(Duration::from_secs(60))
+///     .upstream_timeout(Some(Duration::from_secs(10)))
+///     .build()?;
+/// let router: axum::Router = gateway.into_router();
+/// # let _ = router;
+/// # Ok::<(), cachio_gateway::GatewayError>(())
+/// ```
+#[must_use]
+pub struct GatewayBuilder {
+    upstream: String,
+    mode: Mode,
+    memory_bytes: u64,
+    disk: Option<(PathBuf, u64)>,
+    max_object_bytes: u64,
+    cache_name: String,
+    purge_token: Option<String>,
+    tag_headers: Vec<HeaderName>,
+    grace: Duration,
+    default_ttl: Option<Duration>,
+    rewrite_host: bool,
+    upstream_timeout: Option<Duration>,
+    coalesce_timeout: Duration,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("upstream", &self.upstream)
+            .field("mode", &self.mode)
+            .field("memory_bytes", &self.memory_bytes)
+            .field("disk", &self.disk)
+            .field("max_object_bytes", &self.max_object_bytes)
+            .field("cache_name", &self.cache_name)
+            .field("purge_token", &self.purge_token.as_ref().map(|_| "<set>"))
+            .field("tag_headers", &self.tag_headers)
+            .field("grace", &self.grace)
+            .field("default_ttl", &self.default_ttl)
+            .field("rewrite_host", &self.rewrite_host)
+            .field("upstream_timeout", &self.upstream_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayBuilder {
+    /// Shared (the default) or private; see [`Mode`].
+    pub fn mode(self, mode: Mode) -> Self {
+        Self { mode, ..self }
+    }
+
+    /// The memory tier's size in bytes ([`DEFAULT_MEMORY_BYTES`] by default).
+    pub fn memory_bytes(self, bytes: u64) -> Self {
+        Self {
+            memory_bytes: bytes,
+            ..self
+        }
+    }
+
+    /// Adds a disk tier in directory `dir` with a budget of `bytes`, behind the memory tier:
+    /// hits on disk are copied into memory, writes go to both. Needs the `disk` feature
+    /// (on by default); [`build`](Self::build) fails without it.
+    pub fn disk(self, dir: impl Into<PathBuf>, bytes: u64) -> Self {
+        Self {
+            disk: Some((dir.into(), bytes)),
+            ..self
+        }
+    }
+
+    /// The largest response body stored ([`DEFAULT_MAX_OBJECT_BYTES`] by default). Larger
+    /// responses stream through without being stored. With a disk tier, bodies over an eighth
+    /// of the memory tier are kept on disk only.
+    pub fn max_object_bytes(self, bytes: u64) -> Self {
+        Self {
+            max_object_bytes: bytes,
+            ..self
+        }
+    }
+
+    /// The name the gateway gives itself in `Cache-Status` and `Via` (`cachio` by default).
+    pub fn cache_name(self, name: impl Into<String>) -> Self {
+        Self {
+            cache_name: name.into(),
+            ..self
+        }
+    }
+
+    /// The token that allows purging (`None`, the default, turns purging off).
+    pub fn purge_token(self, token: Option<String>) -> Self {
+        Self {
+            purge_token: token.filter(|t| !t.is_empty()),
+            ..self
+        }
+    }
+
+    /// The response header fields whose values are the surrogate keys (tags) that
+    /// `/_cachio/purge/tag` matches; values are split on spaces and commas. By default
+    /// `Surrogate-Key` and `Cache-Tag`.
+    pub fn tag_headers(self, names: Vec<HeaderName>) -> Self {
+        Self {
+            tag_headers: names,
+            ..self
+        }
+    }
+
+    /// How long past its freshness a stored response may be served when the origin fails or
+    /// answers 5xx, whatever its `stale-if-error` says (zero, the default, leaves it to
+    /// `stale-if-error`).
+    pub fn grace(self, grace: Duration) -> Self {
+        Self { grace, ..self }
+    }
+
+    /// The freshness lifetime given to storable responses that carry no explicit one (no
+    /// `max-age`, `s-maxage`, `Expires` or `CDN-Cache-Control: max-age`). `None`, the default,
+    /// invents nothing: such responses get RFC 9111's heuristic freshness only when they have a
+    /// `Last-Modified`.
+    pub fn default_ttl(self, ttl: Option<Duration>) -> Self {
+        Self {
+            default_ttl: ttl,
+            ..self
+        }
+    }
+
+    /// Sends the origin's host and port as `Host` instead of the client's (off by default:
+    /// the client's `Host` goes on unchanged).
+    pub fn rewrite_host(self, rewrite: bool) -> Self {
+        Self {
+            rewrite_host: rewrite,
+            ..self
+        }
+    }
+
+    /// How long to wait to connect to the origin and for its response head
+    /// ([`DEFAULT_UPSTREAM_TIMEOUT`] by default; `None` waits forever). Past it the request gets
+    /// a stale response if one may stand in, else `504 Gateway Timeout`. Bodies are streamed
+    /// without a time limit.
+    pub fn upstream_timeout(self, timeout: Option<Duration>) -> Self {
+        Self {
+            upstream_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// The longest a request waits for another request's fetch of the same URL before going to
+    /// the origin itself (10 seconds by default).
+    pub fn coalesce_timeout(self, timeout: Duration) -> Self {
+        Self {
+            coalesce_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// The clock the cache reads the time from (the system clock by default). For tests:
+    /// [`cachio_core::clock::ManualClock`] moves time by hand.
+    pub fn clock<C: Clock>(self, clock: C) -> Self {
+        Self {
+            clock: Some(Arc::new(clock)),
+            ..self
+        }
+    }
+
+    /// Opens the stores and assembles the router. Opening a disk tier blocks while it recovers.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Upstream`] for an upstream that is not an `http://` URL with a host,
+    /// [`GatewayError::Disk`] when the disk tier cannot be opened, and
+    /// [`GatewayError::DiskUnsupported`] when a disk tier was asked for without the `disk`
+    /// feature.
+    pub fn build(self) -> Result<Gateway, GatewayError> {
+        let origin = Origin::parse(&self.upstream).map_err(GatewayError::Upstream)?;
+        match &self.disk {
+            None => {
+                let memory = MokaStore::builder()
+                    .max_capacity_bytes(self.memory_bytes)
+                    .max_body_size(self.max_object_bytes)
+                    .build();
+                Ok(assemble(memory, &self, origin))
+            }
+            #[cfg(feature = "disk")]
+            Some((dir, budget)) => {
+                let memory = MokaStore::builder()
+                    .max_capacity_bytes(self.memory_bytes)
+                    .max_body_size(self.max_object_bytes.min(self.memory_bytes / 8))
+                    .build();
+                let disk = cachio_fjall::FjallStore::builder(dir)
+                    .budget_bytes(*budget)
+                    .max_object_size(self.max_object_bytes)
+                    .open()
+                    .map_err(GatewayError::Disk)?;
+                let store = cachio_core::tiered::Tiered::new(memory, disk);
+                Ok(assemble(store, &self, origin))
+            }
+            #[cfg(not(feature = "disk"))]
+            Some(_) => Err(GatewayError::DiskUnsupported),
+        }
+    }
+}
+
+/// A caching reverse proxy in front of one origin, as an axum [`Router`]. See the [crate]
+/// documentation for what it does and the routes it answers.
+///
+/// # Example
+///
+/// ```
+/// use cachio_gateway::Gateway;
+///
+/// let gateway = Gateway::builder("http://127.0.0.1:9000").build()?;
+/// assert_eq!(gateway.stats().snapshot().requests, 0);
+/// let app = axum::Router::new().merge(gateway.router());
+/// # let _ = app;
+/// # Ok::<(), cachio_gateway::GatewayError>(())
+/// ```
+#[derive(Clone)]
+pub struct Gateway {
+    router: Router,
+    stats: Arc<CacheStats>,
+    metrics: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("stats", &self.stats.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A builder for a gateway in front of `upstream` (`http://host[:port][/prefix]`), with
+    /// the defaults: a shared cache of [`DEFAULT_MEMORY_BYTES`] in memory, bodies up to
+    /// [`DEFAULT_MAX_OBJECT_BYTES`], purging off, no grace, no default TTL, the client's `Host`
+    /// passed on, and [`DEFAULT_UPSTREAM_TIMEOUT`].
+    pub fn builder(upstream: impl Into<String>) -> GatewayBuilder {
+        GatewayBuilder {
+            upstream: upstream.into(),
+            mode: Mode::Shared,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            disk: None,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            cache_name: "cachio".to_owned(),
+            purge_token: None,
+            tag_headers: vec![
+                HeaderName::from_static("surrogate-key"),
+                HeaderName::from_static("cache-tag"),
+            ],
+            grace: Duration::ZERO,
+            default_ttl: None,
+            rewrite_host: false,
+            upstream_timeout: Some(DEFAULT_UPSTREAM_TIMEOUT),
+            coalesce_timeout: cachio_tower::DEFAULT_COALESCE_TIMEOUT,
+            clock: None,
+        }
+    }
+
+    /// The router: the proxy as its fallback, and the `/_cachio/` routes. Cheap to clone.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The router, consuming the gateway.
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+
+    /// The cache layer's counters.
+    pub fn stats(&self) -> Arc<CacheStats> {
+        self.stats.clone()
+    }
+
+    /// What `GET /_cachio/metrics` answers: every counter in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        (self.metrics)()
+    }
+}
+
+impl From<Gateway> for Router {
+    fn from(gateway: Gateway) -> Router {
+        gateway.router
+    }
+}
+
+/// A shared handle on a clock (the layer takes a concrete [`Clock`]).
+struct SharedClock(Arc<dyn Clock>);
+
+impl Clock for SharedClock {
+    fn now(&self) -> SystemTime {
+        self.0.now()
+    }
+}
+
+/// Whether a response states its own freshness lifetime (RFC 9111 §4.2.1).
+fn explicit_freshness(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::EXPIRES) {
+        return true;
+    }
+    let cc = CacheControl::from_headers(headers, &header::CACHE_CONTROL);
+    if cc.max_age.is_some() || cc.s_maxage.is_some() {
+        return true;
+    }
+    CacheControl::from_targeted_headers(headers, &HeaderName::from_static("cdn-cache-control"))
+        .is_some_and(|cc| cc.max_age.is_some())
+}
+
+fn assemble<St: Store + StoreGauges>(store: St, b: &GatewayBuilder, origin: Origin) -> Gateway {
+    let metrics = Arc::new(Metrics::default());
+    let via = Via::new(&b.cache_name);
+    let upstream = Upstream::new(
+        origin,
+        b.rewrite_host,
+        b.upstream_timeout,
+        via.clone(),
+        metrics.clone(),
+    );
+    let layer = match b.mode {
+        Mode::Shared => CacheLayer::shared(store.clone()),
+        Mode::Private => CacheLayer::private(store.clone()),
+    };
+    let mut layer = layer
+        .cache_name(b.cache_name.clone())
+        .max_object_size(b.max_object_bytes)
+        .grace(b.grace)
+        .coalesce_timeout(b.coalesce_timeout);
+    if let Some(clock) = &b.clock {
+        layer = layer.clock(SharedClock(clock.clone()));
+    }
+    if let Some(ttl) = b.default_ttl {
+        layer =
+            layer.ttl_override(move |_req, res| (!explicit_freshness(&res.headers)).then_some(ttl));
+    }
+    let stats = layer.stats();
+    let shared = Arc::new(Shared {
+        store,
+        stats: stats.clone(),
+        metrics,
+        cache_name: b.cache_name.clone(),
+        via,
+        purge: PurgeSettings {
+            token: b.purge_token.clone(),
+            tag_headers: b.tag_headers.clone(),
+        },
+    });
+    let proxy = Proxy {
+        cache: layer.layer(upstream),
+        shared: shared.clone(),
+    };
+    let router = Router::new()
+        .route("/_cachio/metrics", get(metrics_route::<St>))
+        .route("/_cachio/purge/url", post(purge::by_url::<St>))
+        .route("/_cachio/purge/prefix", post(purge::by_prefix::<St>))
+        .route("/_cachio/purge/tag", post(purge::by_tag::<St>))
+        .route("/_cachio", any(not_found))
+        .route("/_cachio/{*rest}", any(not_found))
+        .with_state(shared.clone())
+        .fallback_service(proxy);
+    let render = shared.clone();
+    Gateway {
+        router,
+        stats,
+        metrics: Arc::new(move || render_metrics(&render)),
+    }
+}
+
+fn render_metrics<St: Store + StoreGauges>(shared: &Shared<St>) -> String {
+    metrics::render(
+        &shared.stats.snapshot(),
+        &shared.metrics,
+        &shared.store.tiers(),
+        shared.store.evictions(),
+    )
+}
+
+async fn metrics_route<St: Store + StoreGauges>(State(shared): State<Arc<Shared<St>>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        render_metrics(&shared),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "404 Not Found: no such cachio admin route\n",
+    )
+        .into_response()
+}

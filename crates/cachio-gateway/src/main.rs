@@ -1,0 +1,215 @@
+//! `cachio-gateway`: a caching reverse proxy in front of one HTTP origin.
+//!
+//! Run `cachio-gateway --help` for the options. Every option can also be set in a TOML file
+//! given with `--config` (keys are the option names without the dashes); options on the command
+//! line override the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cachio_gateway::{Config, Mode};
+use clap::Parser;
+
+/// A caching reverse proxy (RFC 9111) in front of one HTTP origin.
+///
+/// Listens for HTTP/1.1 and h2c, forwards every request to the origin, and keeps what the
+/// origin's Cache-Control allows in memory (and optionally on disk). Purge with `PURGE /path` or
+/// `POST /_cachio/purge/{url,prefix,tag}`; counters at `GET /_cachio/metrics`. Logs go to stderr,
+/// filtered by RUST_LOG (default `info`: one line per request).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// The origin to forward to: http://host[:port][/path-prefix].
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+
+    /// The address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// `shared`: a cache for every client (honours s-maxage and private) [default];
+    /// `private`: one user's cache.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+
+    /// The memory tier's size in MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    memory_mb: Option<u64>,
+
+    /// Keep a disk tier in this directory, behind the memory tier.
+    #[arg(long, value_name = "PATH")]
+    disk_dir: Option<PathBuf>,
+
+    /// The disk tier's budget in MiB [default: 1024].
+    #[arg(long, value_name = "MIB")]
+    disk_mb: Option<u64>,
+
+    /// The largest response body stored, in MiB; larger ones stream through [default: 64].
+    #[arg(long, value_name = "MIB")]
+    max_object_mb: Option<u64>,
+
+    /// The name in Cache-Status and Via [default: cachio].
+    #[arg(long, value_name = "NAME")]
+    cache_name: Option<String>,
+
+    /// The token that allows purging, sent as `Authorization: Bearer TOKEN` or
+    /// `X-Purge-Token: TOKEN`. Without one, purging is disabled.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CACHIO_PURGE_TOKEN",
+        hide_env_values = true
+    )]
+    purge_token: Option<String>,
+
+    /// Serve a stored response up to this many seconds past its freshness when the origin
+    /// fails or answers 5xx, whatever its stale-if-error says [default: 0].
+    #[arg(long, value_name = "SECS")]
+    grace_secs: Option<u64>,
+
+    /// Give responses without explicit freshness (max-age, s-maxage, Expires) this lifetime.
+    /// Unset by default: the gateway invents no freshness.
+    #[arg(long, value_name = "SECS")]
+    default_ttl_secs: Option<u64>,
+
+    /// Send the upstream's host as Host instead of the client's.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    rewrite_host: Option<bool>,
+
+    /// How long to wait to connect to the origin and for its response head; past it: a stale
+    /// response if allowed, else 504. 0 waits forever [default: 30].
+    #[arg(long, value_name = "SECS")]
+    upstream_timeout_secs: Option<u64>,
+
+    /// A response header whose values are surrogate keys for purge by tag (repeatable)
+    /// [default: surrogate-key and cache-tag].
+    #[arg(long = "tag-header", value_name = "NAME")]
+    tag_headers: Vec<String>,
+
+    /// Worker threads, each a single-threaded runtime serving its share of the connections
+    /// [default: the number of CPUs].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+
+    /// Read settings from this TOML file; command-line options override it.
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+}
+
+impl Args {
+    fn into_config(self) -> Result<(Config, Option<PathBuf>), cachio_gateway::GatewayError> {
+        let mut flags = Config::default();
+        flags.upstream = self.upstream;
+        flags.listen = self.listen;
+        flags.mode = self.mode;
+        flags.memory_mb = self.memory_mb;
+        flags.disk_dir = self.disk_dir;
+        flags.disk_mb = self.disk_mb;
+        flags.max_object_mb = self.max_object_mb;
+        flags.cache_name = self.cache_name;
+        flags.purge_token = self.purge_token;
+        flags.grace_secs = self.grace_secs;
+        flags.default_ttl_secs = self.default_ttl_secs;
+        flags.rewrite_host = self.rewrite_host;
+        flags.upstream_timeout_secs = self.upstream_timeout_secs;
+        flags.tag_headers = (!self.tag_headers.is_empty()).then_some(self.tag_headers);
+        flags.workers = self.workers;
+        Ok((flags, self.config))
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                source = s.source();
+            }
+            eprintln!("cachio-gateway: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let (flags, file) = args.into_config()?;
+    let config = match file {
+        Some(path) => Config::load(path)?.merge(flags),
+        None => flags,
+    };
+    let listen = config.listen_addr();
+    let workers = config
+        .workers
+        .filter(|n| *n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1);
+    let gateway = config.builder()?.build()?;
+    let listener = std::net::TcpListener::bind(listen)?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        upstream = config.upstream.as_deref().unwrap_or_default(),
+        workers,
+        "cachio-gateway listening"
+    );
+    // The first signal starts a graceful shutdown; a second one exits at once.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("cachio-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                shutdown_signal().await;
+                let _ = first_tx.send(());
+                shutdown_signal().await;
+                tracing::warn!("second signal: exiting without waiting for requests in flight");
+                std::process::exit(130);
+            });
+        })?;
+    cachio_gateway::serve_threaded(listener, gateway.into_router(), workers, async {
+        let _ = first_rx.await;
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes at the first SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}

@@ -1,0 +1,245 @@
+//! The proxy service: the outer layer around the cache. It answers `PURGE`, removes hop-by-hop
+//! fields, turns what the cache could not answer into 502/504, appends `Via`, counts responses
+//! and writes the access log.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use bytes::Bytes;
+use cachio_core::policy::status::{CacheStatus, Fwd};
+use cachio_core::store::Store;
+use cachio_tower::{CACHE_STATUS, Cache, CacheStats, ResponseFuture};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+use tower::Service;
+use tracing::Instrument;
+
+use crate::hop::{self, Via};
+use crate::metrics::Metrics;
+use crate::purge::{self, PurgeSettings};
+use crate::upstream::{Upstream, UpstreamError};
+
+/// The `tracing` target of the access log: one event per request at `INFO`.
+pub const ACCESS_LOG_TARGET: &str = "cachio_gateway::access";
+
+/// What the proxy, the purge routes and the metrics share.
+pub(crate) struct Shared<St> {
+    pub(crate) store: St,
+    pub(crate) stats: Arc<CacheStats>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) cache_name: String,
+    pub(crate) via: Via,
+    pub(crate) purge: PurgeSettings,
+}
+
+/// The proxy: `PURGE`, then the cache over the origin, then error mapping.
+pub(crate) struct Proxy<St: Store> {
+    pub(crate) cache: Cache<Upstream, St>,
+    pub(crate) shared: Arc<Shared<St>>,
+}
+
+impl<St: Store> Clone for Proxy<St> {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+type Cached<St> =
+    ResponseFuture<Response<cachio_tower::ResponseBody<hyper::body::Incoming, St>>, UpstreamError>;
+
+enum Work<St: Store> {
+    Purge(Box<Request<Body>>),
+    Cache(Cached<St>),
+}
+
+impl<St: Store> Service<Request<Body>> for Proxy<St> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The origin client is always ready and never fails to be: only readiness passes on.
+        self.cache.poll_ready(cx).map(|_| Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let start = Instant::now();
+        let shared = self.shared.clone();
+        let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+        let log = tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO).then(|| {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+            (req.method().clone(), path)
+        });
+        let work = if req.method().as_str() == "PURGE" {
+            Work::Purge(Box::new(req))
+        } else {
+            hop::strip(req.headers_mut());
+            Work::Cache(self.cache.call(req))
+        };
+        let fut = async move {
+            let mut res = match work {
+                Work::Purge(req) => purge::purge_method(shared.clone(), *req).await,
+                Work::Cache(fut) => match fut.await {
+                    Ok(res) => res.map(Body::new),
+                    Err(e) => error_response(&e, &shared.cache_name),
+                },
+            };
+            res.headers_mut()
+                .append(header::VIA, shared.via.for_version(http::Version::HTTP_11));
+            shared.metrics.response(res.status());
+            if let Some((method, path)) = log {
+                let cache_status = res.headers().get(CACHE_STATUS).cloned();
+                let entry = AccessLog {
+                    span: tracing::Span::current(),
+                    method,
+                    path,
+                    status: res.status(),
+                    cache_status,
+                    start,
+                    bytes: 0,
+                    complete: false,
+                };
+                res = res.map(|body| {
+                    Body::new(Logged {
+                        inner: body,
+                        log: entry,
+                    })
+                });
+            }
+            Ok(res)
+        };
+        Box::pin(fut.instrument(span))
+    }
+}
+
+/// The answer when the origin gave none and nothing stored could stand in: 504 for a timeout,
+/// 502 for anything else.
+fn error_response(e: &UpstreamError, cache_name: &str) -> Response<Body> {
+    let (status, body, detail) = match e {
+        UpstreamError::Timeout(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Timeout: the origin did not answer in time\n",
+            "origin-timeout",
+        ),
+        UpstreamError::Connect(_) => (
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: cannot connect to the origin\n",
+            "origin-unreachable",
+        ),
+        UpstreamError::Other(_) => (
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: the origin's connection failed\n",
+            "origin-error",
+        ),
+    };
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        CACHE_STATUS,
+        CacheStatus::forward(cache_name, Fwd::Miss)
+            .detail(detail)
+            .to_header_value(),
+    );
+    res
+}
+
+/// One access log line, written when the response body ends or is dropped.
+struct AccessLog {
+    span: tracing::Span,
+    method: Method,
+    path: String,
+    status: StatusCode,
+    cache_status: Option<HeaderValue>,
+    start: Instant,
+    bytes: u64,
+    complete: bool,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        let _entered = self.span.enter();
+        let cache_status = self
+            .cache_status
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info!(
+            target: ACCESS_LOG_TARGET,
+            method = %self.method,
+            path = %self.path,
+            status = self.status.as_u16(),
+            cache_status,
+            bytes = self.bytes,
+            complete = self.complete,
+            duration_ms = self.start.elapsed().as_secs_f64() * 1e3,
+            "request"
+        );
+    }
+}
+
+/// A response body that writes the access log line when it ends or is dropped.
+struct Logged {
+    inner: Body,
+    log: AccessLog,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        // hyper may never poll a body that is empty from the start (HEAD, 304).
+        if http_body::Body::is_end_stream(&self.inner) {
+            self.log.complete = true;
+        }
+    }
+}
+
+impl http_body::Body for Logged {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(d) = f.data_ref() {
+                    this.log.bytes += d.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.log.complete = true;
+                }
+            }
+            None => this.log.complete = true,
+            Some(Err(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

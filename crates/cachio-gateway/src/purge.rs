@@ -1,0 +1,371 @@
+//! Purging: the `PURGE` method on a proxied URL, and the admin routes under `/_cachio/purge/`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use cachio_core::Meta;
+use cachio_core::key::primary_key;
+use cachio_core::store::{ErrorKind, Store};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, StatusCode, Uri};
+use serde::Deserialize;
+
+use crate::metrics::PurgeKind;
+use crate::proxy::Shared;
+
+/// The purge settings: the token and the headers that carry surrogate keys.
+#[derive(Clone, Debug)]
+pub(crate) struct PurgeSettings {
+    pub(crate) token: Option<String>,
+    pub(crate) tag_headers: Vec<HeaderName>,
+}
+
+const X_PURGE_TOKEN: HeaderName = HeaderName::from_static("x-purge-token");
+
+/// A refused or failed purge: a status and a short explanation.
+#[derive(Debug)]
+pub(crate) struct Reject(StatusCode, &'static str);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        let mut res = (self.0, self.1).into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.0 == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cachio purge\""),
+            );
+        }
+        res
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Reject {
+    Reject(status, body)
+}
+
+/// Compares two byte strings in time that depends on their lengths only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks the purge token: `Authorization: Bearer TOKEN` or `X-Purge-Token: TOKEN`.
+/// No token configured: 403 (purging is off). None given: 401. A wrong one: 403.
+fn authorize(settings: &PurgeSettings, headers: &HeaderMap) -> Result<(), Reject> {
+    let Some(token) = &settings.token else {
+        return Err(text(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: purging is disabled (no purge token is configured)\n",
+        ));
+    };
+    let bearer = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .map(str::as_bytes);
+    let given: Vec<&[u8]> = bearer
+        .chain(
+            headers
+                .get_all(X_PURGE_TOKEN)
+                .iter()
+                .map(|v| v.as_bytes().trim_ascii()),
+        )
+        .collect();
+    if given.is_empty() {
+        return Err(text(
+            StatusCode::UNAUTHORIZED,
+            "401 Unauthorized: send the purge token as `Authorization: Bearer TOKEN` or `X-Purge-Token: TOKEN`\n",
+        ));
+    }
+    if given.iter().any(|g| same(g, token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(text(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: wrong purge token\n",
+        ))
+    }
+}
+
+fn purged(n: u64) -> Response {
+    let mut res = Response::new(Body::from(format!("{{\"purged\":{n}}}\n")));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The cache key of a `GET` for `target`: an absolute URL as it is, a path with `host` (or the
+/// request's `Host`).
+fn key_for(target: &str, host: Option<&HeaderValue>) -> Result<String, Reject> {
+    let bad = || {
+        text(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: not a URL or a path\n",
+        )
+    };
+    let uri: Uri = target.parse().map_err(|_| bad())?;
+    let mut req = Request::get(uri);
+    if let Some(host) = host {
+        req = req.header(header::HOST, host);
+    }
+    let (parts, ()) = req.body(()).map_err(|_| bad())?.into_parts();
+    if parts.uri.authority().is_none() && host.is_none() {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: a path needs a Host (send one, or give `host=` or an absolute URL)\n",
+        ));
+    }
+    Ok(primary_key(&parts))
+}
+
+/// Removes the stored responses of one URL: its primary key, which also makes every `Vary`
+/// variant unreachable. Returns how many entries went (0 or 1).
+async fn purge_key<St: Store>(shared: &Shared<St>, key: &str) -> Result<u64, Reject> {
+    let existed = matches!(shared.store.get(key).await, Ok(Some(_)));
+    match shared.store.delete(key).await {
+        Ok(()) => {
+            let n = u64::from(existed);
+            shared.metrics.purge(PurgeKind::Url, n);
+            tracing::info!(key, purged = n, "purged a URL");
+            Ok(n)
+        }
+        Err(e) => {
+            tracing::warn!(key, error = %e, "purge failed");
+            Err(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error: the store failed\n",
+            ))
+        }
+    }
+}
+
+/// `PURGE /path`: removes the stored responses of the request's own URL.
+pub(crate) async fn purge_method<St: Store>(
+    shared: Arc<Shared<St>>,
+    req: Request<Body>,
+) -> Response {
+    if let Err(res) = authorize(&shared.purge, req.headers()) {
+        return res.into_response();
+    }
+    let (parts, _) = req.into_parts();
+    let mut get = Request::get(parts.uri.clone())
+        .body(())
+        .map(Request::into_parts);
+    let key = match &mut get {
+        Ok((p, ())) => {
+            p.headers = parts.headers;
+            primary_key(p)
+        }
+        Err(_) => return text(StatusCode::BAD_REQUEST, "400 Bad Request\n").into_response(),
+    };
+    match purge_key(&shared, &key).await {
+        Ok(n) => purged(n),
+        Err(res) => res.into_response(),
+    }
+}
+
+/// The query of the admin purge routes.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Target {
+    url: Option<String>,
+    prefix: Option<String>,
+    tag: Option<String>,
+    host: Option<String>,
+}
+
+impl Target {
+    fn host(&self, headers: &HeaderMap) -> Result<Option<HeaderValue>, Reject> {
+        match &self.host {
+            Some(h) => HeaderValue::from_str(h)
+                .map(Some)
+                .map_err(|_| text(StatusCode::BAD_REQUEST, "400 Bad Request: bad host\n")),
+            None => Ok(headers.get(header::HOST).cloned()),
+        }
+    }
+}
+
+fn store_failed(e: &cachio_core::StoreError) -> Reject {
+    if e.kind() == ErrorKind::Unsupported {
+        text(
+            StatusCode::NOT_IMPLEMENTED,
+            "501 Not Implemented: this store cannot enumerate its entries (purge by URL works)\n",
+        )
+    } else {
+        tracing::warn!(error = %e, "purge failed");
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 Internal Server Error: the store failed\n",
+        )
+    }
+}
+
+/// `POST /_cachio/purge/url?url=URL-or-path[&host=H]`
+pub(crate) async fn by_url<St: Store>(
+    State(shared): State<Arc<Shared<St>>>,
+    Query(t): Query<Target>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(res) = authorize(&shared.purge, &headers) {
+        return res.into_response();
+    }
+    let Some(url) = &t.url else {
+        return text(StatusCode::BAD_REQUEST, "400 Bad Request: give url=\n").into_response();
+    };
+    let host = match t.host(&headers) {
+        Ok(h) => h,
+        Err(res) => return res.into_response(),
+    };
+    let key = match key_for(url, host.as_ref()) {
+        Ok(k) => k,
+        Err(res) => return res.into_response(),
+    };
+    match purge_key(&shared, &key).await {
+        Ok(n) => purged(n),
+        Err(res) => res.into_response(),
+    }
+}
+
+/// `POST /_cachio/purge/prefix?prefix=URL-or-path[&host=H]`: every entry whose key starts with
+/// the prefix's key (its variants included).
+pub(crate) async fn by_prefix<St: Store>(
+    State(shared): State<Arc<Shared<St>>>,
+    Query(t): Query<Target>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(res) = authorize(&shared.purge, &headers) {
+        return res.into_response();
+    }
+    let Some(prefix) = &t.prefix else {
+        return text(StatusCode::BAD_REQUEST, "400 Bad Request: give prefix=\n").into_response();
+    };
+    let host = match t.host(&headers) {
+        Ok(h) => h,
+        Err(res) => return res.into_response(),
+    };
+    let key = match key_for(prefix, host.as_ref()) {
+        Ok(k) => k,
+        Err(res) => return res.into_response(),
+    };
+    let k = key.clone();
+    match shared
+        .store
+        .purge(move |stored, _| stored.starts_with(&k))
+        .await
+    {
+        Ok(n) => {
+            shared.metrics.purge(PurgeKind::Prefix, n);
+            tracing::info!(prefix = key, purged = n, "purged a prefix");
+            purged(n)
+        }
+        Err(e) => store_failed(&e).into_response(),
+    }
+}
+
+/// Whether a stored response carries `tag` in one of `names` (values split on spaces and
+/// commas, so both `Surrogate-Key: a b` and `Cache-Tag: a,b` work).
+fn tagged(meta: &Meta, names: &[HeaderName], tag: &str) -> bool {
+    let Some(res) = meta.as_response() else {
+        return false;
+    };
+    names.iter().any(|name| {
+        res.headers().get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b' ' || *b == b',' || *b == b'\t')
+                .any(|t| t == tag.as_bytes())
+        })
+    })
+}
+
+/// `POST /_cachio/purge/tag?tag=T`: every entry whose response carried the surrogate key `T`.
+pub(crate) async fn by_tag<St: Store>(
+    State(shared): State<Arc<Shared<St>>>,
+    Query(t): Query<Target>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(res) = authorize(&shared.purge, &headers) {
+        return res.into_response();
+    }
+    let Some(tag) = t.tag.filter(|t| !t.is_empty()) else {
+        return text(StatusCode::BAD_REQUEST, "400 Bad Request: give tag=\n").into_response();
+    };
+    let names = shared.purge.tag_headers.clone();
+    let t2 = tag.clone();
+    match shared
+        .store
+        .purge(move |_, meta| tagged(meta, &names, &t2))
+        .await
+    {
+        Ok(n) => {
+            shared.metrics.purge(PurgeKind::Tag, n);
+            tracing::info!(tag, purged = n, "purged a tag");
+            purged(n)
+        }
+        Err(e) => store_failed(&e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(token: Option<&str>) -> PurgeSettings {
+        PurgeSettings {
+            token: token.map(str::to_owned),
+            tag_headers: vec![],
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn tokens() {
+        let s = settings(Some("sekrit"));
+        assert!(authorize(&s, &headers(&[("authorization", "Bearer sekrit")])).is_ok());
+        assert!(authorize(&s, &headers(&[("authorization", "bearer  sekrit ")])).is_ok());
+        assert!(authorize(&s, &headers(&[("x-purge-token", "sekrit")])).is_ok());
+        let status = |h| authorize(&s, &h).unwrap_err().0;
+        assert_eq!(status(headers(&[])), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(headers(&[("authorization", "Basic c2Vrcml0")])),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(headers(&[("x-purge-token", "sekri")])),
+            StatusCode::FORBIDDEN
+        );
+        let off = settings(None);
+        assert_eq!(
+            authorize(&off, &headers(&[("x-purge-token", "sekrit")]))
+                .unwrap_err()
+                .0,
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn keys_of_paths_and_urls() {
+        let host = HeaderValue::from_static("Example.com");
+        assert_eq!(
+            key_for("/a?b", Some(&host)).unwrap(),
+            "http://example.com/a?b"
+        );
+        assert_eq!(key_for("http://h:8/a", None).unwrap(), "http://h:8/a");
+        assert!(key_for("/a", None).is_err());
+    }
+}

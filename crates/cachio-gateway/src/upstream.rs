@@ -1,0 +1,257 @@
+//! The client side: forwards a request to the origin and returns its response head as it comes.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::Service;
+
+use crate::hop::{self, Via};
+use crate::metrics::{Metrics, OriginError};
+
+/// Where requests go: an `http://` origin, optionally under a path prefix.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    pub(crate) scheme: Scheme,
+    pub(crate) authority: Authority,
+    /// A path prefix without its trailing `/` (empty for none).
+    pub(crate) prefix: String,
+}
+
+impl Origin {
+    /// Parses an origin URL such as `http://127.0.0.1:9000` or `http://backend/api`.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| format!("`{url}` has no scheme (write http://{url})"))?;
+        if scheme != Scheme::HTTP {
+            return Err(format!(
+                "`{url}`: only http:// origins are supported (terminate TLS in front of the origin)"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("`{url}` has no host"))?;
+        if uri.query().is_some() {
+            return Err(format!("`{url}`: an origin URL cannot carry a query"));
+        }
+        let prefix = uri.path().trim_end_matches('/').to_owned();
+        Ok(Self {
+            scheme,
+            authority,
+            prefix,
+        })
+    }
+
+    fn uri_for(&self, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        let pq = pq.map_or("/", PathAndQuery::as_str);
+        let pq = if self.prefix.is_empty() {
+            PathAndQuery::try_from(pq)?
+        } else {
+            PathAndQuery::try_from(format!("{}{pq}", self.prefix))?
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+    }
+}
+
+/// Why the origin gave no response.
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    /// No connection could be made.
+    Connect(hyper_util::client::legacy::Error),
+    /// No response head within the timeout.
+    Timeout(Duration),
+    /// The connection failed otherwise (closed before a response, a protocol error).
+    Other(crate::BoxError),
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Connect(_) => f.write_str("cannot connect to the origin"),
+            UpstreamError::Timeout(d) => {
+                write!(f, "the origin did not answer within {} s", d.as_secs_f64())
+            }
+            UpstreamError::Other(_) => f.write_str("the origin's connection failed"),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpstreamError::Connect(e) => Some(e),
+            UpstreamError::Timeout(_) => None,
+            UpstreamError::Other(e) => Some(&**e),
+        }
+    }
+}
+
+struct Settings {
+    origin: Origin,
+    /// The `Host` sent when the client's is replaced (`rewrite_host`).
+    origin_host: HeaderValue,
+    rewrite_host: bool,
+    timeout: Option<Duration>,
+    via: Via,
+}
+
+/// The origin as a tower service: rewrites the target to the origin, removes hop-by-hop fields,
+/// appends `Via`, and returns the origin's response with a streaming body. Errors are
+/// [`UpstreamError`]s, which the cache layer may answer with a stale response.
+///
+/// `poll_ready` is always ready (the client pools connections itself).
+#[derive(Clone)]
+pub(crate) struct Upstream {
+    client: Client<HttpConnector, Body>,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+}
+
+impl Upstream {
+    pub(crate) fn new(
+        origin: Origin,
+        rewrite_host: bool,
+        timeout: Option<Duration>,
+        via: Via,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(timeout);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        let origin_host = HeaderValue::from_str(origin.authority.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Self {
+            client,
+            settings: Arc::new(Settings {
+                origin,
+                origin_host,
+                rewrite_host,
+                timeout,
+                via,
+            }),
+            metrics,
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl Service<Request<Body>> for Upstream {
+    type Response = Response<Incoming>;
+    type Error = UpstreamError;
+    type Future = BoxFuture<Result<Response<Incoming>, UpstreamError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let s = &self.settings;
+        let (mut parts, body) = req.into_parts();
+        let uri = match s.origin.uri_for(parts.uri.path_and_query()) {
+            Ok(uri) => uri,
+            Err(e) => return Box::pin(std::future::ready(Err(UpstreamError::Other(e.into())))),
+        };
+        // The client's `Host` goes on unless told otherwise; an HTTP/2 client sends its
+        // `:authority` instead, which becomes the `Host` of the HTTP/1.1 request.
+        if s.rewrite_host {
+            parts.headers.insert(header::HOST, s.origin_host.clone());
+        } else if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = parts.uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        // Hop-by-hop fields were removed by the proxy before the cache saw the request; a
+        // background revalidation reuses those headers.
+        parts
+            .headers
+            .append(header::VIA, s.via.for_version(parts.version));
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        let timeout = s.timeout;
+        let metrics = self.metrics.clone();
+        let fut = self.client.request(Request::from_parts(parts, body));
+        Box::pin(async move {
+            let start = Instant::now();
+            let result = match timeout {
+                Some(t) => tokio::time::timeout(t, fut)
+                    .await
+                    .map_err(|_| UpstreamError::Timeout(t)),
+                None => Ok(fut.await),
+            };
+            metrics.origin_latency.observe(start.elapsed());
+            let result = match result {
+                Ok(Ok(res)) => Ok(res),
+                Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(e)),
+                Ok(Err(e)) => Err(UpstreamError::Other(e.into())),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(mut res) => {
+                    hop::strip(res.headers_mut());
+                    Ok(res)
+                }
+                Err(e) => {
+                    metrics.origin_error(match e {
+                        UpstreamError::Connect(_) => OriginError::Connect,
+                        UpstreamError::Timeout(_) => OriginError::Timeout,
+                        UpstreamError::Other(_) => OriginError::Other,
+                    });
+                    tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "origin request failed");
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_urls() {
+        let o = Origin::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(o.prefix, "");
+        let pq = PathAndQuery::from_static("/a?b=%2F&c=1&c=2");
+        assert_eq!(
+            o.uri_for(Some(&pq)).unwrap(),
+            "http://127.0.0.1:9000/a?b=%2F&c=1&c=2"
+        );
+        let o = Origin::parse("http://backend/api/").unwrap();
+        assert_eq!(
+            o.uri_for(Some(&pq)).unwrap(),
+            "http://backend/api/a?b=%2F&c=1&c=2"
+        );
+        assert!(Origin::parse("https://backend").is_err());
+        assert!(Origin::parse("backend:80").is_err());
+        assert!(Origin::parse("http://backend/?q").is_err());
+    }
+}
