@@ -84,14 +84,32 @@ pub(crate) struct Config {
     pub(crate) stats: Arc<CacheStats>,
 }
 
+/// Writes `n` in decimal (what `write!` does, without the formatting machinery).
+fn push_int(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 impl Config {
     /// `Cache-Status` for a hit with `ttl` seconds of freshness left, written without going through
     /// the general formatter (this is on every hit).
     pub(crate) fn hit_status(&self, ttl: i64) -> HeaderValue {
-        use std::io::Write as _;
-        let mut out = Vec::with_capacity(self.hit_prefix.len() + 12);
+        let mut out = Vec::with_capacity(self.hit_prefix.len() + 20);
         out.extend_from_slice(&self.hit_prefix);
-        let _ = write!(out, "{ttl}");
+        push_int(&mut out, ttl);
         HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
             .unwrap_or_else(|_| CacheStatus::hit(self.cache_name.as_str(), ttl).to_header_value())
     }
@@ -284,6 +302,18 @@ impl<S, St: Clone> Layer<S> for CacheLayer<St> {
             inner,
             store: self.store.clone(),
             config: self.config.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn push_int_writes_decimal() {
+        for n in [0i64, 7, -7, 10, 3600, -86_400, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            super::push_int(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
         }
     }
 }

@@ -694,10 +694,23 @@ fn understood_status(status: StatusCode) -> bool {
 /// use cachio_core::policy::age_value;
 ///
 /// assert_eq!(age_value(Duration::from_millis(1_999)), "1");
+/// assert_eq!(age_value(Duration::from_secs(1_023)), "1023");
+/// assert_eq!(age_value(Duration::from_secs(1_024)), "1024");
 /// assert_eq!(age_value(Duration::MAX), "2147483648");
 /// ```
 pub fn age_value(age: Duration) -> HeaderValue {
-    HeaderValue::from(age.as_secs().min(cache_control::DELTA_SECONDS_MAX))
+    /// The values below this are made once and shared (a clone of a static value costs nothing).
+    const SMALL: u64 = 1024;
+    static SMALL_AGES: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock::new(|| {
+        (0..SMALL)
+            .map(|n| HeaderValue::from_static(Box::leak(n.to_string().into_boxed_str())))
+            .collect()
+    });
+    let secs = age.as_secs().min(cache_control::DELTA_SECONDS_MAX);
+    match SMALL_AGES.get(secs as usize) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(secs),
+    }
 }
 
 /// Whether a response carries a validator (`ETag` or `Last-Modified`).
