@@ -306,6 +306,16 @@ impl<S, St: Clone> Layer<S> for CacheLayer<St> {
     }
 }
 
+impl<St> fmt::Debug for CacheLayer<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheLayer")
+            .field("mode", &self.config.policy.mode())
+            .field("cache_name", &self.config.cache_name)
+            .field("max_object_size", &self.config.max_object_size)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -315,15 +325,5 @@ mod tests {
             super::push_int(&mut out, n);
             assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
         }
-    }
-}
-
-impl<St> fmt::Debug for CacheLayer<St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheLayer")
-            .field("mode", &self.config.policy.mode())
-            .field("cache_name", &self.config.cache_name)
-            .field("max_object_size", &self.config.max_object_size)
-            .finish_non_exhaustive()
     }
 }
