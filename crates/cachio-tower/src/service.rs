@@ -631,7 +631,6 @@ where
         at,
     } = found;
     let stored = meta.as_response().expect("found entries are responses");
-    let conditionals = policy::conditional_headers(stored.headers());
     // RFC 9211 §2.2: `request` when the stored response was fresh but the request (its
     // directives or its cache mode) did not allow its use; `stale` when the response itself needs
     // validation (it is stale, or marked `no-cache`).
@@ -645,25 +644,7 @@ where
     } else {
         Fwd::Stale
     };
-    let mut fwd_parts = parts.clone();
-    if parts.method == Method::HEAD {
-        // Validate the stored GET response with a GET (a HEAD response cannot refresh its body).
-        fwd_parts.method = Method::GET;
-    }
-    if !conditionals.is_empty() {
-        for name in [
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::IF_MATCH,
-            header::IF_UNMODIFIED_SINCE,
-            header::IF_RANGE,
-        ] {
-            fwd_parts.headers.remove(name);
-        }
-        for (name, value) in conditionals {
-            fwd_parts.headers.insert(name, value);
-        }
-    }
+    let fwd_parts = validation_parts(&parts, stored, false);
     bump(&cx.config.stats.revalidations);
     let request_time = cx.now();
     let result = inner.call(Request::from_parts(fwd_parts, body)).await;
@@ -695,27 +676,21 @@ where
     };
     let code = res.status();
     if code == StatusCode::NOT_MODIFIED {
-        if let Some(merged) =
-            cx.config
-                .policy
-                .merge_not_modified(stored, res.headers(), request_time, response_time)
-        {
-            let merged = Arc::new(Meta::Response(merged));
+        let merged = apply_not_modified(
+            cx,
+            stored,
+            res.headers(),
+            &store_key,
+            request_time,
+            response_time,
+        )
+        .await;
+        if let Some(merged) = merged {
             let Meta::Response(m) = &*merged else {
-                unreachable!()
+                unreachable!("a merge gives a response")
             };
-            let ttl = retention(cx, m, response_time);
-            bump(&cx.config.stats.not_modified);
-            match cx.store.update(&store_key, merged.clone(), ttl).await {
-                Ok(_) => {
-                    if let Some(g) = guard {
-                        g.finish(Outcome::Stored(304));
-                    }
-                }
-                Err(e) => {
-                    bump(&cx.config.stats.store_errors);
-                    tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
-                }
+            if let Some(g) = guard {
+                g.finish(Outcome::Stored(304));
             }
             let eval = cx
                 .config
@@ -738,18 +713,16 @@ where
         }
         let mut svc = inner.clone();
         let res = ready_call(&mut svc, Request::from_parts(retry, ReqB::default())).await?;
-        return answer_full(
-            cx,
+        let ex = Exchange {
             parts,
-            res,
             key,
             fwd,
             index,
             request_time,
-            cx.now(),
+            response_time: cx.now(),
             guard,
-        )
-        .await;
+        };
+        return answer_full(cx, ex, res).await;
     }
     if code.is_server_error()
         && cx
@@ -773,71 +746,91 @@ where
             status.to_header_value(),
         ));
     }
-    answer_full(
-        cx,
+    let ex = Exchange {
         parts,
-        res,
         key,
         fwd,
         index,
         request_time,
         response_time,
         guard,
-    )
-    .await
+    };
+    answer_full(cx, ex, res).await
+}
+
+/// The request that validates a stored response (RFC 9111 §4.3.1): a `GET` (a `HEAD` response
+/// cannot refresh a body) carrying the stored validators in place of the client's own
+/// conditionals. A background validation also drops `Range`: it refreshes the whole response.
+fn validation_parts(
+    parts: &request::Parts,
+    stored: &ResponseMeta,
+    background: bool,
+) -> request::Parts {
+    let mut out = parts.clone();
+    out.method = Method::GET;
+    let conditionals = policy::conditional_headers(stored.headers());
+    if !conditionals.is_empty() || background {
+        for name in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+        ] {
+            out.headers.remove(name);
+        }
+    }
+    if background {
+        out.headers.remove(header::RANGE);
+    }
+    for (name, value) in conditionals {
+        out.headers.insert(name, value);
+    }
+    out
+}
+
+/// Freshens a stored response with a 304 (RFC 9111 §4.3.4) and writes it back. `None` when the
+/// 304 does not select the stored response.
+async fn apply_not_modified<St: Store>(
+    cx: &Ctx<St>,
+    stored: &ResponseMeta,
+    headers_304: &http::HeaderMap,
+    store_key: &str,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Option<Arc<Meta>> {
+    let merged =
+        cx.config
+            .policy
+            .merge_not_modified(stored, headers_304, request_time, response_time)?;
+    bump(&cx.config.stats.not_modified);
+    let ttl = retention(cx, &merged, response_time);
+    let merged = Arc::new(Meta::Response(merged));
+    if let Err(e) = cx.store.update(store_key, merged.clone(), ttl).await {
+        bump(&cx.config.stats.store_errors);
+        tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
+    }
+    Some(merged)
 }
 
 /// Stores the full response a validation brought (RFC 9111 §4.3.3) and answers with it. A `HEAD`
 /// was validated with a `GET`: it gets the head alone, and the body is read to the end on a task
 /// of its own so that the `GET` response is stored.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the same exchange state as store_response"
-)]
 async fn answer_full<St, ResB, E>(
     cx: &Ctx<St>,
-    parts: request::Parts,
+    mut ex: Exchange<'_>,
     res: Response<ResB>,
-    key: &str,
-    fwd: Fwd,
-    index: Option<VaryIndex>,
-    request_time: SystemTime,
-    response_time: SystemTime,
-    guard: Option<FlightGuard>,
 ) -> Result<Res<ResB, St>, E>
 where
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
     St: Store,
 {
-    if parts.method != Method::HEAD {
-        return store_response(
-            cx,
-            parts,
-            res,
-            key,
-            fwd,
-            index,
-            request_time,
-            response_time,
-            guard,
-        )
-        .await;
+    if ex.parts.method != Method::HEAD {
+        return store_response(cx, ex, res).await;
     }
-    let mut get = parts;
-    get.method = Method::GET;
-    let res = store_response(
-        cx,
-        get,
-        res,
-        key,
-        fwd,
-        index,
-        request_time,
-        response_time,
-        guard,
-    )
-    .await?;
+    ex.parts.method = Method::GET;
+    let res = store_response(cx, ex, res).await?;
     let (head, body) = res.into_parts();
     if body.is_capturing() {
         tokio::spawn(drain(body));
@@ -883,19 +876,16 @@ where
 {
     let request_time = cx.now();
     let res = inner.call(Request::from_parts(parts.clone(), body)).await?;
-    let response_time = cx.now();
-    store_response(
-        cx,
+    let ex = Exchange {
         parts,
-        res,
         key,
         fwd,
         index,
         request_time,
-        response_time,
+        response_time: cx.now(),
         guard,
-    )
-    .await
+    };
+    store_response(cx, ex, res).await
 }
 
 /// How long the store should keep a response (`None`: no limit of ours).
@@ -903,24 +893,40 @@ fn retention<St: Store>(cx: &Ctx<St>, meta: &ResponseMeta, now: SystemTime) -> O
     Some(cx.config.policy.retention(meta, now))
 }
 
-/// Stores a response from the origin if it may, streaming its body to the caller through a tee.
-#[allow(clippy::too_many_arguments)]
-async fn store_response<St, ResB, E>(
-    cx: &Ctx<St>,
+/// One exchange with the origin on its way into the cache: the request, the key it is stored
+/// under, why it went forward, and when.
+struct Exchange<'a> {
     parts: request::Parts,
-    res: Response<ResB>,
-    key: &str,
+    key: &'a str,
     fwd: Fwd,
+    /// The resource's variant index, when the lookup found one.
     index: Option<VaryIndex>,
     request_time: SystemTime,
     response_time: SystemTime,
+    /// The coalescing flight this request leads, if any.
     guard: Option<FlightGuard>,
+}
+
+/// Stores a response from the origin if it may, streaming its body to the caller through a tee.
+async fn store_response<St, ResB, E>(
+    cx: &Ctx<St>,
+    ex: Exchange<'_>,
+    res: Response<ResB>,
 ) -> Result<Res<ResB, St>, E>
 where
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
     St: Store,
 {
+    let Exchange {
+        parts,
+        key,
+        fwd,
+        index,
+        request_time,
+        response_time,
+        guard,
+    } = ex;
     let (mut head, body) = res.into_parts();
     let mut status = cx.status(fwd).fwd_status(head.status.as_u16());
     let policy = &cx.config.policy;
@@ -1145,21 +1151,7 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         store: cx.store.clone(),
         config: cx.config.clone(),
     };
-    let mut fwd_parts = parts.clone();
-    fwd_parts.method = Method::GET;
-    for name in [
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_MATCH,
-        header::IF_UNMODIFIED_SINCE,
-        header::IF_RANGE,
-        header::RANGE,
-    ] {
-        fwd_parts.headers.remove(name);
-    }
-    for (name, value) in policy::conditional_headers(stored.headers()) {
-        fwd_parts.headers.insert(name, value);
-    }
+    let fwd_parts = validation_parts(parts, stored, true);
     let key = key.to_owned();
     let store_key = store_key.to_owned();
     let store_parts = {
@@ -1184,25 +1176,17 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
             let Some(stored) = meta.as_response() else {
                 return;
             };
-            if let Some(merged) = cx.config.policy.merge_not_modified(
+            let merged = apply_not_modified(
+                &cx,
                 stored,
                 res.headers(),
+                &store_key,
                 request_time,
                 response_time,
-            ) {
-                bump(&cx.config.stats.not_modified);
-                let ttl = retention(&cx, &merged, response_time);
-                match cx
-                    .store
-                    .update(&store_key, Arc::new(Meta::Response(merged)), ttl)
-                    .await
-                {
-                    Ok(_) => guard.finish(Outcome::Stored(304)),
-                    Err(e) => {
-                        bump(&cx.config.stats.store_errors);
-                        tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
-                    }
-                }
+            )
+            .await;
+            if merged.is_some() {
+                guard.finish(Outcome::Stored(304));
             }
             return;
         }
@@ -1210,18 +1194,16 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
             return;
         }
         // A full response: store it by reading it to the end through a tee nobody else reads.
-        let res: Result<Res<ResB, St>, ()> = store_response(
-            &cx,
-            store_parts,
-            res,
-            &key,
-            Fwd::Stale,
+        let ex = Exchange {
+            parts: store_parts,
+            key: &key,
+            fwd: Fwd::Stale,
             index,
             request_time,
             response_time,
-            Some(guard),
-        )
-        .await;
+            guard: Some(guard),
+        };
+        let res: Result<Res<ResB, St>, ()> = store_response(&cx, ex, res).await;
         if let Ok(res) = res {
             drain(res.into_body()).await;
         }
