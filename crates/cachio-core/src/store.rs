@@ -114,6 +114,24 @@ pub trait Store: Clone + Send + Sync + 'static {
 ///
 /// Dropping a writer without committing aborts it: nothing becomes visible.
 pub trait StoreWriter: Send + 'static {
+    /// Whether the writer can take more now. A writer whose store has fallen behind (a disk slower
+    /// than the origin, say) returns `Pending` and wakes the task when it has caught up; the tee
+    /// then waits before it pulls the next chunk from the origin, so the caller receives the body
+    /// at the pace the store can write it instead of the store giving up. Never blocks.
+    ///
+    /// The default is always ready.
+    ///
+    /// # Errors
+    ///
+    /// An error means the write is abandoned, as for [`append`](Self::append).
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), StoreError>> {
+        let _ = cx;
+        std::task::Poll::Ready(Ok(()))
+    }
+
     /// Appends the next chunk of the body.
     ///
     /// This must not block: a store that does I/O queues the chunk for its own task or thread.

@@ -180,6 +180,23 @@ impl<A: Store, B: Store> std::fmt::Debug for TieredWriter<A, B> {
 }
 
 impl<A: Store, B: Store> StoreWriter for TieredWriter<A, B> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        if let Some(first) = &mut self.first
+            && let Poll::Ready(Err(_)) = first.poll_ready(cx)
+        {
+            self.first = None;
+        }
+        let first_ready = match &mut self.first {
+            Some(first) => first.poll_ready(cx).is_ready(),
+            None => true,
+        };
+        let second = ready!(self.second.poll_ready(cx));
+        if !first_ready {
+            return Poll::Pending;
+        }
+        Poll::Ready(second)
+    }
+
     fn append(&mut self, chunk: Bytes) -> Result<(), StoreError> {
         if let Some(first) = &mut self.first
             && first.append(chunk.clone()).is_err()

@@ -195,9 +195,12 @@ mod record;
 mod writer;
 
 use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -623,6 +626,7 @@ impl Store for FjallStore {
             finished: false,
             failed: None,
             pending: Arc::new(Pending::default()),
+            drained: None,
         })
     }
 
@@ -824,6 +828,10 @@ impl FjallStoreBuilder {
     }
 }
 
+/// A writer with this many bytes (or half the store's write queue, if less) waiting to be written
+/// is not ready for more: the tee then waits for the disk instead of the store giving up.
+pub const READY_BELOW: u64 = 4 << 20;
+
 /// Writes one entry into a [`FjallStore`]: hands each appended chunk to the store's writer
 /// thread (never blocking), and makes the entry visible at [`commit`](StoreWriter::commit).
 /// Dropping it before commit deletes what was written. Made by [`Store::begin`].
@@ -853,6 +861,9 @@ pub struct FjallWriter {
     finished: bool,
     failed: Option<StoreError>,
     pending: Arc<Pending>,
+    /// Set while [`poll_ready`](StoreWriter::poll_ready) waits for this writer's queued bytes to
+    /// be written.
+    drained: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
 }
 
 impl FjallWriter {
@@ -926,6 +937,36 @@ impl fmt::Debug for FjallWriter {
 }
 
 impl StoreWriter for FjallWriter {
+    /// Ready while this writer has less than [`READY_BELOW`] bytes (at most half the store's
+    /// write queue) waiting for the writer thread; past that, ready again once they are written.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        if let Some(e) = &self.failed {
+            return Poll::Ready(Err(e.clone()));
+        }
+        let threshold = READY_BELOW.min(self.store.shared.engine.settings.write_queue / 2);
+        if self.pending.bytes.load(Ordering::Acquire) < threshold.max(1) {
+            self.drained = None;
+            return Poll::Ready(Ok(()));
+        }
+        let pending = Arc::clone(&self.pending);
+        let wait = self.drained.get_or_insert_with(|| {
+            Box::pin(async move {
+                loop {
+                    let notified = pending.notify.notified();
+                    let mut notified = std::pin::pin!(notified);
+                    notified.as_mut().enable();
+                    if pending.bytes.load(Ordering::Acquire) == 0 {
+                        return;
+                    }
+                    notified.await;
+                }
+            })
+        });
+        std::task::ready!(wait.as_mut().poll(cx));
+        self.drained = None;
+        Poll::Ready(Ok(()))
+    }
+
     fn append(&mut self, chunk: Bytes) -> Result<(), StoreError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());

@@ -142,6 +142,19 @@ where
                     *committing = None;
                     return Poll::Ready(None);
                 }
+                // A store that has fallen behind sets the pace: the next chunk is pulled from the
+                // origin only when it can take it (a store that cannot keep up at all fails, and
+                // the body streams on without being stored).
+                if let Some(c) = capture.as_mut() {
+                    match c.writer.poll_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => {
+                            tracing::debug!(error = %e, "store gave up on a write; not stored");
+                            *capture = None;
+                        }
+                        Poll::Ready(Ok(())) => {}
+                    }
+                }
                 match ready!(inner.as_mut().poll_frame(cx)) {
                     None => {
                         if let Some(handle) = start_commit(capture.take()) {
