@@ -27,23 +27,66 @@
 //! # }
 //! ```
 //!
+//! # A cache that outlives the process
+//!
+//! [`embedded`] opens the embedded default: 64 MiB of memory in front of a disk directory with a
+//! 1 GiB budget ([`Embedded::builder`] sets others). What one run of a program stores, the next
+//! run serves from disk without asking the origin again.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use cachio::CacheLayer;
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, service_fn};
+//!
+//! # fn main() -> Result<(), cachio::StoreError> {
+//! # let origin = service_fn(|_req: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let dir = dir.path().join("my-app-cache");
+//! let client = ServiceBuilder::new()
+//!     .layer(CacheLayer::private(cachio::embedded(&dir)?))
+//!     .service(origin);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The two tiers are plain stores: [`Tiered`] puts any store in front of any other, and
+//! [`DiskStore`] and [`MemoryStore`] work on their own too.
+//!
 //! # Features
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `memory` | yes | [`MemoryStore`], the in-memory store (`cachio-moka`) |
+//! | `disk` | yes | [`DiskStore`], the persistent on-disk store (`cachio-fjall`) |
+//! | `memory` + `disk` | yes | [`embedded`], [`Embedded`], [`EmbeddedStore`]: memory in front of disk |
 //!
 //! # Crates
 //!
-//! - [`core`] (`cachio-core`): the caching policy and the storage traits, no I/O.
+//! - [`core`] (`cachio-core`): the caching policy and the storage traits, no I/O; [`Tiered`].
 //! - `cachio-tower`: [`CacheLayer`], the tower layer, re-exported here.
 //! - `cachio-moka`: the memory store, re-exported as [`MemoryStore`].
+//! - `cachio-fjall`: the disk store, re-exported as [`DiskStore`].
+
+#[cfg(all(feature = "memory", feature = "disk"))]
+mod embedded;
 
 pub use cachio_core as core;
 pub use cachio_core::clock::{Clock, ManualClock, SystemClock};
 pub use cachio_core::policy::{Mode, Policy};
 pub use cachio_core::store::{Store, StoreError, StoreWriter};
+pub use cachio_core::tiered::Tiered;
 pub use cachio_tower::{CACHE_STATUS, Cache, CacheLayer, CacheMode, ResponseBody, ResponseFuture};
 
 #[cfg(feature = "memory")]
 pub use cachio_moka::{MokaStore as MemoryStore, MokaStoreBuilder as MemoryStoreBuilder};
+
+#[cfg(feature = "disk")]
+pub use cachio_fjall::{
+    Durability, FjallStore as DiskStore, FjallStoreBuilder as DiskStoreBuilder,
+};
+
+#[cfg(all(feature = "memory", feature = "disk"))]
+pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedStore, embedded};

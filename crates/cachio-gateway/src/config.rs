@@ -41,6 +41,8 @@ pub enum Mode {
 ///     memory-mb = 128
 ///     purge-token = "s3cret"
 ///     tag-headers = ["surrogate-key"]
+///     redis-url = "redis://127.0.0.1:6379/"
+///     redis-prefix = "shop"
 /// "#)?;
 /// assert_eq!(config.memory_mb, Some(128));
 /// let gateway = config.builder()?.build()?;
@@ -81,6 +83,15 @@ pub struct Config {
     pub tag_headers: Option<Vec<String>>,
     /// The binary's worker threads (each a single-threaded runtime).
     pub workers: Option<usize>,
+    /// A Redis server shared by the fleet (`redis://host:port/`): memory over Redis.
+    pub redis_url: Option<String>,
+    /// The nodes of a Redis Cluster shared by the fleet (in TOML a list of URLs; on the command
+    /// line comma-separated).
+    pub redis_cluster: Option<Vec<String>>,
+    /// The fleet's key prefix in Redis.
+    pub redis_prefix: Option<String>,
+    /// How long one Redis call may take, in milliseconds.
+    pub redis_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -137,6 +148,10 @@ impl Config {
             upstream_timeout_secs: over.upstream_timeout_secs.or(self.upstream_timeout_secs),
             tag_headers: over.tag_headers.or(self.tag_headers),
             workers: over.workers.or(self.workers),
+            redis_url: over.redis_url.or(self.redis_url),
+            redis_cluster: over.redis_cluster.or(self.redis_cluster),
+            redis_prefix: over.redis_prefix.or(self.redis_prefix),
+            redis_timeout_ms: over.redis_timeout_ms.or(self.redis_timeout_ms),
         }
     }
 
@@ -149,8 +164,8 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`GatewayError::Config`] when `upstream` is missing or a tag header is not a valid
-    /// field name.
+    /// [`GatewayError::Config`] when `upstream` is missing, a tag header is not a valid
+    /// field name, or both `redis-url` and `redis-cluster` are set.
     pub fn builder(&self) -> Result<GatewayBuilder, GatewayError> {
         let upstream = self
             .upstream
@@ -187,6 +202,34 @@ impl Config {
         }
         if let Some(s) = self.upstream_timeout_secs {
             b = b.upstream_timeout((s > 0).then(|| Duration::from_secs(s)));
+        }
+        match (&self.redis_url, &self.redis_cluster) {
+            (Some(_), Some(_)) => {
+                return Err(GatewayError::Config(
+                    "give redis-url or redis-cluster, not both".into(),
+                ));
+            }
+            (Some(url), None) => b = b.redis_url(url.clone()),
+            (None, Some(urls)) => {
+                let urls: Vec<String> = urls
+                    .iter()
+                    .flat_map(|u| u.split(','))
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if urls.is_empty() {
+                    return Err(GatewayError::Config("redis-cluster lists no node".into()));
+                }
+                b = b.redis_cluster(urls);
+            }
+            (None, None) => {}
+        }
+        if let Some(prefix) = &self.redis_prefix {
+            b = b.redis_prefix(prefix.clone());
+        }
+        if let Some(ms) = self.redis_timeout_ms {
+            b = b.redis_timeout(Duration::from_millis(ms.max(1)));
         }
         if let Some(names) = &self.tag_headers {
             let names = names

@@ -2,7 +2,8 @@
 //! and the `cachio-gateway` binary.
 //!
 //! The gateway forwards every request to one origin and keeps what RFC 9111 allows in a
-//! [`CacheLayer`] over memory (and optionally disk). It forwards the
+//! [`CacheLayer`] over memory (and optionally disk, or a Redis shared by a fleet of gateways,
+//! see [`GatewayBuilder::redis_url`]). It forwards the
 //! method, the path and the query byte for byte and every header field except the hop-by-hop
 //! ones (RFC 9110 §7.6.1), appends `Via`, streams bodies both ways, and invents no freshness
 //! unless told to ([`GatewayBuilder::default_ttl`]). Concurrent misses for one URL share one
@@ -35,6 +36,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `disk` | yes | the disk tier ([`GatewayBuilder::disk`], `cachio-fjall`) |
+//! | `redis` | yes | the shared Redis tier with fleet-wide invalidation ([`GatewayBuilder::redis_url`], [`GatewayBuilder::redis_cluster`], `cachio-redis`) |
 //! | `cli` | yes | the `cachio-gateway` binary's command line (clap, tracing-subscriber) |
 //!
 //! # Serving
@@ -145,6 +147,10 @@ pub enum GatewayError {
     Disk(cachio_core::StoreError),
     /// A disk tier was asked for, but this build has no `disk` feature.
     DiskUnsupported,
+    /// The Redis tier could not be set up (a URL that does not parse, a bad prefix).
+    Redis(cachio_core::StoreError),
+    /// A Redis tier was asked for, but this build has no `redis` feature.
+    RedisUnsupported,
 }
 
 impl fmt::Display for GatewayError {
@@ -156,6 +162,10 @@ impl fmt::Display for GatewayError {
             GatewayError::DiskUnsupported => {
                 f.write_str("a disk tier needs cachio-gateway built with the `disk` feature")
             }
+            GatewayError::Redis(_) => f.write_str("cannot set up the Redis tier"),
+            GatewayError::RedisUnsupported => {
+                f.write_str("a Redis tier needs cachio-gateway built with the `redis` feature")
+            }
         }
     }
 }
@@ -163,7 +173,7 @@ impl fmt::Display for GatewayError {
 impl std::error::Error for GatewayError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            GatewayError::Disk(e) => Some(e),
+            GatewayError::Disk(e) | GatewayError::Redis(e) => Some(e),
             _ => None,
         }
     }
@@ -197,6 +207,9 @@ pub struct GatewayBuilder {
     mode: Mode,
     memory_bytes: u64,
     disk: Option<(PathBuf, u64)>,
+    redis: Option<RedisTarget>,
+    redis_prefix: Option<String>,
+    redis_timeout: Option<Duration>,
     max_object_bytes: u64,
     cache_name: String,
     purge_token: Option<String>,
@@ -216,6 +229,9 @@ impl fmt::Debug for GatewayBuilder {
             .field("mode", &self.mode)
             .field("memory_bytes", &self.memory_bytes)
             .field("disk", &self.disk)
+            .field("redis", &self.redis)
+            .field("redis_prefix", &self.redis_prefix)
+            .field("redis_timeout", &self.redis_timeout)
             .field("max_object_bytes", &self.max_object_bytes)
             .field("cache_name", &self.cache_name)
             .field("purge_token", &self.purge_token.as_ref().map(|_| "<set>"))
@@ -248,6 +264,79 @@ impl GatewayBuilder {
     pub fn disk(self, dir: impl Into<PathBuf>, bytes: u64) -> Self {
         Self {
             disk: Some((dir.into(), bytes)),
+            ..self
+        }
+    }
+
+    /// Shares the cache with every gateway on the same Redis server and
+    /// [prefix](Self::redis_prefix): a memory tier over Redis (`redis://[user:password@]host[:port][/db]`),
+    /// whose purges and invalidations reach the memory tier of every gateway of the fleet (see
+    /// "Running a fleet" in the `cachio-redis` documentation). A response fetched by one gateway
+    /// is a hit on all of them. While Redis is down or slow, the cache steps aside (requests go
+    /// to the origin, each Redis call bounded by [`redis_timeout`](Self::redis_timeout)) and
+    /// comes back by itself. Needs the `redis` feature (on by default); cannot be combined with
+    /// [`disk`](Self::disk).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_gateway::Gateway;
+    ///
+    /// // Building does not wait for Redis: it connects in the background.
+    /// let gateway = Gateway::builder("http://127.0.0.1:9000")
+    ///     .redis_url("redis://127.0.0.1:6379/")
+    ///     .redis_prefix("shop")
+    ///     .build()?;
+    /// assert!(gateway.metrics().contains("cachio_fleet_subscribed"));
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn redis_url(self, url: impl Into<String>) -> Self {
+        Self {
+            redis: Some(RedisTarget::Single(url.into())),
+            ..self
+        }
+    }
+
+    /// Like [`redis_url`](Self::redis_url), on the Redis Cluster that these nodes belong to.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_gateway::Gateway;
+    ///
+    /// let gateway = Gateway::builder("http://127.0.0.1:9000")
+    ///     .redis_cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+    ///     .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn redis_cluster<I, U>(self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        Self {
+            redis: Some(RedisTarget::Cluster(
+                urls.into_iter().map(Into::into).collect(),
+            )),
+            ..self
+        }
+    }
+
+    /// The key prefix in Redis (`cachio` by default): the gateways of one fleet share it, other
+    /// deployments on the same Redis use their own.
+    pub fn redis_prefix(self, prefix: impl Into<String>) -> Self {
+        Self {
+            redis_prefix: Some(prefix.into()),
+            ..self
+        }
+    }
+
+    /// How long one Redis call may take before the cache steps aside for that request (50 ms
+    /// by default).
+    pub fn redis_timeout(self, timeout: Duration) -> Self {
+        Self {
+            redis_timeout: Some(timeout),
             ..self
         }
     }
@@ -351,9 +440,19 @@ impl GatewayBuilder {
     /// [`GatewayError::Upstream`] for an upstream that is not an `http://` URL with a host,
     /// [`GatewayError::Disk`] when the disk tier cannot be opened, and
     /// [`GatewayError::DiskUnsupported`] when a disk tier was asked for without the `disk`
-    /// feature.
+    /// feature, [`GatewayError::Redis`] when the Redis tier cannot be set up (it does not need
+    /// Redis to be up), [`GatewayError::RedisUnsupported`] when it was asked for without the
+    /// `redis` feature, and [`GatewayError::Config`] when both a disk and a Redis tier were.
     pub fn build(self) -> Result<Gateway, GatewayError> {
         let origin = Origin::parse(&self.upstream).map_err(GatewayError::Upstream)?;
+        if let Some(target) = &self.redis {
+            if self.disk.is_some() {
+                return Err(GatewayError::Config(
+                    "a disk tier and a Redis tier cannot be combined: choose one".into(),
+                ));
+            }
+            return self.build_redis(target, origin);
+        }
         match &self.disk {
             None => {
                 let memory = MokaStore::builder()
@@ -380,6 +479,48 @@ impl GatewayBuilder {
             Some(_) => Err(GatewayError::DiskUnsupported),
         }
     }
+
+    /// Memory over Redis, with the fleet's invalidation broadcast.
+    #[cfg(feature = "redis")]
+    fn build_redis(&self, target: &RedisTarget, origin: Origin) -> Result<Gateway, GatewayError> {
+        let memory = MokaStore::builder()
+            .max_capacity_bytes(self.memory_bytes)
+            .max_body_size(self.max_object_bytes.min(self.memory_bytes / 8))
+            .build();
+        let mut redis = match target {
+            RedisTarget::Single(url) => cachio_redis::RedisStore::builder(url.clone()),
+            RedisTarget::Cluster(urls) => cachio_redis::RedisStore::cluster_builder(urls.clone()),
+        }
+        .max_object_size(self.max_object_bytes);
+        if let Some(prefix) = &self.redis_prefix {
+            redis = redis.prefix(prefix.clone());
+        }
+        if let Some(timeout) = self.redis_timeout {
+            redis = redis.timeout(timeout);
+        }
+        let redis = redis.build().map_err(GatewayError::Redis)?;
+        Ok(assemble(
+            cachio_redis::Broadcast::fleet(memory, redis),
+            self,
+            origin,
+        ))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn build_redis(&self, _: &RedisTarget, _: Origin) -> Result<Gateway, GatewayError> {
+        Err(GatewayError::RedisUnsupported)
+    }
+}
+
+/// Where the shared Redis tier is.
+#[derive(Clone, Debug)]
+#[cfg_attr(
+    not(feature = "redis"),
+    expect(dead_code, reason = "read only by the `redis` feature")
+)]
+enum RedisTarget {
+    Single(String),
+    Cluster(Vec<String>),
 }
 
 /// A caching reverse proxy in front of one origin, as an axum [`Router`]. See the [crate]
@@ -422,6 +563,9 @@ impl Gateway {
             mode: Mode::Shared,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             disk: None,
+            redis: None,
+            redis_prefix: None,
+            redis_timeout: None,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             cache_name: "cachio".to_owned(),
             purge_token: None,
@@ -547,12 +691,14 @@ fn assemble<St: Store + StoreGauges>(store: St, b: &GatewayBuilder, origin: Orig
 }
 
 fn render_metrics<St: Store + StoreGauges>(shared: &Shared<St>) -> String {
-    metrics::render(
+    let mut out = metrics::render(
         &shared.stats.snapshot(),
         &shared.metrics,
         &shared.store.tiers(),
         shared.store.evictions(),
-    )
+    );
+    shared.store.render_extra(&mut out);
+    out
 }
 
 async fn metrics_route<St: Store + StoreGauges>(State(shared): State<Arc<Shared<St>>>) -> Response {

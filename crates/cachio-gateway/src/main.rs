@@ -14,7 +14,8 @@ use clap::Parser;
 /// A caching reverse proxy (RFC 9111) in front of one HTTP origin.
 ///
 /// Listens for HTTP/1.1 and h2c, forwards every request to the origin, and keeps what the
-/// origin's Cache-Control allows in memory (and optionally on disk). Purge with `PURGE /path` or
+/// origin's Cache-Control allows in memory (and optionally on disk, or in a Redis shared by a
+/// fleet of gateways). Purge with `PURGE /path` or
 /// `POST /_cachio/purge/{url,prefix,tag}`; counters at `GET /_cachio/metrics`. Logs go to stderr,
 /// filtered by RUST_LOG (default `info`: one line per request).
 #[derive(Debug, Parser)]
@@ -92,6 +93,25 @@ struct Args {
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 
+    /// Share the cache with a fleet of gateways through this Redis server
+    /// (redis://[user:password@]host[:port][/db]): memory over Redis, with purges and
+    /// invalidations reaching every gateway's memory. While Redis is down the cache steps aside.
+    #[arg(long, value_name = "URL", conflicts_with = "redis_cluster")]
+    redis_url: Option<String>,
+
+    /// Like --redis-url, on a Redis Cluster: the URLs of some of its nodes, comma-separated.
+    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
+    redis_cluster: Vec<String>,
+
+    /// The fleet's key prefix in Redis [default: cachio].
+    #[arg(long, value_name = "PREFIX")]
+    redis_prefix: Option<String>,
+
+    /// How long one Redis call may take before the cache steps aside for that request, in
+    /// milliseconds [default: 50].
+    #[arg(long, value_name = "MS")]
+    redis_timeout_ms: Option<u64>,
+
     /// Read settings from this TOML file; command-line options override it.
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -115,6 +135,10 @@ impl Args {
         flags.upstream_timeout_secs = self.upstream_timeout_secs;
         flags.tag_headers = (!self.tag_headers.is_empty()).then_some(self.tag_headers);
         flags.workers = self.workers;
+        flags.redis_url = self.redis_url;
+        flags.redis_cluster = (!self.redis_cluster.is_empty()).then_some(self.redis_cluster);
+        flags.redis_prefix = self.redis_prefix;
+        flags.redis_timeout_ms = self.redis_timeout_ms;
         Ok((flags, self.config))
     }
 }

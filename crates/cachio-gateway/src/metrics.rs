@@ -122,6 +122,10 @@ pub(crate) trait StoreGauges {
     fn tiers(&self) -> Vec<Tier>;
     /// Entries removed to make room, over all tiers that count them.
     fn evictions(&self) -> u64;
+    /// Appends the store's own counters, if it has any.
+    fn render_extra(&self, out: &mut String) {
+        let _ = out;
+    }
 }
 
 impl StoreGauges for cachio_moka::MokaStore {
@@ -156,6 +160,93 @@ impl StoreGauges for cachio_core::tiered::Tiered<cachio_moka::MokaStore, cachio_
     fn evictions(&self) -> u64 {
         // The disk store does not count its evictions (yet): the memory tier's only.
         self.first().evictions()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl StoreGauges for cachio_redis::FleetStore<cachio_moka::MokaStore> {
+    fn tiers(&self) -> Vec<Tier> {
+        // Redis does not tell this node how much of it the fleet uses: the memory tier only.
+        self.local().tiers()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.local().evictions()
+    }
+
+    fn render_extra(&self, out: &mut String) {
+        let fleet = self.stats();
+        let _ = writeln!(
+            out,
+            "# HELP cachio_fleet_subscribed Whether this node is subscribed to the fleet's invalidations (and so uses its cache)."
+        );
+        let _ = writeln!(out, "# TYPE cachio_fleet_subscribed gauge");
+        let _ = writeln!(
+            out,
+            "cachio_fleet_subscribed {}",
+            u8::from(fleet.subscribed)
+        );
+        counter(
+            out,
+            "cachio_fleet_subscriptions_total",
+            "Subscriptions to the fleet's invalidations made (each empties the memory tier).",
+            fleet.subscriptions,
+        );
+        counter(
+            out,
+            "cachio_fleet_invalidations_published_total",
+            "Invalidation messages published to the fleet.",
+            fleet.published,
+        );
+        counter(
+            out,
+            "cachio_fleet_publish_failures_total",
+            "Invalidation messages that could not be published.",
+            fleet.publish_failures,
+        );
+        counter(
+            out,
+            "cachio_fleet_invalidations_received_total",
+            "Invalidation messages received from other nodes.",
+            fleet.received,
+        );
+        let redis = self.redis().stats();
+        counter(
+            out,
+            "cachio_redis_timeouts_total",
+            "Redis calls that did not answer within the timeout.",
+            redis.timeouts,
+        );
+        counter(
+            out,
+            "cachio_redis_unavailable_total",
+            "Redis calls that found Redis unreachable.",
+            redis.unavailable,
+        );
+        counter(
+            out,
+            "cachio_redis_refused_total",
+            "Redis calls refused at once by the open circuit breaker.",
+            redis.refused,
+        );
+        counter(
+            out,
+            "cachio_redis_errors_total",
+            "Redis calls answered with an error.",
+            redis.errors,
+        );
+        counter(
+            out,
+            "cachio_redis_corrupt_total",
+            "Redis entries found corrupt or incomplete (and removed).",
+            redis.corrupt,
+        );
+        counter(
+            out,
+            "cachio_redis_breaker_opened_total",
+            "Times the Redis circuit breaker opened.",
+            redis.breaker_opened,
+        );
     }
 }
 

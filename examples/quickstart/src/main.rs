@@ -1,23 +1,33 @@
-//! cachio in front of a hyper client.
+//! cachio in front of a hyper client, with a cache that outlives the program.
 //!
 //! A local origin serves a few URLs with different caching header fields; a hyper-util client
-//! behind `CacheLayer::private` fetches each of them twice and prints, per fetch, what the cache
-//! did (read from the `Cache-Status` field, RFC 9211), the status and the time taken.
+//! behind `CacheLayer::private` over `cachio::embedded` (memory in front of a disk directory)
+//! fetches each of them twice and prints, per fetch, what the cache did (read from the
+//! `Cache-Status` field, RFC 9211), where the body came from, the status and the time taken.
 //!
-//! Run it with `cargo run -p quickstart`. It exits non-zero if the cache did not do what the
-//! header fields ask for.
+//! Run it twice:
+//!
+//! ```text
+//! cargo run -p quickstart    # misses, then hits from memory; the entries go to disk too
+//! cargo run -p quickstart    # hits from disk: the origin is asked only to revalidate
+//! ```
+//!
+//! The cache lives in `./cachio-quickstart-cache`, or in the directory given as the first
+//! argument or in `CACHIO_QUICKSTART_DIR`; delete it to start over. The program exits non-zero
+//! if the cache did not do what the header fields ask for.
 
+use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::error::Error;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cachio::{CACHE_STATUS, CacheLayer, MemoryStore};
+use cachio::{CACHE_STATUS, CacheLayer};
 use http::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, ETAG, IF_NONE_MATCH, VARY};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
@@ -25,29 +35,45 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
+/// The origin's URL. Its port changes with every run, but the cache key is the URL, so the
+/// client resolves this name to wherever the origin listens (see [`resolve_to`]).
+const ORIGIN: &str = "http://origin.test";
+
+/// The cache directory unless the first argument or `CACHIO_QUICKSTART_DIR` names another.
+const DEFAULT_DIR: &str = "cachio-quickstart-cache";
+
 /// The entity tag of `/validated`.
 const ETAG_V1: &str = "\"v1\"";
+
+/// The requests the origin received, per path.
+type Received = Arc<Mutex<BTreeMap<String, usize>>>;
 
 /// The origin: one handler per URL, each with its own caching header fields.
 async fn origin(
     req: Request<Incoming>,
-    hits: Arc<AtomicUsize>,
+    received: Received,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    hits.fetch_add(1, Ordering::Relaxed);
+    *received
+        .lock()
+        .unwrap()
+        .entry(req.uri().path().to_owned())
+        .or_default() += 1;
     let res = Response::builder();
     let res = match req.uri().path() {
-        // Fresh for a minute: the second fetch never reaches the origin.
+        // Fresh for a day: fetched once, then served by the cache, in this run and the next.
         "/fresh" => res
-            .header(CACHE_CONTROL, "max-age=60")
-            .body(Full::from("fresh for a minute")),
-        // Stored, but validated before every use: the second fetch is a conditional request
-        // answered with 304, and the stored body is served.
+            .header(CACHE_CONTROL, "max-age=86400")
+            .body(Full::from("fresh for a day")),
+        // Stored, but validated before every use: the origin answers a conditional request with
+        // 304 and the stored body is served.
         "/validated"
             if req
                 .headers()
@@ -69,7 +95,7 @@ async fn origin(
                 Some(b"fr") => "bonjour",
                 _ => "hello",
             };
-            res.header(CACHE_CONTROL, "max-age=60")
+            res.header(CACHE_CONTROL, "max-age=86400")
                 .header(VARY, "accept-language")
                 .body(Full::from(greeting))
         }
@@ -82,8 +108,8 @@ async fn origin(
     Ok(res.expect("a valid response"))
 }
 
-/// Serves [`origin`] on an ephemeral port of 127.0.0.1, counting the requests in `hits`.
-async fn start_origin(hits: Arc<AtomicUsize>) -> std::io::Result<SocketAddr> {
+/// Serves [`origin`] on an ephemeral port of 127.0.0.1, counting the requests in `received`.
+async fn start_origin(received: Received) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -95,9 +121,9 @@ async fn start_origin(hits: Arc<AtomicUsize>) -> std::io::Result<SocketAddr> {
                     continue;
                 }
             };
-            let hits = hits.clone();
+            let received = received.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| origin(req, hits.clone()));
+                let svc = service_fn(move |req| origin(req, received.clone()));
                 if let Err(e) = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await
@@ -108,6 +134,17 @@ async fn start_origin(hits: Arc<AtomicUsize>) -> std::io::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// A DNS resolver for the client that resolves every name to `addr`.
+fn resolve_to(
+    addr: SocketAddr,
+) -> impl Service<Name, Response = std::iter::Once<SocketAddr>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(move |_: Name| std::future::ready(Ok(std::iter::once(addr))))
 }
 
 /// What the cache did with one fetch, read from `Cache-Status`.
@@ -121,6 +158,8 @@ enum Outcome {
     Miss,
 }
 
+use Outcome::{Hit, Miss, Revalidated};
+
 impl Outcome {
     /// Reads the entry of the cache nearest to the client (the last one), e.g.
     /// `cachio; hit; ttl=60` or `cachio; fwd=uri-miss; fwd-status=200; stored`.
@@ -128,11 +167,11 @@ impl Outcome {
         let ours = value.rsplit(',').next().unwrap_or_default();
         let mut params = ours.split(';').skip(1).map(str::trim);
         if params.clone().any(|p| p == "hit") {
-            Self::Hit
+            Hit
         } else if params.any(|p| p == "fwd-status=304") {
-            Self::Revalidated
+            Revalidated
         } else {
-            Self::Miss
+            Miss
         }
     }
 }
@@ -140,9 +179,9 @@ impl Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(match self {
-            Self::Hit => "HIT",
-            Self::Revalidated => "REVALIDATED",
-            Self::Miss => "MISS",
+            Hit => "HIT",
+            Revalidated => "REVALIDATED",
+            Miss => "MISS",
         })
     }
 }
@@ -162,6 +201,25 @@ impl fmt::Display for Elapsed {
     }
 }
 
+/// The cache directory and the command that runs the program again with it.
+fn cache_dir() -> (PathBuf, String) {
+    match std::env::args_os().nth(1) {
+        Some(dir) => {
+            let again = format!("cargo run -p quickstart -- {}", dir.to_string_lossy());
+            (dir.into(), again)
+        }
+        None => {
+            let dir = std::env::var_os("CACHIO_QUICKSTART_DIR").unwrap_or(DEFAULT_DIR.into());
+            (dir.into(), "cargo run -p quickstart".to_owned())
+        }
+    }
+}
+
+/// Whether `dir` holds something already: a cache from an earlier run.
+fn has_entries(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match run().await {
@@ -174,27 +232,46 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), BoxError> {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let addr = start_origin(hits.clone()).await?;
-    println!("origin listening on http://{addr}\n");
+    let (dir, again) = cache_dir();
+    let warm = has_entries(&dir);
+    let received = Received::default();
+    let addr = start_origin(received.clone()).await?;
+    println!("origin {ORIGIN} listening on {addr}");
 
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    // 64 MiB of memory in front of the directory (1 GiB budget). The memory tier starts empty in
+    // every run; the disk keeps what earlier runs stored.
+    let store = cachio::embedded(&dir)
+        .map_err(|e| format!("cannot open the cache in {}: {e}", dir.display()))?;
+    println!(
+        "cache in {} ({})\n",
+        dir.display(),
+        if warm { "from an earlier run" } else { "new" }
+    );
+
+    let connector = HttpConnector::new_with_resolver(resolve_to(addr));
+    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
     let mut client = ServiceBuilder::new()
-        .layer(CacheLayer::private(MemoryStore::new(16 << 20)))
+        .layer(CacheLayer::private(store))
         .service(client);
 
-    // (path, Accept-Language, what the first and the second fetch must be)
+    // (path, Accept-Language, what the two fetches must be: [in a first run, in later runs])
     let plan = [
-        ("/fresh", None, [Outcome::Miss, Outcome::Hit]),
-        ("/validated", None, [Outcome::Miss, Outcome::Revalidated]),
-        ("/greeting", Some("en"), [Outcome::Miss, Outcome::Hit]),
-        ("/greeting", Some("fr"), [Outcome::Miss, Outcome::Hit]),
-        ("/no-store", None, [Outcome::Miss, Outcome::Miss]),
+        ("/fresh", None, [[Miss, Hit], [Hit, Hit]]),
+        (
+            "/validated",
+            None,
+            [[Miss, Revalidated], [Revalidated, Revalidated]],
+        ),
+        ("/greeting", Some("en"), [[Miss, Hit], [Hit, Hit]]),
+        ("/greeting", Some("fr"), [[Miss, Hit], [Hit, Hit]]),
+        ("/no-store", None, [[Miss, Miss], [Miss, Miss]]),
     ];
     let mut failures = Vec::new();
+    let mut seen = HashSet::new();
+    let mut from_disk = 0;
     for (path, lang, expected) in plan {
-        for want in expected {
-            let mut req = Request::get(format!("http://{addr}{path}"));
+        for want in expected[usize::from(warm)] {
+            let mut req = Request::get(format!("{ORIGIN}{path}"));
             if let Some(lang) = lang {
                 req = req.header(ACCEPT_LANGUAGE, lang);
             }
@@ -213,9 +290,19 @@ async fn run() -> Result<(), BoxError> {
             let elapsed = Elapsed(start.elapsed());
 
             let got = Outcome::from_cache_status(&cache_status);
+            // The memory tier starts empty, so the first hit of a URL in this run is read from
+            // disk (and copied into memory as it streams).
+            let first_fetch = seen.insert((path, lang));
+            let from = match got {
+                Hit if first_fetch => "disk",
+                Hit => "memory",
+                Revalidated => "origin 304",
+                Miss => "origin",
+            };
+            from_disk += usize::from(from == "disk");
             let target = format!("{path} {}", lang.unwrap_or_default());
             println!(
-                "{got:<11}  {status}  {elapsed:>9}  GET {target:<13} {:>3} B  cache-status: {cache_status}",
+                "{got:<11}  {from:<10}  {status}  {elapsed:>9}  GET {target:<13} {:>3} B  cache-status: {cache_status}",
                 body.len()
             );
             if got != want {
@@ -226,16 +313,37 @@ async fn run() -> Result<(), BoxError> {
         }
     }
 
-    let received = hits.load(Ordering::Relaxed);
-    println!("\nthe origin received {received} requests for 10 fetches");
-    if received != 7 {
+    let received = received.lock().unwrap().clone();
+    let total: usize = received.values().sum();
+    let per_path: Vec<String> = received.iter().map(|(p, n)| format!("{p} {n}")).collect();
+    println!(
+        "\nthe origin received {total} requests ({})",
+        per_path.join(", ")
+    );
+    // A first run: each URL once, plus the revalidation and the unstored repeat. Later runs: only
+    // the revalidations and the unstored URL; the max-age URLs come from disk.
+    let expected = if warm { 4 } else { 7 };
+    if total != expected {
         failures.push(format!(
-            "the origin received {received} requests, expected 7"
+            "the origin received {total} requests, expected {expected}"
         ));
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(failures.join("\n").into())
+    if !failures.is_empty() {
+        if warm {
+            failures.push(format!(
+                "(entries stay fresh for a day: if the last run is older, remove {} and run twice again)",
+                dir.display()
+            ));
+        }
+        return Err(failures.join("\n").into());
     }
+    if warm {
+        println!(
+            "{from_disk} responses came from disk, stored by an earlier run; /fresh and /greeting never reached the origin"
+        );
+        println!("start over: rm -r {}", dir.display());
+    } else {
+        println!("stored in {}; run it again: {again}", dir.display());
+    }
+    Ok(())
 }

@@ -1,0 +1,599 @@
+//! Invalidations for a fleet: deletes and purges published on a Redis channel and applied to the
+//! memory tier of every node.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use cachio_core::meta::Meta;
+use cachio_core::store::{ErrorKind, Hit, Store, StoreError};
+use cachio_core::tiered::Tiered;
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use crate::RedisStore;
+
+/// Memory over Redis with invalidations broadcast across the fleet: what each node of a fleet
+/// uses. Made by [`Broadcast::fleet`].
+pub type FleetStore<M> = Broadcast<Tiered<M, RedisStore>, M>;
+
+/// The most keys one purge announces one by one; a larger purge tells every node to empty its
+/// memory tier instead.
+const MAX_ANNOUNCED_KEYS: usize = 100_000;
+
+/// The most bytes of keys in one message.
+const MESSAGE_BYTES: usize = 256 * 1024;
+
+/// How often the subscription is checked with a `PING`, and how long the answer may take.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Reconnection delays of the subscriber.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+const MAGIC: &[u8; 3] = b"CI1";
+const KIND_KEYS: u8 = b'K';
+const KIND_ALL: u8 = b'A';
+
+/// Wraps a store `S` (usually memory over Redis) so that every [`delete`](Store::delete) and
+/// [`purge`](Store::purge) also reaches the local tier `L` (the memory tier) of every other node
+/// sharing the Redis and the prefix.
+///
+/// A delete or a purge first runs on `S`, then publishes the keys it removed on the channel
+/// `PREFIX:invalidate` ([`RedisStore::invalidation_channel`]). Each `Broadcast` subscribes to
+/// that channel (on its own connection, reconnecting by itself) and deletes the keys it
+/// receives from `L`; a purge that removed more than 100 000 keys tells every node to empty
+/// `L` instead.
+///
+/// Messages published while a node is not subscribed are lost, so a node uses its cache only
+/// while subscribed: until the subscription is made, and from the moment it breaks until it
+/// is made again, [`get`](Store::get) and [`begin`](Store::begin) fail with
+/// [`ErrorKind::Unavailable`] (the cache layer serves from the origin), and every new
+/// subscription empties `L` before the cache is used again. See "Running a fleet" in the
+/// [crate] documentation for the window in which another node may still serve a removed
+/// entry.
+///
+/// `L` must be a local tier (it must not hold the same [`RedisStore`]): the subscriber runs on
+/// the Redis store's runtime and keeps `L` alive. Cloning is cheap; the subscriber stops when
+/// the last clone is dropped.
+///
+/// # Example
+///
+/// ```no_run
+/// // Needs a Redis server, so it is compiled but not run by `cargo test`.
+/// use std::time::Duration;
+///
+/// use cachio_core::store::Store;
+/// use cachio_moka::MokaStore;
+/// use cachio_redis::{Broadcast, RedisStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachio_core::store::StoreError> {
+/// let redis = RedisStore::builder("redis://127.0.0.1:6379/").prefix("shop").build()?;
+/// let memory = MokaStore::new(256 << 20);
+/// let store = Broadcast::fleet(memory, redis);
+/// while !store.is_subscribed() {
+///     tokio::time::sleep(Duration::from_millis(5)).await;
+/// }
+/// // Removed here, in Redis, and from the memory tier of every node.
+/// store.delete("https://example.com/").await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Broadcast<S, L> {
+    inner: Arc<Inner<S, L>>,
+}
+
+struct Inner<S, L> {
+    store: S,
+    local: L,
+    redis: RedisStore,
+    channel: String,
+    node: [u8; 16],
+    state: Arc<State>,
+    _stop: oneshot::Sender<()>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    subscribed: AtomicBool,
+    subscriptions: AtomicU64,
+    published: AtomicU64,
+    publish_failures: AtomicU64,
+    received: AtomicU64,
+    applied: AtomicU64,
+}
+
+/// What a [`Broadcast`] did so far. Made by [`Broadcast::stats`].
+///
+/// # Example
+///
+/// ```
+/// use cachio_moka::MokaStore;
+/// use cachio_redis::{Broadcast, RedisStore};
+///
+/// let redis = RedisStore::builder("redis://127.0.0.1:1/").build()?;
+/// let store = Broadcast::fleet(MokaStore::new(1 << 20), redis);
+/// assert_eq!(store.stats().published, 0);
+/// # Ok::<(), cachio_core::store::StoreError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BroadcastStats {
+    /// Whether the node is subscribed now (and so uses its cache).
+    pub subscribed: bool,
+    /// How many times it subscribed (each time emptying its local tier).
+    pub subscriptions: u64,
+    /// Messages published.
+    pub published: u64,
+    /// Messages that could not be published (Redis down).
+    pub publish_failures: u64,
+    /// Messages received from other nodes.
+    pub received: u64,
+    /// Keys removed from the local tier because of them.
+    pub applied: u64,
+}
+
+impl<S, L> Clone for Broadcast<S, L> {
+    fn clone(&self) -> Self {
+        Broadcast {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S, L> fmt::Debug for Broadcast<S, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broadcast")
+            .field("channel", &self.inner.channel)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Store> Broadcast<Tiered<M, RedisStore>, M> {
+    /// Memory over Redis, with the broadcast: `Tiered::new(memory, redis)` whose deletes and
+    /// purges reach the memory tier of every node.
+    ///
+    /// This starts the subscriber on the Redis store's runtime.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_redis::{Broadcast, FleetStore, RedisStore};
+    ///
+    /// let redis = RedisStore::builder("redis://127.0.0.1:6379/").build()?;
+    /// let store: FleetStore<MokaStore> = Broadcast::fleet(MokaStore::new(64 << 20), redis);
+    /// assert_eq!(store.local().max_capacity_bytes(), 64 << 20);
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn fleet(memory: M, redis: RedisStore) -> Self {
+        Broadcast::new(Tiered::new(memory.clone(), redis.clone()), memory, &redis)
+    }
+}
+
+impl<S: Store, L: Store> Broadcast<S, L> {
+    /// Wraps `store`, applying received invalidations to `local`, publishing and subscribing
+    /// through `redis` (on its channel, `PREFIX:invalidate`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_core::tiered::Tiered;
+    /// use cachio_moka::MokaStore;
+    /// use cachio_redis::{Broadcast, RedisStore};
+    ///
+    /// let redis = RedisStore::builder("redis://127.0.0.1:6379/").build()?;
+    /// let memory = MokaStore::new(64 << 20);
+    /// let tiers = Tiered::new(memory.clone(), redis.clone()).promote_ttl(None);
+    /// let store = Broadcast::new(tiers, memory, &redis);
+    /// # let _ = store;
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn new(store: S, local: L, redis: &RedisStore) -> Self {
+        let state = Arc::new(State::default());
+        let (stop, stopped) = oneshot::channel();
+        let mut node = [0u8; 16];
+        let generations = &redis.core().generations;
+        node[..8].copy_from_slice(&generations.next().to_be_bytes());
+        node[8..].copy_from_slice(&generations.next().to_be_bytes());
+        let channel = redis.invalidation_channel();
+        let subscriber = Subscriber {
+            urls: redis.urls(),
+            channel: channel.clone(),
+            node,
+            local: local.clone(),
+            state: Arc::clone(&state),
+            connect_timeout: redis.core().settings.connect_timeout,
+        };
+        redis.runtime().handle.spawn(subscriber.run(stopped));
+        Broadcast {
+            inner: Arc::new(Inner {
+                store,
+                local,
+                redis: redis.clone(),
+                channel,
+                node,
+                state,
+                _stop: stop,
+            }),
+        }
+    }
+}
+
+impl<S, L> Broadcast<S, L> {
+    /// The wrapped store.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use cachio_moka::MokaStore;
+    /// # use cachio_redis::{Broadcast, RedisStore};
+    /// let redis = RedisStore::builder("redis://127.0.0.1:6379/").build()?;
+    /// let store = Broadcast::fleet(MokaStore::new(1 << 20), redis);
+    /// assert_eq!(store.store().second().prefix(), "cachio");
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The local tier that received invalidations are applied to.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use cachio_moka::MokaStore;
+    /// # use cachio_redis::{Broadcast, RedisStore};
+    /// let redis = RedisStore::builder("redis://127.0.0.1:6379/").build()?;
+    /// let store = Broadcast::fleet(MokaStore::new(1 << 20), redis);
+    /// assert_eq!(store.local().max_capacity_bytes(), 1 << 20);
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn local(&self) -> &L {
+        &self.inner.local
+    }
+
+    /// The Redis store the invalidations go through.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use cachio_moka::MokaStore;
+    /// # use cachio_redis::{Broadcast, RedisStore};
+    /// let redis = RedisStore::builder("redis://127.0.0.1:6379/").prefix("p").build()?;
+    /// let store = Broadcast::fleet(MokaStore::new(1 << 20), redis);
+    /// assert_eq!(store.redis().invalidation_channel(), "p:invalidate");
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn redis(&self) -> &RedisStore {
+        &self.inner.redis
+    }
+
+    /// Whether the node is subscribed to invalidations now, and so uses its cache.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use cachio_moka::MokaStore;
+    /// # use cachio_redis::{Broadcast, RedisStore};
+    /// // Nothing listens on port 1: never subscribed.
+    /// let redis = RedisStore::builder("redis://127.0.0.1:1/").build()?;
+    /// let store = Broadcast::fleet(MokaStore::new(1 << 20), redis);
+    /// assert!(!store.is_subscribed());
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn is_subscribed(&self) -> bool {
+        self.inner.state.subscribed.load(Ordering::Acquire)
+    }
+
+    /// What the broadcast did so far.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use cachio_moka::MokaStore;
+    /// # use cachio_redis::{Broadcast, RedisStore};
+    /// let redis = RedisStore::builder("redis://127.0.0.1:1/").build()?;
+    /// let store = Broadcast::fleet(MokaStore::new(1 << 20), redis);
+    /// assert_eq!(store.stats().received, 0);
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn stats(&self) -> BroadcastStats {
+        let s = &self.inner.state;
+        BroadcastStats {
+            subscribed: s.subscribed.load(Ordering::Acquire),
+            subscriptions: s.subscriptions.load(Ordering::Relaxed),
+            published: s.published.load(Ordering::Relaxed),
+            publish_failures: s.publish_failures.load(Ordering::Relaxed),
+            received: s.received.load(Ordering::Relaxed),
+            applied: s.applied.load(Ordering::Relaxed),
+        }
+    }
+
+    fn check_subscribed(&self) -> Result<(), StoreError> {
+        if self.is_subscribed() {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "not subscribed to the fleet's invalidations: the cache steps aside",
+            ))
+        }
+    }
+
+    /// Publishes that `keys` were removed (or, past the limit, that everything was).
+    async fn announce(&self, keys: Vec<String>) {
+        let messages = if keys.len() > MAX_ANNOUNCED_KEYS {
+            vec![encode(&self.inner.node, KIND_ALL, &[])]
+        } else {
+            let mut out = Vec::new();
+            let mut start = 0;
+            let mut size = 0;
+            for (i, k) in keys.iter().enumerate() {
+                if size > 0 && size + k.len() + 4 > MESSAGE_BYTES {
+                    out.push(encode(&self.inner.node, KIND_KEYS, &keys[start..i]));
+                    start = i;
+                    size = 0;
+                }
+                size += k.len() + 4;
+            }
+            if start < keys.len() {
+                out.push(encode(&self.inner.node, KIND_KEYS, &keys[start..]));
+            }
+            out
+        };
+        let state = &self.inner.state;
+        for message in messages {
+            match self.inner.redis.publish(&self.inner.channel, message).await {
+                Ok(()) => {
+                    state.published.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    state.publish_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "could not publish an invalidation to the fleet");
+                }
+            }
+        }
+    }
+}
+
+fn encode(node: &[u8; 16], kind: u8, keys: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + keys.iter().map(|k| k.len() + 4).sum::<usize>());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(node);
+    out.push(kind);
+    for k in keys {
+        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        out.extend_from_slice(k.as_bytes());
+    }
+    out
+}
+
+/// A received invalidation.
+#[derive(Debug, PartialEq, Eq)]
+enum Invalidation {
+    Keys(Vec<String>),
+    All,
+}
+
+fn decode(bytes: &[u8]) -> Option<([u8; 16], Invalidation)> {
+    if bytes.len() < 20 || &bytes[..3] != MAGIC {
+        return None;
+    }
+    let node: [u8; 16] = bytes[3..19].try_into().ok()?;
+    match bytes[19] {
+        KIND_ALL => Some((node, Invalidation::All)),
+        KIND_KEYS => {
+            let mut keys = Vec::new();
+            let mut rest = &bytes[20..];
+            while !rest.is_empty() {
+                let n = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+                let key = rest.get(4..4 + n)?;
+                keys.push(String::from_utf8(key.to_vec()).ok()?);
+                rest = &rest[4 + n..];
+            }
+            Some((node, Invalidation::Keys(keys)))
+        }
+        _ => None,
+    }
+}
+
+impl<S: Store, L: Store> Store for Broadcast<S, L> {
+    type Body = S::Body;
+    type Writer = S::Writer;
+
+    async fn get(&self, key: &str) -> Result<Option<Hit<S::Body>>, StoreError> {
+        self.check_subscribed()?;
+        self.inner.store.get(key).await
+    }
+
+    fn begin(&self, key: &str) -> Result<S::Writer, StoreError> {
+        self.check_subscribed()?;
+        self.inner.store.begin(key)
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        meta: Arc<Meta>,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        self.inner.store.update(key, meta, ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let result = self.inner.store.delete(key).await;
+        self.announce(vec![key.to_owned()]).await;
+        result
+    }
+
+    fn max_body_size(&self) -> Option<u64> {
+        self.inner.store.max_body_size()
+    }
+
+    async fn purge<F>(&self, matches: F) -> Result<u64, StoreError>
+    where
+        F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
+    {
+        let found = Arc::new(Mutex::new(HashSet::new()));
+        let record = Arc::clone(&found);
+        let result = self
+            .inner
+            .store
+            .purge(move |key, meta| {
+                let hit = matches(key, meta);
+                if hit {
+                    record
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key.to_owned());
+                }
+                hit
+            })
+            .await;
+        let keys: Vec<String> =
+            std::mem::take(&mut *found.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_iter()
+                .collect();
+        if !keys.is_empty() {
+            self.announce(keys).await;
+        }
+        result
+    }
+}
+
+/// The task that keeps a subscription to the channel and applies what arrives.
+struct Subscriber<L> {
+    urls: Vec<String>,
+    channel: String,
+    node: [u8; 16],
+    local: L,
+    state: Arc<State>,
+    connect_timeout: Duration,
+}
+
+impl<L: Store> Subscriber<L> {
+    async fn run(self, mut stop: oneshot::Receiver<()>) {
+        let clients: Vec<redis::Client> = self
+            .urls
+            .iter()
+            .filter_map(|u| redis::Client::open(u.as_str()).ok())
+            .collect();
+        if clients.is_empty() {
+            return;
+        }
+        let mut backoff = MIN_BACKOFF;
+        for attempt in 0usize.. {
+            let client = &clients[attempt % clients.len()];
+            let connect = async {
+                let mut pubsub =
+                    tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
+                        .await
+                        .ok()?
+                        .ok()?;
+                tokio::time::timeout(self.connect_timeout, pubsub.subscribe(&self.channel))
+                    .await
+                    .ok()?
+                    .ok()?;
+                Some(pubsub)
+            };
+            let pubsub = tokio::select! {
+                p = connect => p,
+                _ = &mut stop => return,
+            };
+            if let Some(pubsub) = pubsub {
+                backoff = MIN_BACKOFF;
+                // Messages may have been missed before this subscription: forget everything
+                // local before using it again.
+                let _ = self.local.purge(|_, _| true).await;
+                self.state.subscribed.store(true, Ordering::Release);
+                self.state.subscriptions.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(channel = %self.channel, "subscribed to the fleet's invalidations");
+                let (mut sink, mut stream) = pubsub.split();
+                let mut ping = tokio::time::interval(PING_EVERY);
+                ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ping.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => {
+                            self.state.subscribed.store(false, Ordering::Release);
+                            return;
+                        }
+                        msg = stream.next() => match msg {
+                            Some(msg) => self.apply(msg.get_payload_bytes()).await,
+                            None => break,
+                        },
+                        _ = ping.tick() => {
+                            let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
+                            if !matches!(pong, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                self.state.subscribed.store(false, Ordering::Release);
+                tracing::warn!(
+                    channel = %self.channel,
+                    "lost the subscription to the fleet's invalidations: the cache steps aside until it is back"
+                );
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = &mut stop => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn apply(&self, payload: &[u8]) {
+        let Some((node, invalidation)) = decode(payload) else {
+            tracing::debug!("ignoring a message that is not a cachio invalidation");
+            return;
+        };
+        if node == self.node {
+            return;
+        }
+        self.state.received.fetch_add(1, Ordering::Relaxed);
+        match invalidation {
+            Invalidation::Keys(keys) => {
+                for key in &keys {
+                    let _ = self.local.delete(key).await;
+                }
+                self.state
+                    .applied
+                    .fetch_add(keys.len() as u64, Ordering::Relaxed);
+            }
+            Invalidation::All => {
+                if let Ok(n) = self.local.purge(|_, _| true).await {
+                    self.state.applied.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let node = [7u8; 16];
+        let keys = vec!["http://a/1".to_owned(), String::new(), "ключ".to_owned()];
+        let m = encode(&node, KIND_KEYS, &keys);
+        assert_eq!(decode(&m), Some((node, Invalidation::Keys(keys))));
+        assert_eq!(
+            decode(&encode(&node, KIND_ALL, &[])),
+            Some((node, Invalidation::All))
+        );
+        assert_eq!(decode(b"hello"), None);
+        let mut cut = m.clone();
+        cut.pop();
+        assert_eq!(decode(&cut), None);
+    }
+}

@@ -1,0 +1,96 @@
+//! The Lua scripts that change entries atomically.
+//!
+//! Each script touches one entry: its record key (`KEYS[1]`) and chunk keys, which share one hash
+//! tag and so one cluster slot. The chunks of a replaced generation are found from the old
+//! record's fixed-offset header (see `record.rs`) and are in the same slot too.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// `retire(record_key, old_record, keep_generation, grace_ms)`: lets the chunks of the
+/// generation in `old_record` expire within `grace_ms` (at once when 0), unless the old record
+/// is inline or its generation is `keep_generation`. Never lengthens a chunk's life.
+const RETIRE: &str = r"
+local function retire(record_key, old, keep, grace)
+  if string.len(old) < 33 or string.sub(old, 1, 4) ~= 'CRR\1' then return end
+  if string.byte(old, 5) % 2 == 1 then return end
+  local gen = string.sub(old, 6, 13)
+  if gen == keep then return end
+  local hex = string.format('%02x%02x%02x%02x%02x%02x%02x%02x', string.byte(gen, 1, 8))
+  local a, b, c, d = string.byte(old, 22, 25)
+  local n = ((a * 256 + b) * 256 + c) * 256 + d
+  local base = string.sub(record_key, 1, -2) .. 'c:' .. hex .. ':'
+  for i = 0, n - 1 do
+    local k = base .. i
+    if grace > 0 then
+      local t = redis.call('PTTL', k)
+      if t == -1 or t > grace then redis.call('PEXPIRE', k, grace) end
+    else
+      redis.call('DEL', k)
+    end
+  end
+end
+";
+
+/// Sets `KEYS[1]` to `ARGV[1]` with a time to live of `ARGV[2]` ms (0: none) and gives the chunk
+/// keys `KEYS[2..]` the same expiry.
+const SET_ENTRY: &str = r"
+local function set_entry(record, ttl)
+  if ttl > 0 then
+    redis.call('SET', KEYS[1], record, 'PX', ttl)
+    for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+  else
+    redis.call('SET', KEYS[1], record)
+    for i = 2, #KEYS do redis.call('PERSIST', KEYS[i]) end
+  end
+end
+";
+
+/// Commit: `KEYS[1]` the record key, `KEYS[2..]` the new generation's chunks (all written
+/// before); `ARGV[1]` the record, `ARGV[2]` the time to live in ms (0: none), `ARGV[3]` the grace
+/// in ms for the replaced generation's chunks. Returns 0, and changes nothing, when a chunk is
+/// missing (it expired or was evicted), else 1.
+pub(crate) static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{RETIRE}{SET_ENTRY}
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return 0 end
+end
+local old = redis.call('GET', KEYS[1])
+set_entry(ARGV[1], tonumber(ARGV[2]))
+if old then retire(KEYS[1], old, string.sub(ARGV[1], 6, 13), tonumber(ARGV[3])) end
+return 1
+"
+    ))
+});
+
+/// Update: `KEYS[1]` the record key, `KEYS[2..]` its chunks; `ARGV[1]` the new record (same
+/// generation), `ARGV[2]` the time to live in ms (0: none). Returns 0, and changes nothing, when
+/// the entry is gone or has another generation by now, else 1.
+pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{SET_ENTRY}
+local old = redis.call('GET', KEYS[1])
+if not old or string.sub(old, 6, 13) ~= string.sub(ARGV[1], 6, 13) then return 0 end
+set_entry(ARGV[1], tonumber(ARGV[2]))
+return 1
+"
+    ))
+});
+
+/// Delete: `KEYS[1]` the record key; `ARGV[1]` the grace in ms for its chunks, `ARGV[2]` the
+/// generation (8 bytes) the record must have, or empty for any. Returns 1 when it deleted a
+/// record, else 0.
+pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{RETIRE}
+local old = redis.call('GET', KEYS[1])
+if not old then return 0 end
+if ARGV[2] ~= '' and string.sub(old, 6, 13) ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+retire(KEYS[1], old, '', tonumber(ARGV[1]))
+return 1
+"
+    ))
+});
