@@ -61,6 +61,7 @@
 //! |---|---|---|
 //! | `memory` | yes | [`MemoryStore`], the in-memory store (`cachio-moka`) |
 //! | `disk` | yes | [`DiskStore`], the persistent on-disk store (`cachio-fjall`) |
+//! | `redis` | no | `RedisStore` and `FleetStore` (`cachio-redis`): a store shared by many machines, and memory over it with invalidations sent to every node |
 //! | `memory` + `disk` | yes | [`embedded`], [`Embedded`], [`EmbeddedStore`]: memory in front of disk |
 //!
 //! # Crates
@@ -86,6 +87,11 @@ pub use cachio_moka::{MokaStore as MemoryStore, MokaStoreBuilder as MemoryStoreB
 #[cfg(feature = "disk")]
 pub use cachio_fjall::{
     Durability, FjallStore as DiskStore, FjallStoreBuilder as DiskStoreBuilder,
+};
+
+#[cfg(feature = "redis")]
+pub use cachio_redis::{
+    Broadcast, FleetStore, RedisBody, RedisStats, RedisStore, RedisStoreBuilder, RedisWriter,
 };
 
 #[cfg(all(feature = "memory", feature = "disk"))]
