@@ -21,7 +21,7 @@ use http::Response;
 use http_body_util::BodyExt;
 use http_body_util::channel::Channel;
 use redis_server::{RedisServer, unique_prefix};
-use support::{Gate, Origin, Running, client, eventually, full, send};
+use support::{Gate, Origin, Running, client, eventually, full, ok, send};
 
 const HOST: (&str, &str) = ("host", "shop.test");
 const TOKEN: &str = "s3cret";
@@ -107,6 +107,94 @@ async fn a_miss_on_one_gateway_is_a_hit_on_the_other() {
         metrics.contains("cachio_redis_timeouts_total 0"),
         "{metrics}"
     );
+}
+
+/// The requests of `origin` for `path`.
+fn origin_requests_for(origin: &Origin, path: &str) -> usize {
+    origin
+        .state
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s.target
+                .parse::<http::Uri>()
+                .is_ok_and(|u| u.path() == path)
+        })
+        .count()
+}
+
+/// Fires `n` concurrent GETs of `path` at each gateway at once (interleaved) and returns every
+/// response.
+async fn burst(gws: &[&Running], path: &str, n: usize) -> Vec<support::Got> {
+    let c = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        for gw in gws {
+            let (c, url) = (c.clone(), gw.url(path));
+            tasks.spawn(async move { send(&c, "GET", &url, &[HOST]).await });
+        }
+    }
+    let mut all = Vec::with_capacity(n * gws.len());
+    while let Some(got) = tasks.join_next().await {
+        all.push(got.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_cold_key_under_concurrent_load_reaches_the_origin_at_most_once_per_node() {
+    // There is no lock across nodes: each node coalesces its own requests for a key, so a cold
+    // key hit on every node at once reaches the origin at most once per node; once an entry is
+    // committed to Redis, no node's miss goes to the origin again.
+    const PATH: &str = "/fleet-cold";
+    const N: usize = 100;
+    let body: Bytes = (0..16 << 10).map(|i| (i % 251) as u8).collect();
+    let redis = RedisServer::start();
+    let b = body.clone();
+    let origin = Origin::start(move |_req| {
+        let b = b.clone();
+        async move {
+            // Slow enough that both bursts are in flight together.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ok("max-age=60", b)
+        }
+    })
+    .await;
+    let prefix = unique_prefix("cold-burst");
+    let a = Running::start(gateway(&origin, &redis, &prefix).cache_name("a")).await;
+    let b = Running::start(gateway(&origin, &redis, &prefix).cache_name("b")).await;
+    subscribed(&[&a, &b]).await;
+
+    let got = burst(&[&a, &b], PATH, N).await;
+    assert_eq!(got.len(), 2 * N);
+    for g in &got {
+        assert_eq!(g.status, 200, "{}", g.cache_status());
+        assert_eq!(g.body, body, "{}", g.cache_status());
+    }
+    let fetched = origin_requests_for(&origin, PATH);
+    assert!(
+        (1..=2).contains(&fetched),
+        "{fetched} origin requests for {} concurrent requests on 2 nodes",
+        2 * N
+    );
+    // The bound is per node: each gateway sent its cold key to the origin at most once.
+    for gw in [&a, &b] {
+        let s = gw.gateway.stats().snapshot();
+        assert!(s.misses <= 1, "{s:?}");
+    }
+
+    // Everything is stored now: a third burst is served from memory (or Redis) on every node.
+    let got = burst(&[&a, &b], PATH, N / 2).await;
+    assert_eq!(got.len(), N);
+    for g in &got {
+        assert_eq!(g.status, 200, "{}", g.cache_status());
+        assert_eq!(g.body, body, "{}", g.cache_status());
+        assert!(g.cache_status().contains("; hit"), "{}", g.cache_status());
+    }
+    assert_eq!(origin_requests_for(&origin, PATH), fetched);
+    assert_eq!(origin.state.count(), fetched);
 }
 
 /// Waits until `path` is no longer a hit on `gw` (the invalidation reached it).

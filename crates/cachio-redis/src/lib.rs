@@ -149,6 +149,13 @@
 //!   file). In code: [`Broadcast::fleet`]`(memory, redis)` gives a [`FleetStore`].
 //! - A response one node fetched is a hit on every node: a miss in a node's memory reads Redis,
 //!   and copies the entry into that node's memory as it streams.
+//! - Concurrent requests for one key are coalesced within a node (one origin fetch per key per
+//!   node at a time, the others wait for it), but there is no lock across nodes. So while a key
+//!   is cold, the origin sees at most one request for it per node (with N nodes, at most N);
+//!   after the first node has committed the entry to Redis, none: every other node's later
+//!   misses are served from Redis. This holds while Redis answers and each fetch finishes
+//!   within the coalescing timeout (`CacheLayer::coalesce_timeout`, 10 s by default); past
+//!   it, the requests waiting for the fetch go to the origin themselves.
 //! - Every purge (`PURGE`, `/_cachio/purge/...`) and every invalidation by an unsafe method
 //!   (`POST`, `PUT`, `DELETE`, ... RFC 9111 §4.4) on any node removes the entries from Redis
 //!   and from that node's memory, then publishes the removed keys on `PREFIX:invalidate`; every
