@@ -1,4 +1,5 @@
-//! The body of a hit: reads its chunks a few at a time on tokio's blocking pool.
+//! The body of a hit: its first chunks are read with the record, the rest a few at a time on
+//! tokio's blocking pool.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -12,7 +13,7 @@ use cachio_core::store::{ErrorKind, StoreError};
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
-use crate::engine::ReadGuard;
+use crate::engine::{Engine, ReadGuard};
 use crate::record::{self, Record};
 use crate::writer::Job;
 
@@ -20,11 +21,53 @@ use crate::writer::Job;
 /// ones it is handing out and the ones being read ahead.
 const READ_AHEAD: u32 = 4;
 
+/// The first chunks of a body, read (and verified) on the blocking pool together with its
+/// record, so that a small body needs no further blocking call.
+pub(crate) struct FirstRead {
+    /// How many chunks were asked for.
+    asked: u32,
+    /// The good ones, up to the first that is missing or damaged.
+    chunks: Vec<Bytes>,
+    /// The error that one gave.
+    error: Option<StoreError>,
+}
+
+impl FirstRead {
+    /// Nothing read: for bodies with no chunks (or no pin on them).
+    pub(crate) fn none() -> Self {
+        FirstRead {
+            asked: 0,
+            chunks: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Reads the first [`READ_AHEAD`] chunks of `rec`'s body (the whole body if it has no
+    /// more). Runs on the blocking pool, with `rec`'s generation pinned by a [`ReadGuard`].
+    pub(crate) fn read(engine: &Engine, rec: &Record) -> Self {
+        if rec.body_len == 0 || rec.chunks == 0 {
+            return Self::none();
+        }
+        let asked = READ_AHEAD.min(rec.chunks);
+        let (chunks, error) = crate::engine::guarded("reading chunks", || {
+            Ok(engine.read_chunks(rec.gen_id, 0, asked))
+        })
+        .unwrap_or_else(|e| (Vec::new(), Some(e)));
+        FirstRead {
+            asked,
+            chunks,
+            error,
+        }
+    }
+}
+
 /// The body of a [`FjallStore`](crate::FjallStore) hit.
 ///
-/// It reads the entry's chunks lazily, [`READ_AHEAD`](crate#reads) at a time on tokio's
-/// blocking pool (never on the async executor), and verifies each chunk's checksum before
-/// handing its bytes out, so a body of any size is served with a few hundred KiB of memory. A
+/// Its first [`READ_AHEAD`](crate#reads) chunks are read together with the entry's record (so
+/// a body of up to that many chunks is served with no further blocking call), the rest lazily,
+/// as many at a time, on tokio's blocking pool (never on the async executor). Each chunk's
+/// checksum is verified before its bytes are handed out, so a body of any size is served with
+/// a few hundred KiB of memory. A
 /// chunk that is missing or fails its checksum ends the body with an [`ErrorKind::Corrupt`]
 /// error: the bytes already handed out are correct, and no wrong byte ever follows. Its
 /// [`size_hint`](Body::size_hint) is exact.
@@ -91,7 +134,7 @@ pub struct FjallBody {
 }
 
 impl FjallBody {
-    pub(crate) fn new(key: &str, rec: Record, guard: Option<ReadGuard>) -> Self {
+    pub(crate) fn new(key: &str, rec: Record, guard: Option<ReadGuard>, first: FirstRead) -> Self {
         let mut body = FjallBody {
             guard,
             gen_id: rec.gen_id,
@@ -106,6 +149,13 @@ impl FjallBody {
         if body.remaining == 0 {
             body.finish();
         } else {
+            if body.guard.is_some() {
+                // The chunks read with the record (and the error that ended them, reported
+                // when the body reaches it, as if this body had read them itself).
+                body.next = first.asked.min(body.total);
+                body.ready.extend(first.chunks);
+                body.error = first.error;
+            }
             body.origin = Some((key.to_owned(), rec));
         }
         body

@@ -90,9 +90,10 @@
 //!
 //! # Reads
 //!
-//! [`Store::get`] reads and verifies the record on the blocking pool and returns a
-//! [`FjallBody`] that reads four chunks at a time (read ahead while the previous ones are
-//! handed out), so a hit holds at most about 512 KiB of body in memory whatever its size.
+//! [`Store::get`] reads and verifies the record and the body's first four chunks in one call on
+//! the blocking pool (so a body of up to 256 KiB needs no other), and returns a [`FjallBody`]
+//! that reads the rest four chunks at a time (read ahead while the previous ones are handed
+//! out), so a hit holds at most about 512 KiB of body in memory whatever its size.
 //!
 //! # Integrity
 //!
@@ -209,6 +210,7 @@ use cachio_core::meta::Meta;
 use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
 use tokio::sync::oneshot;
 
+use body::FirstRead;
 pub use body::FjallBody;
 
 use engine::{Engine, MAX_KEY_LEN, Settings};
@@ -599,13 +601,24 @@ impl Store for FjallStore {
         })?;
         let engine = Arc::clone(&self.shared.engine);
         let (key, key_copy) = (key.to_owned(), key);
+        // One hand-off to the blocking pool reads the record and the body's first chunks.
         let found = runtime
-            .spawn_blocking(move || engine::guarded("reading an entry", || engine.lookup(&key)))
+            .spawn_blocking(move || {
+                let found = engine::guarded("reading an entry", || engine.lookup(&key))?;
+                Ok::<_, StoreError>(found.map(|(rec, meta, guard)| {
+                    let first = if guard.is_some() {
+                        FirstRead::read(&engine, &rec)
+                    } else {
+                        FirstRead::none()
+                    };
+                    (rec, meta, guard, first)
+                }))
+            })
             .await
             .map_err(|e| StoreError::new(ErrorKind::Other, format!("a read failed: {e}")))??;
-        Ok(found.map(|(rec, meta, guard)| Hit {
+        Ok(found.map(|(rec, meta, guard, first)| Hit {
             meta: Arc::new(meta),
-            body: FjallBody::new(key_copy, rec, guard),
+            body: FjallBody::new(key_copy, rec, guard, first),
         }))
     }
 
