@@ -170,9 +170,8 @@
 //! memtables + the write queue ([`DEFAULT_WRITE_QUEUE_BYTES`]) + about 512 KiB per body being
 //! read, whatever the body sizes: the writer thread waits for fjall's flushes when more than one
 //! memtable of bodies is waiting (fjall alone lets memory grow with the bytes written when
-//! writes outrun its flushes). A 256 MiB body written and read back grows the peak resident set
-//! of a process by about 35 MiB (checked by the `large_body` test; a 1 GiB body in a release
-//! build: about 40 MiB).
+//! writes outrun its flushes). A 1 GiB body written and read back grows the peak resident set
+//! of a process by about 35–40 MiB (checked by the `large_body` test, which allows 128 MiB).
 //!
 //! # Expiry
 //!

@@ -1,9 +1,9 @@
-//! A 256 MiB body, stored in 64 KiB chunks and read back, with bounded memory: measured as the
-//! growth of the peak resident set (VmHWM) of a child process that does only this.
+//! A 1 GiB body, stored in 64 KiB chunks and read back, with bounded memory: measured as the
+//! growth of the peak resident set (VmHWM) of a child process that does only this; it must stay
+//! under 128 MiB.
 //!
-//! The same test is the 1 GiB benchmark: `CACHIO_FJALL_LARGE_BYTES=1073741824 cargo test
-//! --release -p cachio-fjall --test large_body -- --nocapture` prints the write and total times
-//! and the resident set before and after.
+//! `CACHIO_FJALL_LARGE_BYTES` sets another size; with `--release -- --nocapture` the test doubles
+//! as a benchmark and prints the write and total times and the resident set before and after.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use cachio_core::store::{Store, StoreWriter};
 use cachio_fjall::FjallStore;
 use http_body_util::BodyExt;
 
-const TOTAL_DEFAULT: u64 = 256 << 20;
+const TOTAL_DEFAULT: u64 = 1 << 30;
 const CHUNK: u64 = 64 << 10;
 
 /// The 8-byte word at `offset` (a multiple of 8) of the body.
@@ -113,7 +113,7 @@ fn large_body_child() {
 }
 
 #[test]
-fn a_256_mib_body_is_stored_and_read_with_bounded_memory() {
+fn a_1_gib_body_is_stored_and_read_with_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -145,7 +145,7 @@ fn a_256_mib_body_is_stored_and_read_with_bounded_memory() {
     };
     let growth_mib = (field("after_read") - field("baseline")) / 1024;
     assert!(
-        growth_mib < 64,
-        "the peak resident set grew by {growth_mib} MiB for a 256 MiB body"
+        growth_mib < 128,
+        "the peak resident set grew by {growth_mib} MiB for a 1 GiB body"
     );
 }
