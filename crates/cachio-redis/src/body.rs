@@ -120,12 +120,19 @@ impl Chunked {
         while self.inflight.len() < READ_AHEAD && self.next_fetch < self.count() {
             let core = Arc::clone(&self.shared.core);
             let key = self.names.chunk(self.generation, self.next_fetch);
-            self.inflight
-                .push_back(self.shared.runtime.handle.spawn(async move {
+            // On the current runtime's connection when it has one, else on the store's.
+            let fetch = match core.local_conn() {
+                Some(mut c) => tokio::spawn(async move {
+                    core.exec("GET chunk", redis::cmd("GET").arg(&key).query_async(&mut c))
+                        .await
+                }),
+                None => self.shared.runtime.handle.spawn(async move {
                     let mut c = core.conn.clone();
                     core.exec("GET chunk", redis::cmd("GET").arg(&key).query_async(&mut c))
                         .await
-                }));
+                }),
+            };
+            self.inflight.push_back(fetch);
             self.next_fetch += 1;
         }
     }

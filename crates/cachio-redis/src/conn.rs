@@ -1,15 +1,18 @@
 //! The connection to Redis (one server or a cluster), the store's own runtime, and the wrapper
 //! every Redis call goes through: a timeout, error mapping and the circuit breaker.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use cachio_core::store::{ErrorKind, StoreError};
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value};
+use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value};
 use tokio::sync::oneshot;
 
 use crate::breaker::Breaker;
@@ -123,6 +126,104 @@ impl Conn {
     }
 }
 
+/// How to make a [`Conn`]: the client and its settings, kept to open one connection per
+/// calling runtime.
+#[derive(Clone)]
+pub(crate) enum Connector {
+    Single(redis::Client, ConnectionManagerConfig),
+    Cluster(ClusterClient),
+}
+
+impl Connector {
+    /// A connection that connects in the background, on the current runtime.
+    pub(crate) fn lazy(&self) -> RedisResult<Conn> {
+        Ok(match self {
+            Connector::Single(client, config) => {
+                Conn::Single(client.get_connection_manager_lazy(config.clone())?)
+            }
+            Connector::Cluster(client) => {
+                Conn::Cluster(client.get_pending_async_connection_with_config(ClusterConfig::new()))
+            }
+        })
+    }
+
+    /// A connection made now, on the current runtime.
+    async fn connect(&self) -> RedisResult<Conn> {
+        Ok(match self {
+            Connector::Single(client, config) => Conn::Single(
+                client
+                    .get_connection_manager_with_config(config.clone())
+                    .await?,
+            ),
+            Connector::Cluster(client) => Conn::Cluster(
+                client
+                    .get_async_connection_with_config(ClusterConfig::new())
+                    .await?,
+            ),
+        })
+    }
+}
+
+/// At most this many runtimes get a connection of their own; calls from others hop to the
+/// store's runtime. (Runtime ids are never reused, so a runtime that is gone keeps its slot.)
+const MAX_LOCAL: usize = 64;
+
+/// How long after a failed attempt to connect from a runtime the next attempt is made.
+const LOCAL_RETRY: Duration = Duration::from_secs(1);
+
+/// The connection of one calling runtime.
+enum Local {
+    /// Being made, by a task on that runtime.
+    Connecting,
+    Ready(Conn),
+    /// The last attempt failed: try again after this.
+    Failed(Instant),
+    /// The runtime cannot run a connection (no timer or no IO driver): always hop.
+    Never,
+}
+
+/// The connections made on the runtimes the store is called from, by runtime id: reads use
+/// them, rather than hopping to the store's runtime and back.
+#[derive(Default)]
+pub(crate) struct Locals {
+    map: Mutex<HashMap<tokio::runtime::Id, Local>>,
+}
+
+impl Locals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<tokio::runtime::Id, Local>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Records the end of a connecting task, whatever the way it ends: a panic (a runtime
+/// without timer or IO) means never on that runtime, a cancellation (the runtime shutting
+/// down) forgets the attempt.
+struct ConnectingGuard {
+    core: Weak<Core>,
+    id: tokio::runtime::Id,
+    outcome: Option<Local>,
+}
+
+impl Drop for ConnectingGuard {
+    fn drop(&mut self) {
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let mut map = core.locals.lock();
+        match self.outcome.take() {
+            Some(local) => {
+                map.insert(self.id, local);
+            }
+            None if std::thread::panicking() => {
+                map.insert(self.id, Local::Never);
+            }
+            None => {
+                map.remove(&self.id);
+            }
+        }
+    }
+}
+
 /// Whether an error means Redis is not there (down, restarting, unreachable, failing over), as
 /// opposed to Redis answering with an error.
 fn unreachable(e: &RedisError) -> bool {
@@ -154,7 +255,10 @@ pub(crate) struct Counters {
 
 /// What every part of the store shares: the connection, the settings, the breaker.
 pub(crate) struct Core {
+    /// The connection on the store's runtime.
     pub(crate) conn: Conn,
+    pub(crate) connector: Connector,
+    pub(crate) locals: Locals,
     pub(crate) settings: crate::Settings,
     pub(crate) breaker: Breaker,
     pub(crate) counters: Counters,
@@ -174,8 +278,68 @@ impl Core {
         self.unavailable("Redis is unavailable (circuit open after repeated failures)")
     }
 
+    /// The connection living on the current runtime, when there is one and it is connected;
+    /// `None` otherwise (the caller hops to the store's runtime). The first call from a runtime
+    /// starts connecting on it, in the background.
+    pub(crate) fn local_conn(self: &Arc<Self>) -> Option<Conn> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let id = handle.id();
+        {
+            let mut map = self.locals.lock();
+            match map.get(&id) {
+                Some(Local::Ready(c)) => return Some(c.clone()),
+                Some(Local::Connecting | Local::Never) => return None,
+                Some(Local::Failed(at)) if Instant::now() < *at => return None,
+                Some(Local::Failed(_)) => {}
+                None if map.len() >= MAX_LOCAL => return None,
+                None => {}
+            }
+            map.insert(id, Local::Connecting);
+        }
+        let connector = self.connector.clone();
+        let wait = self.settings.connect_timeout;
+        let guard = ConnectingGuard {
+            core: Arc::downgrade(self),
+            id,
+            outcome: None,
+        };
+        handle.spawn(async move {
+            let mut guard = guard;
+            let outcome = match tokio::time::timeout(wait, connector.connect()).await {
+                Ok(Ok(conn)) => Local::Ready(conn),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "cannot connect to Redis from this runtime yet");
+                    Local::Failed(Instant::now() + LOCAL_RETRY)
+                }
+                Err(_) => Local::Failed(Instant::now() + LOCAL_RETRY),
+            };
+            guard.outcome = Some(outcome);
+        });
+        None
+    }
+
+    /// Runs one read on the current runtime's connection when it has one, else on the
+    /// store's runtime: within the timeout, through the breaker, either way.
+    pub(crate) async fn read<T: FromRedisValue + Send + 'static>(
+        self: &Arc<Self>,
+        runtime: &Runtime,
+        what: &'static str,
+        cmd: Cmd,
+    ) -> Result<T, StoreError> {
+        if let Some(mut c) = self.local_conn() {
+            return self.exec(what, cmd.query_async(&mut c)).await;
+        }
+        let core = Arc::clone(self);
+        runtime
+            .run(async move {
+                let mut c = core.conn.clone();
+                core.exec(what, cmd.query_async(&mut c)).await
+            })
+            .await
+    }
+
     /// Runs one Redis call within the timeout, through the breaker. Must run on the store's
-    /// runtime.
+    /// runtime, or on the runtime of the connection it uses.
     pub(crate) async fn exec<T>(
         &self,
         what: &'static str,

@@ -210,7 +210,7 @@ pub use body::RedisBody;
 pub use broadcast::{Broadcast, BroadcastStats, FleetStore};
 pub use writer::RedisWriter;
 
-use conn::{Conn, Core, Counters, Runtime, Shared};
+use conn::{Connector, Core, Counters, Locals, Runtime, Shared};
 use record::{Names, StoredBody};
 
 /// The size of the chunks bodies are stored in (the last chunk of a body may be shorter, and a
@@ -697,18 +697,12 @@ impl Store for RedisStore {
         self.check_open()?;
         let names = Names::new(self.prefix(), key);
         let record_key = names.record();
-        let core = Arc::clone(&self.shared.core);
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&record_key);
         let found: Option<Bytes> = self
             .shared
-            .runtime
-            .run(async move {
-                let mut c = core.conn.clone();
-                core.exec(
-                    "GET",
-                    redis::cmd("GET").arg(&record_key).query_async(&mut c),
-                )
-                .await
-            })
+            .core
+            .read(&self.shared.runtime, "GET", cmd)
             .await?;
         let Some(bytes) = found else {
             return Ok(None);
@@ -740,18 +734,12 @@ impl Store for RedisStore {
             StoredBody::Inline(body) => RedisBody::inline(body),
             StoredBody::Chunks(crcs) => {
                 let keys = names.chunks(record.generation, crcs.len() as u32);
-                let core = Arc::clone(&self.shared.core);
+                let mut cmd = redis::cmd("EXISTS");
+                cmd.arg(&keys);
                 let present: u64 = self
                     .shared
-                    .runtime
-                    .run(async move {
-                        let mut c = core.conn.clone();
-                        core.exec(
-                            "EXISTS",
-                            redis::cmd("EXISTS").arg(&keys).query_async(&mut c),
-                        )
-                        .await
-                    })
+                    .core
+                    .read(&self.shared.runtime, "EXISTS", cmd)
                     .await?;
                 if present != crcs.len() as u64 {
                     // A chunk expired or was evicted: the entry is gone.
@@ -800,18 +788,12 @@ impl Store for RedisStore {
             return self.delete_record(&names, None).await;
         }
         let record_key = names.record();
-        let core = Arc::clone(&self.shared.core);
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&record_key);
         let found: Option<Bytes> = self
             .shared
-            .runtime
-            .run(async move {
-                let mut c = core.conn.clone();
-                core.exec(
-                    "GET",
-                    redis::cmd("GET").arg(&record_key).query_async(&mut c),
-                )
-                .await
-            })
+            .core
+            .read(&self.shared.runtime, "GET", cmd)
             .await?;
         let Some(bytes) = found else {
             return Ok(false);
@@ -1074,6 +1056,34 @@ impl RedisStoreBuilder {
                 self.prefix
             )));
         }
+        let connector = match &self.target {
+            Target::Single(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| bad(format!("bad Redis URL {url:?}: {e}")))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(None)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500))
+                    .set_number_of_retries(1_000_000);
+                Connector::Single(client, config)
+            }
+            Target::Cluster(urls) => {
+                if urls.is_empty() {
+                    return Err(bad("no Redis Cluster node given".into()));
+                }
+                let client =
+                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                        .connection_timeout(self.connect_timeout)
+                        .response_timeout(self.timeout.max(Duration::from_millis(500)))
+                        .retries(2)
+                        .min_retry_wait(10)
+                        .max_retry_wait(200)
+                        .build()
+                        .map_err(|e| bad(format!("bad Redis Cluster URLs {urls:?}: {e}")))?;
+                Connector::Cluster(client)
+            }
+        };
         let runtime = Runtime::start().map_err(|e| {
             StoreError::new(
                 ErrorKind::Io,
@@ -1082,43 +1092,14 @@ impl RedisStoreBuilder {
         })?;
         let conn = {
             let _entered = runtime.handle.enter();
-            match &self.target {
-                Target::Single(url) => {
-                    let client = redis::Client::open(url.as_str())
-                        .map_err(|e| bad(format!("bad Redis URL {url:?}: {e}")))?;
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(self.connect_timeout))
-                        .set_response_timeout(None)
-                        .set_min_delay(Duration::from_millis(50))
-                        .set_max_delay(Duration::from_millis(500))
-                        .set_number_of_retries(1_000_000);
-                    Conn::Single(
-                        client
-                            .get_connection_manager_lazy(config)
-                            .map_err(|e| bad(format!("cannot set up the Redis connection: {e}")))?,
-                    )
-                }
-                Target::Cluster(urls) => {
-                    if urls.is_empty() {
-                        return Err(bad("no Redis Cluster node given".into()));
-                    }
-                    let client =
-                        redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                            .connection_timeout(self.connect_timeout)
-                            .response_timeout(self.timeout.max(Duration::from_millis(500)))
-                            .retries(2)
-                            .min_retry_wait(10)
-                            .max_retry_wait(200)
-                            .build()
-                            .map_err(|e| bad(format!("bad Redis Cluster URLs {urls:?}: {e}")))?;
-                    Conn::Cluster(client.get_pending_async_connection_with_config(
-                        redis::cluster::ClusterConfig::new(),
-                    ))
-                }
-            }
+            connector
+                .lazy()
+                .map_err(|e| bad(format!("cannot set up the Redis connection: {e}")))?
         };
         let core = Arc::new(Core {
             conn,
+            connector,
+            locals: Locals::default(),
             settings: Settings {
                 prefix: self.prefix,
                 timeout: self.timeout,
