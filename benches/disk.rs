@@ -28,111 +28,22 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use cachio::{CACHE_STATUS, CacheLayer, DiskStore, MemoryStore, Store, Tiered};
 use criterion::{Criterion, Throughput};
-use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
 use http_body::{Body, Frame};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use http_cache::{CACacheManager, RedbManager};
 use http_cache_tower::HttpCacheLayer;
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceExt};
+
+mod common;
+use common::{Prebuilt, fetch, origin, proc_status};
 
 // ---- part 1: a disk hit -----------------------------------------------------------------------
-
-/// A prebuilt response, answered from memory, and the number of times it was asked for.
-struct Prebuilt {
-    body: Bytes,
-    headers: HeaderMap,
-    calls: AtomicUsize,
-}
-
-impl Prebuilt {
-    fn new(size: usize) -> Arc<Self> {
-        let now = SystemTime::now();
-        let date = |t: SystemTime| HeaderValue::try_from(httpdate::fmt_http_date(t)).unwrap();
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::CONTENT_LENGTH, HeaderValue::from(size)),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("max-age=3600"),
-            ),
-            (header::DATE, date(now)),
-            (
-                header::LAST_MODIFIED,
-                date(now - Duration::from_secs(86_400)),
-            ),
-            (
-                header::ETAG,
-                HeaderValue::from_static("\"5f3c-1a2b3c4d5e6f\""),
-            ),
-            (header::SERVER, HeaderValue::from_static("nginx/1.27.0")),
-            (
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-            ),
-            (
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            ),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-        ] {
-            headers.insert(name, value);
-        }
-        headers.insert(
-            "x-request-id",
-            HeaderValue::from_static("7f9c2ba4-e88f-11ee-a7d5-0242ac120002"),
-        );
-        Arc::new(Self {
-            body: Bytes::from(vec![b'x'; size]),
-            headers,
-            calls: AtomicUsize::new(0),
-        })
-    }
-}
-
-/// The inner service: a `service_fn` that clones the prebuilt body and header fields into a
-/// response.
-fn origin(
-    prebuilt: Arc<Prebuilt>,
-) -> impl Service<
-    Request<Empty<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
-    service_fn(move |_req: Request<Empty<Bytes>>| {
-        prebuilt.calls.fetch_add(1, Ordering::Relaxed);
-        let mut res = Response::new(Full::new(prebuilt.body.clone()));
-        *res.headers_mut() = prebuilt.headers.clone();
-        ready(Ok::<_, Infallible>(res))
-    })
-}
-
-/// Sends a GET for `uri` and reads the whole body.
-async fn fetch_all<S, B>(svc: &S, uri: &'static str) -> Response<Bytes>
-where
-    S: Service<Request<Empty<Bytes>>, Response = Response<B>> + Clone,
-    S::Error: Debug,
-    B: Body,
-    B::Error: Debug,
-{
-    let req = Request::get(uri).body(Empty::new()).unwrap();
-    let (head, body) = svc.clone().oneshot(req).await.unwrap().into_parts();
-    Response::from_parts(head, body.collect().await.unwrap().to_bytes())
-}
 
 /// A disk store of 1 GiB in `dir`.
 fn disk(dir: &Path) -> DiskStore {
@@ -150,8 +61,8 @@ where
     B: Body,
     B::Error: Debug,
 {
-    fetch_all(svc, uri).await;
-    let res = fetch_all(svc, uri).await;
+    fetch(svc, uri).await;
+    let res = fetch(svc, uri).await;
     let status = res.headers()[CACHE_STATUS].to_str().unwrap();
     assert!(
         status.split(';').any(|p| p.trim() == "hit"),
@@ -198,25 +109,25 @@ fn disk_hit(c: &mut Criterion) {
             warm_cachio("tiered", &tiered, uri, size).await;
             let in_memory = tiered.store().first().get(uri).await.unwrap();
             assert!(in_memory.is_none(), "the memory tier kept the body");
-            fetch_all(&redb, uri).await;
-            assert_eq!(fetch_all(&redb, uri).await.body().len(), size);
-            fetch_all(&cacache, uri).await;
-            assert_eq!(fetch_all(&cacache, uri).await.body().len(), size);
+            fetch(&redb, uri).await;
+            assert_eq!(fetch(&redb, uri).await.body().len(), size);
+            fetch(&cacache, uri).await;
+            assert_eq!(fetch(&cacache, uri).await.body().len(), size);
         });
 
         let mut group = c.benchmark_group(format!("disk-hit/{label}"));
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_function("cachio DiskStore", |b| {
-            b.to_async(&rt).iter(|| fetch_all(&alone, uri))
+            b.to_async(&rt).iter(|| fetch(&alone, uri))
         });
         group.bench_function("cachio tiered, memory miss", |b| {
-            b.to_async(&rt).iter(|| fetch_all(&tiered, uri))
+            b.to_async(&rt).iter(|| fetch(&tiered, uri))
         });
         group.bench_function("http-cache-tower redb", |b| {
-            b.to_async(&rt).iter(|| fetch_all(&redb, uri))
+            b.to_async(&rt).iter(|| fetch(&redb, uri))
         });
         group.bench_function("http-cache-tower cacache", |b| {
-            b.to_async(&rt).iter(|| fetch_all(&cacache, uri))
+            b.to_async(&rt).iter(|| fetch(&cacache, uri))
         });
         group.finish();
 
@@ -397,17 +308,6 @@ where
         ttfb: ttfb.unwrap_or(total),
         total,
     }
-}
-
-/// A field of `/proc/self/status` (`VmRSS`, `VmHWM`), in bytes.
-fn proc_status(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
-        .unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
 }
 
 /// Measures one variant: the miss, its peak memory, then a second request (a hit if the body

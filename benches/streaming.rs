@@ -26,6 +26,9 @@ use http_cache::{MokaCache, MokaManager};
 use http_cache_tower::HttpCacheLayer;
 use tower::{Layer, Service, ServiceExt};
 
+mod common;
+use common::proc_status;
+
 /// The body size.
 const TOTAL: usize = 256 << 20;
 
@@ -150,17 +153,6 @@ where
         total,
         headers: head.headers,
     }
-}
-
-/// A field of `/proc/self/status` (`VmRSS`, `VmHWM`), in bytes.
-fn proc_status(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
-        .unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
 }
 
 /// Runs one variant and prints `RESULT ttfb_us total_us peak_growth stored`.
