@@ -305,11 +305,6 @@ impl Origin {
         self.seen.lock().unwrap().len()
     }
 
-    /// Every request the origin has received, in order.
-    pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
     /// The last request the origin received.
     pub fn last(&self) -> Seen {
         self.seen

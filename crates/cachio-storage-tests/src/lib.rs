@@ -7,7 +7,7 @@
 //! ```
 //! use cachio_core::store::Store;
 //!
-//! // In a backend's `tests/storage.rs`, one test per check:
+//! // In a backend's integration tests, one test per check:
 //! //
 //! // #[tokio::test(flavor = "multi_thread")]
 //! // async fn round_trip() {

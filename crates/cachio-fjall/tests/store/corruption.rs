@@ -1,0 +1,294 @@
+//! Damaged stored bytes give misses or errors, never wrong bytes or a panic.
+
+use crate::common;
+
+use std::path::Path;
+
+use cachio_core::store::ErrorKind;
+use cachio_fjall::FjallStore;
+use common::{body, get, header, put};
+use fjall::{Database, KeyspaceCreateOptions};
+
+const KEYS: usize = 8;
+
+/// Writes `KEYS` entries of 200 KB (four chunks each), then closes the store. With `filler`,
+/// writes 4.8 MB more first, so that chunks are flushed from the journal to tables and blob
+/// files.
+async fn populate(dir: &Path, filler: bool) {
+    let store = FjallStore::open(dir).unwrap();
+    for i in 0..if filler { 24 } else { 0 } {
+        put(
+            &store,
+            &format!("filler{i}"),
+            "f",
+            &body(1000 + i, 200_000),
+            65_536,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..KEYS {
+        put(
+            &store,
+            &format!("k{i}"),
+            &format!("v{i}"),
+            &body(i as u64, 200_000),
+            50_000,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Changes stored values with fjall directly, while the store is closed.
+fn tamper(dir: &Path, f: impl FnOnce(&Database)) {
+    let db = Database::builder(dir.join("db")).open().unwrap();
+    f(&db);
+    db.persist(fjall::PersistMode::SyncAll).unwrap();
+}
+
+fn keyspace(db: &Database, name: &str) -> fjall::Keyspace {
+    db.keyspace(name, KeyspaceCreateOptions::default).unwrap()
+}
+
+/// The generation of the entry under `key`, from its record.
+fn gen_of(db: &Database, key: &str) -> u64 {
+    let rec = keyspace(db, "entries").get(key).unwrap().unwrap();
+    u64::from_be_bytes(rec[1..9].try_into().unwrap())
+}
+
+fn chunk_key(gen_id: u64, index: u32) -> Vec<u8> {
+    let mut k = gen_id.to_be_bytes().to_vec();
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Reads every entry: each must be a miss, an error, or exactly what was written (a body may end
+/// with an error, after correct bytes only).
+async fn check_all(store: &FjallStore) -> (usize, usize, usize) {
+    let (mut hits, mut misses, mut errors) = (0, 0, 0);
+    for i in 0..KEYS {
+        let expected = body(i as u64, 200_000);
+        match get(store, &format!("k{i}")).await {
+            Err(_) => errors += 1,
+            Ok(None) => misses += 1,
+            Ok(Some((m, b))) => {
+                assert_eq!(
+                    header(&m, "x-tag"),
+                    Some(format!("v{i}").as_str()),
+                    "metadata of k{i}"
+                );
+                match b {
+                    Ok(b) => {
+                        assert!(b == expected, "k{i}: {} wrong bytes", b.len());
+                        hits += 1;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+        }
+    }
+    (hits, misses, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_records_are_misses_and_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), false).await;
+    tamper(dir.path(), |db| {
+        let entries = keyspace(db, "entries");
+        let rec = entries.get("k0").unwrap().unwrap().to_vec();
+        // k0: one bit flipped in the metadata.
+        let mut flipped = rec.clone();
+        flipped[60] ^= 0x04;
+        entries.insert("k0", flipped).unwrap();
+        // k1: truncated.
+        let rec1 = entries.get("k1").unwrap().unwrap().to_vec();
+        entries
+            .insert("k1", rec1[..rec1.len() / 2].to_vec())
+            .unwrap();
+        // k2: a format version this crate does not know.
+        let mut other = entries.get("k2").unwrap().unwrap().to_vec();
+        other[0] = 2;
+        entries.insert("k2", other).unwrap();
+        // k3: a valid record (the checksum recomputed as documented) whose metadata has an
+        // unknown format version.
+        let mut meta_v9 = entries.get("k3").unwrap().unwrap().to_vec();
+        let n = meta_v9.len();
+        meta_v9[41 + 4..41 + 6].copy_from_slice(&9u16.to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(b"k3");
+        crc.update(&meta_v9[..n - 4]);
+        meta_v9[n - 4..].copy_from_slice(&crc.finalize().to_be_bytes());
+        entries.insert("k3", meta_v9).unwrap();
+        // k4: empty; k5: another key's record.
+        entries.insert("k4", Vec::<u8>::new()).unwrap();
+        entries.insert("k5", rec).unwrap();
+        // A damaged LRU item.
+        let lru = keyspace(db, "lru");
+        let first = lru.first_key_value().unwrap().into_inner().unwrap();
+        let mut v = first.1.to_vec();
+        v[5] ^= 0xff;
+        lru.insert(first.0, v).unwrap();
+    });
+    let store = FjallStore::open(dir.path()).unwrap();
+    for i in 0..6 {
+        assert!(
+            get(&store, &format!("k{i}")).await.unwrap().is_none(),
+            "k{i}"
+        );
+    }
+    assert_eq!(check_all(&store).await, (2, 6, 0));
+    store.run_pending_tasks().await.unwrap();
+    drop(store);
+    // They were removed.
+    tamper(dir.path(), |db| {
+        let entries = keyspace(db, "entries");
+        for i in 0..6 {
+            assert!(
+                entries.get(format!("k{i}")).unwrap().is_none(),
+                "k{i} was not removed"
+            );
+        }
+    });
+    // The keys can be written again, and eviction copes with the leftover index items.
+    let store = FjallStore::builder(dir.path())
+        .budget_bytes(600_000)
+        .max_object_size(300_000)
+        .open()
+        .unwrap();
+    put(&store, "k0", "v0", &body(0, 200_000), 50_000, None)
+        .await
+        .unwrap();
+    store.run_pending_tasks().await.unwrap();
+    assert!(store.tracked_bytes() <= 600_000);
+    assert_eq!(
+        get(&store, "k0").await.unwrap().unwrap().1.unwrap(),
+        body(0, 200_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_chunks_end_the_body_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), false).await;
+    tamper(dir.path(), |db| {
+        let chunks = keyspace(db, "chunks");
+        // k0: a bit flipped in chunk 2's payload.
+        let k = chunk_key(gen_of(db, "k0"), 2);
+        let mut v = chunks.get(&k).unwrap().unwrap().to_vec();
+        v[1000] ^= 0x01;
+        chunks.insert(k, v).unwrap();
+        // k1: chunk 1 missing.
+        chunks.remove(chunk_key(gen_of(db, "k1"), 1)).unwrap();
+        // k2: the last chunk truncated.
+        let k = chunk_key(gen_of(db, "k2"), 3);
+        let v = chunks.get(&k).unwrap().unwrap().to_vec();
+        chunks.insert(k, v[..v.len() - 10].to_vec()).unwrap();
+        // k3: chunk 0 replaced by k4's chunk 0 (valid, but not its own).
+        let other = chunks.get(chunk_key(gen_of(db, "k4"), 0)).unwrap().unwrap();
+        chunks
+            .insert(chunk_key(gen_of(db, "k3"), 0), other)
+            .unwrap();
+    });
+    let store = FjallStore::open(dir.path()).unwrap();
+    for (i, good_frames) in [(0, 2), (1, 1), (2, 3), (3, 0)] {
+        let hit = cachio_core::store::Store::get(&store, &format!("k{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = body(i, 200_000);
+        let mut body = hit.body;
+        let mut got = Vec::new();
+        let err = loop {
+            use http_body_util::BodyExt;
+            match body.frame().await {
+                Some(Ok(f)) => got.extend_from_slice(&f.into_data().unwrap()),
+                Some(Err(e)) => break e,
+                None => panic!("k{i}: the damaged body ended without an error"),
+            }
+        };
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "k{i}: {err}");
+        assert_eq!(got.len(), good_frames * cachio_fjall::CHUNK_SIZE, "k{i}");
+        assert_eq!(
+            got,
+            expected[..got.len()],
+            "k{i}: wrong bytes before the error"
+        );
+        use http_body::Body;
+        assert!(body.is_end_stream());
+    }
+    // Each damaged entry was removed when its body failed: the next read is a miss.
+    store.run_pending_tasks().await.unwrap();
+    assert_eq!(check_all(&store).await, (4, 4, 0));
+}
+
+/// Bytes flipped in every file of the database, one file at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_files_give_errors_or_misses_never_wrong_bytes() {
+    let pristine = tempfile::tempdir().unwrap();
+    populate(pristine.path(), true).await;
+    let mut files = Vec::new();
+    list(pristine.path(), &mut files);
+    files.retain(|f| !f.ends_with("cachio-fjall.lock") && !f.ends_with("lock"));
+    assert!(files.len() > 5, "{files:?}");
+    let mut outcomes = std::collections::BTreeMap::new();
+    for file in &files {
+        let rel = file.strip_prefix(pristine.path()).unwrap();
+        if std::fs::metadata(file).unwrap().len() == 0 {
+            continue;
+        }
+        // Journals are preallocated: aim at the part that was written.
+        let written = std::fs::read(file)
+            .unwrap()
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(1, |p| p as u64 + 1);
+        let mut offsets = vec![written / 2, written.saturating_sub(9)];
+        offsets.dedup();
+        for at in offsets {
+            let copy = tempfile::tempdir().unwrap();
+            copy_dir(pristine.path(), copy.path());
+            let target = copy.path().join(rel);
+            let mut bytes = std::fs::read(&target).unwrap();
+            bytes[at as usize] ^= 0x5a;
+            std::fs::write(&target, bytes).unwrap();
+            let outcome = match FjallStore::open(copy.path()) {
+                Err(e) => format!("open failed ({:?})", e.kind()),
+                Ok(store) => {
+                    let (hits, misses, errors) = check_all(&store).await;
+                    store.run_pending_tasks().await.ok();
+                    format!("{hits} hits, {misses} misses, {errors} errors")
+                }
+            };
+            outcomes.insert(format!("{} @{at}", rel.display()), outcome);
+        }
+    }
+    for (file, outcome) in &outcomes {
+        eprintln!("{file}: {outcome}");
+    }
+}
+
+fn list(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            list(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

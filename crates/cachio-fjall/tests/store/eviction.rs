@@ -1,0 +1,132 @@
+//! The disk budget: eviction keeps the accounted size within it and the disk within the stated
+//! slack, and recently read entries survive.
+
+use crate::common;
+
+use std::time::Duration;
+
+use cachio_fjall::FjallStore;
+use common::{body, du, get, put};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_ten_times_the_budget_stays_within_it() {
+    const BUDGET: u64 = 8 << 20;
+    const SIZE: usize = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::builder(dir.path())
+        .budget_bytes(BUDGET)
+        .touch_interval(Duration::ZERO)
+        .open()
+        .unwrap();
+    let limit = BUDGET + store.disk_slack_bytes();
+    let hot: Vec<Vec<u8>> = (0..8).map(|i| body(i, 32 * 1024)).collect();
+    for (i, b) in hot.iter().enumerate() {
+        put(&store, &format!("hot/{i}"), "hot", b, 16 * 1024, None)
+            .await
+            .unwrap();
+    }
+    let (mut max_disk, mut max_du) = (0, 0);
+    let cold = (10 * BUDGET) as usize / SIZE;
+    for i in 0..cold {
+        let b = body(1000 + i as u64, SIZE);
+        put(&store, &format!("cold/{i}"), "cold", &b, 16 * 1024, None)
+            .await
+            .unwrap();
+        if i % 16 == 0 {
+            // Recently read entries are the last to go.
+            for (j, h) in hot.iter().enumerate() {
+                let (_, got) = get(&store, &format!("hot/{j}"))
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("hot/{j} was evicted after {i} writes"));
+                assert_eq!(&got.unwrap(), h);
+            }
+        }
+        if i % 32 == 0 {
+            store.run_pending_tasks().await.unwrap();
+            let tracked = store.tracked_bytes();
+            assert!(tracked <= BUDGET, "tracked {tracked} above the budget");
+            let (disk, used) = (store.disk_space().unwrap(), du(dir.path()));
+            assert!(disk <= limit, "fjall counts {disk} bytes, above {limit}");
+            assert!(
+                used <= limit,
+                "the directory takes {used} bytes, above {limit}"
+            );
+            max_disk = max_disk.max(disk);
+            max_du = max_du.max(used);
+        }
+    }
+    store.run_pending_tasks().await.unwrap();
+    eprintln!(
+        "wrote {} MiB into a {} MiB budget: at most {} MiB on disk by fjall's count, {} MiB allocated; limit {} MiB",
+        (cold * SIZE) >> 20,
+        BUDGET >> 20,
+        max_disk >> 20,
+        max_du >> 20,
+        limit >> 20
+    );
+    let tracked = store.tracked_bytes();
+    assert!(
+        tracked <= BUDGET && tracked > BUDGET * 3 / 4,
+        "tracked {tracked}"
+    );
+    let count = store.entry_count();
+    assert!(
+        (90..=140).contains(&count),
+        "{count} entries of at least 32 KiB, most of 64 KiB, in 8 MiB"
+    );
+    for j in 0..8 {
+        assert!(
+            get(&store, &format!("hot/{j}")).await.unwrap().is_some(),
+            "hot/{j} was evicted"
+        );
+    }
+    assert!(
+        get(&store, "cold/0").await.unwrap().is_none(),
+        "the oldest entry survived"
+    );
+    let newest = format!("cold/{}", cold - 1);
+    assert!(
+        get(&store, &newest).await.unwrap().is_some(),
+        "the newest entry was evicted"
+    );
+
+    // The accounting survives a restart.
+    drop(store);
+    let store = FjallStore::builder(dir.path())
+        .budget_bytes(BUDGET)
+        .open()
+        .unwrap();
+    assert_eq!(store.tracked_bytes(), tracked);
+    assert_eq!(store.entry_count(), count);
+
+    // A smaller budget takes effect at once.
+    drop(store);
+    let store = FjallStore::builder(dir.path())
+        .budget_bytes(BUDGET / 4)
+        .open()
+        .unwrap();
+    store.run_pending_tasks().await.unwrap();
+    assert!(store.tracked_bytes() <= BUDGET / 4);
+    assert!(get(&store, &newest).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_larger_than_the_budget_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::builder(dir.path())
+        .budget_bytes(100_000)
+        .max_object_size(100_000)
+        .open()
+        .unwrap();
+    put(&store, "small", "s", &body(1, 1000), 1000, None)
+        .await
+        .unwrap();
+    // The body fits the object limit, but with its key and record not the budget.
+    let e = put(&store, "big", "b", &body(2, 100_000), 10_000, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), cachio_core::store::ErrorKind::TooLarge);
+    assert!(get(&store, "big").await.unwrap().is_none());
+    assert!(get(&store, "small").await.unwrap().is_some());
+}

@@ -1,0 +1,104 @@
+//! The `cachio-gateway` binary: its help, a TOML file under command-line flags, and SIGTERM.
+
+use crate::support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{Origin, client, get, ok};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cachio-gateway");
+
+#[test]
+fn help_explains_every_option() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--upstream",
+        "--listen",
+        "--mode",
+        "--memory-mb",
+        "--disk-dir",
+        "--disk-mb",
+        "--max-object-mb",
+        "--cache-name",
+        "--purge-token",
+        "--config",
+        "--grace-secs",
+        "--default-ttl-secs",
+        "--rewrite-host",
+        "--upstream-timeout-secs",
+        "--tag-header",
+        "--workers",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_under_flags_and_a_graceful_sigterm() {
+    let origin = Origin::start(|_req| async { ok("max-age=60", "from the origin") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"{}\"\nlisten = \"127.0.0.1:0\"\ncache-name = \"from-file\"\nmemory-mb = 16\nworkers = 1\n",
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--cache-name", "from-flag"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the gateway logs its address").unwrap();
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let got = get(&client(), &format!("http://{addr}/cli")).await;
+    assert_eq!(got.body, "from the origin");
+    assert_eq!(
+        got.cache_status(),
+        "from-flag; fwd=uri-miss; fwd-status=200; stored"
+    );
+    assert_eq!(got.headers["via"], "1.1 from-flag");
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let log = log.join().unwrap().join("\n");
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(
+        log.contains("cachio_gateway::access") && log.contains("status=200"),
+        "one access line per request:\n{log}"
+    );
+}

@@ -1,0 +1,15 @@
+//! The gateway binary and router against a real origin on 127.0.0.1. The streaming test measures
+//! the process's peak memory, so it has a binary of its own (`tests/streaming.rs`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod coalescing;
+mod disk;
+mod protocol;
+mod purge;
+#[cfg(all(feature = "redis", feature = "cli"))]
+mod redis;
+mod shutdown;
+mod stale;

@@ -1,0 +1,233 @@
+//! RFC 9111 §4.2: freshness lifetime and age.
+
+use crate::support;
+
+use std::time::Duration;
+
+use cachio::CacheLayer;
+use support::{Harness, http_date, memory, ok};
+
+#[tokio::test]
+async fn rfc9111_4_2_1_max_age() {
+    let h = Harness::private(|_| ok("x").cc("max-age=100")).await;
+    h.get("/r").await;
+    h.advance(99);
+    let fresh = h.get("/r").await;
+    assert!(fresh.is_hit(), "{}", fresh.cache_status());
+    assert_eq!(h.count(), 1);
+    h.advance(2);
+    let stale = h.get("/r").await;
+    assert!(!stale.is_hit(), "{}", stale.cache_status());
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_5_2_2_10_s_maxage_in_shared_cache() {
+    let h = Harness::shared(|_| ok("x").cc("max-age=10, s-maxage=100")).await;
+    h.get("/r").await;
+    h.advance(50);
+    assert!(h.get("/r").await.is_hit());
+    h.advance(51);
+    assert!(!h.get("/r").await.is_hit());
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_5_2_2_10_s_maxage_ignored_by_private_cache() {
+    let h = Harness::private(|_| ok("x").cc("max-age=10, s-maxage=100")).await;
+    h.get("/r").await;
+    h.advance(5);
+    assert!(h.get("/r").await.is_hit());
+    h.advance(45);
+    assert!(!h.get("/r").await.is_hit());
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_5_2_2_10_s_maxage_alone_does_not_make_private_cache_store() {
+    // Only a shared cache treats s-maxage as explicit freshness; a 302 has no heuristic.
+    let h = Harness::private(|_| {
+        support::reply(302)
+            .header("location", "/x")
+            .cc("s-maxage=100")
+    })
+    .await;
+    h.get("/r").await;
+    assert!(!h.get("/r").await.is_hit());
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_4_2_1_expires_minus_date() {
+    // The origin's clock says the response is 20 s old already: fresh for 100 − 20 more.
+    let h = Harness::private(|_| {
+        ok("x")
+            .header("date", &http_date(-20))
+            .header("expires", &http_date(80))
+    })
+    .await;
+    let miss = h.get("/r").await;
+    assert!(
+        miss.cache_status().ends_with("stored"),
+        "{}",
+        miss.cache_status()
+    );
+    h.advance(79);
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(hit.age(), Some(99));
+    h.advance(2);
+    assert!(!h.get("/r").await.is_hit());
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_5_2_2_1_max_age_overrides_expires() {
+    let h =
+        Harness::private(|_| ok("x").cc("max-age=10").header("expires", &http_date(1000))).await;
+    h.get("/r").await;
+    h.advance(11);
+    assert!(!h.get("/r").await.is_hit());
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_5_3_invalid_expires_is_stale() {
+    let h = Harness::private(|s| {
+        let r = ok("x").header("expires", "0");
+        if s.path() == "/lm" {
+            // An invalid Expires is explicit (stale) freshness: no heuristic either.
+            r.header("last-modified", &http_date(-10 * 24 * 3600))
+        } else {
+            r
+        }
+    })
+    .await;
+    for path in ["/r", "/lm"] {
+        h.get(path).await;
+        let again = h.get(path).await;
+        assert!(!again.is_hit(), "{path}: {}", again.cache_status());
+    }
+    assert_eq!(h.count(), 4);
+}
+
+#[tokio::test]
+async fn rfc9111_4_2_2_heuristic_freshness_is_a_tenth_of_date_minus_last_modified() {
+    let h = Harness::private(|_| ok("x").header("last-modified", &http_date(-1000))).await;
+    h.get("/r").await;
+    h.advance(99);
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(hit.cache_status(), "cachio; hit; ttl=1");
+    h.advance(2);
+    assert!(!h.get("/r").await.is_hit());
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_4_2_2_heuristic_freshness_is_capped() {
+    let layer = CacheLayer::private(memory()).heuristic_max(Duration::from_secs(60));
+    let h = Harness::with(layer, |_| {
+        ok("x").header("last-modified", &http_date(-100 * 24 * 3600))
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(59);
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(hit.cache_status(), "cachio; hit; ttl=1");
+    h.advance(2);
+    assert!(!h.get("/r").await.is_hit());
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_4_2_2_no_heuristic_without_last_modified() {
+    let h = Harness::private(|_| ok("x")).await;
+    let miss = h.get("/r").await;
+    assert!(
+        !miss.cache_status().contains("stored"),
+        "{}",
+        miss.cache_status()
+    );
+    assert!(!h.get("/r").await.is_hit());
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc8246_immutable_not_revalidated_on_reload() {
+    let h = Harness::private(|s| {
+        if s.path() == "/immutable" {
+            ok("x").cc("max-age=100, immutable")
+        } else {
+            ok("x").cc("max-age=100")
+        }
+    })
+    .await;
+    let reload = |p: &str| h.req(p).header("cache-control", "max-age=0");
+    h.get("/immutable").await;
+    h.advance(10);
+    let hit = h.send(reload("/immutable")).await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(h.count(), 1);
+    h.get("/mutable").await;
+    h.advance(10);
+    assert!(!h.send(reload("/mutable")).await.is_hit());
+    assert_eq!(h.count(), 3);
+}
+
+#[tokio::test]
+async fn rfc9111_4_2_3_age_is_resident_time() {
+    let h = Harness::private(|_| ok("x").cc("max-age=100")).await;
+    let miss = h.get("/r").await;
+    assert_eq!(miss.age(), None);
+    let hit = h.get("/r").await;
+    assert_eq!(hit.age(), Some(0));
+    h.advance(7);
+    let hit = h.get("/r").await;
+    assert_eq!(hit.age(), Some(7));
+    assert_eq!(hit.cache_status(), "cachio; hit; ttl=93");
+}
+
+#[tokio::test]
+async fn rfc9111_4_2_3_age_adds_upstream_age() {
+    let h = Harness::private(|_| ok("x").cc("max-age=100").header("age", "30")).await;
+    let miss = h.get("/r").await;
+    assert_eq!(
+        miss.age(),
+        Some(30),
+        "the upstream Age passes through a miss"
+    );
+    h.advance(5);
+    let hit = h.get("/r").await;
+    assert_eq!(hit.age(), Some(35));
+    assert_eq!(hit.all("age").len(), 1);
+    h.advance(65);
+    assert!(!h.get("/r").await.is_hit(), "30 + 70 s is no longer fresh");
+}
+
+#[tokio::test]
+async fn rfc9111_4_2_3_apparent_age_from_date() {
+    let h = Harness::private(|_| ok("x").cc("max-age=100").header("date", &http_date(-40))).await;
+    h.get("/r").await;
+    h.advance(3);
+    let hit = h.get("/r").await;
+    assert_eq!(hit.age(), Some(43));
+    assert_eq!(hit.cache_status(), "cachio; hit; ttl=57");
+}
+
+#[tokio::test]
+async fn rfc9111_4_2_3_age_includes_response_delay() {
+    // The origin takes 4 s to answer and says the response was 10 s old when it left it.
+    let h = Harness::private(|_| {
+        ok("x")
+            .cc("max-age=100")
+            .header("age", "10")
+            .slow(Duration::from_secs(4))
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(1);
+    let hit = h.get("/r").await;
+    assert_eq!(hit.age(), Some(15));
+}

@@ -1,0 +1,156 @@
+//! RFC 9111 §4.4: unsafe methods invalidate stored responses.
+
+use crate::support;
+
+use cachio::CacheLayer;
+use support::{Harness, Seen, memory, ok, reply};
+
+/// GETs are cacheable and numbered; other methods answer with what `unsafe_reply` gives.
+fn origin(unsafe_reply: fn(&Seen) -> support::Reply) -> impl Fn(&Seen) -> support::Reply {
+    move |s| {
+        if s.method == "GET" {
+            reply(200)
+                .cc("max-age=100")
+                .body(format!("{} #{}", s.path(), s.n))
+        } else {
+            unsafe_reply(s)
+        }
+    }
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_unsafe_methods_invalidate_target_uri() {
+    let h = Harness::private(origin(|_| reply(204))).await;
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let before = h.get("/r").await;
+        assert!(h.get("/r").await.is_hit(), "{method}");
+        let res = h.send(h.req("/r").method(method)).await;
+        assert_eq!(res.status, 204);
+        assert_eq!(res.cache_status(), "cachio; fwd=method; fwd-status=204");
+        let after = h.get("/r").await;
+        assert!(!after.is_hit(), "{method}: {}", after.cache_status());
+        assert_ne!(after.body, before.body, "{method}");
+    }
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_invalidation_targets_only_that_uri() {
+    let h = Harness::private(origin(|_| reply(200))).await;
+    h.get("/r").await;
+    h.get("/r?q=1").await;
+    h.get("/other").await;
+    h.send(h.req("/r").method("POST")).await;
+    assert!(!h.get("/r").await.is_hit());
+    assert!(h.get("/r?q=1").await.is_hit());
+    assert!(h.get("/other").await.is_hit());
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_same_origin_location_and_content_location_invalidated() {
+    let h = Harness::private(|s| {
+        if s.method == "GET" {
+            reply(200).cc("max-age=100").body(format!("#{}", s.n))
+        } else {
+            let port = s
+                .header("host")
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .to_owned();
+            reply(201).header("location", "/created").header(
+                "content-location",
+                &format!("http://127.0.0.1:{port}/described"),
+            )
+        }
+    })
+    .await;
+    for path in ["/created", "/described", "/untouched"] {
+        h.get(path).await;
+        assert!(h.get(path).await.is_hit());
+    }
+    let res = h.send(h.req("/collection").method("POST")).await;
+    assert_eq!(res.status, 201);
+    assert!(!h.get("/created").await.is_hit());
+    assert!(!h.get("/described").await.is_hit());
+    assert!(h.get("/untouched").await.is_hit());
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_cross_origin_location_not_invalidated() {
+    // Two origins behind caches sharing one store.
+    let store = memory();
+    let other = Harness::with(CacheLayer::private(store.clone()), origin(|_| reply(200))).await;
+    other.get("/a").await;
+    let other_url = other.url("/a");
+    let h = Harness::with(CacheLayer::private(store), move |s| {
+        if s.method == "GET" {
+            reply(200).cc("max-age=100").body("x")
+        } else {
+            reply(200)
+                .header("location", &other_url)
+                .header("content-location", &other_url)
+        }
+    })
+    .await;
+    h.get("/a").await;
+    h.send(h.req("/a").method("POST")).await;
+    assert!(
+        !h.get("/a").await.is_hit(),
+        "the target itself is invalidated"
+    );
+    let hit = other.get("/a").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(other.count(), 1);
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_error_response_does_not_invalidate() {
+    let h = Harness::private(|s| match (s.method.as_str(), s.path()) {
+        ("GET", _) => ok("x").cc("max-age=100"),
+        (_, "/r404") => reply(404),
+        _ => reply(500),
+    })
+    .await;
+    for path in ["/r404", "/r500"] {
+        h.get(path).await;
+        let res = h.send(h.req(path).method("DELETE")).await;
+        assert!(res.status.is_client_error() || res.status.is_server_error());
+        let hit = h.get(path).await;
+        assert!(hit.is_hit(), "{path}: {}", hit.cache_status());
+    }
+    assert_eq!(h.count(), 4);
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_invalidation_removes_every_variant() {
+    let h = Harness::private(|s| {
+        if s.method == "GET" {
+            let lang = s.header("accept-language").unwrap_or("none").to_owned();
+            reply(200)
+                .cc("max-age=100")
+                .header("vary", "accept-language")
+                .body(lang)
+        } else {
+            reply(204)
+        }
+    })
+    .await;
+    let get = |lang: &str| h.send(h.req("/r").header("accept-language", lang));
+    get("en").await;
+    get("de").await;
+    assert!(get("en").await.is_hit());
+    assert!(get("de").await.is_hit());
+    h.send(h.req("/r").method("PUT")).await;
+    assert!(!get("en").await.is_hit());
+    assert!(!get("de").await.is_hit());
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_safe_methods_do_not_invalidate() {
+    let h = Harness::private(origin(|_| reply(200))).await;
+    h.get("/r").await;
+    let res = h.send(h.req("/r").method("OPTIONS")).await;
+    assert_eq!(res.cache_status(), "cachio; fwd=method; fwd-status=200");
+    assert!(h.get("/r").await.is_hit());
+}

@@ -1,0 +1,165 @@
+//! Per-request cache modes (`CacheMode`, after the Fetch standard's request cache modes).
+
+use crate::support;
+
+use cachio::CacheMode;
+use support::{Harness, ok, reply};
+
+/// Numbered `max-age=10` responses with an ETag; `304` to a matching validation.
+async fn numbered() -> Harness {
+    Harness::private(|s| {
+        if s.header("if-none-match") == Some("\"1\"") {
+            reply(304).cc("max-age=10").header("etag", "\"1\"")
+        } else {
+            reply(200)
+                .cc("max-age=10")
+                .header("etag", &format!("\"{}\"", s.n))
+                .body(format!("#{}", s.n))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mode_default_follows_http_rules() {
+    let h = numbered().await;
+    let req = || h.req("/r").extension(CacheMode::Default);
+    assert_eq!(h.send(req()).await.text(), "#1");
+    assert!(h.send(req()).await.is_hit());
+    h.advance(20);
+    let res = h.send(req()).await;
+    assert!(
+        res.cache_status().contains("fwd=stale"),
+        "{}",
+        res.cache_status()
+    );
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn mode_no_store_neither_reads_nor_writes() {
+    let h = numbered().await;
+    h.get("/r").await;
+    let res = h.send(h.req("/r").extension(CacheMode::NoStore)).await;
+    assert_eq!(res.text(), "#2");
+    assert_eq!(res.cache_status(), "cachio; fwd=bypass; fwd-status=200");
+    assert!(h.origin.last().header("if-none-match").is_none());
+    // The stored response is still #1.
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit());
+    assert_eq!(hit.text(), "#1");
+    // And on a miss nothing is written.
+    h.send(h.req("/other").extension(CacheMode::NoStore)).await;
+    assert!(!h.get("/other").await.is_hit());
+    assert_eq!(h.count(), 4);
+}
+
+#[tokio::test]
+async fn mode_reload_does_not_read_but_writes() {
+    let h = numbered().await;
+    h.get("/r").await;
+    let res = h.send(h.req("/r").extension(CacheMode::Reload)).await;
+    assert_eq!(res.text(), "#2");
+    assert!(
+        h.origin.last().header("if-none-match").is_none(),
+        "a reload is unconditional"
+    );
+    assert_eq!(
+        res.cache_status(),
+        "cachio; fwd=request; fwd-status=200; stored"
+    );
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit());
+    assert_eq!(hit.text(), "#2");
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn mode_no_cache_validates_fresh_response() {
+    let h = numbered().await;
+    h.get("/r").await;
+    let res = h.send(h.req("/r").extension(CacheMode::NoCache)).await;
+    assert_eq!(h.count(), 2);
+    assert_eq!(h.origin.last().header("if-none-match"), Some("\"1\""));
+    assert_eq!(res.text(), "#1");
+    assert_eq!(
+        res.cache_status(),
+        "cachio; fwd=request; fwd-status=304; ttl=10"
+    );
+}
+
+#[tokio::test]
+async fn mode_force_cache_uses_stale_response() {
+    let h = numbered().await;
+    h.get("/r").await;
+    h.advance(1000);
+    let res = h.send(h.req("/r").extension(CacheMode::ForceCache)).await;
+    assert!(res.is_hit(), "{}", res.cache_status());
+    assert_eq!(res.text(), "#1");
+    assert_eq!(res.age(), Some(1000));
+    assert_eq!(h.count(), 1);
+    // Nothing stored: it goes to the origin, and stores.
+    let res = h.send(h.req("/new").extension(CacheMode::ForceCache)).await;
+    assert_eq!(res.text(), "#2");
+    assert!(
+        h.send(h.req("/new").extension(CacheMode::ForceCache))
+            .await
+            .is_hit()
+    );
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn mode_only_if_cached_gateway_timeout_on_miss() {
+    let h = numbered().await;
+    let res = h.send(h.req("/r").extension(CacheMode::OnlyIfCached)).await;
+    assert_eq!(res.status, 504);
+    assert!(res.body.is_empty());
+    assert_eq!(h.count(), 0);
+    h.get("/r").await;
+    h.advance(1000);
+    let res = h.send(h.req("/r").extension(CacheMode::OnlyIfCached)).await;
+    assert_eq!(
+        res.status, 200,
+        "any stored response, whatever its freshness"
+    );
+    assert_eq!(res.text(), "#1");
+    assert_eq!(h.count(), 1);
+}
+
+#[tokio::test]
+async fn mode_only_if_cached_gateway_timeout_on_vary_miss() {
+    let h = Harness::private(|_| ok("x").cc("max-age=100").header("vary", "accept-language")).await;
+    h.send(h.req("/r").header("accept-language", "en")).await;
+    let res = h
+        .send(
+            h.req("/r")
+                .header("accept-language", "de")
+                .extension(CacheMode::OnlyIfCached),
+        )
+        .await;
+    assert_eq!(res.status, 504);
+    assert_eq!(h.count(), 1);
+}
+
+#[tokio::test]
+async fn mode_no_store_unsafe_request_still_invalidates() {
+    // RFC 9111 §4.4 protects every later request, whatever this one's mode.
+    let h = Harness::private(|s| {
+        if s.method == "GET" {
+            reply(200).cc("max-age=100").body(format!("#{}", s.n))
+        } else {
+            reply(204)
+        }
+    })
+    .await;
+    h.get("/r").await;
+    let res = h
+        .send(h.req("/r").method("POST").extension(CacheMode::NoStore))
+        .await;
+    assert_eq!(res.status, 204);
+    assert_eq!(res.cache_status(), "cachio; fwd=bypass; fwd-status=204");
+    let after = h.get("/r").await;
+    assert!(!after.is_hit(), "{}", after.cache_status());
+    assert_eq!(after.text(), "#3");
+}

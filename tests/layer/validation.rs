@@ -1,0 +1,321 @@
+//! RFC 9111 §4.3: validation, 304 merging, and conditional requests answered from the cache.
+
+use crate::support;
+
+use support::{Harness, http_date, ok, reply};
+
+#[tokio::test]
+async fn rfc9111_4_3_1_stale_etag_sends_if_none_match_and_304_serves_stored() {
+    let h = Harness::private(|s| {
+        if s.n == 1 {
+            ok("the stored body")
+                .cc("max-age=10")
+                .header("etag", "\"v1\"")
+                .header("x-version", "1")
+        } else {
+            reply(304)
+                .header("etag", "\"v1\"")
+                .cc("max-age=100")
+                .header("x-version", "2")
+                .header("x-new", "added")
+        }
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let res = h.get("/r").await;
+    assert_eq!(h.count(), 2);
+    let seen = h.origin.last();
+    assert_eq!(seen.header("if-none-match"), Some("\"v1\""));
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), "the stored body");
+    assert_eq!(
+        res.header("x-version"),
+        Some("2"),
+        "304 fields replace stored ones"
+    );
+    assert_eq!(res.header("x-new"), Some("added"), "304 fields are added");
+    assert_eq!(res.header("cache-control"), Some("max-age=100"));
+    assert_eq!(res.header("content-length"), Some("15"));
+    assert_eq!(
+        res.cache_status(),
+        "cachio; fwd=stale; fwd-status=304; ttl=100"
+    );
+    // The entry is fresh again with the new lifetime.
+    h.advance(90);
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(hit.text(), "the stored body");
+    assert_eq!(hit.header("x-new"), Some("added"));
+    assert_eq!(hit.age(), Some(90));
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_1_last_modified_sends_if_modified_since() {
+    let lm = http_date(-3600);
+    let h = Harness::private(move |s| {
+        if s.header("if-modified-since").is_some() {
+            // The 304 names the validator it selects (RFC 9111 §4.3.4).
+            reply(304).cc("max-age=10").header("last-modified", &lm)
+        } else {
+            ok("body").cc("max-age=10").header("last-modified", &lm)
+        }
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let res = h.get("/r").await;
+    assert_eq!(h.count(), 2);
+    assert_eq!(
+        h.origin.last().header("if-modified-since"),
+        Some(http_date(-3600).as_str())
+    );
+    assert_eq!(h.origin.last().header("if-none-match"), None);
+    assert_eq!(res.text(), "body");
+    assert!(
+        res.cache_status().contains("fwd-status=304"),
+        "{}",
+        res.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_3_full_response_replaces_entry() {
+    let h = Harness::private(|s| {
+        let body = if s.n == 1 {
+            "version one"
+        } else {
+            "version two"
+        };
+        ok(body)
+            .cc("max-age=10")
+            .header("etag", &format!("\"v{}\"", s.n.min(2)))
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let res = h.get("/r").await;
+    assert_eq!(h.origin.last().header("if-none-match"), Some("\"v1\""));
+    assert_eq!(res.text(), "version two");
+    assert_eq!(
+        res.cache_status(),
+        "cachio; fwd=stale; fwd-status=200; stored"
+    );
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(hit.text(), "version two");
+    assert_eq!(hit.header("etag"), Some("\"v2\""));
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_2_client_if_none_match_on_fresh_entry_answered_from_cache() {
+    let h = Harness::private(|_| ok("body").cc("max-age=100").header("etag", "\"abc\"")).await;
+    h.get("/r").await;
+    // Weak comparison: W/"abc" matches "abc".
+    for tag in ["\"abc\"", "W/\"abc\"", "\"zzz\", W/\"abc\"", "*"] {
+        let res = h.send(h.req("/r").header("if-none-match", tag)).await;
+        assert_eq!(res.status, 304, "{tag}");
+        assert!(res.body.is_empty());
+        assert_eq!(res.header("etag"), Some("\"abc\""));
+        assert!(res.is_hit(), "{}", res.cache_status());
+    }
+    let res = h
+        .send(h.req("/r").header("if-none-match", "\"other\""))
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), "body");
+    assert_eq!(h.count(), 1);
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_2_client_if_modified_since_on_fresh_entry_answered_from_cache() {
+    let h = Harness::private(|_| {
+        ok("body")
+            .cc("max-age=100")
+            .header("last-modified", &http_date(-100))
+    })
+    .await;
+    h.get("/r").await;
+    let res = h
+        .send(h.req("/r").header("if-modified-since", &http_date(-50)))
+        .await;
+    assert_eq!(res.status, 304);
+    let res = h
+        .send(h.req("/r").header("if-modified-since", &http_date(-200)))
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), "body");
+    assert_eq!(h.count(), 1);
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_2_client_condition_not_forwarded_when_cache_validates() {
+    // The client's own validator is for its copy; the cache validates its own entry.
+    let h = Harness::private(|s| {
+        if s.header("if-none-match") == Some("\"v1\"") {
+            reply(304).header("etag", "\"v1\"").cc("max-age=10")
+        } else {
+            ok("body").header("etag", "\"v1\"").cc("max-age=10")
+        }
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let res = h.send(h.req("/r").header("if-none-match", "\"old\"")).await;
+    assert_eq!(h.origin.last().header("if-none-match"), Some("\"v1\""));
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), "body");
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
+async fn rfc9111_3_2_multi_valued_fields_after_304_merge() {
+    let h = Harness::private(|s| match s.n {
+        1 => ok("x")
+            .cc("max-age=10")
+            .header("etag", "\"v1\"")
+            .header("set-cookie", "a=1")
+            .header("set-cookie", "b=2")
+            .header("link", "</a.css>; rel=preload")
+            .header("link", "</b.js>; rel=preload"),
+        // A 304 without the multi-valued fields keeps them whole.
+        2 => reply(304).header("etag", "\"v1\"").cc("max-age=10"),
+        // A 304 with new lines for one of them replaces all of its lines.
+        _ => reply(304)
+            .header("etag", "\"v1\"")
+            .cc("max-age=10")
+            .header("link", "</c.css>; rel=preload")
+            .header("link", "</d.js>; rel=preload"),
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let res = h.get("/r").await;
+    assert!(res.cache_status().contains("fwd-status=304"));
+    assert_eq!(res.all("set-cookie"), ["a=1", "b=2"]);
+    assert_eq!(
+        res.all("link"),
+        ["</a.css>; rel=preload", "</b.js>; rel=preload"]
+    );
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit());
+    assert_eq!(hit.all("set-cookie"), ["a=1", "b=2"]);
+    assert_eq!(
+        hit.all("link"),
+        ["</a.css>; rel=preload", "</b.js>; rel=preload"]
+    );
+    h.advance(20);
+    let res = h.get("/r").await;
+    assert_eq!(h.count(), 3);
+    assert_eq!(res.all("set-cookie"), ["a=1", "b=2"]);
+    assert_eq!(
+        res.all("link"),
+        ["</c.css>; rel=preload", "</d.js>; rel=preload"]
+    );
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit());
+    assert_eq!(
+        hit.all("link"),
+        ["</c.css>; rel=preload", "</d.js>; rel=preload"]
+    );
+    assert_eq!(h.count(), 3);
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_4_304_for_another_representation_refetches() {
+    let h = Harness::private(|s| match s.n {
+        1 => ok("one").cc("max-age=10").header("etag", "\"a\""),
+        // A 304 whose strong validator is not the stored one does not select it.
+        2 => reply(304).header("etag", "\"b\"").cc("max-age=10"),
+        _ => ok("two").cc("max-age=10").header("etag", "\"b\""),
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let res = h.get("/r").await;
+    assert_eq!(h.count(), 3);
+    assert_eq!(
+        h.origin.last().header("if-none-match"),
+        None,
+        "the retry is unconditional"
+    );
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), "two");
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit());
+    assert_eq!(hit.text(), "two");
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_head_on_stale_entry_validates_with_get() {
+    let h = Harness::private(|s| {
+        if s.header("if-none-match").is_some() {
+            reply(304).header("etag", "\"v1\"").cc("max-age=10")
+        } else {
+            ok("body").header("etag", "\"v1\"").cc("max-age=10")
+        }
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let head = h.send(h.req("/r").method("HEAD")).await;
+    assert_eq!(h.count(), 2);
+    assert_eq!(h.origin.last().method, "GET");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit());
+    assert_eq!(hit.text(), "body");
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_3_head_on_stale_entry_with_new_representation() {
+    // The cache validates with a GET; a full 200 answers the HEAD without its body and replaces
+    // the stored response (it is a response to a GET).
+    let h = Harness::private(|s| {
+        let body = if s.n == 1 {
+            "version one"
+        } else {
+            "version two!"
+        };
+        ok(body)
+            .cc("max-age=10")
+            .header("etag", &format!("\"v{}\"", s.n))
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let head = h.send(h.req("/r").method("HEAD")).await;
+    assert_eq!(h.origin.last().method, "GET");
+    assert_eq!(head.status, 200);
+    assert!(
+        head.body.is_empty(),
+        "a HEAD response has no body: {:?}",
+        head.body
+    );
+    assert_eq!(head.header("etag"), Some("\"v2\""));
+    assert_eq!(head.header("content-length"), Some("12"));
+    // The body is stored by a task of its own: wait for it, without asking the origin.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let hit = h
+            .send(
+                h.req("/r")
+                    .header("cache-control", "only-if-cached, max-stale"),
+            )
+            .await;
+        assert!(hit.is_hit(), "{}", hit.cache_status());
+        if hit.text() == "version two!" {
+            break;
+        }
+        assert_eq!(hit.text(), "version one");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new response was never stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(h.count(), 2);
+}
