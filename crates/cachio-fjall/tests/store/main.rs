@@ -8,6 +8,7 @@ mod common;
 mod corruption;
 mod eviction;
 mod expiry;
+mod full_disk;
 mod persistence;
 mod storage;
 mod writer;
