@@ -249,6 +249,39 @@ async fn rfc9111_4_3_4_304_for_another_representation_refetches() {
 }
 
 #[tokio::test]
+async fn rfc9111_4_3_4_a_304_without_validators_answers_the_cache_s_own_validation() {
+    // Against RFC 9110 §15.4.5 the origin leaves the validators out of its 304s. The cache's
+    // request carried the stored response's own validators, so the 304 can only be about it.
+    let h = Harness::private(|s| match s.n {
+        1 => ok("stored")
+            .cc("max-age=10")
+            .header("etag", "\"a\"")
+            .header("last-modified", &http_date(-3600)),
+        _ => reply(304).cc("max-age=100").header("x-fresh", "yes"),
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let res = h.get("/r").await;
+    assert_eq!(h.count(), 2, "no second, unconditional request");
+    assert_eq!(h.origin.last().header("if-none-match"), Some("\"a\""));
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), "stored");
+    assert_eq!(res.header("x-fresh"), Some("yes"));
+    assert_eq!(
+        res.header("etag"),
+        Some("\"a\""),
+        "the stored validator is kept"
+    );
+    // Freshened with the 304's lifetime.
+    h.advance(90);
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(hit.text(), "stored");
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
 async fn rfc9111_4_3_head_on_stale_entry_validates_with_get() {
     let h = Harness::private(|s| {
         if s.header("if-none-match").is_some() {

@@ -791,6 +791,13 @@ fn validation_parts(
 
 /// Freshens a stored response with a 304 (RFC 9111 §4.3.4) and writes it back. `None` when the
 /// 304 does not select the stored response.
+///
+/// The 304 answers the validation request, which carried this stored response's own validators
+/// whenever it has any (`validation_parts`). A 304 that carries no validator at all (against RFC
+/// 9110 §15.4.5, yet common) can then only be about this response, so it selects it, as if it
+/// had repeated the stored validators; fetching the response again would cost the origin a
+/// second request for what it has just said is unchanged. A 304 with a different validator still
+/// selects nothing.
 async fn apply_not_modified<St: Store>(
     cx: &Ctx<St>,
     stored: &ResponseMeta,
@@ -799,6 +806,20 @@ async fn apply_not_modified<St: Store>(
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Option<Arc<Meta>> {
+    let repeated;
+    let headers_304 =
+        if policy::has_validators(stored.headers()) && !policy::has_validators(headers_304) {
+            let mut h = headers_304.clone();
+            for name in [header::ETAG, header::LAST_MODIFIED] {
+                for value in stored.headers().get_all(&name) {
+                    h.append(name.clone(), value.clone());
+                }
+            }
+            repeated = h;
+            &repeated
+        } else {
+            headers_304
+        };
     let merged =
         cx.config
             .policy

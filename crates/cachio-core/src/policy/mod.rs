@@ -235,7 +235,10 @@ impl Policy {
         if method != Method::GET {
             return Err(NotStorable::Method);
         }
+        // RFC 9110 §15: codes outside 100..=599 are invalid; such a response is passed on, never
+        // stored.
         if status.is_informational()
+            || status.as_u16() > 599
             || status == StatusCode::PARTIAL_CONTENT
             || status == StatusCode::NOT_MODIFIED
         {

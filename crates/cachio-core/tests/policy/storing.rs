@@ -48,6 +48,15 @@ fn rfc9111_3_status_must_be_final() {
 }
 
 #[test]
+fn rfc9110_15_a_status_code_outside_100_to_599_is_invalid_and_not_stored() {
+    let p = Policy::shared();
+    let resp = [("cache-control", "max-age=60")];
+    assert_eq!(get(&p, 600, &resp), Err(NotStorable::Status));
+    assert_eq!(get(&p, 999, &resp), Err(NotStorable::Status));
+    assert_eq!(get(&p, 599, &resp), Ok(()));
+}
+
+#[test]
 fn rfc9111_3_partial_and_not_modified_are_not_understood_so_not_stored() {
     let p = Policy::shared();
     let resp = [("cache-control", "max-age=60")];
