@@ -438,7 +438,10 @@ impl Store for MokaStore {
             .shared
             .cache
             .iter()
-            .filter(|(key, entry)| matches(key, &entry.meta))
+            // Each entry's metadata is shown as a copy, so that a predicate that reads
+            // `ResponseMeta::headers` builds that map in the copy, not in the stored entry (which
+            // would then take more memory than it was weighed at).
+            .filter(|(key, entry)| matches(key, &Meta::clone(&entry.meta)))
             .map(|(key, _)| key)
             .collect();
         for key in &doomed {
