@@ -2,8 +2,8 @@
 //!
 //! A [`HeaderMap`] takes about 100 bytes per line besides the name and value bytes (its bucket, the
 //! value's handle, the hash table), more than a small response's whole header section. [`Fields`]
-//! keeps every line in one shared buffer instead: a table of six to eight bytes per line (the
-//! name as an index into the standard names, or its bytes for another name), then the names that
+//! keeps every line in one shared buffer instead: a table of two or three bytes per line (the
+//! name as an index into the standard names, the value's length), then the names that
 //! are not standard and the values. A map is built from it when a response is served; its values
 //! are slices of the buffer, so no value byte is copied.
 
@@ -95,8 +95,29 @@ static STANDARD: [HeaderName; 79] = [
 
 /// The code of a name that is not in [`STANDARD`]: its bytes follow in the data.
 const OTHER: u8 = u8::MAX;
-/// Flag: the value is sensitive ([`HeaderValue::is_sensitive`]).
-const SENSITIVE: u8 = 1;
+
+/// Appends `n` as a LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads a LEB128 varint at `*at`.
+fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
 
 fn code(name: &HeaderName) -> u8 {
     STANDARD
@@ -180,18 +201,22 @@ impl<'a> Line<'a> {
 impl Fields {
     /// Packs every line of `map`, in its order.
     pub fn from_map(map: &HeaderMap) -> Self {
-        let mut table = Vec::with_capacity(map.len() * 6);
+        // Per line: the name's code, the name's length for a name that is not standard, then the
+        // value's length and its sensitivity (the low bit), as varints.
+        let mut table = Vec::with_capacity(map.len() * 3);
         let mut data_len = 0;
         for (name, value) in map {
             let code = code(name);
             table.push(code);
-            table.push(if value.is_sensitive() { SENSITIVE } else { 0 });
             if code == OTHER {
                 let n = name.as_str().len();
-                table.extend_from_slice(&(n as u16).to_le_bytes());
+                put_varint(&mut table, n as u64);
                 data_len += n;
             }
-            table.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            put_varint(
+                &mut table,
+                (value.len() as u64) << 1 | u64::from(value.is_sensitive()),
+            );
             data_len += value.len();
         }
         let mut block = BytesMut::with_capacity(table.len() + data_len);
@@ -227,20 +252,22 @@ impl Fields {
     /// Every line, in order.
     pub fn iter(&self) -> impl Iterator<Item = Line<'_>> + '_ {
         let block = &self.block[..];
-        let (mut t, mut d) = (0usize, self.table as usize);
+        let table = self.table as usize;
+        let (mut t, mut d) = (0usize, table);
         std::iter::from_fn(move || {
-            let head = block.get(t..(self.table as usize))?;
-            let (&code, rest) = head.split_first()?;
-            let (&flags, mut rest) = rest.split_first()?;
-            t += 2;
-            let mut name_len = 0;
-            if code == OTHER {
-                name_len = usize::from(u16::from_le_bytes(rest.get(..2)?.try_into().ok()?));
-                rest = &rest[2..];
-                t += 2;
+            if t >= table {
+                return None;
             }
-            let value_len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-            t += 4;
+            let code = block[t];
+            t += 1;
+            let name_len = if code == OTHER {
+                varint(block, &mut t)? as usize
+            } else {
+                0
+            };
+            let len_flag = varint(block, &mut t)?;
+            let value_len = (len_flag >> 1) as usize;
+            let flags = len_flag & 1;
             let name = block.get(d..d + name_len)?;
             d += name_len;
             let at = d;
@@ -251,7 +278,7 @@ impl Fields {
                 name,
                 value,
                 at,
-                sensitive: flags & SENSITIVE != 0,
+                sensitive: flags == 1,
             })
         })
     }
