@@ -7,12 +7,14 @@
 //! - [`policy`] decides what may be stored, what is fresh, how to validate, what to invalidate,
 //!   and writes `Cache-Status` (RFC 9111, RFC 5861, RFC 9211, RFC 9213).
 //! - [`key`] computes cache keys.
-//! - [`meta`] is what a store keeps about an entry, with a versioned binary encoding.
+//! - [`meta`] is what a store keeps about an entry, with a versioned binary encoding; [`fields`]
+//!   packs a stored response's header fields.
 //! - [`store`] holds the [`Store`] and [`StoreWriter`] traits.
 //! - [`tiered`] makes two stores one: memory in front of disk or Redis.
 
 pub mod cache_control;
 pub mod clock;
+pub mod fields;
 pub mod key;
 pub mod meta;
 pub mod policy;

@@ -555,19 +555,20 @@ fn serve_stored<ResB, St: Store>(
     {
         (
             StatusCode::NOT_MODIFIED,
-            policy::not_modified_headers(stored.headers()),
+            policy::not_modified_headers(&stored.fields().to_header_map(0)),
             ResponseBody::empty(),
         )
     } else if parts.method == Method::HEAD {
         (
             stored.status(),
-            stored.headers().clone(),
+            // Room for `Age` and `Cache-Status`.
+            stored.fields().to_header_map(2),
             ResponseBody::empty(),
         )
     } else {
         (
             stored.status(),
-            stored.headers().clone(),
+            stored.fields().to_header_map(2),
             ResponseBody::cached(body),
         )
     };
@@ -768,7 +769,7 @@ fn validation_parts(
 ) -> request::Parts {
     let mut out = parts.clone();
     out.method = Method::GET;
-    let conditionals = policy::conditional_headers(stored.headers());
+    let conditionals = policy::conditional_headers(&stored.fields().to_header_map(0));
     if !conditionals.is_empty() || background {
         for name in [
             header::IF_NONE_MATCH,
@@ -1044,7 +1045,12 @@ async fn begin_capture<St: Store>(
     guard: Option<FlightGuard>,
     code: u16,
 ) -> Option<Capture<St>> {
-    let names = meta.parsed().vary.clone().unwrap_or_default();
+    let names = meta
+        .fields()
+        .get_all(&header::VARY)
+        .next()
+        .map(|_| vary::vary_names(&meta.fields().to_header_map(0)).unwrap_or_default())
+        .unwrap_or_default();
     let store = cx.store.clone();
     let primary = key.to_owned();
     let max_variants = cx.config.policy.variant_limit();

@@ -218,6 +218,26 @@ impl Policy {
         (std::borrow::Cow::Borrowed(&parsed.cache_control), false)
     }
 
+    /// The directives of a stored response this cache obeys, as [`Policy::response_directives`]
+    /// chooses them, from the values parsed when it was stored (a targeted field other than
+    /// `CDN-Cache-Control` is parsed from its fields).
+    pub fn stored_directives(&self, meta: &ResponseMeta) -> (meta::Directives, bool) {
+        let facts = meta.facts();
+        for name in &self.targeted_fields {
+            if *name == CDN_CACHE_CONTROL {
+                if let Some(cc) = facts.cdn_cache_control {
+                    return (cc, true);
+                }
+            } else if meta.fields().contains(name) {
+                let map = meta.fields().to_header_map(0);
+                if let Some(cc) = CacheControl::from_targeted_headers(&map, name) {
+                    return ((&cc).into(), true);
+                }
+            }
+        }
+        (facts.cache_control, false)
+    }
+
     // ---- storing (§3) -----------------------------------------------------------------------
 
     /// Whether a response to `req` may be stored (RFC 9111 §3).
@@ -322,14 +342,7 @@ impl Policy {
         }
         let names = parsed.vary.unwrap_or_default();
         let vary = vary::request_values(req_headers, &names);
-        ResponseMeta::new(
-            status,
-            version,
-            compact(&stored),
-            vary,
-            request_time,
-            response_time,
-        )
+        ResponseMeta::new(status, version, stored, vary, request_time, response_time)
     }
 
     // ---- freshness (§4.2) -------------------------------------------------------------------
@@ -340,15 +353,15 @@ impl Policy {
         if let Some(ttl) = meta.ttl_override() {
             return ttl;
         }
-        let parsed = meta.parsed();
-        let (cc, targeted) = self.response_directives(meta.headers(), parsed);
+        let parsed = meta.facts();
+        let (cc, targeted) = self.stored_directives(meta);
         if self.is_shared()
             && let Some(s) = cc.s_maxage
         {
-            return Duration::from_secs(s);
+            return Duration::from_secs(s.into());
         }
         if let Some(m) = cc.max_age {
-            return Duration::from_secs(m);
+            return Duration::from_secs(m.into());
         }
         if !targeted && let Some(expires) = parsed.expires {
             let Some(expires) = expires else {
@@ -360,8 +373,7 @@ impl Policy {
         // Heuristic freshness (§4.2.2) only where explicit freshness is absent and allowed.
         // A private cache may treat `private` as marking the response explicitly cacheable too
         // (§5.2.2.7).
-        let marked =
-            cc.public || (!self.is_shared() && (cc.private || !cc.private_fields.is_empty()));
+        let marked = cc.public || (!self.is_shared() && (cc.private || cc.private_fields));
         if self.heuristic_percent > 0
             && (heuristically_cacheable(meta.status()) || marked)
             && let Some(lm) = parsed.last_modified
@@ -380,14 +392,14 @@ impl Policy {
 
     /// The current age of a stored response at `now` (RFC 9111 §4.2.3).
     pub fn current_age(&self, meta: &ResponseMeta, now: SystemTime) -> Duration {
-        let parsed = meta.parsed();
+        let parsed = meta.facts();
         let response_time = meta.response_time();
         let date = parsed.date.unwrap_or(response_time);
         let apparent_age = response_time.duration_since(date).unwrap_or(Duration::ZERO);
         let response_delay = response_time
             .duration_since(meta.request_time())
             .unwrap_or(Duration::ZERO);
-        let age_value = Duration::from_secs(parsed.age.unwrap_or(0));
+        let age_value = Duration::from_secs(parsed.age.unwrap_or(0).into());
         let corrected_age_value = age_value.saturating_add(response_delay);
         let corrected_initial_age = apparent_age.max(corrected_age_value);
         let resident_time = now.duration_since(response_time).unwrap_or(Duration::ZERO);
@@ -410,8 +422,7 @@ impl Policy {
     pub fn evaluate(&self, req: &CacheControl, meta: &ResponseMeta, now: SystemTime) -> Evaluation {
         let lifetime = self.freshness_lifetime(meta);
         let age = self.current_age(meta, now);
-        let parsed = meta.parsed();
-        let (cc, _) = self.response_directives(meta.headers(), parsed);
+        let (cc, _) = self.stored_directives(meta);
         let fresh = lifetime > age;
         let age_ok = req.max_age.is_none_or(|m| age <= Duration::from_secs(m))
             // RFC 8246: a fresh immutable response is not revalidated on a reload (max-age=0).
@@ -433,7 +444,7 @@ impl Policy {
                 // The client said how old a response it takes, and did not accept stale ones.
                 _ if req.max_age.is_some() => Verdict::Revalidate,
                 _ => match cc.stale_while_revalidate {
-                    Some(swr) if staleness <= Duration::from_secs(swr) => {
+                    Some(swr) if staleness <= Duration::from_secs(swr.into()) => {
                         Verdict::StaleWhileRevalidate
                     }
                     _ => Verdict::Revalidate,
@@ -449,7 +460,7 @@ impl Policy {
 
     /// Whether directives forbid serving the response stale (RFC 9111 §4.2.4): `must-revalidate`,
     /// and in a shared cache `proxy-revalidate` and `s-maxage`.
-    fn stale_forbidden(&self, cc: &CacheControl) -> bool {
+    fn stale_forbidden(&self, cc: &meta::Directives) -> bool {
         cc.no_cache
             || cc.must_revalidate
             || (self.is_shared() && (cc.proxy_revalidate || cc.s_maxage.is_some()))
@@ -460,13 +471,12 @@ impl Policy {
     pub fn stale_if_error(&self, req: &CacheControl, meta: &ResponseMeta, now: SystemTime) -> bool {
         let lifetime = self.freshness_lifetime(meta);
         let age = self.current_age(meta, now);
-        let parsed = meta.parsed();
-        let (cc, _) = self.response_directives(meta.headers(), parsed);
+        let (cc, _) = self.stored_directives(meta);
         if self.stale_forbidden(&cc) {
             return false;
         }
         let staleness = age.saturating_sub(lifetime);
-        let window = match (cc.stale_if_error, req.stale_if_error) {
+        let window = match (cc.stale_if_error.map(u64::from), req.stale_if_error) {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => a.or(b).unwrap_or(0),
         };
@@ -481,8 +491,7 @@ impl Policy {
     pub fn retention(&self, meta: &ResponseMeta, now: SystemTime) -> Duration {
         let lifetime = self.freshness_lifetime(meta);
         let age = self.current_age(meta, now);
-        let parsed = meta.parsed();
-        let (cc, _) = self.response_directives(meta.headers(), parsed);
+        let (cc, _) = self.stored_directives(meta);
         let remaining = lifetime.saturating_sub(age);
         let stale_window = if self.stale_forbidden(&cc) {
             0
@@ -494,11 +503,11 @@ impl Policy {
         let stale_window = if self.stale_forbidden(&cc) {
             Duration::ZERO
         } else {
-            Duration::from_secs(stale_window).max(self.grace)
+            Duration::from_secs(stale_window.into()).max(self.grace)
         };
         let mut keep =
             remaining.saturating_add(stale_window.saturating_sub(age.saturating_sub(lifetime)));
-        if has_validators(meta.headers()) {
+        if meta.fields().contains(&header::ETAG) || meta.fields().contains(&header::LAST_MODIFIED) {
             keep = keep.saturating_add(self.validator_retention);
         }
         if keep.is_zero() && self.stale_retention.is_zero() {
@@ -531,10 +540,10 @@ impl Policy {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Option<ResponseMeta> {
-        if !not_modified_selects(stored.headers(), headers_304) {
+        let mut merged = stored.fields().to_header_map(0);
+        if !not_modified_selects(&merged, headers_304) {
             return None;
         }
-        let mut merged = stored.headers().clone();
         let connection_listed = connection_fields(headers_304);
         let mut replaced: Vec<&HeaderName> = Vec::new();
         for (name, value) in headers_304 {
@@ -573,7 +582,7 @@ impl Policy {
         if !headers_304.contains_key(header::AGE) {
             merged.remove(header::AGE);
         }
-        Some(stored.with_headers(compact(&merged), request_time, response_time))
+        Some(stored.with_headers(merged, request_time, response_time))
     }
 }
 
@@ -751,10 +760,9 @@ pub fn conditional_headers(stored: &HeaderMap) -> Vec<(HeaderName, HeaderValue)>
 pub fn client_not_modified(req_headers: &HeaderMap, stored: &ResponseMeta) -> bool {
     if req_headers.contains_key(header::IF_NONE_MATCH) {
         let stored_tags: Vec<&[u8]> = stored
-            .headers()
-            .get_all(header::ETAG)
-            .iter()
-            .map(|v| opaque_tag(v.as_bytes()))
+            .fields()
+            .get_all(&header::ETAG)
+            .map(opaque_tag)
             .collect();
         return req_headers.get_all(header::IF_NONE_MATCH).iter().any(|v| {
             entity_tags(v.as_bytes()).any(|t| {
@@ -766,7 +774,7 @@ pub fn client_not_modified(req_headers: &HeaderMap, stored: &ResponseMeta) -> bo
         .get(header::IF_MODIFIED_SINCE)
         .and_then(meta::parse_http_date)
     {
-        let parsed = stored.parsed();
+        let parsed = stored.facts();
         // §4.3.2: without Last-Modified use Date, and without Date the time it was received.
         let last = parsed
             .last_modified
@@ -1075,33 +1083,4 @@ fn entity_tags(value: &[u8]) -> impl Iterator<Item = &[u8]> {
             }
         }
     })
-}
-
-/// Copies a header map into one sized to fit, with every value a slice of one shared buffer: a
-/// stored map neither keeps alive the (much larger) buffer its head was read into nor pays an
-/// allocation per value.
-fn compact(map: &HeaderMap) -> HeaderMap {
-    let total: usize = map.values().map(HeaderValue::len).sum();
-    let mut block = bytes::BytesMut::with_capacity(total);
-    for value in map.values() {
-        block.extend_from_slice(value.as_bytes());
-    }
-    let block = block.freeze();
-    // Room for the two fields every response served from the cache adds (`Age`, `Cache-Status`),
-    // so that adding them to a clone does not rebuild its hash table.
-    let mut out = HeaderMap::with_capacity(map.len() + 2);
-    let mut at = 0;
-    for (name, value) in map {
-        let end = at + value.len();
-        // The bytes were a valid value a moment ago, so this does not fail; keep the original if
-        // it somehow does.
-        let mut v =
-            HeaderValue::from_maybe_shared(block.slice(at..end)).unwrap_or_else(|_| value.clone());
-        v.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), v);
-        at = end;
-    }
-    // A clone's entry list is exactly as long as it needs to be (the original reserved a table's
-    // worth), while its hash table keeps the room.
-    out.clone()
 }
