@@ -1,5 +1,5 @@
-//! The body of a hit: its first chunks are read with the record, the rest a few at a time on
-//! tokio's blocking pool.
+//! The body of a hit: its first chunks are read with the record, the rest as it is polled, on
+//! the polling task or on tokio's blocking pool (see [`ReadMode`](crate::ReadMode)).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -17,12 +17,16 @@ use crate::engine::{Engine, ReadGuard};
 use crate::record::{self, Record};
 use crate::writer::Job;
 
-/// How many chunks one blocking read fetches. A body holds at most twice this many chunks: the
-/// ones it is handing out and the ones being read ahead.
-const READ_AHEAD: u32 = 4;
+/// How many chunks one read on the blocking pool fetches. A body holds at most twice this many
+/// chunks: the ones it is handing out and the ones being read ahead.
+pub(crate) const READ_AHEAD: u32 = 4;
 
-/// The first chunks of a body, read (and verified) on the blocking pool together with its
-/// record, so that a small body needs no further blocking call.
+/// How many chunks one read on the polling task fetches: one, so that a poll holds the task for
+/// the time of one chunk.
+pub(crate) const READ_INLINE: u32 = 1;
+
+/// The first chunks of a body, read (and verified) together with its record, so that a small
+/// body needs no further read.
 pub(crate) struct FirstRead {
     /// How many chunks were asked for.
     asked: u32,
@@ -42,13 +46,13 @@ impl FirstRead {
         }
     }
 
-    /// Reads the first [`READ_AHEAD`] chunks of `rec`'s body (the whole body if it has no
-    /// more). Runs on the blocking pool, with `rec`'s generation pinned by a [`ReadGuard`].
-    pub(crate) fn read(engine: &Engine, rec: &Record) -> Self {
+    /// Reads the first `n` chunks of `rec`'s body (the whole body if it has no more), with
+    /// `rec`'s generation pinned by a [`ReadGuard`].
+    pub(crate) fn read(engine: &Engine, rec: &Record, n: u32) -> Self {
         if rec.body_len == 0 || rec.chunks == 0 {
             return Self::none();
         }
-        let asked = READ_AHEAD.min(rec.chunks);
+        let asked = n.min(rec.chunks);
         let (chunks, error) = crate::engine::guarded("reading chunks", || {
             Ok(engine.read_chunks(rec.gen_id, 0, asked))
         })
@@ -63,20 +67,21 @@ impl FirstRead {
 
 /// The body of a [`FjallStore`](crate::FjallStore) hit.
 ///
-/// Its first [`READ_AHEAD`](crate#reads) chunks are read together with the entry's record (so
-/// a body of up to that many chunks is served with no further blocking call), the rest lazily,
-/// as many at a time, on tokio's blocking pool (never on the async executor). Each chunk's
-/// checksum is verified before its bytes are handed out, so a body of any size is served with
-/// a few hundred KiB of memory. A
-/// chunk that is missing or fails its checksum ends the body with an [`ErrorKind::Corrupt`]
-/// error: the bytes already handed out are correct, and no wrong byte ever follows. Its
-/// [`size_hint`](Body::size_hint) is exact.
+/// Its first chunks are read together with the entry's record, the rest as it is polled: one at
+/// a time on the polling task, or four at a time on tokio's blocking pool, read ahead while the
+/// previous ones are handed out, as the store's [`ReadMode`](crate::ReadMode) decides (see
+/// [Reads](crate#reads)). Each chunk's checksum is verified before its bytes are handed out,
+/// so a body of any size is served with a few hundred KiB of memory at most. A chunk that is
+/// missing or fails its checksum ends the body with an [`ErrorKind::Corrupt`] error: the bytes
+/// already handed out are correct, and no wrong byte ever follows. Its
+/// [`size_hint`](Body::size_hint) is exact. A read on the polling task takes a unit of tokio's
+/// cooperative budget, so a task that reads a long body yields to others now and then.
 ///
 /// While a body is alive its chunks stay on disk, even if the entry is overwritten, deleted or
 /// evicted meanwhile; they are deleted when the body is dropped.
 ///
 /// Polling a body needs a tokio runtime (with the blocking pool, as every multi- or
-/// current-thread runtime has).
+/// current-thread runtime has) whenever it reads on the blocking pool.
 ///
 /// # Example
 ///
@@ -161,7 +166,29 @@ impl FjallBody {
         body
     }
 
-    /// Starts reading the next chunks, if none are being read and some are left.
+    /// Reads the next chunk on the polling task, if the store reads inline now: `None` if it
+    /// does not, `Pending` if the task has used up its cooperative budget.
+    fn read_inline(&mut self, cx: &mut Context<'_>) -> Option<Poll<()>> {
+        let engine = self.guard.as_ref()?.engine();
+        let inline = engine.inline_read()?;
+        let Poll::Ready(coop) = tokio::task::coop::poll_proceed(cx) else {
+            return Some(Poll::Pending);
+        };
+        let n = READ_INLINE.min(self.total - self.next);
+        let (chunks, error) = crate::engine::guarded("reading chunks", || {
+            Ok(engine.read_chunks(self.gen_id, self.next, n))
+        })
+        .unwrap_or_else(|e| (Vec::new(), Some(e)));
+        engine.inline_done(inline);
+        coop.made_progress();
+        self.next += n;
+        self.ready.extend(chunks);
+        self.error = error;
+        Some(Poll::Ready(()))
+    }
+
+    /// Starts reading the next chunks on the blocking pool, if none are being read, some are
+    /// left, and the store does not read inline now.
     fn read_ahead(&mut self) -> Result<(), StoreError> {
         if self.reading.is_some() || self.next >= self.total {
             return Ok(());
@@ -169,6 +196,9 @@ impl FjallBody {
         let Some(guard) = &self.guard else {
             return Ok(());
         };
+        if guard.engine().inline_read().is_some() {
+            return Ok(());
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             StoreError::new(
                 ErrorKind::Unavailable,
@@ -273,8 +303,14 @@ impl Body for FjallBody {
             if this.next >= this.total || this.guard.is_none() {
                 return this.fail(record::corrupt("the body is shorter than its record says"));
             }
-            if let Err(e) = this.read_ahead() {
-                return this.fail(e);
+            match this.read_inline(cx) {
+                Some(Poll::Ready(())) => {}
+                Some(Poll::Pending) => return Poll::Pending,
+                None => {
+                    if let Err(e) = this.read_ahead() {
+                        return this.fail(e);
+                    }
+                }
             }
         }
     }

@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cachio_core::meta::Meta;
 use cachio_core::store::{ErrorKind, StoreError};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
 
-use crate::Durability;
 use crate::record::{self, Record};
 use crate::writer::Job;
+use crate::{Durability, ReadMode};
 
 /// What the builder decided.
 #[derive(Clone, Debug)]
@@ -28,6 +28,7 @@ pub(crate) struct Settings {
     pub(crate) sweep_interval: Duration,
     pub(crate) write_queue: u64,
     pub(crate) cache_bytes: u64,
+    pub(crate) read_mode: ReadMode,
 }
 
 /// The open database and what every part of the store shares.
@@ -54,6 +55,15 @@ pub(crate) struct Engine {
     pub(crate) tracked: AtomicU64,
     pub(crate) count: AtomicU64,
     pub(crate) readers: Mutex<Readers>,
+    /// When the engine was opened: the origin of [`inline_from`](Self::inline_from).
+    started: Instant,
+    /// With [`ReadMode::Adaptive`]: reads go to the blocking pool until this many microseconds
+    /// after [`started`](Self::started) (set by slow inline reads).
+    inline_from: AtomicU64,
+    /// Recently decoded metadata: generation → (the `Meta::encode` bytes, decoded).
+    metas: Mutex<HashMap<u64, MemoizedMeta>>,
+    /// The time slow inline reads held their callers, not yet paid back.
+    slow: Mutex<SlowReads>,
     /// Held for as long as the engine lives; declared last so that it is released after the
     /// database is closed.
     _lock: File,
@@ -77,6 +87,14 @@ pub(crate) struct Recovered {
 
 pub(crate) const LOCK_FILE: &str = "cachio-fjall.lock";
 pub(crate) const DB_DIR: &str = "db";
+
+/// How many decoded metadata the store keeps, so that a hit on a hot entry does not decode its
+/// header fields again: the bytes are still read and checked with the record on every hit, and
+/// compared with the ones that were decoded.
+const META_MEMO_ENTRIES: usize = 512;
+
+/// Metadata longer than this is decoded on every hit (it would make the memo large).
+const META_MEMO_MAX_LEN: usize = 4096;
 
 /// How many skippable jobs may wait for the writer thread.
 const MAX_HINTS: u64 = 4096;
@@ -214,6 +232,10 @@ impl Engine {
             tracked: AtomicU64::new(0),
             count: AtomicU64::new(0),
             readers: Mutex::new(Readers::default()),
+            started: Instant::now(),
+            inline_from: AtomicU64::new(0),
+            slow: Mutex::new(SlowReads::default()),
+            metas: Mutex::new(HashMap::new()),
             _lock: lock,
         };
         let recovered = guarded("scanning the database", || engine.scan())?;
@@ -296,10 +318,7 @@ impl Engine {
     }
 
     /// The read path of `get`: the record, its decoded metadata and a pin on its generation.
-    pub(crate) fn lookup(
-        self: &Arc<Self>,
-        key: &str,
-    ) -> Result<Option<(Record, Meta, Option<ReadGuard>)>, StoreError> {
+    pub(crate) fn lookup(self: &Arc<Self>, key: &str) -> Result<Option<Looked>, StoreError> {
         for _ in 0..4 {
             let Some(rec) = self.read_record(key)? else {
                 return Ok(None);
@@ -312,7 +331,7 @@ impl Engine {
                 });
                 return Ok(None);
             }
-            let meta = match Meta::decode(&rec.meta) {
+            let meta = match self.decode_meta(&rec) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(
@@ -346,6 +365,32 @@ impl Engine {
         Ok(None)
     }
 
+    /// Decodes a record's metadata, or takes it from the memo of decoded metadata when the same
+    /// bytes of the same generation were decoded before.
+    fn decode_meta(&self, rec: &Record) -> Result<Arc<Meta>, StoreError> {
+        if rec.meta.len() > META_MEMO_MAX_LEN {
+            return Meta::decode(&rec.meta).map(Arc::new);
+        }
+        {
+            let memo = self.metas.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((bytes, meta)) = memo.get(&rec.gen_id)
+                && *bytes == rec.meta
+            {
+                return Ok(Arc::clone(meta));
+            }
+        }
+        let meta = Arc::new(Meta::decode(&rec.meta)?);
+        let mut memo = self.metas.lock().unwrap_or_else(PoisonError::into_inner);
+        if memo.len() >= META_MEMO_ENTRIES
+            && !memo.contains_key(&rec.gen_id)
+            && let Some(&old) = memo.keys().next()
+        {
+            memo.remove(&old);
+        }
+        memo.insert(rec.gen_id, (rec.meta.clone(), Arc::clone(&meta)));
+        Ok(meta)
+    }
+
     fn maybe_touch(&self, key: &str, rec: &Record, now: u64) {
         let interval = u64::try_from(self.settings.touch_interval.as_millis()).unwrap_or(u64::MAX);
         if now.saturating_sub(rec.atime) >= interval {
@@ -358,7 +403,8 @@ impl Engine {
     }
 
     /// Reads and verifies chunks `first..first + n` of a generation: the good ones up to the
-    /// first that is missing or damaged, and the error that one gave.
+    /// first that is missing or damaged, and the error that one gave. The payloads are views
+    /// of the values fjall returns (often its cached blobs), not copies.
     pub(crate) fn read_chunks(
         &self,
         gen_id: u64,
@@ -372,13 +418,59 @@ impl Engine {
                 .get(record::chunk_key(gen_id, index))
                 .map_err(db_error)
                 .and_then(|v| v.ok_or_else(|| record::corrupt(format!("chunk {index} is missing"))))
-                .and_then(|v| record::decode_chunk(gen_id, index, &v).map(Bytes::copy_from_slice));
+                .and_then(|v| record::decode_chunk(gen_id, index, Bytes::from(v)));
             match read {
                 Ok(chunk) => out.push(chunk),
                 Err(e) => return (out, Some(e)),
             }
         }
         (out, None)
+    }
+
+    /// Whether a read may run on the calling task now (see [`ReadMode`]); if so, the returned
+    /// [`InlineRead`] is handed back to [`inline_done`](Self::inline_done) after the read.
+    pub(crate) fn inline_read(&self) -> Option<InlineRead> {
+        match self.settings.read_mode {
+            ReadMode::Blocking => None,
+            ReadMode::Inline => Some(InlineRead { start: None }),
+            ReadMode::Adaptive => {
+                let now = Instant::now();
+                let at = micros(now.saturating_duration_since(self.started));
+                (at >= self.inline_from.load(Ordering::Relaxed))
+                    .then_some(InlineRead { start: Some(now) })
+            }
+        }
+    }
+
+    /// Ends an inline read. A read that took longer than [`SLOW_READ`] (it waited for the
+    /// disk, or its thread was preempted) adds its time to a debt that is paid back at
+    /// 1/[`SLOW_SHARE`] of the time passing; once the debt exceeds [`SLOW_BURST`], reads go to
+    /// the blocking pool until it is paid. So reads on the calling task hold the executor for
+    /// slow reads at most about 1/[`SLOW_SHARE`] of the time, plus one burst.
+    pub(crate) fn inline_done(&self, read: InlineRead) {
+        let Some(start) = read.start else {
+            return;
+        };
+        let took = start.elapsed();
+        if took <= SLOW_READ {
+            return;
+        }
+        let now = micros(start.saturating_duration_since(self.started) + took);
+        let mut slow = self.slow.lock().unwrap_or_else(PoisonError::into_inner);
+        let paid = now.saturating_sub(slow.at) / SLOW_SHARE;
+        slow.debt = slow.debt.saturating_sub(paid).saturating_add(micros(took));
+        slow.at = now;
+        if slow.debt > micros(SLOW_BURST) {
+            let until = now.saturating_add(slow.debt.saturating_mul(SLOW_SHARE));
+            self.inline_from.fetch_max(until, Ordering::Relaxed);
+            tracing::debug!(
+                took_us = micros(took),
+                slow_us = slow.debt,
+                blocking_ms = slow.debt.saturating_mul(SLOW_SHARE) / 1000,
+                path = %self.path.display(),
+                "cachio-fjall: reads on the calling task were slow, reading on the blocking pool for a while"
+            );
+        }
     }
 
     /// The read side of `purge`: scans the records, and has the writer thread remove those
@@ -432,6 +524,38 @@ impl Engine {
             true
         }
     }
+}
+
+/// The `Meta::encode` bytes a generation's metadata was decoded from, and the result.
+type MemoizedMeta = (Vec<u8>, Arc<Meta>);
+
+/// What `lookup` finds: the record, its metadata and a pin on its generation (if it has chunks).
+pub(crate) type Looked = (Record, Arc<Meta>, Option<ReadGuard>);
+
+/// The debt of slow inline reads (µs), as of `at` (µs after the engine started).
+#[derive(Default)]
+pub(crate) struct SlowReads {
+    debt: u64,
+    at: u64,
+}
+
+/// With [`ReadMode::Adaptive`], an inline read slower than this counts against the calling
+/// task: about ten hand-offs to the blocking pool, or ten reads of a chunk in memory.
+const SLOW_READ: Duration = Duration::from_micros(250);
+
+/// Slow inline reads may take 1/`SLOW_SHARE` of the time (1%) ...
+const SLOW_SHARE: u64 = 100;
+
+/// ... beyond a burst of this much.
+const SLOW_BURST: Duration = Duration::from_millis(20);
+
+/// A read that runs on the calling task, timed with [`ReadMode::Adaptive`].
+pub(crate) struct InlineRead {
+    start: Option<Instant>,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Keeps a generation's chunks from being deleted while a body reads them.

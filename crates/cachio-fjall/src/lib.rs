@@ -85,15 +85,26 @@
 //! [`StoreWriter::commit`] sends the metadata to the thread, which writes the last chunk, then
 //! the record and index items in one batch, deletes the chunks of the entry it replaced, and
 //! answers. A writer dropped before commit (or a commit future dropped before the thread
-//! reached it) has its chunks deleted. All database writes happen on that thread; all reads
-//! happen on tokio's blocking pool. Nothing calls fjall on the async executor.
+//! reached it) has its chunks deleted. All database writes happen on that thread; reads happen
+//! on the calling task or on tokio's blocking pool (see [Reads](#reads)).
 //!
 //! # Reads
 //!
-//! [`Store::get`] reads and verifies the record and the body's first four chunks in one call on
-//! the blocking pool (so a body of up to 256 KiB needs no other), and returns a [`FjallBody`]
-//! that reads the rest four chunks at a time (read ahead while the previous ones are handed
-//! out), so a hit holds at most about 512 KiB of body in memory whatever its size.
+//! [`Store::get`] reads and verifies the record and the body's first chunk (or, on the blocking
+//! pool, its first four chunks: a body of up to 256 KiB then needs no other call), and returns
+//! a [`FjallBody`] that reads the rest as it is polled: one chunk per poll on the polling task,
+//! or four at a time on the blocking pool, read ahead while the previous ones are handed out.
+//! A hit holds at most about 512 KiB of body in memory whatever its size. Chunks are handed out
+//! as views of the values fjall returns (for hot chunks, its cached blobs), never copied.
+//!
+//! Where reads run is chosen with [`FjallStoreBuilder::read_mode`]; see [`ReadMode`]. A hit
+//! whose record and chunks are in memory (fjall's block cache, or the OS page cache) takes a
+//! few microseconds to read on the calling task, less than the hand-off to tokio's blocking
+//! pool and back (about 20 µs), so the default, [`ReadMode::Adaptive`], reads on the calling
+//! task as long as reads stay quick, and sends them to the blocking pool for a while when slow
+//! ones (the disk had to be read, or is slow) take more than about 1% of the time. Each read on
+//! the calling task takes a unit of tokio's cooperative budget, so a task that reads many hits
+//! or a long body still yields to others.
 //!
 //! # Integrity
 //!
@@ -183,9 +194,10 @@
 //!
 //! # Tokio
 //!
-//! [`Store::get`] and reading a [`FjallBody`] need a tokio runtime (they use
-//! `spawn_blocking`). [`FjallStore::open`] blocks while fjall recovers its journal; call it at
-//! start-up or inside `spawn_blocking`.
+//! [`Store::get`] needs a tokio runtime, and so does reading a [`FjallBody`] whenever it reads
+//! on the blocking pool; both work on a multi-thread and on a current-thread runtime (nothing
+//! uses `block_in_place`). [`FjallStore::open`] blocks while fjall recovers its journal; call
+//! it at start-up or inside `spawn_blocking`.
 //!
 //! [fjall]: https://docs.rs/fjall/3
 
@@ -209,10 +221,11 @@ use cachio_core::meta::Meta;
 use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
 use tokio::sync::oneshot;
 
-use body::FirstRead;
 pub use body::FjallBody;
+use body::{FirstRead, READ_AHEAD, READ_INLINE};
 
-use engine::{Engine, MAX_KEY_LEN, Settings};
+use engine::{Engine, MAX_KEY_LEN, ReadGuard, Settings};
+use record::Record;
 use writer::{Job, Pending, WriterThread};
 
 /// The budget of a store built without [`FjallStoreBuilder::budget_bytes`]: 1 GiB.
@@ -287,6 +300,47 @@ pub enum Durability {
     SyncAll,
 }
 
+/// Where a store reads: on the task that calls [`Store::get`] or polls a [`FjallBody`], or on
+/// tokio's blocking pool. See [Reads](crate#reads).
+///
+/// A read of data in memory (fjall's block cache or the OS page cache) takes a few
+/// microseconds on the calling task, and a hand-off to the blocking pool and back costs more
+/// than that; a read that has to wait for the disk holds the calling task (and the executor
+/// thread running it) for as long as the disk takes.
+///
+/// # Example
+///
+/// ```
+/// use cachio_fjall::{FjallStore, ReadMode};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = FjallStore::builder(dir.path())
+///     .read_mode(ReadMode::Blocking)
+///     .open()
+///     .unwrap();
+/// assert_eq!(store.read_mode(), ReadMode::Blocking);
+/// assert_eq!(ReadMode::default(), ReadMode::Adaptive);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReadMode {
+    /// On the calling task while reads are quick, on the blocking pool for a while when they
+    /// are not. A read that takes longer than 250 µs (it waited for the disk, or its thread
+    /// was preempted) adds its time to a debt paid back at 10 ms per second; when the debt
+    /// passes 20 ms, the store's reads go to the blocking pool until it is paid (2 s or more),
+    /// and then are tried on the calling task again. Reads on the calling task thus hold the
+    /// executor for a slow disk at most about 1% of the time, plus bursts of 20 ms (two seeks
+    /// of a hard disk); reads of data in memory stay on the calling task. The default.
+    #[default]
+    Adaptive,
+    /// Always on the calling task: for a store whose data stays in memory or on a fast SSD, at
+    /// the cost of holding the executor thread for every read that waits for the disk.
+    Inline,
+    /// Always on tokio's blocking pool: the executor never waits for the disk, and every read
+    /// pays a hand-off to another thread and back (about 20 µs).
+    Blocking,
+}
+
 /// A persistent on-disk [`Store`] on fjall. See the [crate] documentation.
 ///
 /// Cloning is cheap (one `Arc`); clones share the same database and writer thread. The store
@@ -348,6 +402,23 @@ pub(crate) fn closed() -> StoreError {
     )
 }
 
+/// What a hit reads before its body is polled.
+type Found = (Record, Arc<Meta>, Option<ReadGuard>, FirstRead);
+
+/// The read of `get`: the record, its metadata, a pin on its generation and its first `chunks`
+/// chunks.
+fn read_entry(engine: &Arc<Engine>, key: &str, chunks: u32) -> Result<Option<Found>, StoreError> {
+    let found = engine::guarded("reading an entry", || engine.lookup(key))?;
+    Ok(found.map(|(rec, meta, guard)| {
+        let first = if guard.is_some() {
+            FirstRead::read(engine, &rec, chunks)
+        } else {
+            FirstRead::none()
+        };
+        (rec, meta, guard, first)
+    }))
+}
+
 async fn ask<T>(
     engine: &Engine,
     job: impl FnOnce(oneshot::Sender<T>) -> Job,
@@ -380,8 +451,8 @@ impl FjallStore {
 
     /// A builder for a store in directory `path`, with the defaults: [`DEFAULT_BUDGET_BYTES`],
     /// a body limit of 1/[`DEFAULT_MAX_OBJECT_SHARE`] of the budget, [`Durability::Flush`],
-    /// [`DEFAULT_TOUCH_INTERVAL`], [`DEFAULT_SWEEP_INTERVAL`], [`DEFAULT_WRITE_QUEUE_BYTES`] and
-    /// [`DEFAULT_CACHE_BYTES`].
+    /// [`DEFAULT_TOUCH_INTERVAL`], [`DEFAULT_SWEEP_INTERVAL`], [`DEFAULT_WRITE_QUEUE_BYTES`],
+    /// [`DEFAULT_CACHE_BYTES`] and [`ReadMode::Adaptive`].
     ///
     /// # Example
     ///
@@ -407,6 +478,7 @@ impl FjallStore {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             write_queue: DEFAULT_WRITE_QUEUE_BYTES,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            read_mode: ReadMode::default(),
         }
     }
 
@@ -447,6 +519,19 @@ impl FjallStore {
     /// ```
     pub fn durability(&self) -> Durability {
         self.shared.engine.settings.durability
+    }
+
+    /// Where the store reads.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = cachio_fjall::FjallStore::open(dir.path()).unwrap();
+    /// assert_eq!(store.read_mode(), cachio_fjall::ReadMode::Adaptive);
+    /// ```
+    pub fn read_mode(&self) -> ReadMode {
+        self.shared.engine.settings.read_mode
     }
 
     /// The sum of the entries' accounted sizes (see the [crate] documentation), which eviction
@@ -578,6 +663,7 @@ impl fmt::Debug for FjallStore {
             .field("budget_bytes", &s.budget)
             .field("max_body_size", &s.max_object)
             .field("durability", &s.durability)
+            .field("read_mode", &s.read_mode)
             .field("tracked_bytes", &self.tracked_bytes())
             .field("entry_count", &self.entry_count())
             .finish()
@@ -598,26 +684,26 @@ impl Store for FjallStore {
                 "cachio-fjall must be used inside a tokio runtime",
             )
         })?;
-        let engine = Arc::clone(&self.shared.engine);
-        let (key, key_copy) = (key.to_owned(), key);
-        // One hand-off to the blocking pool reads the record and the body's first chunks.
-        let found = runtime
-            .spawn_blocking(move || {
-                let found = engine::guarded("reading an entry", || engine.lookup(&key))?;
-                Ok::<_, StoreError>(found.map(|(rec, meta, guard)| {
-                    let first = if guard.is_some() {
-                        FirstRead::read(&engine, &rec)
-                    } else {
-                        FirstRead::none()
-                    };
-                    (rec, meta, guard, first)
-                }))
-            })
-            .await
-            .map_err(|e| StoreError::new(ErrorKind::Other, format!("a read failed: {e}")))??;
+        let engine = &self.shared.engine;
+        let found = if let Some(inline) = engine.inline_read() {
+            // On this task: a unit of its cooperative budget, then the record and the first
+            // chunk.
+            tokio::task::coop::consume_budget().await;
+            let found = read_entry(engine, key, READ_INLINE);
+            engine.inline_done(inline);
+            found?
+        } else {
+            // One hand-off to the blocking pool reads the record and the first chunks.
+            let engine = Arc::clone(engine);
+            let key = key.to_owned();
+            runtime
+                .spawn_blocking(move || read_entry(&engine, &key, READ_AHEAD))
+                .await
+                .map_err(|e| StoreError::new(ErrorKind::Other, format!("a read failed: {e}")))??
+        };
         Ok(found.map(|(rec, meta, guard, first)| Hit {
-            meta: Arc::new(meta),
-            body: FjallBody::new(key_copy, rec, guard, first),
+            meta,
+            body: FjallBody::new(key, rec, guard, first),
         }))
     }
 
@@ -729,6 +815,7 @@ pub struct FjallStoreBuilder {
     sweep_interval: Duration,
     write_queue: u64,
     cache_bytes: u64,
+    read_mode: ReadMode,
 }
 
 impl FjallStoreBuilder {
@@ -793,6 +880,11 @@ impl FjallStoreBuilder {
         }
     }
 
+    /// Sets where the store reads (default [`ReadMode::Adaptive`]).
+    pub fn read_mode(self, read_mode: ReadMode) -> Self {
+        Self { read_mode, ..self }
+    }
+
     /// Opens (or creates) the store: locks the directory, opens the database (fjall recovers
     /// its journal after a crash), reads the LRU index for the accounting, and starts the
     /// writer thread, which first deletes the chunks of writes a crash interrupted.
@@ -817,6 +909,7 @@ impl FjallStoreBuilder {
             sweep_interval: self.sweep_interval.max(Duration::from_millis(10)),
             write_queue: self.write_queue,
             cache_bytes: self.cache_bytes,
+            read_mode: self.read_mode,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let (engine, recovered) = Engine::open(&self.path, settings, tx)?;

@@ -1,6 +1,7 @@
 //! The byte layouts of everything the store keeps in fjall. Decoding never panics: every length is
 //! checked, and every value that matters carries a CRC-32 that is verified before it is used.
 
+use bytes::Bytes;
 use cachio_core::store::{ErrorKind, StoreError};
 
 /// The version byte of entry records and chunk values written by this crate.
@@ -167,8 +168,8 @@ pub(crate) fn encode_chunk(gen_id: u64, index: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Verifies a chunk value and returns its payload.
-pub(crate) fn decode_chunk(gen_id: u64, index: u32, value: &[u8]) -> Result<&[u8], StoreError> {
+/// Verifies a chunk value and returns its payload (a view of `value`, not a copy).
+pub(crate) fn decode_chunk(gen_id: u64, index: u32, value: Bytes) -> Result<Bytes, StoreError> {
     match value.first() {
         None => return Err(corrupt(format!("chunk {index} is empty"))),
         Some(&FORMAT) => {}
@@ -183,10 +184,10 @@ pub(crate) fn decode_chunk(gen_id: u64, index: u32, value: &[u8]) -> Result<&[u8
         .get(CHUNK_HEADER..)
         .filter(|p| !p.is_empty())
         .ok_or_else(|| corrupt(format!("chunk {index} is truncated")))?;
-    if be_u32(value, 1) != Some(chunk_crc(gen_id, index, payload)) {
+    if be_u32(&value, 1) != Some(chunk_crc(gen_id, index, payload)) {
         return Err(corrupt(format!("chunk {index} checksum mismatch")));
     }
-    Ok(payload)
+    Ok(value.slice(CHUNK_HEADER..))
 }
 
 // ---- indexes ------------------------------------------------------------------------------------
@@ -271,16 +272,18 @@ mod tests {
     #[test]
     fn chunks_verify_their_place() {
         let v = encode_chunk(3, 4, b"payload");
-        assert_eq!(decode_chunk(3, 4, &v).unwrap(), b"payload");
-        assert!(decode_chunk(3, 5, &v).is_err());
-        assert!(decode_chunk(2, 4, &v).is_err());
+        let check =
+            |gen_id, index, v: &[u8]| decode_chunk(gen_id, index, Bytes::copy_from_slice(v));
+        assert_eq!(check(3, 4, &v).unwrap(), &b"payload"[..]);
+        assert!(check(3, 5, &v).is_err());
+        assert!(check(2, 4, &v).is_err());
         for cut in 0..v.len() {
-            assert!(decode_chunk(3, 4, &v[..cut]).is_err());
+            assert!(check(3, 4, &v[..cut]).is_err());
         }
         for i in 0..v.len() {
             let mut b = v.clone();
             b[i] ^= 0x10;
-            assert!(decode_chunk(3, 4, &b).is_err());
+            assert!(check(3, 4, &b).is_err());
         }
     }
 

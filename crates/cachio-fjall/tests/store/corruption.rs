@@ -5,7 +5,7 @@ use crate::common;
 use std::path::Path;
 
 use cachio_core::store::ErrorKind;
-use cachio_fjall::FjallStore;
+use cachio_fjall::{FjallStore, ReadMode};
 use common::{body, get, header, put};
 use fjall::{Database, KeyspaceCreateOptions};
 
@@ -172,6 +172,20 @@ async fn damaged_records_are_misses_and_are_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_chunks_end_the_body_with_an_error() {
+    damaged_chunks(ReadMode::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_chunks_end_the_body_with_an_error_reading_inline() {
+    damaged_chunks(ReadMode::Inline).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_chunks_end_the_body_with_an_error_reading_on_the_blocking_pool() {
+    damaged_chunks(ReadMode::Blocking).await;
+}
+
+async fn damaged_chunks(mode: ReadMode) {
     let dir = tempfile::tempdir().unwrap();
     populate(dir.path(), false).await;
     tamper(dir.path(), |db| {
@@ -193,7 +207,10 @@ async fn damaged_chunks_end_the_body_with_an_error() {
             .insert(chunk_key(gen_of(db, "k3"), 0), other)
             .unwrap();
     });
-    let store = FjallStore::open(dir.path()).unwrap();
+    let store = FjallStore::builder(dir.path())
+        .read_mode(mode)
+        .open()
+        .unwrap();
     for (i, good_frames) in [(0, 2), (1, 1), (2, 3), (3, 0)] {
         let hit = cachio_core::store::Store::get(&store, &format!("k{i}"))
             .await
