@@ -86,7 +86,7 @@ pub use cachio_moka::{MokaStore as MemoryStore, MokaStoreBuilder as MemoryStoreB
 
 #[cfg(feature = "disk")]
 pub use cachio_fjall::{
-    Durability, FjallStore as DiskStore, FjallStoreBuilder as DiskStoreBuilder,
+    Durability, FjallStore as DiskStore, FjallStoreBuilder as DiskStoreBuilder, ReadMode,
 };
 
 #[cfg(feature = "redis")]
