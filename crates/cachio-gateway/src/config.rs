@@ -79,6 +79,12 @@ pub struct Config {
     pub rewrite_host: Option<bool>,
     /// How long to wait for the origin's response head, in seconds (0: forever).
     pub upstream_timeout_secs: Option<u64>,
+    /// How long an idle connection to the origin is kept for reuse, in seconds.
+    pub upstream_idle_secs: Option<u64>,
+    /// Whether a shared gateway stores responses that carry `Set-Cookie`.
+    pub store_set_cookie: Option<bool>,
+    /// The targeted cache-control fields obeyed over `Cache-Control`, most specific first.
+    pub targeted_fields: Option<Vec<String>>,
     /// The response header fields that carry surrogate keys for purge by tag.
     pub tag_headers: Option<Vec<String>>,
     /// The binary's worker threads (each a single-threaded runtime).
@@ -146,6 +152,9 @@ impl Config {
             default_ttl_secs: over.default_ttl_secs.or(self.default_ttl_secs),
             rewrite_host: over.rewrite_host.or(self.rewrite_host),
             upstream_timeout_secs: over.upstream_timeout_secs.or(self.upstream_timeout_secs),
+            upstream_idle_secs: over.upstream_idle_secs.or(self.upstream_idle_secs),
+            store_set_cookie: over.store_set_cookie.or(self.store_set_cookie),
+            targeted_fields: over.targeted_fields.or(self.targeted_fields),
             tag_headers: over.tag_headers.or(self.tag_headers),
             workers: over.workers.or(self.workers),
             redis_url: over.redis_url.or(self.redis_url),
@@ -203,6 +212,15 @@ impl Config {
         if let Some(s) = self.upstream_timeout_secs {
             b = b.upstream_timeout((s > 0).then(|| Duration::from_secs(s)));
         }
+        if let Some(s) = self.upstream_idle_secs {
+            b = b.upstream_idle_timeout(Duration::from_secs(s));
+        }
+        if let Some(store) = self.store_set_cookie {
+            b = b.store_set_cookie(store);
+        }
+        if let Some(names) = &self.targeted_fields {
+            b = b.targeted_fields(header_names(names)?);
+        }
         match (&self.redis_url, &self.redis_cluster) {
             (Some(_), Some(_)) => {
                 return Err(GatewayError::Config(
@@ -232,15 +250,18 @@ impl Config {
             b = b.redis_timeout(Duration::from_millis(ms.max(1)));
         }
         if let Some(names) = &self.tag_headers {
-            let names = names
-                .iter()
-                .map(|n| {
-                    HeaderName::try_from(n.as_str())
-                        .map_err(|_| GatewayError::Config(format!("`{n}` is not a header name")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            b = b.tag_headers(names);
+            b = b.tag_headers(header_names(names)?);
         }
         Ok(b)
     }
+}
+
+fn header_names(names: &[String]) -> Result<Vec<HeaderName>, GatewayError> {
+    names
+        .iter()
+        .map(|n| {
+            HeaderName::try_from(n.as_str())
+                .map_err(|_| GatewayError::Config(format!("`{n}` is not a header name")))
+        })
+        .collect()
 }

@@ -103,6 +103,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use cachio_core::cache_control::CacheControl;
 use cachio_core::clock::Clock;
+use cachio_core::policy::Policy;
 use cachio_core::store::Store;
 use cachio_moka::MokaStore;
 use cachio_tower::CacheLayer;
@@ -134,6 +135,11 @@ pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 64 << 20;
 
 /// How long to wait for the origin's response head when no timeout is set: 30 seconds.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an idle connection to the origin is kept for reuse: 4 seconds, under the 5 seconds
+/// after which common servers (Node.js, Apache httpd) close idle connections themselves, so the
+/// gateway seldom sends a request on a connection the origin is closing.
+pub const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(4);
 
 /// Why a gateway could not be built.
 #[derive(Debug)]
@@ -218,6 +224,9 @@ pub struct GatewayBuilder {
     default_ttl: Option<Duration>,
     rewrite_host: bool,
     upstream_timeout: Option<Duration>,
+    upstream_idle: Duration,
+    store_set_cookie: bool,
+    targeted_fields: Option<Vec<HeaderName>>,
     coalesce_timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -240,6 +249,9 @@ impl fmt::Debug for GatewayBuilder {
             .field("default_ttl", &self.default_ttl)
             .field("rewrite_host", &self.rewrite_host)
             .field("upstream_timeout", &self.upstream_timeout)
+            .field("upstream_idle", &self.upstream_idle)
+            .field("store_set_cookie", &self.store_set_cookie)
+            .field("targeted_fields", &self.targeted_fields)
             .finish_non_exhaustive()
     }
 }
@@ -415,6 +427,40 @@ impl GatewayBuilder {
         }
     }
 
+    /// How long an idle connection to the origin is kept for reuse ([`DEFAULT_UPSTREAM_IDLE`] by
+    /// default). Keep it below the origin's own idle timeout. Whatever it is, a `GET`, `HEAD` or
+    /// other idempotent request without a body whose reused connection fails before a response
+    /// head arrives is sent once more on a new connection (RFC 9110 §9.2.2).
+    pub fn upstream_idle_timeout(self, idle: Duration) -> Self {
+        Self {
+            upstream_idle: idle,
+            ..self
+        }
+    }
+
+    /// Whether a shared gateway stores responses that carry `Set-Cookie` (off by default: such
+    /// responses are usually personal even when marked cacheable). The `Set-Cookie` lines are
+    /// stored and served with the response, to every client. A private gateway always stores
+    /// them.
+    pub fn store_set_cookie(self, store: bool) -> Self {
+        Self {
+            store_set_cookie: store,
+            ..self
+        }
+    }
+
+    /// The targeted cache-control fields this gateway obeys over `Cache-Control`, most specific
+    /// first (RFC 9213 §2.2); by default `CDN-Cache-Control` in shared mode and none in private
+    /// mode. For example `[Surrogate-Control, CDN-Cache-Control]` also honours the
+    /// `Surrogate-Control` of Edge Architecture origins (its `max-age`, `no-store` and the other
+    /// Cache-Control directives).
+    pub fn targeted_fields(self, fields: Vec<HeaderName>) -> Self {
+        Self {
+            targeted_fields: Some(fields),
+            ..self
+        }
+    }
+
     /// The longest a request waits for another request's fetch of the same URL before going to
     /// the origin itself (10 seconds by default).
     pub fn coalesce_timeout(self, timeout: Duration) -> Self {
@@ -577,6 +623,9 @@ impl Gateway {
             default_ttl: None,
             rewrite_host: false,
             upstream_timeout: Some(DEFAULT_UPSTREAM_TIMEOUT),
+            upstream_idle: DEFAULT_UPSTREAM_IDLE,
+            store_set_cookie: false,
+            targeted_fields: None,
             coalesce_timeout: cachio_tower::DEFAULT_COALESCE_TIMEOUT,
             clock: None,
         }
@@ -638,14 +687,20 @@ fn assemble<St: Store + StoreGauges>(store: St, b: &GatewayBuilder, origin: Orig
         origin,
         b.rewrite_host,
         b.upstream_timeout,
+        b.upstream_idle,
         via.clone(),
         metrics.clone(),
     );
-    let layer = match b.mode {
-        Mode::Shared => CacheLayer::shared(store.clone()),
-        Mode::Private => CacheLayer::private(store.clone()),
+    let (layer, policy) = match b.mode {
+        Mode::Shared => (CacheLayer::shared(store.clone()), Policy::shared()),
+        Mode::Private => (CacheLayer::private(store.clone()), Policy::private()),
     };
+    let mut policy = policy.store_set_cookie(b.store_set_cookie || b.mode == Mode::Private);
+    if let Some(fields) = &b.targeted_fields {
+        policy = policy.targeted_fields(fields.clone());
+    }
     let mut layer = layer
+        .policy(policy)
         .cache_name(b.cache_name.clone())
         .max_object_size(b.max_object_bytes)
         .grace(b.grace)

@@ -83,6 +83,22 @@ struct Args {
     #[arg(long, value_name = "SECS")]
     upstream_timeout_secs: Option<u64>,
 
+    /// How long an idle connection to the origin is kept for reuse; keep it under the origin's
+    /// own idle timeout [default: 4].
+    #[arg(long, value_name = "SECS")]
+    upstream_idle_secs: Option<u64>,
+
+    /// In shared mode, also store responses that carry Set-Cookie (their cookies are then
+    /// served to every client) [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    store_set_cookie: Option<bool>,
+
+    /// A targeted cache-control field obeyed over Cache-Control, most specific first
+    /// (repeatable; RFC 9213), e.g. --targeted-field surrogate-control --targeted-field
+    /// cdn-cache-control [default: cdn-cache-control in shared mode, none in private mode].
+    #[arg(long = "targeted-field", value_name = "NAME")]
+    targeted_fields: Vec<String>,
+
     /// A response header whose values are surrogate keys for purge by tag (repeatable)
     /// [default: surrogate-key and cache-tag].
     #[arg(long = "tag-header", value_name = "NAME")]
@@ -133,6 +149,9 @@ impl Args {
         flags.default_ttl_secs = self.default_ttl_secs;
         flags.rewrite_host = self.rewrite_host;
         flags.upstream_timeout_secs = self.upstream_timeout_secs;
+        flags.upstream_idle_secs = self.upstream_idle_secs;
+        flags.store_set_cookie = self.store_set_cookie;
+        flags.targeted_fields = (!self.targeted_fields.is_empty()).then_some(self.targeted_fields);
         flags.tag_headers = (!self.tag_headers.is_empty()).then_some(self.tag_headers);
         flags.workers = self.workers;
         flags.redis_url = self.redis_url;

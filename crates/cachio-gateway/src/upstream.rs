@@ -11,6 +11,7 @@ use axum::body::Body;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -133,6 +134,7 @@ impl Upstream {
         origin: Origin,
         rewrite_host: bool,
         timeout: Option<Duration>,
+        idle: Duration,
         via: Via,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -142,7 +144,7 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(idle)
             .build(connector);
         let origin_host = HeaderValue::from_str(origin.authority.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
@@ -197,22 +199,24 @@ impl Service<Request<Body>> for Upstream {
         parts.version = Version::HTTP_11;
         let timeout = s.timeout;
         let metrics = self.metrics.clone();
+        // An idempotent request without a body can be sent again (RFC 9110 §9.2.2) if the
+        // connection it went out on fails before any response: a pooled connection the origin
+        // closed as idle just as the request left.
+        let again = (parts.method.is_idempotent() && body.size_hint().exact() == Some(0))
+            .then(|| (parts.clone(), self.client.clone()));
         let fut = self.client.request(Request::from_parts(parts, body));
         Box::pin(async move {
             let start = Instant::now();
-            let result = match timeout {
-                Some(t) => tokio::time::timeout(t, fut)
-                    .await
-                    .map_err(|_| UpstreamError::Timeout(t)),
-                None => Ok(fut.await),
-            };
+            let deadline = timeout.map(|t| start + t);
+            let mut result = send(fut, deadline, timeout).await;
+            if let (Err(UpstreamError::Other(e)), Some((parts, client))) = (&result, again)
+                && before_response(&**e)
+            {
+                tracing::debug!(error = %e, "origin connection failed before a response; sending the request again");
+                let fut = client.request(Request::from_parts(parts, Body::empty()));
+                result = send(fut, deadline, timeout).await;
+            }
             metrics.origin_latency.observe(start.elapsed());
-            let result = match result {
-                Ok(Ok(res)) => Ok(res),
-                Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(e)),
-                Ok(Err(e)) => Err(UpstreamError::Other(e.into())),
-                Err(e) => Err(e),
-            };
             match result {
                 Ok(mut res) => {
                     hop::strip(res.headers_mut());
@@ -230,6 +234,51 @@ impl Service<Request<Body>> for Upstream {
             }
         })
     }
+}
+
+/// One exchange with the origin, bounded by what is left of the timeout.
+async fn send(
+    fut: hyper_util::client::legacy::ResponseFuture,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let result = match (deadline, timeout) {
+        (Some(deadline), Some(t)) => tokio::time::timeout_at(deadline.into(), fut)
+            .await
+            .map_err(|_| UpstreamError::Timeout(t))?,
+        _ => fut.await,
+    };
+    match result {
+        Ok(res) => Ok(res),
+        Err(e) if e.is_connect() => Err(UpstreamError::Connect(e)),
+        Err(e) => Err(UpstreamError::Other(e.into())),
+    }
+}
+
+/// Whether the connection failed before any response head arrived: closed or reset while the
+/// request was sent or its answer awaited.
+fn before_response(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

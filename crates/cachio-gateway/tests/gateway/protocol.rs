@@ -1,8 +1,11 @@
 //! What the gateway forwards and how: h2c, hop-by-hop fields, Via, the request target byte for
-//! byte, Host, freshness it does not invent, the admin routes.
+//! byte, Host, freshness it does not invent, the admin routes, a request sent again when a
+//! reused origin connection closes, and the policy options (Set-Cookie, targeted fields).
 
 use crate::support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -268,4 +271,149 @@ async fn metrics_and_unknown_admin_routes() {
 
     assert_eq!(get(&c, &gw.url("/_cachio/nope")).await.status, 404);
     assert_eq!(origin.state.count(), 1, "admin paths are never proxied");
+}
+
+/// An origin on raw TCP that answers the first request on each connection (keep-alive) and
+/// closes the connection when a second request arrives on it, without answering: what a server
+/// does when it closes an idle connection just as a request is sent on it. Counts connections
+/// and the request lines it read.
+async fn closing_origin() -> (
+    std::net::SocketAddr,
+    Arc<AtomicUsize>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (c, l) = (conns.clone(), lines.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            c.fetch_add(1, Ordering::SeqCst);
+            let l = l.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = false;
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    // Requests without bodies: one ends at its blank line.
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        l.lock()
+                            .unwrap()
+                            .push(head.lines().next().unwrap_or_default().to_owned());
+                        if answered {
+                            return; // closes the connection without a response
+                        }
+                        answered = true;
+                        let res = "HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: 2\r\n\r\nok";
+                        sock.write_all(res.as_bytes()).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9110_9_2_2_an_idempotent_request_is_sent_again_when_a_reused_connection_closes() {
+    let (addr, conns, lines) = closing_origin().await;
+    let c = client();
+    let gw = Running::start(Gateway::builder(format!("http://{addr}"))).await;
+    let first = get(&c, &gw.url("/one")).await;
+    assert_eq!(first.status, 200);
+    // Sent on the pooled connection, which the origin closes: sent again on a new one.
+    let second = get(&c, &gw.url("/two")).await;
+    assert_eq!(second.status, 200, "{second:?}");
+    assert_eq!(&second.body[..], b"ok");
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        *lines.lock().unwrap(),
+        [
+            "GET /one HTTP/1.1",
+            "GET /two HTTP/1.1",
+            "GET /two HTTP/1.1"
+        ]
+    );
+    // A POST is not idempotent: the same failure is an error, never a second send.
+    let post = send(&c, "POST", &gw.url("/three"), &[]).await;
+    assert_eq!(post.status, 502);
+    assert_eq!(
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("/three"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_cookie_responses_are_stored_in_shared_mode_only_when_asked() {
+    let origin = Origin::start(|_req| async {
+        let mut res = ok("max-age=60", "personal?");
+        res.headers_mut()
+            .insert("set-cookie", http::HeaderValue::from_static("id=1"));
+        res
+    })
+    .await;
+    let c = client();
+    let gw = Running::start(Gateway::builder(origin.url())).await;
+    get(&c, &gw.url("/c")).await;
+    let again = get(&c, &gw.url("/c")).await;
+    assert!(
+        !again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+    assert_eq!(origin.state.count(), 2);
+
+    let gw = Running::start(Gateway::builder(origin.url()).store_set_cookie(true)).await;
+    let stats = gw.gateway.stats();
+    get(&c, &gw.url("/c")).await;
+    eventually("stored", 10, || stats.snapshot().stores == 1).await;
+    let hit = get(&c, &gw.url("/c")).await;
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    assert_eq!(hit.headers["set-cookie"], "id=1");
+    assert_eq!(origin.state.count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9213_2_2_a_configured_targeted_field_such_as_surrogate_control_wins() {
+    let origin = Origin::start(|_req| async {
+        let mut res = ok("no-store", "for the edge");
+        res.headers_mut().insert(
+            "surrogate-control",
+            http::HeaderValue::from_static("max-age=60"),
+        );
+        res
+    })
+    .await;
+    let c = client();
+    // By default only CDN-Cache-Control is targeted: Cache-Control's no-store rules.
+    let gw = Running::start(Gateway::builder(origin.url())).await;
+    get(&c, &gw.url("/s")).await;
+    assert!(!get(&c, &gw.url("/s")).await.cache_status().contains("hit"));
+
+    let fields = ["surrogate-control", "cdn-cache-control"].map(http::HeaderName::from_static);
+    let gw = Running::start(Gateway::builder(origin.url()).targeted_fields(fields.to_vec())).await;
+    let stats = gw.gateway.stats();
+    get(&c, &gw.url("/s")).await;
+    eventually("stored", 10, || stats.snapshot().stores == 1).await;
+    let hit = get(&c, &gw.url("/s")).await;
+    assert!(
+        hit.cache_status().contains("hit; ttl=60"),
+        "{}",
+        hit.cache_status()
+    );
 }
