@@ -129,6 +129,13 @@
 //! survived, and deletes the chunks of writes the crash interrupted. Dropping the last handle
 //! closes the store cleanly and syncs everything to disk.
 //!
+//! A full disk (or any failed write to the store's files) fails the commit in progress with an
+//! error; the layer then simply passes responses on without storing them. fjall stops taking
+//! writes after such a failure, so every later write fails too (with [`ErrorKind::Unavailable`])
+//! while reads go on serving what was committed; once there is room again, reopening the store
+//! (restarting the process) resumes writing. Nothing committed before the failure is lost and
+//! nothing partial becomes visible (the `full_disk` test fills a real tmpfs to show it).
+//!
 //! A directory is open in one [`FjallStore`] at a time: a second [`FjallStore::open`] of it, in
 //! this process or another, fails with [`ErrorKind::Unavailable`] until the first store, its
 //! writers and its bodies are all dropped.
