@@ -7,6 +7,7 @@
 //! - [`policy`] decides what may be stored, what is fresh, how to validate, what to invalidate,
 //!   and writes `Cache-Status` (RFC 9111, RFC 5861, RFC 9211, RFC 9213).
 //! - [`key`] computes cache keys.
+//! - [`range`] answers a `Range` request from a stored complete response.
 //! - [`meta`] is what a store keeps about an entry, with a versioned binary encoding; [`fields`]
 //!   packs a stored response's header fields.
 //! - [`store`] holds the [`Store`] and [`StoreWriter`] traits.
@@ -18,6 +19,7 @@ pub mod fields;
 pub mod key;
 pub mod meta;
 pub mod policy;
+pub mod range;
 pub mod store;
 pub mod tiered;
 

@@ -11,6 +11,7 @@ mod directives;
 mod freshness;
 mod invalidation;
 mod oracle;
+mod range;
 mod robustness;
 mod stale;
 mod storing;
