@@ -203,7 +203,7 @@ impl<S: Store, L: Store> Broadcast<S, L> {
         node[8..].copy_from_slice(&generations.next().to_be_bytes());
         let channel = redis.invalidation_channel();
         let subscriber = Subscriber {
-            urls: redis.urls(),
+            clients: redis.clients(),
             channel: channel.clone(),
             node,
             local: local.clone(),
@@ -469,7 +469,7 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
 
 /// The task that keeps a subscription to the channel and applies what arrives.
 struct Subscriber<L> {
-    urls: Vec<String>,
+    clients: Vec<redis::Client>,
     channel: String,
     node: [u8; 16],
     local: L,
@@ -479,11 +479,7 @@ struct Subscriber<L> {
 
 impl<L: Store> Subscriber<L> {
     async fn run(self, mut stop: oneshot::Receiver<()>) {
-        let clients: Vec<redis::Client> = self
-            .urls
-            .iter()
-            .filter_map(|u| redis::Client::open(u.as_str()).ok())
-            .collect();
+        let clients = &self.clients;
         if clients.is_empty() {
             return;
         }

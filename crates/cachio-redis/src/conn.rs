@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -147,6 +147,29 @@ impl Connector {
         })
     }
 
+    /// Connects once, apart from the store's connections, and `PING`s: why connecting fails
+    /// (a refused connection, a certificate that is not trusted, a wrong password), which the
+    /// store's own connections, retrying by themselves, only show as calls that time out.
+    pub(crate) async fn probe(&self, wait: Duration) -> Result<(), String> {
+        let attempt = async {
+            match self {
+                Connector::Single(client, _) => {
+                    let mut c = client.get_multiplexed_async_connection().await?;
+                    redis::cmd("PING").query_async::<Value>(&mut c).await
+                }
+                Connector::Cluster(client) => {
+                    let mut c = client.get_async_connection().await?;
+                    redis::cmd("PING").query_async::<Value>(&mut c).await
+                }
+            }
+        };
+        match tokio::time::timeout(wait, attempt).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no connection within {wait:?}")),
+        }
+    }
+
     /// A connection made now, on the current runtime.
     async fn connect(&self) -> RedisResult<Conn> {
         Ok(match self {
@@ -265,11 +288,26 @@ pub(crate) struct Core {
     /// Body bytes appended and not yet written, across all writers.
     pub(crate) queued: AtomicU64,
     pub(crate) generations: crate::GenerationIds,
+    /// Why the last probe could not connect, until a call succeeds: told with the calls that
+    /// time out meanwhile.
+    pub(crate) connect_error: Mutex<Option<String>>,
+    pub(crate) connect_failed: AtomicBool,
 }
 
 impl Core {
     pub(crate) fn unavailable(&self, why: impl Into<String>) -> StoreError {
         StoreError::new(ErrorKind::Unavailable, why.into())
+    }
+
+    /// Records why connecting fails ([`Connector::probe`]), or that it works.
+    pub(crate) fn set_connect_error(&self, error: Option<String>) {
+        let mut slot = self
+            .connect_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.connect_failed
+            .store(error.is_some(), Ordering::Relaxed);
+        *slot = error;
     }
 
     /// The error for a call refused by the open breaker.
@@ -351,6 +389,9 @@ impl Core {
         match tokio::time::timeout(self.settings.timeout, call).await {
             Ok(Ok(v)) => {
                 self.breaker.success(&permit);
+                if self.connect_failed.load(Ordering::Relaxed) {
+                    self.set_connect_error(None);
+                }
                 Ok(v)
             }
             Ok(Err(e)) if unreachable(&e) => {
@@ -370,8 +411,16 @@ impl Core {
                 self.breaker.failure(&permit);
                 self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(what, timeout = ?self.settings.timeout, "Redis call timed out");
+                let why = match &*self
+                    .connect_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                {
+                    Some(e) => format!(" (cannot connect: {e})"),
+                    None => String::new(),
+                };
                 Err(self.unavailable(format!(
-                    "Redis did not answer {what} within {:?}",
+                    "Redis did not answer {what} within {:?}{why}",
                     self.settings.timeout
                 )))
             }

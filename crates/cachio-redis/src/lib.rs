@@ -192,6 +192,7 @@ mod broadcast;
 mod conn;
 mod record;
 mod scripts;
+mod tls;
 mod writer;
 
 use std::collections::hash_map::RandomState;
@@ -263,6 +264,7 @@ pub(crate) struct Settings {
     pub(crate) write_queue: u64,
     pub(crate) pending_ttl: Duration,
     pub(crate) retired_grace: Duration,
+    pub(crate) tls: tls::Tls,
 }
 
 /// Fresh generation ids (and node ids): a random 64-bit seed per store mixed with a counter, so
@@ -409,8 +411,9 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// A builder for a store on one Redis server at `url` (`redis://[user:password@]host[:port][/db]`),
-    /// with the defaults listed on [`RedisStoreBuilder`].
+    /// A builder for a store on one Redis server at `url` (`redis://[user:password@]host[:port][/db]`,
+    /// or `rediss://...` for TLS with the `tls` feature), with the defaults listed on
+    /// [`RedisStoreBuilder`].
     ///
     /// # Example
     ///
@@ -587,12 +590,15 @@ impl RedisStore {
         &self.shared.runtime
     }
 
-    /// The URLs of the servers, for the subscriber's own connections.
-    pub(crate) fn urls(&self) -> Vec<String> {
-        match &*self.target {
-            Target::Single(url) => vec![url.clone()],
-            Target::Cluster(urls) => urls.clone(),
-        }
+    /// Clients for the servers (with the store's TLS settings), for the subscriber's own
+    /// connections; URLs that do not make a client are left out.
+    pub(crate) fn clients(&self) -> Vec<redis::Client> {
+        let urls = match &*self.target {
+            Target::Single(url) => std::slice::from_ref(url),
+            Target::Cluster(urls) => urls.as_slice(),
+        };
+        let tls = &self.shared.core.settings.tls;
+        urls.iter().filter_map(|u| tls.client(u).ok()).collect()
     }
 
     fn check_open(&self) -> Result<(), StoreError> {
@@ -939,6 +945,7 @@ pub struct RedisStoreBuilder {
     retired_grace: Duration,
     breaker_threshold: u32,
     breaker_cooldown: Duration,
+    tls: tls::Tls,
 }
 
 impl RedisStoreBuilder {
@@ -954,6 +961,7 @@ impl RedisStoreBuilder {
             retired_grace: DEFAULT_RETIRED_GRACE,
             breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
             breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
+            tls: tls::Tls::default(),
         }
     }
 
@@ -1036,13 +1044,75 @@ impl RedisStoreBuilder {
         }
     }
 
+    /// Trusts the certificate authorities in `pem` (one or more PEM certificates) for a
+    /// `rediss://` server, instead of the system's root certificates: for a server whose
+    /// certificate a private CA signed. Needs the `tls` feature; [`build`](Self::build) fails
+    /// for a `redis://` URL (TLS certificates for a plaintext connection are a mistake) and
+    /// for a `pem` without a certificate.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// // Needs the CA file and a Redis with TLS, so it is compiled but not run by `cargo test`.
+    /// let ca = std::fs::read("/etc/cachio/redis-ca.pem")?;
+    /// let store = cachio_redis::RedisStore::builder("rediss://redis.internal:6380/")
+    ///     .tls_ca(ca)
+    ///     .build()?;
+    /// # let _ = store;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls_ca(self, pem: impl Into<Vec<u8>>) -> Self {
+        Self {
+            tls: tls::Tls {
+                ca: Some(pem.into()),
+                ..self.tls
+            },
+            ..self
+        }
+    }
+
+    /// Presents this client certificate (`cert_pem`: the certificate, then any intermediates)
+    /// and its private key (`key_pem`: PKCS#8, PKCS#1 or SEC1) to a `rediss://` server that
+    /// asks for one: mutual TLS, Redis's `tls-auth-clients yes`. Needs the `tls` feature;
+    /// [`build`](Self::build) fails for a `redis://` URL or a key that does not parse.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// // Needs the files and a Redis with TLS, so it is compiled but not run by `cargo test`.
+    /// let store = cachio_redis::RedisStore::builder("rediss://redis.internal:6380/")
+    ///     .tls_ca(std::fs::read("/etc/cachio/redis-ca.pem")?)
+    ///     .tls_client_cert(
+    ///         std::fs::read("/etc/cachio/client.pem")?,
+    ///         std::fs::read("/etc/cachio/client.key")?,
+    ///     )
+    ///     .build()?;
+    /// # let _ = store;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls_client_cert(
+        self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        Self {
+            tls: tls::Tls {
+                client: Some((cert_pem.into(), key_pem.into())),
+                ..self.tls
+            },
+            ..self
+        }
+    }
+
     /// Builds the store and starts its runtime. It does not wait for Redis: the connection is
     /// made in the background, and calls made before it is up fail after the timeout.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Other`] for a URL that does not parse, an empty cluster list or a bad
-    /// prefix; [`ErrorKind::Io`] when the runtime thread cannot be started.
+    /// [`ErrorKind::Other`] for a URL that does not parse, an empty cluster list, a bad prefix,
+    /// a `rediss://` URL in a build without the `tls` feature (never a plaintext connection
+    /// instead), TLS certificates with a `redis://` URL, or certificates that do not parse;
+    /// [`ErrorKind::Io`] when the runtime thread cannot be started.
     pub fn build(self) -> Result<RedisStore, StoreError> {
         let bad = |m: String| StoreError::new(ErrorKind::Other, m);
         if self.prefix.is_empty()
@@ -1056,9 +1126,16 @@ impl RedisStoreBuilder {
                 self.prefix
             )));
         }
+        let urls = match &self.target {
+            Target::Single(url) => std::slice::from_ref(url),
+            Target::Cluster(urls) => urls.as_slice(),
+        };
+        self.tls.check(urls).map_err(bad)?;
         let connector = match &self.target {
             Target::Single(url) => {
-                let client = redis::Client::open(url.as_str())
+                let client = self
+                    .tls
+                    .client(url)
                     .map_err(|e| bad(format!("bad Redis URL {url:?}: {e}")))?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connect_timeout))
@@ -1072,15 +1149,22 @@ impl RedisStoreBuilder {
                 if urls.is_empty() {
                     return Err(bad("no Redis Cluster node given".into()));
                 }
-                let client =
+                let builder =
                     redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
                         .connection_timeout(self.connect_timeout)
                         .response_timeout(self.timeout.max(Duration::from_millis(500)))
                         .retries(2)
                         .min_retry_wait(10)
-                        .max_retry_wait(200)
-                        .build()
-                        .map_err(|e| bad(format!("bad Redis Cluster URLs {urls:?}: {e}")))?;
+                        .max_retry_wait(200);
+                #[cfg(feature = "tls")]
+                let builder = if tls::is_tls_url(&urls[0]) {
+                    builder.certs(self.tls.certificates())
+                } else {
+                    builder
+                };
+                let client = builder
+                    .build()
+                    .map_err(|e| bad(format!("bad Redis Cluster URLs {urls:?}: {e}")))?;
                 Connector::Cluster(client)
             }
         };
@@ -1108,22 +1192,35 @@ impl RedisStoreBuilder {
                 write_queue: self.write_queue,
                 pending_ttl: self.pending_ttl,
                 retired_grace: self.retired_grace,
+                tls: self.tls,
             },
             breaker: breaker::Breaker::new(self.breaker_threshold, self.breaker_cooldown),
             counters: Counters::default(),
             queued: AtomicU64::new(0),
             generations: GenerationIds::new(),
+            connect_error: std::sync::Mutex::new(None),
+            connect_failed: std::sync::atomic::AtomicBool::new(false),
         });
         // Connect now rather than on the first request. Not through the breaker: a Redis that
         // is still starting must not open it.
         let warm = Arc::clone(&core);
         runtime.handle.spawn(async move {
             let mut c = warm.conn.clone();
-            let _ = tokio::time::timeout(
+            let cmd = redis::cmd("PING");
+            let ping = tokio::time::timeout(
                 Duration::from_secs(5),
-                redis::cmd("PING").query_async::<redis::Value>(&mut c),
-            )
-            .await;
+                cmd.query_async::<redis::Value>(&mut c),
+            );
+            let _ = ping.await;
+        });
+        let probe = Arc::clone(&core);
+        runtime.handle.spawn(async move {
+            // Said once, at a level operators see: a wrong address, password or certificate
+            // would otherwise only show as a cache that misses.
+            if let Err(e) = probe.connector.probe(probe.settings.connect_timeout).await {
+                tracing::warn!(error = %e, "cannot connect to Redis; the cache steps aside until it can");
+                probe.set_connect_error(Some(e));
+            }
         });
         Ok(RedisStore {
             shared: Arc::new(Shared { core, runtime }),

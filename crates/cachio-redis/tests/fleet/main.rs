@@ -9,3 +9,4 @@ mod faults;
 mod layout;
 mod storage_cluster;
 mod storage_single;
+mod tls;

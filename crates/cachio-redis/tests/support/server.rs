@@ -2,20 +2,23 @@
 //! killed when dropped (and by a small watchdog when the test process dies first), and a
 //! three-master Redis Cluster made with `redis-cli --cluster create`.
 //!
-//! A missing `redis-server` or `redis-cli` is a test failure that says to run `scripts/setup`,
-//! never a silent skip.
+//! TLS servers use certificates of a throwaway certificate authority ([`Pki`]) made at test time
+//! with the `openssl` command-line tool.
+//!
+//! A missing `redis-server`, `redis-cli` or `openssl` is a test failure that says to run
+//! `scripts/setup`, never a silent skip.
 //!
 //! Shared by the tests of cachio-redis and cachio-gateway (included with `#[path]`).
 
 #![allow(dead_code, reason = "each test file uses a part of the helpers")]
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const SETUP: &str = "run scripts/setup (it installs redis-server and redis-tools)";
+const SETUP: &str = "run scripts/setup (it installs redis-server, redis-tools and openssl)";
 
 /// One `redis-server` on 127.0.0.1.
 pub struct RedisServer {
@@ -23,6 +26,186 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// For a TLS server: the `redis-server` arguments that set up TLS and the `redis-cli`
+    /// arguments to reach it.
+    tls: Option<(Vec<String>, Vec<String>)>,
+}
+
+/// A throwaway certificate authority, and a server and a client certificate it signed (P-256
+/// keys, valid for two days, the server's for `localhost` and `127.0.0.1`), made with `openssl`
+/// in a temporary directory: `ca.pem`, `server.pem`, `server.key`, `client.pem`, `client.key`.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+const PKI_CONFIG: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = cachio-test
+[ext_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[ext_server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth,clientAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ext_client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): {SETUP}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let d = dir.path();
+        std::fs::write(d.join("pki.cnf"), PKI_CONFIG).expect("write pki.cnf");
+        let key = |name: &str| {
+            openssl(
+                d,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-out",
+                    name,
+                ],
+            );
+        };
+        key("ca.key");
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-x509",
+                "-key",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=cachio-test-ca",
+                "-config",
+                "pki.cnf",
+                "-extensions",
+                "ext_ca",
+            ],
+        );
+        for (name, cn, serial) in [
+            ("server", "localhost", "2"),
+            ("client", "cachio-client", "3"),
+        ] {
+            let (k, csr, pem) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+            );
+            key(&k);
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-new",
+                    "-key",
+                    &k,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &format!("/CN={cn}"),
+                    "-config",
+                    "pki.cnf",
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-set_serial",
+                    serial,
+                    "-days",
+                    "2",
+                    "-out",
+                    &pem,
+                    "-extfile",
+                    "pki.cnf",
+                    "-extensions",
+                    &format!("ext_{name}"),
+                ],
+            );
+        }
+        Pki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+
+    /// The `redis-server` arguments of a TLS-only server with this CA's server certificate
+    /// (`--port 0`: no plaintext port); `auth_clients` asks every client for a certificate.
+    fn server_args(&self, auth_clients: bool) -> Vec<String> {
+        let p = |n: &str| self.path(n).display().to_string();
+        vec![
+            "--tls-cert-file".into(),
+            p("server.pem"),
+            "--tls-key-file".into(),
+            p("server.key"),
+            "--tls-ca-cert-file".into(),
+            p("ca.pem"),
+            "--tls-auth-clients".into(),
+            if auth_clients { "yes" } else { "no" }.into(),
+        ]
+    }
+
+    /// The `redis-cli` arguments to reach such a server.
+    fn cli_args(&self) -> Vec<String> {
+        let p = |n: &str| self.path(n).display().to_string();
+        vec![
+            "--tls".into(),
+            "--cacert".into(),
+            p("ca.pem"),
+            "--cert".into(),
+            p("client.pem"),
+            "--key".into(),
+            p("client.key"),
+        ]
+    }
 }
 
 fn free_port() -> u16 {
@@ -34,7 +217,14 @@ fn free_port() -> u16 {
 
 /// Runs `redis-cli -p PORT ARGS...` and returns its output (empty when it fails).
 pub fn cli(port: u16, args: &[&str]) -> String {
+    cli_with(&[], port, args)
+}
+
+/// Runs `redis-cli CONNECTION_ARGS... -p PORT ARGS...` and returns its output (empty when it
+/// fails).
+fn cli_with(connection: &[String], port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
+        .args(connection)
         .arg("-p")
         .arg(port.to_string())
         .args(args)
@@ -52,6 +242,16 @@ impl RedisServer {
 
     /// A server on a free port with extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> RedisServer {
+        Self::start_inner(extra, None)
+    }
+
+    /// A TLS-only server on a free port with `pki`'s server certificate; `auth_clients` makes it
+    /// refuse clients without a certificate of `pki` (mutual TLS).
+    pub fn start_tls(pki: &Pki, auth_clients: bool, extra: &[&str]) -> RedisServer {
+        Self::start_inner(extra, Some((pki.server_args(auth_clients), pki.cli_args())))
+    }
+
+    fn start_inner(extra: &[&str], tls: Option<(Vec<String>, Vec<String>)>) -> RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         for _ in 0..5 {
             let mut server = RedisServer {
@@ -59,6 +259,7 @@ impl RedisServer {
                 child: None,
                 dir: tempfile::tempdir().expect("a temporary directory"),
                 extra: extra.clone(),
+                tls: tls.clone(),
             };
             if server.spawn() {
                 return server;
@@ -67,8 +268,14 @@ impl RedisServer {
         panic!("redis-server did not start on a free port five times in a row");
     }
 
+    /// `redis://127.0.0.1:PORT/`, or `rediss://...` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -77,8 +284,14 @@ impl RedisServer {
 
     /// Starts the process on `self.port`; `false` when it did not come up.
     fn spawn(&mut self) -> bool {
+        let port = self.port.to_string();
+        let ports: Vec<&str> = match &self.tls {
+            None => vec!["--port", &port],
+            Some(_) => vec!["--port", "0", "--tls-port", &port],
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+            .args(ports)
+            .args(self.tls.iter().flat_map(|(server, _)| server))
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -101,7 +314,7 @@ impl RedisServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if cli(self.port, &["PING"]) == "PONG" {
+            if self.cli(&["PING"]) == "PONG" {
                 self.child = Some(child);
                 return true;
             }
@@ -157,7 +370,8 @@ impl RedisServer {
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args)
+        let connection = self.tls.as_ref().map_or(&[][..], |(_, cli)| cli.as_slice());
+        cli_with(connection, self.port, args)
     }
 }
 
@@ -198,16 +412,32 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
+        Self::start_inner(None)
+    }
+
+    /// A cluster whose nodes speak only TLS, to clients and to each other, with `pki`'s
+    /// certificates (clients need no certificate).
+    pub fn start_tls(pki: &Pki) -> RedisCluster {
+        Self::start_inner(Some(pki))
+    }
+
+    fn start_inner(pki: Option<&Pki>) -> RedisCluster {
+        const CLUSTER: [&str; 6] = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ];
         let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
+            .map(|_| match pki {
+                None => RedisServer::start_with(&CLUSTER),
+                Some(pki) => {
+                    let mut args = CLUSTER.to_vec();
+                    args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                    RedisServer::start_tls(pki, false, &args)
+                }
             })
             .collect();
         let addrs: Vec<String> = nodes
@@ -215,6 +445,7 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new("redis-cli")
+            .args(pki.map(Pki::cli_args).unwrap_or_default())
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
