@@ -98,6 +98,14 @@ pub struct Config {
     pub redis_prefix: Option<String>,
     /// How long one Redis call may take, in milliseconds.
     pub redis_timeout_ms: Option<u64>,
+    /// A PEM file of the certificate authorities to trust for a `rediss://` Redis, instead of
+    /// the system's root certificates.
+    pub redis_ca: Option<PathBuf>,
+    /// A PEM file with the client certificate for a Redis that asks for one (mutual TLS); needs
+    /// `redis-key`.
+    pub redis_cert: Option<PathBuf>,
+    /// The PEM file of the client certificate's private key; needs `redis-cert`.
+    pub redis_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -161,6 +169,9 @@ impl Config {
             redis_cluster: over.redis_cluster.or(self.redis_cluster),
             redis_prefix: over.redis_prefix.or(self.redis_prefix),
             redis_timeout_ms: over.redis_timeout_ms.or(self.redis_timeout_ms),
+            redis_ca: over.redis_ca.or(self.redis_ca),
+            redis_cert: over.redis_cert.or(self.redis_cert),
+            redis_key: over.redis_key.or(self.redis_key),
         }
     }
 
@@ -174,7 +185,8 @@ impl Config {
     /// # Errors
     ///
     /// [`GatewayError::Config`] when `upstream` is missing, a tag header is not a valid
-    /// field name, or both `redis-url` and `redis-cluster` are set.
+    /// field name, both `redis-url` and `redis-cluster` are set, or only one of `redis-cert`
+    /// and `redis-key` is.
     pub fn builder(&self) -> Result<GatewayBuilder, GatewayError> {
         let upstream = self
             .upstream
@@ -248,6 +260,18 @@ impl Config {
         }
         if let Some(ms) = self.redis_timeout_ms {
             b = b.redis_timeout(Duration::from_millis(ms.max(1)));
+        }
+        if let Some(ca) = &self.redis_ca {
+            b = b.redis_ca(ca.clone());
+        }
+        match (&self.redis_cert, &self.redis_key) {
+            (Some(cert), Some(key)) => b = b.redis_client_cert(cert.clone(), key.clone()),
+            (None, None) => {}
+            _ => {
+                return Err(GatewayError::Config(
+                    "redis-cert and redis-key go together: give both or neither".into(),
+                ));
+            }
         }
         if let Some(names) = &self.tag_headers {
             b = b.tag_headers(header_names(names)?);

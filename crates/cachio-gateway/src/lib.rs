@@ -37,6 +37,7 @@
 //! |---|---|---|
 //! | `disk` | yes | the disk tier ([`GatewayBuilder::disk`], `cachio-fjall`) |
 //! | `redis` | yes | the shared Redis tier with fleet-wide invalidation ([`GatewayBuilder::redis_url`], [`GatewayBuilder::redis_cluster`], `cachio-redis`) |
+//! | `redis-tls` | yes | TLS to Redis: `rediss://` URLs, [`GatewayBuilder::redis_ca`], [`GatewayBuilder::redis_client_cert`] (rustls) |
 //! | `cli` | yes | the `cachio-gateway` binary's command line (clap, tracing-subscriber) |
 //!
 //! # Serving
@@ -216,6 +217,8 @@ pub struct GatewayBuilder {
     redis: Option<RedisTarget>,
     redis_prefix: Option<String>,
     redis_timeout: Option<Duration>,
+    redis_ca: Option<PathBuf>,
+    redis_client_cert: Option<(PathBuf, PathBuf)>,
     max_object_bytes: u64,
     cache_name: String,
     purge_token: Option<String>,
@@ -241,6 +244,8 @@ impl fmt::Debug for GatewayBuilder {
             .field("redis", &self.redis)
             .field("redis_prefix", &self.redis_prefix)
             .field("redis_timeout", &self.redis_timeout)
+            .field("redis_ca", &self.redis_ca)
+            .field("redis_client_cert", &self.redis_client_cert)
             .field("max_object_bytes", &self.max_object_bytes)
             .field("cache_name", &self.cache_name)
             .field("purge_token", &self.purge_token.as_ref().map(|_| "<set>"))
@@ -349,6 +354,55 @@ impl GatewayBuilder {
     pub fn redis_timeout(self, timeout: Duration) -> Self {
         Self {
             redis_timeout: Some(timeout),
+            ..self
+        }
+    }
+
+    /// Trusts the certificate authorities in this PEM file for a `rediss://` Redis, instead of
+    /// the system's root certificates (a Redis whose certificate a private CA signed). The file
+    /// is read by [`build`](Self::build). Needs the `redis-tls` feature (on by default).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// // Needs the CA file, so it is compiled but not run by `cargo test`.
+    /// let gateway = cachio_gateway::Gateway::builder("http://127.0.0.1:9000")
+    ///     .redis_url("rediss://redis.internal:6380/")
+    ///     .redis_ca("/etc/cachio/redis-ca.pem")
+    ///     .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn redis_ca(self, pem_file: impl Into<PathBuf>) -> Self {
+        Self {
+            redis_ca: Some(pem_file.into()),
+            ..self
+        }
+    }
+
+    /// Presents this client certificate (a PEM file: the certificate, then any intermediates)
+    /// and private key (a PEM file) to a `rediss://` Redis that asks for one (mutual TLS). The
+    /// files are read by [`build`](Self::build). Needs the `redis-tls` feature (on by default).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// // Needs the files, so it is compiled but not run by `cargo test`.
+    /// let gateway = cachio_gateway::Gateway::builder("http://127.0.0.1:9000")
+    ///     .redis_url("rediss://redis.internal:6380/")
+    ///     .redis_ca("/etc/cachio/redis-ca.pem")
+    ///     .redis_client_cert("/etc/cachio/gateway.pem", "/etc/cachio/gateway.key")
+    ///     .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn redis_client_cert(
+        self,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            redis_client_cert: Some((cert_file.into(), key_file.into())),
             ..self
         }
     }
@@ -544,6 +598,21 @@ impl GatewayBuilder {
         if let Some(timeout) = self.redis_timeout {
             redis = redis.timeout(timeout);
         }
+        let read = |what: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                GatewayError::Config(format!(
+                    "cannot read the Redis {what} {}: {e}",
+                    path.display()
+                ))
+            })
+        };
+        if let Some(ca) = &self.redis_ca {
+            redis = redis.tls_ca(read("CA", ca)?);
+        }
+        if let Some((cert, key)) = &self.redis_client_cert {
+            redis =
+                redis.tls_client_cert(read("client certificate", cert)?, read("client key", key)?);
+        }
         let redis = redis.build().map_err(GatewayError::Redis)?;
         Ok(assemble(
             cachio_redis::Broadcast::fleet(memory, redis),
@@ -612,6 +681,8 @@ impl Gateway {
             redis: None,
             redis_prefix: None,
             redis_timeout: None,
+            redis_ca: None,
+            redis_client_cert: None,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             cache_name: "cachio".to_owned(),
             purge_token: None,

@@ -110,8 +110,9 @@ struct Args {
     workers: Option<usize>,
 
     /// Share the cache with a fleet of gateways through this Redis server
-    /// (redis://[user:password@]host[:port][/db]): memory over Redis, with purges and
-    /// invalidations reaching every gateway's memory. While Redis is down the cache steps aside.
+    /// (redis://[user:password@]host[:port][/db], or rediss://... for TLS): memory over Redis,
+    /// with purges and invalidations reaching every gateway's memory. While Redis is down the
+    /// cache steps aside.
     #[arg(long, value_name = "URL", conflicts_with = "redis_cluster")]
     redis_url: Option<String>,
 
@@ -127,6 +128,20 @@ struct Args {
     /// milliseconds [default: 50].
     #[arg(long, value_name = "MS")]
     redis_timeout_ms: Option<u64>,
+
+    /// For a rediss:// Redis: trust the certificate authorities in this PEM file instead of the
+    /// system's root certificates.
+    #[arg(long, value_name = "FILE")]
+    redis_ca: Option<PathBuf>,
+
+    /// For a rediss:// Redis that asks for a client certificate (mutual TLS): this PEM
+    /// certificate, with --redis-key.
+    #[arg(long, value_name = "FILE", requires = "redis_key")]
+    redis_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --redis-cert.
+    #[arg(long, value_name = "FILE", requires = "redis_cert")]
+    redis_key: Option<PathBuf>,
 
     /// Read settings from this TOML file; command-line options override it.
     #[arg(long, value_name = "FILE.toml")]
@@ -158,6 +173,9 @@ impl Args {
         flags.redis_cluster = (!self.redis_cluster.is_empty()).then_some(self.redis_cluster);
         flags.redis_prefix = self.redis_prefix;
         flags.redis_timeout_ms = self.redis_timeout_ms;
+        flags.redis_ca = self.redis_ca;
+        flags.redis_cert = self.redis_cert;
+        flags.redis_key = self.redis_key;
         Ok((flags, self.config))
     }
 }

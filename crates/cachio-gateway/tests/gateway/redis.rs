@@ -447,11 +447,9 @@ async fn redis_restarted_the_cache_steps_aside_and_comes_back() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_joins_a_fleet_with_redis_url() {
-    let redis = RedisServer::start();
-    let origin = tagged_origin().await;
-    let prefix = unique_prefix("cli");
+/// Starts the binary in front of `origin` with these Redis flags, and waits until it is
+/// subscribed to the fleet's invalidations: the child and its address.
+async fn spawn_binary(origin: &Origin, redis_flags: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cachio-gateway"))
         .args([
             "--upstream",
@@ -461,7 +459,7 @@ async fn the_binary_joins_a_fleet_with_redis_url() {
             "--workers",
             "1",
         ])
-        .args(["--redis-url", &redis.url(), "--redis-prefix", &prefix])
+        .args(redis_flags)
         .args(["--redis-timeout-ms", "500"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -486,6 +484,35 @@ async fn the_binary_joins_a_fleet_with_redis_url() {
         assert!(Instant::now() < deadline, "the binary did not subscribe");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (child, addr)
+}
+
+fn stop(mut child: std::process::Child) {
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_joins_a_fleet_with_redis_url() {
+    let redis = RedisServer::start();
+    let origin = tagged_origin().await;
+    let prefix = unique_prefix("cli");
+    let (child, addr) = spawn_binary(
+        &origin,
+        &["--redis-url", &redis.url(), "--redis-prefix", &prefix],
+    )
+    .await;
+    let c = client();
     let got = send(&c, "GET", &format!("http://{addr}/from-cli"), &[HOST]).await;
     assert!(
         got.cache_status().ends_with("stored"),
@@ -501,18 +528,70 @@ async fn the_binary_joins_a_fleet_with_redis_url() {
         assert!(Instant::now() < deadline, "not shared through Redis");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    stop(child);
+}
+
+/// The binary built with its default features joins a fleet on a Redis that speaks only TLS
+/// and asks for client certificates: `--redis-url rediss://`, `--redis-ca`, `--redis-cert`,
+/// `--redis-key`; a gateway configured from TOML with the same files shares its entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_joins_a_fleet_over_mutual_tls() {
+    let pki = redis_server::Pki::new();
+    let redis = RedisServer::start_tls(&pki, true, &[]);
+    assert!(redis.url().starts_with("rediss://"));
+    let origin = tagged_origin().await;
+    let prefix = unique_prefix("tls");
+    let path = |n: &str| pki.path(n).display().to_string();
+    let (child, addr) = spawn_binary(
+        &origin,
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--redis-prefix",
+            &prefix,
+            "--redis-ca",
+            &path("ca.pem"),
+            "--redis-cert",
+            &path("client.pem"),
+            "--redis-key",
+            &path("client.key"),
+        ],
+    )
+    .await;
+    let got = send(
+        &client(),
+        "GET",
+        &format!("http://{addr}/over-tls"),
+        &[HOST],
+    )
+    .await;
     assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
+        got.cache_status().ends_with("stored"),
+        "{}",
+        got.cache_status()
     );
+
+    let config = Config::from_toml(&format!(
+        "upstream = {:?}\nredis-url = {:?}\nredis-prefix = {prefix:?}\nredis-timeout-ms = 500\n\
+         redis-ca = {:?}\nredis-cert = {:?}\nredis-key = {:?}\n",
+        origin.url(),
+        redis.url(),
+        path("ca.pem"),
+        path("client.pem"),
+        path("client.key"),
+    ))
+    .unwrap();
+    let b = Running::start(config.builder().unwrap()).await;
+    subscribed(&[&b]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "still running after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
+    while !get(&b, "/over-tls").await.cache_status().contains("; hit") {
+        assert!(
+            Instant::now() < deadline,
+            "not shared through Redis over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    stop(child);
 }
 
 #[test]
@@ -527,6 +606,9 @@ fn redis_settings_from_flags_and_toml() {
         "--redis-cluster",
         "--redis-prefix",
         "--redis-timeout-ms",
+        "--redis-ca",
+        "--redis-cert",
+        "--redis-key",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
@@ -562,6 +644,25 @@ fn redis_settings_from_flags_and_toml() {
     )
     .unwrap();
     assert!(both.builder().is_err());
+    let half = Config::from_toml(
+        "upstream = \"http://127.0.0.1:9000\"\nredis-url = \"rediss://a/\"\nredis-cert = \"c.pem\"",
+    )
+    .unwrap();
+    assert!(half.builder().is_err(), "redis-cert without redis-key");
+    let missing = Gateway::builder("http://127.0.0.1:9000")
+        .redis_url("rediss://127.0.0.1:1/")
+        .redis_ca("/nonexistent/ca.pem")
+        .build();
+    assert!(matches!(
+        missing,
+        Err(cachio_gateway::GatewayError::Config(_))
+    ));
+    // Certificates for a plaintext Redis are a mistake, not a plaintext connection.
+    let plain = Gateway::builder("http://127.0.0.1:9000")
+        .redis_url("redis://127.0.0.1:1/")
+        .redis_ca(std::env::current_exe().unwrap())
+        .build();
+    assert!(matches!(plain, Err(cachio_gateway::GatewayError::Redis(_))));
     let with_disk = Gateway::builder("http://127.0.0.1:9000")
         .disk(std::env::temp_dir(), 1 << 20)
         .redis_url("redis://127.0.0.1:1/")
