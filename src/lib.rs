@@ -62,6 +62,7 @@
 //! | `memory` | yes | [`MemoryStore`], the in-memory store (`cachio-moka`) |
 //! | `disk` | yes | [`DiskStore`], the persistent on-disk store (`cachio-fjall`) |
 //! | `redis` | no | `RedisStore` and `FleetStore` (`cachio-redis`): a store shared by many machines, and memory over it with invalidations sent to every node |
+//! | `redis-tls` | no | `redis`, and TLS to Redis (`rediss://` URLs) through rustls (`cachio-redis`'s `tls`) |
 //! | `memory` + `disk` | yes | [`embedded`], [`Embedded`], [`EmbeddedStore`]: memory in front of disk |
 //!
 //! # Crates

@@ -181,6 +181,21 @@
 //! - When Redis is down, every node serves from the origin within the timeout, then without
 //!   even trying while the breaker is open, and uses the cache again when Redis is back.
 //!
+//! # TLS
+//!
+//! With the `tls` feature (off by default; `redis-tls` in `cachio` and the gateway), a
+//! `rediss://` URL connects through rustls, as managed services (ElastiCache with in-transit
+//! encryption, Upstash, Redis Cloud) require; the URLs of a cluster are all `rediss://` or all
+//! `redis://`. The server's certificate is checked against the system's root certificates
+//! (read through `rustls-native-certs`, so the operating system's store and `SSL_CERT_FILE`
+//! apply), or only against the CAs given to [`RedisStoreBuilder::tls_ca`];
+//! [`RedisStoreBuilder::tls_client_cert`] adds a client certificate for mutual TLS. Unless the
+//! program has chosen a rustls crypto provider already, building a TLS store makes ring the
+//! process's default. A `rediss://` URL without the feature, certificates with a `redis://`
+//! URL, and `#insecure` fail in [`RedisStoreBuilder::build`]: a store never falls back to
+//! plaintext. A store that cannot connect (an untrusted certificate, say) logs why once, and
+//! the errors of its calls carry the reason.
+//!
 //! [`Meta::encode`]: cachio_core::meta::Meta::encode
 //! [`StoreWriter::append`]: cachio_core::store::StoreWriter::append
 //! [`StoreWriter::commit`]: cachio_core::store::StoreWriter::commit
