@@ -18,6 +18,7 @@ mod freshness;
 mod invalidation;
 mod key;
 mod modes;
+mod range;
 mod robustness;
 mod stale;
 mod storing;

@@ -28,6 +28,8 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B, St: Store> {
         Cached { body: St::Body },
+        // A stored body cut to one range: `skip` bytes dropped, then `remain` bytes passed on.
+        Ranged { body: St::Body, skip: u64, remain: u64 },
         Tee {
             #[pin]
             inner: B,
@@ -55,6 +57,17 @@ impl<B, St: Store> ResponseBody<B, St> {
     pub(crate) fn cached(body: St::Body) -> Self {
         Self {
             kind: Kind::Cached { body },
+        }
+    }
+
+    /// The `len` bytes of a stored body that start at `start`.
+    pub(crate) fn ranged(body: St::Body, start: u64, len: u64) -> Self {
+        Self {
+            kind: Kind::Ranged {
+                body,
+                skip: start,
+                remain: len,
+            },
         }
     }
 
@@ -128,6 +141,34 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Cached { body } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            KindProj::Ranged { body, skip, remain } => loop {
+                if *remain == 0 {
+                    return Poll::Ready(None);
+                }
+                let frame = match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                    None => {
+                        // Shorter than its length said: end with an error, never a short 206.
+                        *remain = 0;
+                        return Poll::Ready(Some(Err("stored body ended before the range".into())));
+                    }
+                    Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                    Some(Ok(frame)) => frame,
+                };
+                // Trailers belong to the whole body; a part has none.
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let n = data.len() as u64;
+                if *skip >= n {
+                    *skip -= n;
+                    continue;
+                }
+                let from = *skip as usize;
+                let to = from + (n - *skip).min(*remain) as usize;
+                *skip = 0;
+                *remain -= (to - from) as u64;
+                return Poll::Ready(Some(Ok(Frame::data(data.slice(from..to)))));
+            },
             KindProj::Passthrough { inner } => inner.poll_frame(cx).map_err(Into::into),
             KindProj::Empty => Poll::Ready(None),
             KindProj::Tee {
@@ -202,6 +243,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Cached { body } => body.is_end_stream(),
+            Kind::Ranged { remain, .. } => *remain == 0,
             Kind::Passthrough { inner } => inner.is_end_stream(),
             Kind::Empty => true,
             Kind::Tee {
@@ -213,6 +255,7 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Cached { body } => body.size_hint(),
+            Kind::Ranged { remain, .. } => SizeHint::with_exact(*remain),
             Kind::Passthrough { inner } | Kind::Tee { inner, .. } => inner.size_hint(),
             Kind::Empty => SizeHint::with_exact(0),
         }
@@ -223,6 +266,7 @@ impl<B, St: Store> fmt::Debug for ResponseBody<B, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Cached { .. } => "Cached",
+            Kind::Ranged { .. } => "Ranged",
             Kind::Tee { .. } => "Tee",
             Kind::Passthrough { .. } => "Passthrough",
             Kind::Empty => "Empty",

@@ -9,6 +9,7 @@ use cachio_core::key::{primary_key, variant_hash, variant_key};
 use cachio_core::meta::{Meta, ResponseMeta, VaryIndex};
 use cachio_core::policy::status::{CacheStatus, Fwd};
 use cachio_core::policy::{self, Verdict, vary};
+use cachio_core::range;
 use cachio_core::store::{Hit, Store};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, request};
@@ -566,10 +567,11 @@ fn serve_stored<ResB, St: Store>(
             ResponseBody::empty(),
         )
     } else {
-        (
+        ranged(
+            parts,
             stored.status(),
             stored.fields().to_header_map(2),
-            ResponseBody::cached(body),
+            body,
         )
     };
     headers.insert(header::AGE, policy::age_value(age));
@@ -579,6 +581,47 @@ fn serve_stored<ResB, St: Store>(
     *res.version_mut() = stored.version();
     *res.headers_mut() = headers;
     res
+}
+
+/// A stored `200` for a `GET` with `Range` (RFC 9110 §14): a `206` with the one range asked for,
+/// streamed from the stored body, or a `416` when it starts past the end; the whole response
+/// otherwise (several ranges, a failed `If-Range`, an unknown length), as §14.2 allows.
+fn ranged<ResB, St: Store>(
+    parts: &request::Parts,
+    status: StatusCode,
+    mut headers: http::HeaderMap,
+    body: St::Body,
+) -> (StatusCode, http::HeaderMap, ResponseBody<ResB, St>) {
+    if status != StatusCode::OK || !parts.headers.contains_key(header::RANGE) {
+        return (status, headers, ResponseBody::cached(body));
+    }
+    let len = body.size_hint().exact().or_else(|| {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+    });
+    let Some(len) = len else {
+        return (status, headers, ResponseBody::cached(body));
+    };
+    let answer = range::answer(&parts.method, &parts.headers, &headers, Some(len));
+    let Some(content_range) = range::content_range(answer, len) else {
+        return (status, headers, ResponseBody::cached(body));
+    };
+    if let range::Answer::Part { start, end } = answer {
+        let n = end - start + 1;
+        headers.insert(header::CONTENT_RANGE, content_range);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        return (
+            StatusCode::PARTIAL_CONTENT,
+            headers,
+            ResponseBody::ranged(body, start, n),
+        );
+    }
+    // Past the end: a 416 that says how long the representation is (§15.5.17).
+    let mut h = http::HeaderMap::with_capacity(4);
+    h.insert(header::CONTENT_RANGE, content_range);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    (StatusCode::RANGE_NOT_SATISFIABLE, h, ResponseBody::empty())
 }
 
 /// `504 Gateway Timeout` for `only-if-cached` with nothing usable stored (RFC 9111 §5.2.1.7).
