@@ -5,7 +5,8 @@
 //! format with a version, so that an entry written by another version is read as a miss, never
 //! misread.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -88,8 +89,129 @@ pub struct ResponseMeta {
     response_time: SystemTime,
     ttl_override: Option<Duration>,
     facts: Facts,
-    /// Built by [`ResponseMeta::headers`] on first use.
-    map: OnceLock<Box<HeaderMap>>,
+    /// Built by [`ResponseMeta::headers`] on first use, or kept by [`ResponseMeta::keep_headers`].
+    map: OnceLock<Box<Kept>>,
+}
+
+/// The header maps kept with a stored head.
+struct Kept {
+    /// What a hit serves ([`ResponseMeta::hit_headers`]), kept by
+    /// [`ResponseMeta::keep_headers`] with the bytes its budget granted.
+    served: Option<(HeaderMap, Grant)>,
+    /// Every line alone, built by [`ResponseMeta::headers`] (which no budget bounds).
+    plain: OnceLock<HeaderMap>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("served", &self.served.as_ref().map(|(map, _)| map.len()))
+            .field("plain", &self.plain.get().map(HeaderMap::len))
+            .finish()
+    }
+}
+
+/// The `Cache-Status` field name (RFC 9211).
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Bytes taken from a [`MapBudget`], given back when the kept map is dropped (with the last handle
+/// to its head).
+struct Grant {
+    budget: MapBudget,
+    bytes: u64,
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        self.budget
+            .inner
+            .used
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// A bound on the memory that header maps kept with stored heads may take
+/// ([`ResponseMeta::keep_headers`]), shared by every head of one store.
+///
+/// A store that keeps its entries in memory hands its heads to the cache as they are: a head that
+/// keeps its built [`HeaderMap`] lets every later hit clone that map (what a service answering
+/// from a prebuilt response pays) instead of building one from the packed fields. Each kept map
+/// takes about 110 bytes per field line, far more than the packed lines, so a store bounds them
+/// with a budget: the bytes are counted when a map is kept and given back when the head that holds
+/// it is dropped. Over the budget, nothing more is kept and hits build their map.
+///
+/// # Example
+///
+/// ```
+/// use std::time::SystemTime;
+/// use cachio_core::meta::{MapBudget, ResponseMeta};
+///
+/// let budget = MapBudget::new(64 << 10);
+/// let mut fields = http::HeaderMap::new();
+/// fields.insert("content-type", http::HeaderValue::from_static("text/plain"));
+/// let now = SystemTime::now();
+/// let head = ResponseMeta::new(http::StatusCode::OK, http::Version::HTTP_11, fields, Vec::new(), now, now);
+/// assert!(head.keep_headers(&budget));
+/// assert!(budget.used() > 0);
+/// let served = head.hit_headers(http::HeaderValue::from_static("5"), http::HeaderValue::from_static("c; hit"));
+/// assert_eq!(served["age"], "5");
+/// drop(head);
+/// assert_eq!(budget.used(), 0);
+/// ```
+#[derive(Clone)]
+pub struct MapBudget {
+    inner: Arc<BudgetInner>,
+}
+
+struct BudgetInner {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl MapBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        Self {
+            inner: Arc::new(BudgetInner {
+                limit,
+                used: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The budget, in bytes.
+    pub fn limit(&self) -> u64 {
+        self.inner.limit
+    }
+
+    /// The bytes granted to the maps kept now.
+    pub fn used(&self) -> u64 {
+        self.inner.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` if they fit.
+    fn take(&self, bytes: u64) -> Option<Grant> {
+        let limit = self.inner.limit;
+        self.inner
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&n| n <= limit)
+            })
+            .ok()
+            .map(|_| Grant {
+                budget: self.clone(),
+                bytes,
+            })
+    }
+}
+
+impl std::fmt::Debug for MapBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapBudget")
+            .field("limit", &self.limit())
+            .field("used", &self.used())
+            .finish()
+    }
 }
 
 impl Clone for ResponseMeta {
@@ -263,8 +385,95 @@ impl ResponseMeta {
     /// or reads them often, uses [`fields`](Self::fields).
     pub fn headers(&self) -> &HeaderMap {
         self.map
-            .get_or_init(|| Box::new(self.fields.to_header_map(0)))
+            .get_or_init(|| {
+                Box::new(Kept {
+                    served: None,
+                    plain: OnceLock::new(),
+                })
+            })
+            .plain
+            .get_or_init(|| self.fields.to_header_map(0))
     }
+
+    /// The header fields of a response served from this head: every stored line, then `age`
+    /// (replacing the stored `Age` lines) and `status` (after the stored `Cache-Status` lines).
+    ///
+    /// A head that keeps a map ([`keep_headers`](Self::keep_headers)) clones it and sets the two
+    /// values in place; another builds the map from the packed fields. The values share the
+    /// packed buffer either way: no value byte is copied.
+    pub fn hit_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
+        let kept = self.map.get().and_then(|k| k.served.as_ref());
+        let Some((kept, _)) = kept else {
+            let mut map = self.fields.to_header_map(2);
+            map.insert(http::header::AGE, age);
+            map.append(CACHE_STATUS, status);
+            return map;
+        };
+        let mut map = kept.clone();
+        // Both are present, `Age` once (see `keep_headers`): these replace values in place,
+        // without growing the map.
+        map.insert(http::header::AGE, age);
+        if let http::header::Entry::Occupied(mut e) = map.entry(CACHE_STATUS)
+            && let Some(last) = e.iter_mut().last()
+        {
+            *last = status;
+        }
+        map
+    }
+
+    /// Whether this head keeps the map a hit serves ([`keep_headers`](Self::keep_headers)).
+    pub fn keeps_headers(&self) -> bool {
+        self.map.get().is_some_and(|k| k.served.is_some())
+    }
+
+    /// Builds the map a hit serves ([`hit_headers`](Self::hit_headers)) and keeps it with this
+    /// head if `budget` has room for it; the bytes go back to the budget when the head is
+    /// dropped. Returns whether a map is kept now.
+    ///
+    /// A head whose [`headers`](Self::headers) was read first keeps nothing (its slot is taken):
+    /// stores hand out heads nobody else reads.
+    pub fn keep_headers(&self, budget: &MapBudget) -> bool {
+        if let Some(k) = self.map.get() {
+            return k.served.is_some();
+        }
+        if budget.used() >= budget.limit() {
+            return false;
+        }
+        let mut map = self.fields.to_header_map(2);
+        map.insert(http::header::AGE, HeaderValue::from_static("0"));
+        map.append(CACHE_STATUS, HeaderValue::from_static(""));
+        // A clone holds exactly its entries: the map built above has room for twice as many.
+        let map = map.clone();
+        let Some(grant) = budget.take(self.kept_weight(&map)) else {
+            return false;
+        };
+        let kept = Box::new(Kept {
+            served: Some((map, grant)),
+            plain: OnceLock::new(),
+        });
+        // Another hit may have kept one meanwhile: this one (and its grant) is then dropped.
+        let _ = self.map.set(kept);
+        self.keeps_headers()
+    }
+
+    /// An estimate of the memory `map`, kept, takes in bytes: the box around it, its entries
+    /// (104 bytes each: hash, name, value, links) and index slots (4 bytes each, a power of two
+    /// at least 4/3 of the entries), the values of repeated names (72 bytes each), the names that
+    /// are not standard (each allocated) and the allocator's overhead.
+    fn kept_weight(&self, map: &HeaderMap) -> u64 {
+        let names: usize = self
+            .fields
+            .iter()
+            .filter(|l| !l.is_standard())
+            .map(|l| l.name_bytes().len() + 16)
+            .sum();
+        let keys = map.keys_len();
+        let slots = (keys + keys / 3).next_power_of_two();
+        let repeated = map.len() - keys;
+        (size_of::<Kept>() + 16 + keys * 104 + 16 + slots * 4 + 16 + repeated * 72 + 16 + names)
+            as u64
+    }
+
     /// Every stored header field line, packed.
     pub fn fields(&self) -> &Fields {
         &self.fields
@@ -721,5 +930,88 @@ mod tests {
             Meta::Variants(v) => assert_eq!(v.variants, vec![1, 2, 3]),
             Meta::Response(_) => panic!("kind changed"),
         }
+    }
+
+    fn head(lines: &[(&'static str, &'static str)]) -> ResponseMeta {
+        let mut h = HeaderMap::new();
+        for (name, value) in lines {
+            h.append(*name, HeaderValue::from_static(value));
+        }
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        ResponseMeta::new(StatusCode::OK, Version::HTTP_11, h, Vec::new(), t, t)
+    }
+
+    fn lines(map: &HeaderMap) -> Vec<(String, String)> {
+        map.iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_kept_map_serves_what_a_built_one_does() {
+        let budget = MapBudget::new(1 << 20);
+        for fields in [
+            &[][..],
+            &[("content-type", "text/plain"), ("x-custom", "1")][..],
+            // Stored `Age` lines are replaced; our `Cache-Status` comes after the stored ones.
+            &[
+                ("age", "10"),
+                ("cache-status", "upstream; hit"),
+                ("set-cookie", "a=1"),
+                ("age", "11"),
+                ("set-cookie", "b=2"),
+                ("cache-status", "edge; fwd=miss"),
+            ][..],
+        ] {
+            let cold = head(fields);
+            let hot = head(fields);
+            assert!(hot.keep_headers(&budget));
+            assert!(hot.keeps_headers() && !cold.keeps_headers());
+            for (age, status) in [("3", "c; hit"), ("7", "c; hit; ttl=5")] {
+                let (age, status) = (
+                    HeaderValue::from_static(age),
+                    HeaderValue::from_static(status),
+                );
+                let built = cold.hit_headers(age.clone(), status.clone());
+                let kept = hot.hit_headers(age, status);
+                assert_eq!(lines(&kept), lines(&built), "{fields:?}");
+            }
+            assert_eq!(cold.headers(), hot.headers());
+        }
+    }
+
+    #[test]
+    fn the_budget_bounds_kept_maps_and_gets_them_back() {
+        let fields = [("content-type", "text/plain"), ("x-a", "1"), ("x-a", "2")];
+        let one = {
+            let budget = MapBudget::new(u64::MAX);
+            let h = head(&fields);
+            assert!(h.keep_headers(&budget));
+            budget.used()
+        };
+        assert!(one > 4 * 104, "{one} bytes");
+        let budget = MapBudget::new(2 * one + one / 2);
+        let heads: Vec<_> = (0..3).map(|_| head(&fields)).collect();
+        let kept: Vec<_> = heads.iter().map(|h| h.keep_headers(&budget)).collect();
+        assert_eq!(kept, [true, true, false]);
+        assert_eq!(budget.used(), 2 * one);
+        // Keeping again costs nothing more.
+        assert!(heads[0].keep_headers(&budget));
+        assert_eq!(budget.used(), 2 * one);
+        // A copy does not carry the map (or its grant).
+        let copy = heads[0].clone();
+        assert!(!copy.keeps_headers());
+        drop(heads);
+        assert_eq!(budget.used(), 0);
+        // A head whose `headers` was read first keeps nothing: that map is outside any budget.
+        let read = head(&fields);
+        let _ = read.headers();
+        assert!(!read.keep_headers(&budget));
+        assert_eq!(budget.used(), 0);
+        assert_eq!(
+            read.hit_headers(HeaderValue::from_static("1"), HeaderValue::from_static("c"))
+                .len(),
+            5
+        );
     }
 }
