@@ -41,10 +41,6 @@ pub const FORMAT_VERSION: u16 = 1;
 /// assert_eq!(back.as_response().unwrap().status(), http::StatusCode::OK);
 /// ```
 #[derive(Clone, Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "responses are the common case; boxing them would cost an allocation per entry"
-)]
 pub enum Meta {
     /// A stored response; its body is the entry's body.
     Response(ResponseMeta),
@@ -85,10 +81,12 @@ pub struct ResponseMeta {
     version: Version,
     fields: Fields,
     vary: Box<[Option<HeaderValue>]>,
-    request_time: SystemTime,
-    response_time: SystemTime,
-    ttl_override: Option<Duration>,
-    facts: Facts,
+    /// Microseconds since the epoch ([`micros`]).
+    request_time: i64,
+    response_time: i64,
+    /// Milliseconds; [`NO_TTL`] when none was set.
+    ttl_override: u64,
+    facts: PackedFacts,
     /// Built by [`ResponseMeta::headers`] on first use, or kept by [`ResponseMeta::keep_headers`].
     map: OnceLock<Box<Kept>>,
 }
@@ -232,6 +230,141 @@ impl Clone for ResponseMeta {
     }
 }
 
+/// [`ResponseMeta::ttl_override`] when none was set.
+const NO_TTL: u64 = u64::MAX;
+
+/// A time as microseconds since the epoch (negative before it), saturating.
+fn micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |us| -us),
+    }
+}
+
+fn from_micros(us: i64) -> SystemTime {
+    let d = Duration::from_micros(us.unsigned_abs());
+    if us >= 0 {
+        UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
+    } else {
+        UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH)
+    }
+}
+
+/// [`Facts`] as a stored head keeps them, in 64 bytes instead of 140: the delta-seconds of
+/// both fields in `u32`s (none: `u32::MAX`, above every valid value), their flags in a byte each,
+/// and the dates (whole seconds, as HTTP-dates are) in `i64`s of seconds. Read back by
+/// [`ResponseMeta::facts`].
+#[derive(Clone, Copy, Debug)]
+struct PackedFacts {
+    /// `max-age`, `s-maxage`, `stale-while-revalidate`, `stale-if-error` of `Cache-Control`, then
+    /// of `CDN-Cache-Control`.
+    secs: [u32; 8],
+    /// The flags of `Cache-Control`, then of `CDN-Cache-Control`.
+    flags: [u8; 2],
+    age: u32,
+    date: i64,
+    expires: i64,
+    last_modified: i64,
+}
+
+const NO_SECS: u32 = u32::MAX;
+const NO_DATE: i64 = i64::MIN;
+const BAD_DATE: i64 = i64::MIN + 1;
+
+const NO_CACHE: u8 = 1;
+const MUST_REVALIDATE: u8 = 1 << 1;
+const PROXY_REVALIDATE: u8 = 1 << 2;
+const PUBLIC: u8 = 1 << 3;
+const PRIVATE: u8 = 1 << 4;
+const PRIVATE_FIELDS: u8 = 1 << 5;
+const IMMUTABLE: u8 = 1 << 6;
+/// Set when the field is present.
+const PRESENT: u8 = 1 << 7;
+
+fn pack_directives(d: Option<&Directives>, secs: &mut [u32], flags: &mut u8) {
+    let Some(d) = d else {
+        secs.fill(NO_SECS);
+        *flags = 0;
+        return;
+    };
+    let pack = |v: Option<u32>| v.map_or(NO_SECS, |n| n.min(NO_SECS - 1));
+    secs.copy_from_slice(&[
+        pack(d.max_age),
+        pack(d.s_maxage),
+        pack(d.stale_while_revalidate),
+        pack(d.stale_if_error),
+    ]);
+    let flag = |set: bool, bit: u8| if set { bit } else { 0 };
+    *flags = PRESENT
+        | flag(d.no_cache, NO_CACHE)
+        | flag(d.must_revalidate, MUST_REVALIDATE)
+        | flag(d.proxy_revalidate, PROXY_REVALIDATE)
+        | flag(d.public, PUBLIC)
+        | flag(d.private, PRIVATE)
+        | flag(d.private_fields, PRIVATE_FIELDS)
+        | flag(d.immutable, IMMUTABLE);
+}
+
+fn unpack_directives(secs: &[u32], flags: u8) -> Directives {
+    let secs = |i: usize| (secs[i] != NO_SECS).then_some(secs[i]);
+    let flag = |bit: u8| flags & bit != 0;
+    Directives {
+        max_age: secs(0),
+        s_maxage: secs(1),
+        stale_while_revalidate: secs(2),
+        stale_if_error: secs(3),
+        no_cache: flag(NO_CACHE),
+        must_revalidate: flag(MUST_REVALIDATE),
+        proxy_revalidate: flag(PROXY_REVALIDATE),
+        public: flag(PUBLIC),
+        private: flag(PRIVATE),
+        private_fields: flag(PRIVATE_FIELDS),
+        immutable: flag(IMMUTABLE),
+    }
+}
+
+impl PackedFacts {
+    fn pack(f: &Facts) -> Self {
+        let date = |t: Option<SystemTime>| {
+            t.map_or(NO_DATE, |t| (micros(t) / 1_000_000).max(BAD_DATE + 1))
+        };
+        let mut packed = Self {
+            secs: [NO_SECS; 8],
+            flags: [0; 2],
+            age: f.age.map_or(NO_SECS, |a| a.min(NO_SECS - 1)),
+            date: date(f.date),
+            expires: match f.expires {
+                None => NO_DATE,
+                Some(None) => BAD_DATE,
+                Some(t) => date(t),
+            },
+            last_modified: date(f.last_modified),
+        };
+        let (cc, cdn) = packed.secs.split_at_mut(4);
+        let [cc_flags, cdn_flags] = &mut packed.flags;
+        pack_directives(Some(&f.cache_control), cc, cc_flags);
+        pack_directives(f.cdn_cache_control.as_ref(), cdn, cdn_flags);
+        packed
+    }
+
+    fn unpack(&self) -> Facts {
+        let date = |s: i64| (s > BAD_DATE).then(|| from_micros(s.saturating_mul(1_000_000)));
+        Facts {
+            cache_control: unpack_directives(&self.secs[..4], self.flags[0]),
+            cdn_cache_control: (self.flags[1] & PRESENT != 0)
+                .then(|| unpack_directives(&self.secs[4..], self.flags[1])),
+            date: date(self.date),
+            expires: match self.expires {
+                NO_DATE => None,
+                BAD_DATE => Some(None),
+                s => Some(date(s)),
+            },
+            last_modified: date(self.last_modified),
+            age: (self.age != NO_SECS).then_some(self.age),
+        }
+    }
+}
+
 /// The directives of one cache-control field that freshness needs, in a compact form (see
 /// [`CacheControl`] for their meaning; delta-seconds are at most 2^31, RFC 9111 §1.2.2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -351,10 +484,10 @@ impl ResponseMeta {
             version,
             fields: Fields::from_map(&headers),
             vary: vary.into_boxed_slice(),
-            request_time,
-            response_time,
-            ttl_override: None,
-            facts: Facts::from(&Parsed::from_headers(&headers)),
+            request_time: micros(request_time),
+            response_time: micros(response_time),
+            ttl_override: NO_TTL,
+            facts: PackedFacts::pack(&Facts::from(&Parsed::from_headers(&headers))),
             map: OnceLock::new(),
         }
     }
@@ -363,13 +496,15 @@ impl ResponseMeta {
     /// the header fields give (see `CacheLayer::ttl_override`).
     #[must_use]
     pub fn with_ttl_override(mut self, ttl: Option<Duration>) -> Self {
-        self.ttl_override = ttl;
+        self.ttl_override = ttl.map_or(NO_TTL, |ttl| {
+            u64::try_from(ttl.as_millis()).map_or(NO_TTL - 1, |ms| ms.min(NO_TTL - 1))
+        });
         self
     }
 
     /// The operator's freshness lifetime, if one was set.
     pub fn ttl_override(&self) -> Option<Duration> {
-        self.ttl_override
+        (self.ttl_override != NO_TTL).then(|| Duration::from_millis(self.ttl_override))
     }
 
     /// The status code.
@@ -484,11 +619,11 @@ impl ResponseMeta {
     }
     /// When the request that produced this response was sent (§4.2.3 `request_time`).
     pub fn request_time(&self) -> SystemTime {
-        self.request_time
+        from_micros(self.request_time)
     }
     /// When the response was received (§4.2.3 `response_time`).
     pub fn response_time(&self) -> SystemTime {
-        self.response_time
+        from_micros(self.response_time)
     }
 
     /// A copy with other header fields and exchange times (used by 304 merges, §3.2).
@@ -506,12 +641,12 @@ impl ResponseMeta {
             request_time,
             response_time,
         )
-        .with_ttl_override(self.ttl_override)
+        .with_ttl_override(self.ttl_override())
     }
 
     /// The values freshness and validation read, parsed when this head was made.
-    pub fn facts(&self) -> &Facts {
-        &self.facts
+    pub fn facts(&self) -> Facts {
+        self.facts.unpack()
     }
 
     /// An estimate of the memory this head takes, in bytes: the head itself behind its `Arc`, the
@@ -652,9 +787,9 @@ impl Meta {
                 out.push(KIND_RESPONSE);
                 out.extend_from_slice(&r.status.as_u16().to_be_bytes());
                 out.push(version_byte(r.version));
-                out.extend_from_slice(&millis(r.request_time).to_be_bytes());
-                out.extend_from_slice(&millis(r.response_time).to_be_bytes());
-                match r.ttl_override {
+                out.extend_from_slice(&millis(r.request_time()).to_be_bytes());
+                out.extend_from_slice(&millis(r.response_time()).to_be_bytes());
+                match r.ttl_override() {
                     Some(ttl) => {
                         out.push(1);
                         out.extend_from_slice(
@@ -1012,6 +1147,91 @@ mod tests {
             read.hit_headers(HeaderValue::from_static("1"), HeaderValue::from_static("c"))
                 .len(),
             5
+        );
+    }
+
+    #[test]
+    fn packed_facts_read_back_what_was_parsed() {
+        let t = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        let all = Directives {
+            max_age: Some(0),
+            s_maxage: Some(u32::MAX),
+            stale_while_revalidate: Some(1 << 31),
+            stale_if_error: None,
+            no_cache: true,
+            must_revalidate: false,
+            proxy_revalidate: true,
+            public: false,
+            private: true,
+            private_fields: false,
+            immutable: true,
+        };
+        for facts in [
+            Facts::default(),
+            Facts {
+                cache_control: all,
+                cdn_cache_control: Some(Directives::default()),
+                date: t(1_700_000_000),
+                expires: Some(None),
+                last_modified: t(0),
+                age: Some(0),
+            },
+            Facts {
+                cache_control: Directives::default(),
+                cdn_cache_control: Some(all),
+                date: None,
+                expires: Some(t(253_402_300_799)),
+                last_modified: None,
+                age: Some(1 << 31),
+            },
+        ] {
+            let mut expected = facts;
+            // Delta-seconds are at most 2^31: u32::MAX is the packed form's "none".
+            for d in [
+                Some(&mut expected.cache_control),
+                expected.cdn_cache_control.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                d.s_maxage = d.s_maxage.map(|s| s.min(u32::MAX - 1));
+            }
+            assert_eq!(PackedFacts::pack(&facts).unpack(), expected);
+        }
+    }
+
+    #[test]
+    fn a_stored_head_stays_small() {
+        // With the `Arc` around it, 184 bytes: one 192-byte allocation per stored response.
+        assert!(size_of::<Meta>() <= 168, "{}", size_of::<Meta>());
+    }
+
+    #[test]
+    fn exchange_times_and_the_operator_ttl_read_back() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        let before = UNIX_EPOCH - Duration::from_secs(5);
+        let h = ResponseMeta::new(
+            StatusCode::OK,
+            Version::HTTP_11,
+            HeaderMap::new(),
+            Vec::new(),
+            before,
+            t,
+        );
+        assert_eq!((h.request_time(), h.response_time()), (before, t));
+        assert_eq!(h.ttl_override(), None);
+        for ttl in [
+            Duration::ZERO,
+            Duration::from_millis(1500),
+            Duration::from_secs(86_400),
+        ] {
+            let h = h.clone().with_ttl_override(Some(ttl));
+            assert_eq!(h.ttl_override(), Some(ttl));
+        }
+        assert!(
+            h.with_ttl_override(Some(Duration::MAX))
+                .ttl_override()
+                .is_some()
         );
     }
 }

@@ -156,7 +156,7 @@ pub const DEFAULT_HEADER_MAP_SHARE: f64 = 0.0625;
 /// its deques (about 380 bytes), the key's copy, the shared handles a first hit gives the body and
 /// the header buffer, and the allocator's rounding. Measured with `cargo bench --bench memory`:
 /// the weights then match the growth of the resident set within a few percent.
-pub const ENTRY_OVERHEAD: u64 = 448;
+pub const ENTRY_OVERHEAD: u64 = 408;
 
 /// The weight of each body chunk's handle (a `Bytes` is four words).
 const CHUNK_OVERHEAD: u64 = size_of::<Bytes>() as u64;
