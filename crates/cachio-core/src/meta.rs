@@ -234,7 +234,7 @@ impl Clone for ResponseMeta {
 const NO_TTL: u64 = u64::MAX;
 
 /// A time as microseconds since the epoch (negative before it), saturating.
-fn micros(t: SystemTime) -> i64 {
+pub(crate) fn micros(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |us| -us),
@@ -323,6 +323,10 @@ fn unpack_directives(secs: &[u32], flags: u8) -> Directives {
     }
 }
 
+fn packed_date(secs: i64) -> Option<SystemTime> {
+    (secs > BAD_DATE).then(|| from_micros(secs.saturating_mul(1_000_000)))
+}
+
 impl PackedFacts {
     fn pack(f: &Facts) -> Self {
         let date = |t: Option<SystemTime>| {
@@ -348,7 +352,7 @@ impl PackedFacts {
     }
 
     fn unpack(&self) -> Facts {
-        let date = |s: i64| (s > BAD_DATE).then(|| from_micros(s.saturating_mul(1_000_000)));
+        let date = packed_date;
         Facts {
             cache_control: unpack_directives(&self.secs[..4], self.flags[0]),
             cdn_cache_control: (self.flags[1] & PRESENT != 0)
@@ -647,6 +651,33 @@ impl ResponseMeta {
     /// The values freshness and validation read, parsed when this head was made.
     pub fn facts(&self) -> Facts {
         self.facts.unpack()
+    }
+
+    /// `Cache-Control`, as [`facts`](Self::facts) gives it (without unpacking the rest).
+    pub fn cache_control(&self) -> Directives {
+        unpack_directives(&self.facts.secs[..4], self.facts.flags[0])
+    }
+
+    /// `CDN-Cache-Control`, as [`facts`](Self::facts) gives it.
+    pub fn cdn_cache_control(&self) -> Option<Directives> {
+        (self.facts.flags[1] & PRESENT != 0)
+            .then(|| unpack_directives(&self.facts.secs[4..], self.facts.flags[1]))
+    }
+
+    /// `Date`, as [`facts`](Self::facts) gives it.
+    pub fn date(&self) -> Option<SystemTime> {
+        packed_date(self.facts.date)
+    }
+
+    /// The request and response times and `Date`, in microseconds since the epoch.
+    pub(crate) fn times_micros(&self) -> (i64, i64, Option<i64>) {
+        let date = (self.facts.date > BAD_DATE).then(|| self.facts.date.saturating_mul(1_000_000));
+        (self.request_time, self.response_time, date)
+    }
+
+    /// `Age` in seconds, as [`facts`](Self::facts) gives it.
+    pub fn age(&self) -> Option<u32> {
+        (self.facts.age != NO_SECS).then_some(self.facts.age)
     }
 
     /// An estimate of the memory this head takes, in bytes: the head itself behind its `Arc`, the
