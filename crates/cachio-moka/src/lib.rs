@@ -429,7 +429,9 @@ impl Store for MokaStore {
             return Ok(None);
         };
         if entry.expires.is_some_and(|at| at <= Instant::now()) {
-            self.remove_expired(key, &entry.meta).await;
+            // Boxed: the rare path would otherwise make every read's future (and the cache
+            // layer's, which holds it) as large as a keyed computation.
+            Box::pin(self.remove_expired(key, &entry.meta)).await;
             return Ok(None);
         }
         if let (Some(budget), Meta::Response(head)) = (&self.shared.maps, &*entry.meta) {
