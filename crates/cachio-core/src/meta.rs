@@ -549,12 +549,20 @@ impl ResponseMeta {
             return map;
         };
         let mut map = kept.clone();
-        // Both are present, `Age` once (see `keep_headers`): these replace values in place,
-        // without growing the map.
-        map.insert(http::header::AGE, age);
-        if let http::header::Entry::Occupied(mut e) = map.entry(CACHE_STATUS)
-            && let Some(last) = e.iter_mut().last()
-        {
+        // The kept map has one `Age` line and our `Cache-Status` line last of its name (see
+        // `keep_headers`): one pass sets both in place, without hashing or growing the map.
+        let mut age = Some(age);
+        let mut last_status = None;
+        for (name, value) in map.iter_mut() {
+            if name == http::header::AGE {
+                if let Some(age) = age.take() {
+                    *value = age;
+                }
+            } else if name == CACHE_STATUS {
+                last_status = Some(value);
+            }
+        }
+        if let Some(last) = last_status {
             *last = status;
         }
         map
