@@ -134,7 +134,7 @@ impl Drop for Grant {
 /// A store that keeps its entries in memory hands its heads to the cache as they are: a head that
 /// keeps its built [`HeaderMap`] lets every later hit clone that map (what a service answering
 /// from a prebuilt response pays) instead of building one from the packed fields. Each kept map
-/// takes about 110 bytes per field line, far more than the packed lines, so a store bounds them
+/// takes about 140 bytes per field line, far more than the packed lines, so a store bounds them
 /// with a budget: the bytes are counted when a map is kept and given back when the head that holds
 /// it is dropped. Over the budget, nothing more is kept and hits build their map.
 ///

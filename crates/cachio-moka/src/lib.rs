@@ -45,7 +45,7 @@
 //!
 //! An entry keeps its header lines packed in one buffer (`cachio_core::fields::Fields`, about 10
 //! bytes of table and the name and value bytes per line), so that a hundred thousand small
-//! responses do not take a hundred thousand `HeaderMap`s (about 110 bytes per line). A hit must
+//! responses do not take a hundred thousand `HeaderMap`s (about 140 bytes per line). A hit must
 //! still answer with a `HeaderMap`, and building one from the packed lines (hashing and inserting
 //! each name, checking each value's bytes, allocating the map) costs about as much as the rest of
 //! the hit together.
@@ -65,9 +65,11 @@
 //! first read win the room: a map is not moved to an entry that becomes hot later, it waits for
 //! room to be given back.
 //!
-//! The trade-off, with the default share: a store whose entries are hit once or never gives
-//! up 1/16 of its capacity for nothing; a store with a hot set (the usual case) answers a hit to
-//! one of its hottest few thousand entries in about half the time.
+//! The trade-off, with the default share: a store whose entries are read once or never gives
+//! up 1/16 of its capacity for nothing; a store with a hot set (the usual case) answers a hit
+//! on its first few thousand entries read with about 30% fewer instructions (a 1 KiB response
+//! with 11 fields: 10 000 instead of 14 200, against 4 600 for a service answering a prebuilt
+//! response). A kept map of 11 fields is counted at 1.8 KB, about what the entry itself takes.
 //!
 //! # Expiry
 //!
