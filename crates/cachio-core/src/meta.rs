@@ -583,7 +583,10 @@ impl ResponseMeta {
         if let Some(k) = self.map.get() {
             return k.served.is_some();
         }
-        if budget.used() >= budget.limit() {
+        // Counted as if no name were repeated, the map can only weigh less: a head that cannot fit
+        // is told so without building a map for nothing (on each of its hits).
+        let lines = self.fields.len() + 2;
+        if budget.used().saturating_add(self.kept_weight(lines, lines)) > budget.limit() {
             return false;
         }
         let mut map = self.fields.to_header_map(2);
@@ -591,7 +594,7 @@ impl ResponseMeta {
         map.append(CACHE_STATUS, HeaderValue::from_static(""));
         // A clone holds exactly its entries: the map built above has room for twice as many.
         let map = map.clone();
-        let Some(grant) = budget.take(self.kept_weight(&map)) else {
+        let Some(grant) = budget.take(self.kept_weight(map.keys_len(), map.len())) else {
             return false;
         };
         let kept = Box::new(Kept {
@@ -603,12 +606,12 @@ impl ResponseMeta {
         self.keeps_headers()
     }
 
-    /// An estimate of the memory `map`, kept, takes in bytes: the box around it, its entries
-    /// (104 bytes each: hash, name, value, links) and index slots (4 bytes each, a power of two
-    /// at least 4/3 of the entries), the values of repeated names (72 bytes each), the names that
+    /// An estimate of the memory a kept map of `keys` names and `values` lines takes in bytes:
+    /// the box around it, its entries (104 bytes each: hash, name, value, links) and index slots
+    /// (4 bytes each, a power of two at least 4/3 of the entries), the values of repeated names (72 bytes each), the names that
     /// are not standard (each allocated) and the allocator's overhead. `cargo bench --bench
     /// memory` compares it with the growth of the resident set when every entry keeps a map.
-    fn kept_weight(&self, map: &HeaderMap) -> u64 {
+    fn kept_weight(&self, keys: usize, values: usize) -> u64 {
         let names: usize = self
             .fields
             .iter()
@@ -616,9 +619,8 @@ impl ResponseMeta {
             // The name's bytes, and the block the clone's handle shares them through.
             .map(|l| l.name_bytes().len() + 16 + 32)
             .sum();
-        let keys = map.keys_len();
         let slots = (keys + keys / 3).next_power_of_two();
-        let repeated = map.len() - keys;
+        let repeated = values.saturating_sub(keys);
         (size_of::<Kept>() + 16 + keys * 104 + 16 + slots * 4 + 16 + repeated * 72 + 16 + names)
             as u64
     }
