@@ -608,9 +608,10 @@ impl ResponseMeta {
 
     /// An estimate of the memory a kept map of `keys` names and `values` lines takes in bytes:
     /// the box around it, its entries (104 bytes each: hash, name, value, links) and index slots
-    /// (4 bytes each, a power of two at least 4/3 of the entries), the values of repeated names (72 bytes each), the names that
-    /// are not standard (each allocated) and the allocator's overhead. `cargo bench --bench
-    /// memory` compares it with the growth of the resident set when every entry keeps a map.
+    /// (4 bytes each, a power of two at least 4/3 of the entries), the values of repeated names
+    /// (72 bytes each), the names that are not standard (each allocated) and the allocator's
+    /// overhead. `cargo bench --bench memory` compares it with the growth of the resident set
+    /// when every entry keeps a map.
     fn kept_weight(&self, keys: usize, values: usize) -> u64 {
         let names: usize = self
             .fields
