@@ -8,6 +8,10 @@
 //! each response in fresh allocations) or a hyper server on 127.0.0.1 reached through a
 //! hyper-util client (the header values and body chunks are then slices of hyper's read buffers).
 //!
+//! A last variant reads every stored entry once more after the fill: each read entry then also
+//! keeps the header map its hits serve (the store's budget for them is raised so that every one
+//! fits), and its weight includes those maps' estimated bytes.
+//!
 //! Run with `cargo bench --bench memory`; `CACHIO_BENCH_ENTRIES` sets N (default 100 000).
 
 use std::convert::Infallible;
@@ -33,7 +37,7 @@ use tower::{Layer, Service, ServiceExt};
 const BODY: usize = 1024;
 
 /// The variants, in the order they are printed.
-const VARIANTS: [(&str, &str); 4] = [
+const VARIANTS: [(&str, &str); 5] = [
     ("cachio", "cachio MemoryStore, in-process origin"),
     (
         "http-cache-tower",
@@ -44,6 +48,7 @@ const VARIANTS: [(&str, &str); 4] = [
         "http-cache-tower-hyper",
         "http-cache-tower MokaManager, hyper origin",
     ),
+    ("cachio-read", "cachio MemoryStore, every entry read once"),
 ];
 
 /// Response `i` of the origin, built in fresh allocations as a network origin's would be.
@@ -180,7 +185,15 @@ fn child(variant: &str, n: u64) {
         };
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
         // Room for every entry: no eviction, and moka's frequency sketch is never enabled.
-        let store = MemoryStore::new(n * 8192 + (64 << 20));
+        let capacity = n * 8192 + (64 << 20);
+        let store = if variant == "cachio-read" {
+            MemoryStore::builder()
+                .max_capacity_bytes(capacity)
+                .header_map_share(0.5)
+                .build()
+        } else {
+            MemoryStore::new(capacity)
+        };
         let hct_cache: MokaCache<String, Arc<Vec<u8>>> = MokaCache::new(2 * n + 1000);
 
         let before = rss();
@@ -189,6 +202,11 @@ fn child(variant: &str, n: u64) {
             "cachio" => fill(CacheLayer::private(store.clone()).layer(Origin), &base, n).await,
             "cachio-hyper" => {
                 fill(CacheLayer::private(store.clone()).layer(client), &base, n).await
+            }
+            "cachio-read" => {
+                let cache = CacheLayer::private(store.clone()).layer(Origin);
+                fill(cache.clone(), &base, n).await;
+                fill(cache, &base, n).await;
             }
             "http-cache-tower" => {
                 let layer = HttpCacheLayer::new(MokaManager::new(hct_cache.clone()));
@@ -203,7 +221,10 @@ fn child(variant: &str, n: u64) {
         let elapsed = start.elapsed();
         let (entries, weight) = if variant.starts_with("cachio") {
             store.run_pending_tasks().await;
-            (store.entry_count(), store.weighted_size())
+            (
+                store.entry_count(),
+                store.weighted_size() + store.header_map_bytes(),
+            )
         } else {
             hct_cache.run_pending_tasks().await;
             (hct_cache.entry_count(), 0)

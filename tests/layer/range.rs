@@ -41,6 +41,8 @@ async fn rfc9110_15_5_17_a_range_past_the_end_is_a_416_with_the_length() {
     let h = stored().await;
     let res = h.send(h.req("/r").header("range", "bytes=10-")).await;
     assert_eq!(res.status, 416);
+    assert!(res.is_hit(), "{}", res.cache_status());
+    assert!(res.age().is_some());
     assert_eq!(res.header("content-range"), Some("bytes */10"));
     assert_eq!(res.text(), "");
     assert_eq!(h.count(), 1);

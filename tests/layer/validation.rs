@@ -352,3 +352,52 @@ async fn rfc9111_4_3_3_head_on_stale_entry_with_new_representation() {
     }
     assert_eq!(h.count(), 2);
 }
+
+#[tokio::test]
+async fn a_hot_entry_serves_what_a_304_merged_and_then_what_replaced_it() {
+    // The memory store keeps the header map of an entry that is hit; a 304 merge and a new
+    // response must both show through it.
+    let h = Harness::private(|s| match s.n {
+        1 => ok("first")
+            .cc("max-age=10")
+            .header("etag", "\"v1\"")
+            .header("x-version", "1"),
+        2 => reply(304)
+            .header("etag", "\"v1\"")
+            .cc("max-age=10")
+            .header("x-version", "2"),
+        _ => ok("second")
+            .cc("max-age=10")
+            .header("etag", "\"v2\"")
+            .header("x-version", "3"),
+    })
+    .await;
+    h.get("/r").await;
+    for age in 0..3 {
+        h.advance(1);
+        let hit = h.get("/r").await;
+        assert!(hit.is_hit(), "{}", hit.cache_status());
+        assert_eq!(hit.header("x-version"), Some("1"));
+        assert_eq!(hit.age(), Some(age + 1));
+    }
+    h.advance(20);
+    assert_eq!(h.get("/r").await.header("x-version"), Some("2"));
+    for _ in 0..2 {
+        let hit = h.get("/r").await;
+        assert!(hit.is_hit(), "{}", hit.cache_status());
+        assert_eq!(hit.header("x-version"), Some("2"));
+        assert_eq!(hit.text(), "first");
+        assert_eq!(hit.age(), Some(0));
+    }
+    h.advance(20);
+    let res = h.get("/r").await;
+    assert_eq!(res.text(), "second");
+    for _ in 0..2 {
+        let hit = h.get("/r").await;
+        assert!(hit.is_hit(), "{}", hit.cache_status());
+        assert_eq!(hit.header("x-version"), Some("3"));
+        assert_eq!(hit.header("etag"), Some("\"v2\""));
+        assert_eq!(hit.text(), "second");
+    }
+    assert_eq!(h.count(), 3);
+}

@@ -176,6 +176,11 @@ impl<'a> Line<'a> {
         }
     }
 
+    /// Whether the name is one of the standard names (stored as a one-byte code).
+    pub fn is_standard(&self) -> bool {
+        usize::from(self.code) < STANDARD.len()
+    }
+
     /// The name (a standard name is a copy of a constant; another one is allocated).
     pub fn name(&self) -> Option<HeaderName> {
         match STANDARD.get(usize::from(self.code)) {

@@ -5,7 +5,8 @@
 //! format with a version, so that an entry written by another version is read as a miss, never
 //! misread.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -40,10 +41,6 @@ pub const FORMAT_VERSION: u16 = 1;
 /// assert_eq!(back.as_response().unwrap().status(), http::StatusCode::OK);
 /// ```
 #[derive(Clone, Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "responses are the common case; boxing them would cost an allocation per entry"
-)]
 pub enum Meta {
     /// A stored response; its body is the entry's body.
     Response(ResponseMeta),
@@ -84,12 +81,135 @@ pub struct ResponseMeta {
     version: Version,
     fields: Fields,
     vary: Box<[Option<HeaderValue>]>,
-    request_time: SystemTime,
-    response_time: SystemTime,
-    ttl_override: Option<Duration>,
-    facts: Facts,
-    /// Built by [`ResponseMeta::headers`] on first use.
-    map: OnceLock<Box<HeaderMap>>,
+    /// Microseconds since the epoch ([`micros`]).
+    request_time: i64,
+    response_time: i64,
+    /// Milliseconds; [`NO_TTL`] when none was set.
+    ttl_override: u64,
+    facts: PackedFacts,
+    /// Built by [`ResponseMeta::headers`] on first use, or kept by [`ResponseMeta::keep_headers`].
+    map: OnceLock<Box<Kept>>,
+}
+
+/// The header maps kept with a stored head.
+struct Kept {
+    /// What a hit serves ([`ResponseMeta::hit_headers`]), kept by
+    /// [`ResponseMeta::keep_headers`] with the bytes its budget granted.
+    served: Option<(HeaderMap, Grant)>,
+    /// Every line alone, built by [`ResponseMeta::headers`] (which no budget bounds).
+    plain: OnceLock<HeaderMap>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("served", &self.served.as_ref().map(|(map, _)| map.len()))
+            .field("plain", &self.plain.get().map(HeaderMap::len))
+            .finish()
+    }
+}
+
+/// The `Cache-Status` field name (RFC 9211).
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Bytes taken from a [`MapBudget`], given back when the kept map is dropped (with the last handle
+/// to its head).
+struct Grant {
+    budget: MapBudget,
+    bytes: u64,
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        self.budget
+            .inner
+            .used
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// A bound on the memory that header maps kept with stored heads may take
+/// ([`ResponseMeta::keep_headers`]), shared by every head of one store.
+///
+/// A store that keeps its entries in memory hands its heads to the cache as they are: a head that
+/// keeps its built [`HeaderMap`] lets every later hit clone that map (what a service answering
+/// from a prebuilt response pays) instead of building one from the packed fields. Each kept map
+/// takes about 140 bytes per field line, far more than the packed lines, so a store bounds them
+/// with a budget: the bytes are counted when a map is kept and given back when the head that holds
+/// it is dropped. Over the budget, nothing more is kept and hits build their map.
+///
+/// # Example
+///
+/// ```
+/// use std::time::SystemTime;
+/// use cachio_core::meta::{MapBudget, ResponseMeta};
+///
+/// let budget = MapBudget::new(64 << 10);
+/// let mut fields = http::HeaderMap::new();
+/// fields.insert("content-type", http::HeaderValue::from_static("text/plain"));
+/// let now = SystemTime::now();
+/// let head = ResponseMeta::new(http::StatusCode::OK, http::Version::HTTP_11, fields, Vec::new(), now, now);
+/// assert!(head.keep_headers(&budget));
+/// assert!(budget.used() > 0);
+/// let served = head.hit_headers(http::HeaderValue::from_static("5"), http::HeaderValue::from_static("c; hit"));
+/// assert_eq!(served["age"], "5");
+/// drop(head);
+/// assert_eq!(budget.used(), 0);
+/// ```
+#[derive(Clone)]
+pub struct MapBudget {
+    inner: Arc<BudgetInner>,
+}
+
+struct BudgetInner {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl MapBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        Self {
+            inner: Arc::new(BudgetInner {
+                limit,
+                used: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The budget, in bytes.
+    pub fn limit(&self) -> u64 {
+        self.inner.limit
+    }
+
+    /// The bytes granted to the maps kept now.
+    pub fn used(&self) -> u64 {
+        self.inner.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` if they fit.
+    fn take(&self, bytes: u64) -> Option<Grant> {
+        let limit = self.inner.limit;
+        self.inner
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&n| n <= limit)
+            })
+            .ok()
+            .map(|_| Grant {
+                budget: self.clone(),
+                bytes,
+            })
+    }
+}
+
+impl std::fmt::Debug for MapBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapBudget")
+            .field("limit", &self.limit())
+            .field("used", &self.used())
+            .finish()
+    }
 }
 
 impl Clone for ResponseMeta {
@@ -106,6 +226,145 @@ impl Clone for ResponseMeta {
             ttl_override: self.ttl_override,
             facts: self.facts,
             map: OnceLock::new(),
+        }
+    }
+}
+
+/// [`ResponseMeta::ttl_override`] when none was set.
+const NO_TTL: u64 = u64::MAX;
+
+/// A time as microseconds since the epoch (negative before it), saturating.
+pub(crate) fn micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |us| -us),
+    }
+}
+
+fn from_micros(us: i64) -> SystemTime {
+    let d = Duration::from_micros(us.unsigned_abs());
+    if us >= 0 {
+        UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
+    } else {
+        UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH)
+    }
+}
+
+/// [`Facts`] as a stored head keeps them, in 64 bytes instead of 140: the delta-seconds of
+/// both fields in `u32`s (none: `u32::MAX`, above every valid value), their flags in a byte each,
+/// and the dates (whole seconds, as HTTP-dates are) in `i64`s of seconds. Read back by
+/// [`ResponseMeta::facts`].
+#[derive(Clone, Copy, Debug)]
+struct PackedFacts {
+    /// `max-age`, `s-maxage`, `stale-while-revalidate`, `stale-if-error` of `Cache-Control`, then
+    /// of `CDN-Cache-Control`.
+    secs: [u32; 8],
+    /// The flags of `Cache-Control`, then of `CDN-Cache-Control`.
+    flags: [u8; 2],
+    age: u32,
+    date: i64,
+    expires: i64,
+    last_modified: i64,
+}
+
+const NO_SECS: u32 = u32::MAX;
+const NO_DATE: i64 = i64::MIN;
+const BAD_DATE: i64 = i64::MIN + 1;
+
+const NO_CACHE: u8 = 1;
+const MUST_REVALIDATE: u8 = 1 << 1;
+const PROXY_REVALIDATE: u8 = 1 << 2;
+const PUBLIC: u8 = 1 << 3;
+const PRIVATE: u8 = 1 << 4;
+const PRIVATE_FIELDS: u8 = 1 << 5;
+const IMMUTABLE: u8 = 1 << 6;
+/// Set when the field is present.
+const PRESENT: u8 = 1 << 7;
+
+fn pack_directives(d: Option<&Directives>, secs: &mut [u32], flags: &mut u8) {
+    let Some(d) = d else {
+        secs.fill(NO_SECS);
+        *flags = 0;
+        return;
+    };
+    let pack = |v: Option<u32>| v.map_or(NO_SECS, |n| n.min(NO_SECS - 1));
+    secs.copy_from_slice(&[
+        pack(d.max_age),
+        pack(d.s_maxage),
+        pack(d.stale_while_revalidate),
+        pack(d.stale_if_error),
+    ]);
+    let flag = |set: bool, bit: u8| if set { bit } else { 0 };
+    *flags = PRESENT
+        | flag(d.no_cache, NO_CACHE)
+        | flag(d.must_revalidate, MUST_REVALIDATE)
+        | flag(d.proxy_revalidate, PROXY_REVALIDATE)
+        | flag(d.public, PUBLIC)
+        | flag(d.private, PRIVATE)
+        | flag(d.private_fields, PRIVATE_FIELDS)
+        | flag(d.immutable, IMMUTABLE);
+}
+
+fn unpack_directives(secs: &[u32], flags: u8) -> Directives {
+    let secs = |i: usize| (secs[i] != NO_SECS).then_some(secs[i]);
+    let flag = |bit: u8| flags & bit != 0;
+    Directives {
+        max_age: secs(0),
+        s_maxage: secs(1),
+        stale_while_revalidate: secs(2),
+        stale_if_error: secs(3),
+        no_cache: flag(NO_CACHE),
+        must_revalidate: flag(MUST_REVALIDATE),
+        proxy_revalidate: flag(PROXY_REVALIDATE),
+        public: flag(PUBLIC),
+        private: flag(PRIVATE),
+        private_fields: flag(PRIVATE_FIELDS),
+        immutable: flag(IMMUTABLE),
+    }
+}
+
+fn packed_date(secs: i64) -> Option<SystemTime> {
+    (secs > BAD_DATE).then(|| from_micros(secs.saturating_mul(1_000_000)))
+}
+
+impl PackedFacts {
+    fn pack(f: &Facts) -> Self {
+        let date = |t: Option<SystemTime>| {
+            t.map_or(NO_DATE, |t| (micros(t) / 1_000_000).max(BAD_DATE + 1))
+        };
+        let mut packed = Self {
+            secs: [NO_SECS; 8],
+            flags: [0; 2],
+            age: f.age.map_or(NO_SECS, |a| a.min(NO_SECS - 1)),
+            date: date(f.date),
+            expires: match f.expires {
+                None => NO_DATE,
+                Some(None) => BAD_DATE,
+                Some(t) => date(t),
+            },
+            last_modified: date(f.last_modified),
+        };
+        let (cc, cdn) = packed.secs.split_at_mut(4);
+        let [cc_flags, cdn_flags] = &mut packed.flags;
+        pack_directives(Some(&f.cache_control), cc, cc_flags);
+        pack_directives(f.cdn_cache_control.as_ref(), cdn, cdn_flags);
+        packed
+    }
+
+    fn unpack(&self) -> Facts {
+        let date = packed_date;
+        Facts {
+            cache_control: unpack_directives(&self.secs[..4], self.flags[0]),
+            cdn_cache_control: (self.flags[1] & PRESENT != 0)
+                .then(|| unpack_directives(&self.secs[4..], self.flags[1])),
+            date: date(self.date),
+            expires: match self.expires {
+                NO_DATE => None,
+                BAD_DATE => Some(None),
+                s => Some(date(s)),
+            },
+            last_modified: date(self.last_modified),
+            age: (self.age != NO_SECS).then_some(self.age),
         }
     }
 }
@@ -229,10 +488,10 @@ impl ResponseMeta {
             version,
             fields: Fields::from_map(&headers),
             vary: vary.into_boxed_slice(),
-            request_time,
-            response_time,
-            ttl_override: None,
-            facts: Facts::from(&Parsed::from_headers(&headers)),
+            request_time: micros(request_time),
+            response_time: micros(response_time),
+            ttl_override: NO_TTL,
+            facts: PackedFacts::pack(&Facts::from(&Parsed::from_headers(&headers))),
             map: OnceLock::new(),
         }
     }
@@ -241,13 +500,15 @@ impl ResponseMeta {
     /// the header fields give (see `CacheLayer::ttl_override`).
     #[must_use]
     pub fn with_ttl_override(mut self, ttl: Option<Duration>) -> Self {
-        self.ttl_override = ttl;
+        self.ttl_override = ttl.map_or(NO_TTL, |ttl| {
+            u64::try_from(ttl.as_millis()).map_or(NO_TTL - 1, |ms| ms.min(NO_TTL - 1))
+        });
         self
     }
 
     /// The operator's freshness lifetime, if one was set.
     pub fn ttl_override(&self) -> Option<Duration> {
-        self.ttl_override
+        (self.ttl_override != NO_TTL).then(|| Duration::from_millis(self.ttl_override))
     }
 
     /// The status code.
@@ -263,8 +524,108 @@ impl ResponseMeta {
     /// or reads them often, uses [`fields`](Self::fields).
     pub fn headers(&self) -> &HeaderMap {
         self.map
-            .get_or_init(|| Box::new(self.fields.to_header_map(0)))
+            .get_or_init(|| {
+                Box::new(Kept {
+                    served: None,
+                    plain: OnceLock::new(),
+                })
+            })
+            .plain
+            .get_or_init(|| self.fields.to_header_map(0))
     }
+
+    /// The header fields of a response served from this head: every stored line, then `age`
+    /// (replacing the stored `Age` lines) and `status` (after the stored `Cache-Status` lines).
+    ///
+    /// A head that keeps a map ([`keep_headers`](Self::keep_headers)) clones it and sets the two
+    /// values in place; another builds the map from the packed fields. The values share the
+    /// packed buffer either way: no value byte is copied.
+    pub fn hit_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
+        let kept = self.map.get().and_then(|k| k.served.as_ref());
+        let Some((kept, _)) = kept else {
+            let mut map = self.fields.to_header_map(2);
+            map.insert(http::header::AGE, age);
+            map.append(CACHE_STATUS, status);
+            return map;
+        };
+        let mut map = kept.clone();
+        // The kept map has one `Age` line and our `Cache-Status` line last of its name (see
+        // `keep_headers`): one pass sets both in place, without hashing or growing the map.
+        let mut age = Some(age);
+        let mut last_status = None;
+        for (name, value) in map.iter_mut() {
+            if name == http::header::AGE {
+                if let Some(age) = age.take() {
+                    *value = age;
+                }
+            } else if name == CACHE_STATUS {
+                last_status = Some(value);
+            }
+        }
+        if let Some(last) = last_status {
+            *last = status;
+        }
+        map
+    }
+
+    /// Whether this head keeps the map a hit serves ([`keep_headers`](Self::keep_headers)).
+    pub fn keeps_headers(&self) -> bool {
+        self.map.get().is_some_and(|k| k.served.is_some())
+    }
+
+    /// Builds the map a hit serves ([`hit_headers`](Self::hit_headers)) and keeps it with this
+    /// head if `budget` has room for it; the bytes go back to the budget when the head is
+    /// dropped. Returns whether a map is kept now.
+    ///
+    /// A head whose [`headers`](Self::headers) was read first keeps nothing (its slot is taken):
+    /// stores hand out heads nobody else reads.
+    pub fn keep_headers(&self, budget: &MapBudget) -> bool {
+        if let Some(k) = self.map.get() {
+            return k.served.is_some();
+        }
+        // Counted as if no name were repeated, the map can only weigh less: a head that cannot fit
+        // is told so without building a map for nothing (on each of its hits).
+        let lines = self.fields.len() + 2;
+        if budget.used().saturating_add(self.kept_weight(lines, lines)) > budget.limit() {
+            return false;
+        }
+        let mut map = self.fields.to_header_map(2);
+        map.insert(http::header::AGE, HeaderValue::from_static("0"));
+        map.append(CACHE_STATUS, HeaderValue::from_static(""));
+        // A clone holds exactly its entries: the map built above has room for twice as many.
+        let map = map.clone();
+        let Some(grant) = budget.take(self.kept_weight(map.keys_len(), map.len())) else {
+            return false;
+        };
+        let kept = Box::new(Kept {
+            served: Some((map, grant)),
+            plain: OnceLock::new(),
+        });
+        // Another hit may have kept one meanwhile: this one (and its grant) is then dropped.
+        let _ = self.map.set(kept);
+        self.keeps_headers()
+    }
+
+    /// An estimate of the memory a kept map of `keys` names and `values` lines takes in bytes:
+    /// the box around it, its entries (104 bytes each: hash, name, value, links) and index slots
+    /// (4 bytes each, a power of two at least 4/3 of the entries), the values of repeated names
+    /// (72 bytes each), the names that are not standard (each allocated) and the allocator's
+    /// overhead. `cargo bench --bench memory` compares it with the growth of the resident set
+    /// when every entry keeps a map.
+    fn kept_weight(&self, keys: usize, values: usize) -> u64 {
+        let names: usize = self
+            .fields
+            .iter()
+            .filter(|l| !l.is_standard())
+            // The name's bytes, and the block the clone's handle shares them through.
+            .map(|l| l.name_bytes().len() + 16 + 32)
+            .sum();
+        let slots = (keys + keys / 3).next_power_of_two();
+        let repeated = values.saturating_sub(keys);
+        (size_of::<Kept>() + 16 + keys * 104 + 16 + slots * 4 + 16 + repeated * 72 + 16 + names)
+            as u64
+    }
+
     /// Every stored header field line, packed.
     pub fn fields(&self) -> &Fields {
         &self.fields
@@ -275,11 +636,11 @@ impl ResponseMeta {
     }
     /// When the request that produced this response was sent (§4.2.3 `request_time`).
     pub fn request_time(&self) -> SystemTime {
-        self.request_time
+        from_micros(self.request_time)
     }
     /// When the response was received (§4.2.3 `response_time`).
     pub fn response_time(&self) -> SystemTime {
-        self.response_time
+        from_micros(self.response_time)
     }
 
     /// A copy with other header fields and exchange times (used by 304 merges, §3.2).
@@ -297,12 +658,39 @@ impl ResponseMeta {
             request_time,
             response_time,
         )
-        .with_ttl_override(self.ttl_override)
+        .with_ttl_override(self.ttl_override())
     }
 
     /// The values freshness and validation read, parsed when this head was made.
-    pub fn facts(&self) -> &Facts {
-        &self.facts
+    pub fn facts(&self) -> Facts {
+        self.facts.unpack()
+    }
+
+    /// `Cache-Control`, as [`facts`](Self::facts) gives it (without unpacking the rest).
+    pub fn cache_control(&self) -> Directives {
+        unpack_directives(&self.facts.secs[..4], self.facts.flags[0])
+    }
+
+    /// `CDN-Cache-Control`, as [`facts`](Self::facts) gives it.
+    pub fn cdn_cache_control(&self) -> Option<Directives> {
+        (self.facts.flags[1] & PRESENT != 0)
+            .then(|| unpack_directives(&self.facts.secs[4..], self.facts.flags[1]))
+    }
+
+    /// `Date`, as [`facts`](Self::facts) gives it.
+    pub fn date(&self) -> Option<SystemTime> {
+        packed_date(self.facts.date)
+    }
+
+    /// The request and response times and `Date`, in microseconds since the epoch.
+    pub(crate) fn times_micros(&self) -> (i64, i64, Option<i64>) {
+        let date = (self.facts.date > BAD_DATE).then(|| self.facts.date.saturating_mul(1_000_000));
+        (self.request_time, self.response_time, date)
+    }
+
+    /// `Age` in seconds, as [`facts`](Self::facts) gives it.
+    pub fn age(&self) -> Option<u32> {
+        (self.facts.age != NO_SECS).then_some(self.facts.age)
     }
 
     /// An estimate of the memory this head takes, in bytes: the head itself behind its `Arc`, the
@@ -443,9 +831,9 @@ impl Meta {
                 out.push(KIND_RESPONSE);
                 out.extend_from_slice(&r.status.as_u16().to_be_bytes());
                 out.push(version_byte(r.version));
-                out.extend_from_slice(&millis(r.request_time).to_be_bytes());
-                out.extend_from_slice(&millis(r.response_time).to_be_bytes());
-                match r.ttl_override {
+                out.extend_from_slice(&millis(r.request_time()).to_be_bytes());
+                out.extend_from_slice(&millis(r.response_time()).to_be_bytes());
+                match r.ttl_override() {
                     Some(ttl) => {
                         out.push(1);
                         out.extend_from_slice(
@@ -721,5 +1109,173 @@ mod tests {
             Meta::Variants(v) => assert_eq!(v.variants, vec![1, 2, 3]),
             Meta::Response(_) => panic!("kind changed"),
         }
+    }
+
+    fn head(lines: &[(&'static str, &'static str)]) -> ResponseMeta {
+        let mut h = HeaderMap::new();
+        for (name, value) in lines {
+            h.append(*name, HeaderValue::from_static(value));
+        }
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        ResponseMeta::new(StatusCode::OK, Version::HTTP_11, h, Vec::new(), t, t)
+    }
+
+    fn lines(map: &HeaderMap) -> Vec<(String, String)> {
+        map.iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_kept_map_serves_what_a_built_one_does() {
+        let budget = MapBudget::new(1 << 20);
+        for fields in [
+            &[][..],
+            &[("content-type", "text/plain"), ("x-custom", "1")][..],
+            // Stored `Age` lines are replaced; our `Cache-Status` comes after the stored ones.
+            &[
+                ("age", "10"),
+                ("cache-status", "upstream; hit"),
+                ("set-cookie", "a=1"),
+                ("age", "11"),
+                ("set-cookie", "b=2"),
+                ("cache-status", "edge; fwd=miss"),
+            ][..],
+        ] {
+            let cold = head(fields);
+            let hot = head(fields);
+            assert!(hot.keep_headers(&budget));
+            assert!(hot.keeps_headers() && !cold.keeps_headers());
+            for (age, status) in [("3", "c; hit"), ("7", "c; hit; ttl=5")] {
+                let (age, status) = (
+                    HeaderValue::from_static(age),
+                    HeaderValue::from_static(status),
+                );
+                let built = cold.hit_headers(age.clone(), status.clone());
+                let kept = hot.hit_headers(age, status);
+                assert_eq!(lines(&kept), lines(&built), "{fields:?}");
+            }
+            assert_eq!(cold.headers(), hot.headers());
+        }
+    }
+
+    #[test]
+    fn the_budget_bounds_kept_maps_and_gets_them_back() {
+        let fields = [("content-type", "text/plain"), ("x-a", "1"), ("x-a", "2")];
+        let one = {
+            let budget = MapBudget::new(u64::MAX);
+            let h = head(&fields);
+            assert!(h.keep_headers(&budget));
+            budget.used()
+        };
+        assert!(one > 4 * 104, "{one} bytes");
+        let budget = MapBudget::new(2 * one + one / 2);
+        let heads: Vec<_> = (0..3).map(|_| head(&fields)).collect();
+        let kept: Vec<_> = heads.iter().map(|h| h.keep_headers(&budget)).collect();
+        assert_eq!(kept, [true, true, false]);
+        assert_eq!(budget.used(), 2 * one);
+        // Keeping again costs nothing more.
+        assert!(heads[0].keep_headers(&budget));
+        assert_eq!(budget.used(), 2 * one);
+        // A copy does not carry the map (or its grant).
+        let copy = heads[0].clone();
+        assert!(!copy.keeps_headers());
+        drop(heads);
+        assert_eq!(budget.used(), 0);
+        // A head whose `headers` was read first keeps nothing: that map is outside any budget.
+        let read = head(&fields);
+        let _ = read.headers();
+        assert!(!read.keep_headers(&budget));
+        assert_eq!(budget.used(), 0);
+        assert_eq!(
+            read.hit_headers(HeaderValue::from_static("1"), HeaderValue::from_static("c"))
+                .len(),
+            5
+        );
+    }
+
+    #[test]
+    fn packed_facts_read_back_what_was_parsed() {
+        let t = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        let all = Directives {
+            max_age: Some(0),
+            s_maxage: Some(u32::MAX),
+            stale_while_revalidate: Some(1 << 31),
+            stale_if_error: None,
+            no_cache: true,
+            must_revalidate: false,
+            proxy_revalidate: true,
+            public: false,
+            private: true,
+            private_fields: false,
+            immutable: true,
+        };
+        for facts in [
+            Facts::default(),
+            Facts {
+                cache_control: all,
+                cdn_cache_control: Some(Directives::default()),
+                date: t(1_700_000_000),
+                expires: Some(None),
+                last_modified: t(0),
+                age: Some(0),
+            },
+            Facts {
+                cache_control: Directives::default(),
+                cdn_cache_control: Some(all),
+                date: None,
+                expires: Some(t(253_402_300_799)),
+                last_modified: None,
+                age: Some(1 << 31),
+            },
+        ] {
+            let mut expected = facts;
+            // Delta-seconds are at most 2^31: u32::MAX is the packed form's "none".
+            for d in [
+                Some(&mut expected.cache_control),
+                expected.cdn_cache_control.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                d.s_maxage = d.s_maxage.map(|s| s.min(u32::MAX - 1));
+            }
+            assert_eq!(PackedFacts::pack(&facts).unpack(), expected);
+        }
+    }
+
+    #[test]
+    fn a_stored_head_stays_small() {
+        // With the `Arc` around it, 184 bytes: one 192-byte allocation per stored response.
+        assert!(size_of::<Meta>() <= 168, "{}", size_of::<Meta>());
+    }
+
+    #[test]
+    fn exchange_times_and_the_operator_ttl_read_back() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        let before = UNIX_EPOCH - Duration::from_secs(5);
+        let h = ResponseMeta::new(
+            StatusCode::OK,
+            Version::HTTP_11,
+            HeaderMap::new(),
+            Vec::new(),
+            before,
+            t,
+        );
+        assert_eq!((h.request_time(), h.response_time()), (before, t));
+        assert_eq!(h.ttl_override(), None);
+        for ttl in [
+            Duration::ZERO,
+            Duration::from_millis(1500),
+            Duration::from_secs(86_400),
+        ] {
+            let h = h.clone().with_ttl_override(Some(ttl));
+            assert_eq!(h.ttl_override(), Some(ttl));
+        }
+        assert!(
+            h.with_ttl_override(Some(Duration::MAX))
+                .ttl_override()
+                .is_some()
+        );
     }
 }

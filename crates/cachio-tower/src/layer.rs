@@ -84,32 +84,37 @@ pub(crate) struct Config {
     pub(crate) stats: Arc<CacheStats>,
 }
 
-/// Writes `n` in decimal (what `write!` does, without the formatting machinery).
-fn push_int(out: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        out.push(b'-');
-    }
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+/// `n` in decimal, written at the end of `buf` (what `write!` does, without the formatting
+/// machinery).
+fn int_digits(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     let mut m = n.unsigned_abs();
     loop {
         i -= 1;
-        digits[i] = b'0' + (m % 10) as u8;
+        buf[i] = b'0' + (m % 10) as u8;
         m /= 10;
         if m == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 impl Config {
     /// `Cache-Status` for a hit with `ttl` seconds of freshness left, written without going through
     /// the general formatter (this is on every hit).
     pub(crate) fn hit_status(&self, ttl: i64) -> HeaderValue {
-        let mut out = Vec::with_capacity(self.hit_prefix.len() + 20);
+        let mut buf = [0u8; 20];
+        let digits = int_digits(ttl, &mut buf);
+        // Exactly as long as its capacity: a `Bytes` then takes the buffer as it is (otherwise it
+        // allocates a second block to share it).
+        let mut out = Vec::with_capacity(self.hit_prefix.len() + digits.len());
         out.extend_from_slice(&self.hit_prefix);
-        push_int(&mut out, ttl);
+        out.extend_from_slice(digits);
         HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
             .unwrap_or_else(|_| CacheStatus::hit(self.cache_name.as_str(), ttl).to_header_value())
     }
@@ -321,9 +326,8 @@ mod tests {
     #[test]
     fn push_int_writes_decimal() {
         for n in [0i64, 7, -7, 10, 3600, -86_400, i64::MAX, i64::MIN] {
-            let mut out = Vec::new();
-            super::push_int(&mut out, n);
-            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+            let mut buf = [0; 20];
+            assert_eq!(super::int_digits(n, &mut buf), n.to_string().as_bytes());
         }
     }
 }

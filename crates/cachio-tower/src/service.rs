@@ -550,32 +550,29 @@ fn serve_stored<ResB, St: Store>(
 ) -> Res<ResB, St> {
     let conditional = parts.headers.contains_key(header::IF_NONE_MATCH)
         || parts.headers.contains_key(header::IF_MODIFIED_SINCE);
-    let (code, mut headers, body) = if conditional
+    let age = policy::age_value(age);
+    let (code, headers, body) = if conditional
         && stored.status() == StatusCode::OK
         && policy::client_not_modified(&parts.headers, stored)
     {
-        (
-            StatusCode::NOT_MODIFIED,
-            policy::not_modified_headers(&stored.fields().to_header_map(0)),
-            ResponseBody::empty(),
-        )
+        let mut headers = policy::not_modified_headers(&stored.fields().to_header_map(0));
+        headers.insert(header::AGE, age);
+        headers.append(CACHE_STATUS, status);
+        (StatusCode::NOT_MODIFIED, headers, ResponseBody::empty())
     } else if parts.method == Method::HEAD {
         (
             stored.status(),
-            // Room for `Age` and `Cache-Status`.
-            stored.fields().to_header_map(2),
+            stored.hit_headers(age, status),
             ResponseBody::empty(),
         )
     } else {
         ranged(
             parts,
             stored.status(),
-            stored.fields().to_header_map(2),
+            stored.hit_headers(age, status),
             body,
         )
     };
-    headers.insert(header::AGE, policy::age_value(age));
-    headers.append(CACHE_STATUS, status);
     let mut res = Response::new(body);
     *res.status_mut() = code;
     *res.version_mut() = stored.version();
@@ -617,10 +614,16 @@ fn ranged<ResB, St: Store>(
             ResponseBody::ranged(body, start, n),
         );
     }
-    // Past the end: a 416 that says how long the representation is (§15.5.17).
+    // Past the end: a 416 that says how long the representation is (§15.5.17), with the hit's
+    // `Age` and `Cache-Status`.
     let mut h = http::HeaderMap::with_capacity(4);
     h.insert(header::CONTENT_RANGE, content_range);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    for name in [header::AGE, CACHE_STATUS] {
+        if let Some(v) = headers.remove(&name) {
+            h.insert(name, v);
+        }
+    }
     (StatusCode::RANGE_NOT_SATISFIABLE, h, ResponseBody::empty())
 }
 
@@ -851,19 +854,25 @@ async fn apply_not_modified<St: Store>(
     response_time: SystemTime,
 ) -> Option<Arc<Meta>> {
     let repeated;
-    let headers_304 =
-        if policy::has_validators(stored.headers()) && !policy::has_validators(headers_304) {
-            let mut h = headers_304.clone();
-            for name in [header::ETAG, header::LAST_MODIFIED] {
-                for value in stored.headers().get_all(&name) {
-                    h.append(name.clone(), value.clone());
+    // Read from the packed fields: `stored.headers()` would build a map and keep it with the
+    // stored head, outside any store's budget.
+    let fields = stored.fields();
+    let stored_has_validators =
+        fields.contains(&header::ETAG) || fields.contains(&header::LAST_MODIFIED);
+    let headers_304 = if stored_has_validators && !policy::has_validators(headers_304) {
+        let mut h = headers_304.clone();
+        for name in [header::ETAG, header::LAST_MODIFIED] {
+            for value in fields.get_all(&name) {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    h.append(name.clone(), value);
                 }
             }
-            repeated = h;
-            &repeated
-        } else {
-            headers_304
-        };
+        }
+        repeated = h;
+        &repeated
+    } else {
+        headers_304
+    };
     let merged =
         cx.config
             .policy

@@ -222,10 +222,9 @@ impl Policy {
     /// chooses them, from the values parsed when it was stored (a targeted field other than
     /// `CDN-Cache-Control` is parsed from its fields).
     pub fn stored_directives(&self, meta: &ResponseMeta) -> (meta::Directives, bool) {
-        let facts = meta.facts();
         for name in &self.targeted_fields {
             if *name == CDN_CACHE_CONTROL {
-                if let Some(cc) = facts.cdn_cache_control {
+                if let Some(cc) = meta.cdn_cache_control() {
                     return (cc, true);
                 }
             } else if meta.fields().contains(name) {
@@ -235,7 +234,7 @@ impl Policy {
                 }
             }
         }
-        (facts.cache_control, false)
+        (meta.cache_control(), false)
     }
 
     // ---- storing (§3) -----------------------------------------------------------------------
@@ -350,11 +349,14 @@ impl Policy {
     /// The freshness lifetime of a stored response (RFC 9111 §4.2.1): `s-maxage` (shared only),
     /// `max-age`, `Expires − Date`, or a heuristic (§4.2.2).
     pub fn freshness_lifetime(&self, meta: &ResponseMeta) -> Duration {
+        self.lifetime(meta, self.stored_directives(meta))
+    }
+
+    /// [`Policy::freshness_lifetime`] with the directives [`Policy::stored_directives`] gave.
+    fn lifetime(&self, meta: &ResponseMeta, (cc, targeted): (meta::Directives, bool)) -> Duration {
         if let Some(ttl) = meta.ttl_override() {
             return ttl;
         }
-        let parsed = meta.facts();
-        let (cc, targeted) = self.stored_directives(meta);
         if self.is_shared()
             && let Some(s) = cc.s_maxage
         {
@@ -363,6 +365,8 @@ impl Policy {
         if let Some(m) = cc.max_age {
             return Duration::from_secs(m.into());
         }
+        // Explicit freshness is the common case: the rest of the facts only now.
+        let parsed = meta.facts();
         if !targeted && let Some(expires) = parsed.expires {
             let Some(expires) = expires else {
                 return Duration::ZERO; // invalid Expires: stale (§5.3)
@@ -392,18 +396,20 @@ impl Policy {
 
     /// The current age of a stored response at `now` (RFC 9111 §4.2.3).
     pub fn current_age(&self, meta: &ResponseMeta, now: SystemTime) -> Duration {
-        let parsed = meta.facts();
-        let response_time = meta.response_time();
-        let date = parsed.date.unwrap_or(response_time);
-        let apparent_age = response_time.duration_since(date).unwrap_or(Duration::ZERO);
-        let response_delay = response_time
-            .duration_since(meta.request_time())
-            .unwrap_or(Duration::ZERO);
-        let age_value = Duration::from_secs(parsed.age.unwrap_or(0).into());
+        // In the microseconds the head keeps its times in (no conversion to `SystemTime`).
+        let (request_time, response_time, date) = meta.times_micros();
+        let date = date.unwrap_or(response_time);
+        let apparent_age = response_time.saturating_sub(date).max(0);
+        let response_delay = response_time.saturating_sub(request_time).max(0);
+        let age_value = i64::from(meta.age().unwrap_or(0)) * 1_000_000;
         let corrected_age_value = age_value.saturating_add(response_delay);
         let corrected_initial_age = apparent_age.max(corrected_age_value);
-        let resident_time = now.duration_since(response_time).unwrap_or(Duration::ZERO);
-        corrected_initial_age.saturating_add(resident_time)
+        let resident_time = meta::micros(now).saturating_sub(response_time).max(0);
+        Duration::from_micros(
+            corrected_initial_age
+                .saturating_add(resident_time)
+                .unsigned_abs(),
+        )
     }
 
     /// Whether, and how, a stored response may answer a request with directives `req` at `now`
@@ -420,9 +426,10 @@ impl Policy {
     ///   not when the request carries `max-age` without `max-stale`, which says the client does
     ///   not want a stale response (§5.2.1.1).
     pub fn evaluate(&self, req: &CacheControl, meta: &ResponseMeta, now: SystemTime) -> Evaluation {
-        let lifetime = self.freshness_lifetime(meta);
+        let directives = self.stored_directives(meta);
+        let cc = directives.0;
+        let lifetime = self.lifetime(meta, directives);
         let age = self.current_age(meta, now);
-        let (cc, _) = self.stored_directives(meta);
         let fresh = lifetime > age;
         let age_ok = req.max_age.is_none_or(|m| age <= Duration::from_secs(m))
             // RFC 8246: a fresh immutable response is not revalidated on a reload (max-age=0).

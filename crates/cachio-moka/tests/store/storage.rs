@@ -245,10 +245,16 @@ async fn body_limit_settings() {
         .max_body_size(10)
         .build();
     assert_eq!(s.max_body_size(), Some(10));
-    // Capped at the capacity.
+    // Capped at the capacity of the entries (the capacity less the header maps' budget).
     let s = MokaStore::builder()
         .max_capacity_bytes(1000)
         .max_body_size(5000)
+        .build();
+    assert_eq!(s.max_body_size(), Some(1000 - s.header_map_budget()));
+    let s = MokaStore::builder()
+        .max_capacity_bytes(1000)
+        .max_body_size(5000)
+        .header_map_share(0.0)
         .build();
     assert_eq!(s.max_body_size(), Some(1000));
     // The last setting wins.
@@ -257,7 +263,7 @@ async fn body_limit_settings() {
         .max_object_share(1.0)
         .max_capacity_bytes(64)
         .build();
-    assert_eq!(s.max_body_size(), Some(64));
+    assert_eq!(s.max_body_size(), Some(64 - s.header_map_budget()));
     let s = MokaStore::builder().build();
     assert_eq!(
         s.max_capacity_bytes(),
@@ -403,4 +409,89 @@ fn clones_share_entries_and_types_are_send_sync() {
         put(&a, "k", &[Bytes::from_static(b"v")], None).await;
         assert!(b.get("k").await.unwrap().is_some());
     });
+}
+
+fn version(hit: &cachio_core::store::Hit<cachio_moka::MokaBody>) -> Vec<u8> {
+    let head = hit.meta.as_response().unwrap();
+    head.hit_headers(
+        http::HeaderValue::from_static("0"),
+        http::HeaderValue::from_static("t"),
+    )["x-tag"]
+        .as_bytes()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn kept_header_maps_stay_within_their_budget_and_leave_with_their_entries() {
+    let store = MokaStore::builder()
+        .max_capacity_bytes(1 << 20)
+        .header_map_share(1.0 / 64.0)
+        .build();
+    let budget = store.header_map_budget();
+    assert_eq!(budget, 16 << 10);
+    let body = Bytes::from_static(b"x");
+    for i in 0..100 {
+        put(&store, &format!("k{i}"), std::slice::from_ref(&body), None).await;
+    }
+    store.run_pending_tasks().await;
+    assert!(store.weighted_size() <= (1 << 20) - budget);
+    let mut kept = 0;
+    for i in 0..100 {
+        let hit = store.get(&format!("k{i}")).await.unwrap().unwrap();
+        kept += u64::from(hit.meta.as_response().unwrap().keeps_headers());
+        assert!(store.header_map_bytes() <= budget);
+    }
+    assert!(kept > 0 && kept < 100, "{kept} maps kept");
+    let used = store.header_map_bytes();
+    assert!(used > budget / 2, "{used} of {budget}");
+
+    // A replaced entry gives its map back and never serves it.
+    let mut hot = None;
+    for i in 0..100 {
+        let key = format!("k{i}");
+        let hit = store.get(&key).await.unwrap().unwrap();
+        if hit.meta.as_response().unwrap().keeps_headers() {
+            hot = Some(key);
+            break;
+        }
+    }
+    let hot = hot.unwrap();
+    let before = version(&store.get(&hot).await.unwrap().unwrap());
+    let mut w = store.begin(&hot).unwrap();
+    w.append(body.clone()).unwrap();
+    w.commit(sample_meta("replaced"), None).await.unwrap();
+    store.run_pending_tasks().await;
+    assert!(store.header_map_bytes() < used);
+    let after = version(&store.get(&hot).await.unwrap().unwrap());
+    assert_ne!(before, after);
+    assert_eq!(after, b"replaced");
+
+    // So does an updated one (a 304 merge).
+    store
+        .update(&hot, sample_meta("updated"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        version(&store.get(&hot).await.unwrap().unwrap()),
+        b"updated"
+    );
+
+    // Every map goes with its entry.
+    for i in 0..100 {
+        store.delete(&format!("k{i}")).await.unwrap();
+    }
+    store.run_pending_tasks().await;
+    assert_eq!(store.header_map_bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_zero_header_map_share_keeps_no_map() {
+    let store = MokaStore::builder().header_map_share(0.0).build();
+    assert_eq!(store.header_map_budget(), 0);
+    put(&store, "k", &[Bytes::from_static(b"x")], None).await;
+    for _ in 0..2 {
+        let hit = store.get("k").await.unwrap().unwrap();
+        assert!(!hit.meta.as_response().unwrap().keeps_headers());
+    }
+    assert_eq!(store.header_map_bytes(), 0);
 }
