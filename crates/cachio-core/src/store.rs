@@ -69,6 +69,17 @@ pub trait Store: Clone + Send + Sync + 'static {
         key: &str,
     ) -> impl Future<Output = Result<Option<Hit<Self::Body>>, StoreError>> + Send;
 
+    /// Reads the entry under `key` if that completes without waiting; `None` when it would have
+    /// to wait (or the store cannot tell), and the caller then uses [`get`](Store::get).
+    ///
+    /// A cache layer calls this first so a hit served from memory is answered in `call`, with no
+    /// future to allocate. Returning `None` must have no effect a later `get` would notice. The
+    /// default is `None`.
+    fn try_get(&self, key: &str) -> Option<Result<Option<Hit<Self::Body>>, StoreError>> {
+        let _ = key;
+        None
+    }
+
     /// Starts writing an entry under `key`. Nothing is visible until the writer commits.
     ///
     /// This must not block: a store that does I/O hands the work to its own task or thread.

@@ -129,7 +129,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -448,6 +448,18 @@ impl Store for MokaStore {
                 remaining,
             },
         }))
+    }
+
+    /// Polls [`get`](Store::get) once. moka's read waits only when it runs its upkeep and another
+    /// task holds the upkeep lock; the read is recorded after that, and moka keeps an upkeep
+    /// that was interrupted for the next caller, so dropping a read that waited changes nothing a
+    /// later `get` sees.
+    fn try_get(&self, key: &str) -> Option<Result<Option<Hit<MokaBody>>, StoreError>> {
+        let read = std::pin::pin!(self.get(key));
+        match read.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        }
     }
 
     fn begin(&self, key: &str) -> Result<MokaWriter, StoreError> {

@@ -10,7 +10,7 @@ use cachio_core::meta::{Meta, ResponseMeta, VaryIndex};
 use cachio_core::policy::status::{CacheStatus, Fwd};
 use cachio_core::policy::{self, Verdict, vary};
 use cachio_core::range;
-use cachio_core::store::{Hit, Store};
+use cachio_core::store::{Hit, Store, StoreError};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, request};
 use http_body::Body;
@@ -109,16 +109,91 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let mode = request_mode(&req);
+        if mode != CacheMode::Default || !matches!(*req.method(), Method::GET | Method::HEAD) {
+            let (cx, inner) = self.take();
+            return ResponseFuture::boxed(Box::pin(handle(cx, inner, req)));
+        }
+        // A store that answers at once (memory) lets a fresh hit be served here, with no future
+        // to allocate. The inner service is not called, so it stays ready for the next request.
+        let (parts, body) = req.into_parts();
+        let key = request_key(&self.config, &parts);
+        let req_cc = policy::request_directives(&parts.headers);
+        let first = match self.store.try_get(&key) {
+            Some(Ok(Some(hit))) => {
+                match serve_fresh(&self.config, &parts, &req_cc, hit) {
+                    Ok(res) => {
+                        bump(&self.config.stats.requests);
+                        return ResponseFuture::ready(Ok(res));
+                    }
+                    // Not a plain fresh hit: the usual path takes it from here with what the
+                    // store gave, so the store is not asked twice.
+                    Err(hit) => Some(Ok(Some(hit))),
+                }
+            }
+            read => read,
+        };
+        let (cx, inner) = self.take();
+        bump(&cx.config.stats.requests);
+        ResponseFuture::boxed(Box::pin(handle_key(
+            cx, inner, parts, body, mode, key, req_cc, first,
+        )))
+    }
+}
+
+impl<S: Clone, St: Clone> Cache<S, St> {
+    /// The inner service that was made ready (a clone left behind) and what a request's future
+    /// needs of the cache.
+    fn take(&mut self) -> (Ctx<St>, S) {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let cx = Ctx {
             store: self.store.clone(),
             config: self.config.clone(),
         };
-        ResponseFuture {
-            inner: Box::pin(handle(cx, inner, req)),
-        }
+        (cx, inner)
     }
+}
+
+fn request_mode<B>(req: &Request<B>) -> CacheMode {
+    req.extensions()
+        .get::<CacheMode>()
+        .copied()
+        .unwrap_or_default()
+}
+
+fn request_key(config: &Config, parts: &request::Parts) -> String {
+    match &config.key_fn {
+        Some(f) => f(parts),
+        None => primary_key(parts),
+    }
+}
+
+/// A store read, as `get` gives it.
+type Read<B> = Result<Option<Hit<B>>, StoreError>;
+
+/// Serves `hit` if it is a response that is fresh for this request (in the default mode), as the
+/// usual path would; otherwise gives it back.
+fn serve_fresh<ResB, St: Store>(
+    config: &Config,
+    parts: &request::Parts,
+    req_cc: &CacheControl,
+    hit: Hit<St::Body>,
+) -> Result<Res<ResB, St>, Hit<St::Body>> {
+    let Meta::Response(stored) = &*hit.meta else {
+        return Err(hit);
+    };
+    let eval = config.policy.evaluate(req_cc, stored, config.clock.now());
+    if eval.verdict != Verdict::Fresh {
+        return Err(hit);
+    }
+    bump(&config.stats.hits);
+    let status = config.hit_status(eval.ttl_secs());
+    let Hit { meta, body } = hit;
+    let Meta::Response(stored) = &*meta else {
+        unreachable!("checked above")
+    };
+    Ok(serve_stored(parts, stored, eval.age, body, status))
 }
 
 struct Ctx<St> {
@@ -128,10 +203,7 @@ struct Ctx<St> {
 
 impl<St: Store> Ctx<St> {
     fn key(&self, parts: &request::Parts) -> String {
-        match &self.config.key_fn {
-            Some(f) => f(parts),
-            None => primary_key(parts),
-        }
+        request_key(&self.config, parts)
     }
 
     fn now(&self) -> SystemTime {
@@ -159,9 +231,19 @@ enum Lookup<B> {
     },
 }
 
-async fn lookup<St: Store>(cx: &Ctx<St>, key: &str, headers: &http::HeaderMap) -> Lookup<St::Body> {
+/// Looks `key` up, starting from `first` when the store has been read already.
+async fn lookup<St: Store>(
+    cx: &Ctx<St>,
+    key: &str,
+    headers: &http::HeaderMap,
+    first: Option<Read<St::Body>>,
+) -> Lookup<St::Body> {
     let store = &cx.store;
-    let hit = match store.get(key).await {
+    let read = match first {
+        Some(read) => read,
+        None => store.get(key).await,
+    };
+    let hit = match read {
         Ok(Some(hit)) => hit,
         Ok(None) => return Lookup::UriMiss,
         Err(e) => {
@@ -221,11 +303,7 @@ where
     ResB::Error: Into<BoxError>,
     St: Store,
 {
-    let mode = req
-        .extensions()
-        .get::<CacheMode>()
-        .copied()
-        .unwrap_or_default();
+    let mode = request_mode(&req);
     bump(&cx.config.stats.requests);
     if mode == CacheMode::NoStore || !matches!(*req.method(), Method::GET | Method::HEAD) {
         bump(&cx.config.stats.bypassed);
@@ -251,6 +329,34 @@ where
     let (parts, body) = req.into_parts();
     let key = cx.key(&parts);
     let req_cc = policy::request_directives(&parts.headers);
+    handle_key(cx, inner, parts, body, mode, key, req_cc, None).await
+}
+
+/// A `GET` or `HEAD` the cache may answer, from its key on; `first` is the store's answer when it
+/// has been read already.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the exchange's state, passed along once"
+)]
+async fn handle_key<S, St, ReqB, ResB>(
+    cx: Ctx<St>,
+    inner: S,
+    parts: request::Parts,
+    body: ReqB,
+    mode: CacheMode,
+    key: String,
+    req_cc: CacheControl,
+    first: Option<Read<St::Body>>,
+) -> Result<Res<ResB, St>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Default + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+    St: Store,
+{
     let only_if_cached = mode == CacheMode::OnlyIfCached || req_cc.only_if_cached;
 
     if mode == CacheMode::Reload {
@@ -272,7 +378,7 @@ where
     }
 
     // What the request needs from the origin, if anything.
-    let next = match lookup(&cx, &key, &parts.headers).await {
+    let next = match lookup(&cx, &key, &parts.headers, first).await {
         Lookup::Found {
             meta,
             body: stored_body,
@@ -394,7 +500,7 @@ async fn wait_for_flight<St: Store, ResB>(
         body: stored_body,
         variant_key,
         index,
-    } = lookup(cx, key, &parts.headers).await
+    } = lookup(cx, key, &parts.headers, None).await
     else {
         return AfterWait::Proceed;
     };
