@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
@@ -72,6 +72,8 @@ pub(crate) struct Config {
     pub(crate) cache_name: String,
     /// What every hit's `Cache-Status` starts with.
     pub(crate) hit_prefix: Vec<u8>,
+    /// The `Cache-Status` values of hits made last, by TTL.
+    pub(crate) hit_statuses: StatusMemo,
     pub(crate) max_object_size: u64,
     pub(crate) key_fn: Option<Arc<KeyFn>>,
     pub(crate) ttl_fn: Option<Arc<TtlFn>>,
@@ -82,6 +84,15 @@ pub(crate) struct Config {
     pub(crate) flights: Arc<Flights>,
     /// Counters; shared by clones.
     pub(crate) stats: Arc<CacheStats>,
+}
+
+const STATUS_SLOTS: usize = 8;
+
+/// The last hit `Cache-Status` value made for each of a few TTLs (slot: the TTL modulo their
+/// number).
+#[derive(Default)]
+pub(crate) struct StatusMemo {
+    slots: [Mutex<Option<(i64, HeaderValue)>>; STATUS_SLOTS],
 }
 
 /// `n` in decimal, written at the end of `buf` (what `write!` does, without the formatting
@@ -108,6 +119,24 @@ impl Config {
     /// `Cache-Status` for a hit with `ttl` seconds of freshness left, written without going through
     /// the general formatter (this is on every hit).
     pub(crate) fn hit_status(&self, ttl: i64) -> HeaderValue {
+        // Hits within the same second of an entry's life share the value (a clone of a shared
+        // `Bytes`) instead of building one each: an allocation, a check of every byte, and a free.
+        // A slot another thread holds is not waited for.
+        let slot = &self.hit_statuses.slots[ttl.rem_euclid(STATUS_SLOTS as i64) as usize];
+        let Ok(mut slot) = slot.try_lock() else {
+            return self.make_hit_status(ttl);
+        };
+        match &*slot {
+            Some((t, value)) if *t == ttl => value.clone(),
+            _ => {
+                let value = self.make_hit_status(ttl);
+                *slot = Some((ttl, value.clone()));
+                value
+            }
+        }
+    }
+
+    fn make_hit_status(&self, ttl: i64) -> HeaderValue {
         let mut buf = [0u8; 20];
         let digits = int_digits(ttl, &mut buf);
         // Exactly as long as its capacity: a `Bytes` then takes the buffer as it is (otherwise it
@@ -134,6 +163,7 @@ impl Clone for Config {
             clock: self.clock.clone(),
             cache_name: self.cache_name.clone(),
             hit_prefix: self.hit_prefix.clone(),
+            hit_statuses: StatusMemo::default(),
             max_object_size: self.max_object_size,
             key_fn: self.key_fn.clone(),
             ttl_fn: self.ttl_fn.clone(),
@@ -166,6 +196,7 @@ impl<St> CacheLayer<St> {
                 clock: Arc::new(SystemClock),
                 cache_name: "cachio".to_owned(),
                 hit_prefix: Config::hit_prefix("cachio"),
+                hit_statuses: StatusMemo::default(),
                 max_object_size: DEFAULT_MAX_OBJECT_SIZE,
                 key_fn: None,
                 ttl_fn: None,
@@ -196,6 +227,7 @@ impl<St> CacheLayer<St> {
         let c = self.config_mut();
         c.cache_name = name.into();
         c.hit_prefix = Config::hit_prefix(&c.cache_name);
+        c.hit_statuses = StatusMemo::default();
         self
     }
 
