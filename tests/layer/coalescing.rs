@@ -272,3 +272,71 @@ async fn coalescing_a_waiter_that_finds_the_result_stale_validates_it() {
         got.cache_status()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_a_range_request_waits_for_a_whole_fetch_and_gets_its_part_from_the_cache() {
+    let release = Arc::new(Notify::new());
+    let h = {
+        let release = release.clone();
+        Arc::new(
+            Harness::shared(move |_| ok("0123456789").cc("max-age=60").hold(release.clone())).await,
+        )
+    };
+    let stats = h.svc.stats();
+    let whole = burst(&h, "/video", 1).await;
+    eventually("the whole fetch to reach the origin", || h.count() == 1).await;
+    let ranged = {
+        let h = h.clone();
+        tokio::spawn(async move { h.send(h.req("/video").header("range", "bytes=2-4")).await })
+    };
+    eventually("the range request to wait", || {
+        stats.snapshot().coalesced == 1
+    })
+    .await;
+    release.notify_one();
+    let part = ranged.await.unwrap();
+    assert_eq!(part.status, 206);
+    assert_eq!(part.text(), "234");
+    assert_eq!(
+        whole.into_iter().next().unwrap().await.unwrap().text(),
+        "0123456789"
+    );
+    assert_eq!(h.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_a_range_request_does_not_make_whole_requests_wait_for_its_part() {
+    let release = Arc::new(Notify::new());
+    let h = {
+        let release = release.clone();
+        Arc::new(
+            Harness::shared(move |seen| {
+                if seen.header("range").is_some() {
+                    reply(206)
+                        .cc("max-age=60")
+                        .header("content-range", "bytes 0-1/10")
+                        .body("01")
+                        .hold(release.clone())
+                } else {
+                    ok("0123456789").cc("max-age=60")
+                }
+            })
+            .await,
+        )
+    };
+    let ranged = {
+        let h = h.clone();
+        tokio::spawn(async move { h.send(h.req("/video").header("range", "bytes=0-1")).await })
+    };
+    eventually("the range request to reach the origin", || h.count() == 1).await;
+    // The range request leads no flight: a whole request goes to the origin at once, and its
+    // response is stored.
+    let whole = h.get("/video").await;
+    assert_eq!(whole.text(), "0123456789");
+    assert_eq!(h.count(), 2);
+    assert_eq!(h.svc.stats().snapshot().coalesced, 0);
+    release.notify_one();
+    assert_eq!(ranged.await.unwrap().status, 206);
+    support::settle().await;
+    assert!(h.get("/video").await.is_hit());
+}

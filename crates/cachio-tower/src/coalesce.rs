@@ -58,6 +58,14 @@ impl Flights {
         })
     }
 
+    /// The fetch for `key` in flight, to wait for, without starting one when there is none.
+    pub(crate) fn waiter(&self, key: &str) -> Option<watch::Receiver<Outcome>> {
+        let map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|rx| *rx.borrow() == Outcome::Pending)
+            .cloned()
+    }
+
     /// Whether a fetch for `key` is in flight.
     #[cfg(test)]
     pub(crate) fn in_flight(&self, key: &str) -> bool {

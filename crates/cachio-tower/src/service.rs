@@ -430,9 +430,17 @@ where
     let mut next = next;
     let mut guard = None;
     if coalescable(&cx, mode, &parts, &req_cc) && !cx.config.flights.is_pass(&key) {
-        match cx.config.flights.join(&key) {
-            Join::Leader(g) => guard = Some(g),
-            Join::Waiter(rx) => {
+        // A `Range` request waits for a whole fetch in flight (and is then answered from what it
+        // stored), but does not lead one: its own answer is a part, which cannot be stored.
+        let join = if parts.headers.contains_key(header::RANGE) {
+            cx.config.flights.waiter(&key).map(Join::Waiter)
+        } else {
+            Some(cx.config.flights.join(&key))
+        };
+        match join {
+            None => {}
+            Some(Join::Leader(g)) => guard = Some(g),
+            Some(Join::Waiter(rx)) => {
                 let fwd = match &next {
                     Next::Revalidate(_) => Fwd::Stale,
                     Next::Fetch(fwd, _) => *fwd,
