@@ -219,31 +219,55 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(1);
     let gateway = config.builder()?.build()?;
     let listener = std::net::TcpListener::bind(listen)?;
+    // The first signal starts a graceful shutdown; a second one exits at once. The handlers are
+    // in place before the gateway says it listens, so a signal right after start-up is never
+    // met by the default action (an abrupt exit).
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    std::thread::Builder::new()
+        .name("cachio-signals".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let signals = {
+                let _in_runtime = rt.enter();
+                Signals::new()
+            };
+            let mut signals = match signals {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async {
+                signals.next().await;
+                let _ = first_tx.send(());
+                signals.next().await;
+                tracing::warn!("second signal: exiting without waiting for requests in flight");
+                std::process::exit(130);
+            });
+        })?;
+    ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the signal thread stopped"))??;
     tracing::info!(
         listen = %listener.local_addr()?,
         upstream = config.upstream.as_deref().unwrap_or_default(),
         workers,
         "cachio-gateway listening"
     );
-    // The first signal starts a graceful shutdown; a second one exits at once.
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("cachio-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                shutdown_signal().await;
-                let _ = first_tx.send(());
-                shutdown_signal().await;
-                tracing::warn!("second signal: exiting without waiting for requests in flight");
-                std::process::exit(130);
-            });
-        })?;
     cachio_gateway::serve_threaded(listener, gateway.into_router(), workers, async {
         let _ = first_rx.await;
     })?;
@@ -251,26 +275,42 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Completes at the first SIGTERM or Ctrl-C (SIGINT).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGTERM and Ctrl-C (SIGINT), listened for from the moment they are made.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; must be called within a tokio runtime.
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Completes at the next SIGTERM or Ctrl-C.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = self.int.recv() => tracing::info!("Ctrl-C: shutting down"),
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tracing::info!("Ctrl-C: shutting down");
+        }
     }
 }
