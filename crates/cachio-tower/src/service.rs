@@ -180,19 +180,16 @@ fn serve_fresh<ResB, St: Store>(
     req_cc: &CacheControl,
     hit: Hit<St::Body>,
 ) -> Result<Res<ResB, St>, Hit<St::Body>> {
-    let Meta::Response(stored) = &*hit.meta else {
-        return Err(hit);
+    let Hit { meta, body } = hit;
+    let Meta::Response(stored) = &*meta else {
+        return Err(Hit { meta, body });
     };
     let eval = config.policy.evaluate(req_cc, stored, config.clock.now());
     if eval.verdict != Verdict::Fresh {
-        return Err(hit);
+        return Err(Hit { meta, body });
     }
     bump(&config.stats.hits);
     let status = config.hit_status(eval.ttl_secs());
-    let Hit { meta, body } = hit;
-    let Meta::Response(stored) = &*meta else {
-        unreachable!("checked above")
-    };
     Ok(serve_stored(parts, stored, eval.age, body, status))
 }
 
@@ -694,6 +691,17 @@ fn serve_stored<ResB, St: Store>(
     res
 }
 
+/// The `Content-Length` a message declares, when it is a number.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A stored `200` for a `GET` with `Range` (RFC 9110 §14): a `206` with the one range asked for,
 /// streamed from the stored body, or a `416` when it starts past the end; the whole response
 /// otherwise (several ranges, a failed `If-Range`, an unknown length), as §14.2 allows.
@@ -706,11 +714,10 @@ fn ranged<ResB, St: Store>(
     if status != StatusCode::OK || !parts.headers.contains_key(header::RANGE) {
         return (status, headers, ResponseBody::cached(body));
     }
-    let len = body.size_hint().exact().or_else(|| {
-        headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.trim().parse().ok())
-    });
+    let len = body
+        .size_hint()
+        .exact()
+        .or_else(|| content_length(&headers));
     let Some(len) = len else {
         return (status, headers, ResponseBody::cached(body));
     };
@@ -1130,11 +1137,7 @@ where
         && policy
             .storable(&parts.method, &parts.headers, head.status, &head.headers)
             .is_ok();
-    let declared_len = head
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared_len = content_length(&head.headers);
     let limit = cx
         .config
         .max_object_size
