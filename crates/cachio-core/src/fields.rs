@@ -307,7 +307,16 @@ impl Fields {
     /// buffer (nothing is copied).
     pub fn to_header_map(&self, extra: usize) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(self.len() + extra);
+        self.append_to(&mut map, None);
+        map
+    }
+
+    /// Appends every line to `map`, but those named `except`. The values share this buffer.
+    pub fn append_to(&self, map: &mut HeaderMap, except: Option<&HeaderName>) {
         for line in self.iter() {
+            if except.is_some_and(|name| line.is(name)) {
+                continue;
+            }
             let (Some(name), Ok(mut value)) = (
                 line.name(),
                 HeaderValue::from_maybe_shared(
@@ -320,7 +329,6 @@ impl Fields {
             value.set_sensitive(line.sensitive);
             map.append(name, value);
         }
-        map
     }
 }
 

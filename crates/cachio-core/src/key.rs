@@ -28,6 +28,24 @@ use http::{HeaderValue, header};
 /// assert_eq!(primary_key(&parts), "http://example.com/a?b=1");
 /// ```
 pub fn primary_key(req: &Parts) -> String {
+    let mut key = String::new();
+    write_primary_key(req, &mut key);
+    key
+}
+
+/// Appends the [`primary_key`] of `req` to `out`, so that a caller may reuse one buffer.
+///
+/// # Example
+///
+/// ```
+/// use cachio_core::key::write_primary_key;
+///
+/// let (parts, ()) = http::Request::get("https://Example.com/a").body(()).unwrap().into_parts();
+/// let mut key = String::new();
+/// write_primary_key(&parts, &mut key);
+/// assert_eq!(key, "https://example.com/a");
+/// ```
+pub fn write_primary_key(req: &Parts, out: &mut String) {
     let uri = &req.uri;
     let scheme = uri.scheme_str().unwrap_or("http");
     let authority = match uri.authority() {
@@ -40,12 +58,11 @@ pub fn primary_key(req: &Parts) -> String {
     };
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let path = if path.is_empty() { "/" } else { path };
-    let mut key = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
-    push_lower(&mut key, scheme);
-    key.push_str("://");
-    push_lower(&mut key, authority);
-    key.push_str(path);
-    key
+    out.reserve(scheme.len() + 3 + authority.len() + path.len());
+    push_lower(out, scheme);
+    out.push_str("://");
+    push_lower(out, authority);
+    out.push_str(path);
 }
 
 fn push_lower(out: &mut String, s: &str) {

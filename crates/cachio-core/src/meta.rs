@@ -91,11 +91,23 @@ pub struct ResponseMeta {
     map: OnceLock<Box<Kept>>,
 }
 
+/// The map a hit serves, kept with its head: `Age` is its first line, and `Cache-Status` its
+/// second when the stored response has none of its own (the order of different names is not
+/// significant, RFC 9110 §5.3), so a hit sets both in place without looking either up.
+struct Served {
+    map: HeaderMap,
+    /// Whether our `Cache-Status` is the second line; otherwise it is the last of its name, after
+    /// the stored ones.
+    status_second: bool,
+    /// The bytes the budget granted, given back when the map is dropped.
+    _grant: Grant,
+}
+
 /// The header maps kept with a stored head.
 struct Kept {
     /// What a hit serves ([`ResponseMeta::hit_headers`]), kept by
     /// [`ResponseMeta::keep_headers`] with the bytes its budget granted.
-    served: Option<(HeaderMap, Grant)>,
+    served: Option<Served>,
     /// Every line alone, built by [`ResponseMeta::headers`] (which no budget bounds).
     plain: OnceLock<HeaderMap>,
 }
@@ -103,7 +115,7 @@ struct Kept {
 impl std::fmt::Debug for Kept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kept")
-            .field("served", &self.served.as_ref().map(|(map, _)| map.len()))
+            .field("served", &self.served.as_ref().map(|s| s.map.len()))
             .field("plain", &self.plain.get().map(HeaderMap::len))
             .finish()
     }
@@ -534,38 +546,48 @@ impl ResponseMeta {
             .get_or_init(|| self.fields.to_header_map(0))
     }
 
-    /// The header fields of a response served from this head: every stored line, then `age`
-    /// (replacing the stored `Age` lines) and `status` (after the stored `Cache-Status` lines).
+    /// The header fields of a response served from this head: every stored line, `age` (in place
+    /// of the stored `Age` lines) and `status` (after the stored `Cache-Status` lines).
     ///
     /// A head that keeps a map ([`keep_headers`](Self::keep_headers)) clones it and sets the two
     /// values in place; another builds the map from the packed fields. The values share the
     /// packed buffer either way: no value byte is copied.
     pub fn hit_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
         let kept = self.map.get().and_then(|k| k.served.as_ref());
-        let Some((kept, _)) = kept else {
-            let mut map = self.fields.to_header_map(2);
-            map.insert(http::header::AGE, age);
-            map.append(CACHE_STATUS, status);
-            return map;
+        let Some(kept) = kept else {
+            return self.served_map(age, status).0;
         };
-        let mut map = kept.clone();
-        // The kept map has one `Age` line and our `Cache-Status` line last of its name (see
-        // `keep_headers`): one pass sets both in place, without hashing or growing the map.
-        let mut age = Some(age);
-        let mut last_status = None;
-        for (name, value) in map.iter_mut() {
-            if name == http::header::AGE {
-                if let Some(age) = age.take() {
-                    *value = age;
-                }
-            } else if name == CACHE_STATUS {
-                last_status = Some(value);
-            }
+        let mut map = kept.map.clone();
+        let mut lines = map.values_mut();
+        if let Some(first) = lines.next() {
+            *first = age;
         }
-        if let Some(last) = last_status {
+        if kept.status_second {
+            if let Some(second) = lines.next() {
+                *second = status;
+            }
+        } else if let http::header::Entry::Occupied(mut lines) = map.entry(CACHE_STATUS)
+            && let Some(last) = lines.iter_mut().last()
+        {
             *last = status;
         }
         map
+    }
+
+    /// The map a hit serves, laid out as [`Served`] says, and whether `status` is its second line.
+    fn served_map(&self, age: HeaderValue, status: HeaderValue) -> (HeaderMap, bool) {
+        let mut map = HeaderMap::with_capacity(self.fields.len() + 2);
+        map.insert(http::header::AGE, age);
+        let status_second = !self.fields.contains(&CACHE_STATUS);
+        let mut status = Some(status);
+        if status_second && let Some(status) = status.take() {
+            map.insert(CACHE_STATUS, status);
+        }
+        self.fields.append_to(&mut map, Some(&http::header::AGE));
+        if let Some(status) = status {
+            map.append(CACHE_STATUS, status);
+        }
+        (map, status_second)
     }
 
     /// Whether this head keeps the map a hit serves ([`keep_headers`](Self::keep_headers)).
@@ -589,16 +611,19 @@ impl ResponseMeta {
         if budget.used().saturating_add(self.kept_weight(lines, lines)) > budget.limit() {
             return false;
         }
-        let mut map = self.fields.to_header_map(2);
-        map.insert(http::header::AGE, HeaderValue::from_static("0"));
-        map.append(CACHE_STATUS, HeaderValue::from_static(""));
+        let (map, status_second) =
+            self.served_map(HeaderValue::from_static("0"), HeaderValue::from_static(""));
         // A clone holds exactly its entries: the map built above has room for twice as many.
         let map = map.clone();
         let Some(grant) = budget.take(self.kept_weight(map.keys_len(), map.len())) else {
             return false;
         };
         let kept = Box::new(Kept {
-            served: Some((map, grant)),
+            served: Some(Served {
+                map,
+                status_second,
+                _grant: grant,
+            }),
             plain: OnceLock::new(),
         });
         // Another hit may have kept one meanwhile: this one (and its grant) is then dropped.

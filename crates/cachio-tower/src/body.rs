@@ -33,7 +33,8 @@ pin_project! {
         Tee {
             #[pin]
             inner: B,
-            capture: Option<Capture<St>>,
+            // Boxed: a hit's response (which carries this type) stays small to move.
+            capture: Option<Box<Capture<St>>>,
             committing: Option<JoinHandle<()>>,
         },
         Passthrough { #[pin] inner: B },
@@ -96,7 +97,7 @@ impl<B, St: Store> ResponseBody<B, St> {
         let mut this = Self {
             kind: Kind::Tee {
                 inner,
-                capture: Some(capture),
+                capture: Some(Box::new(capture)),
                 committing: None,
             },
         };
@@ -116,8 +117,8 @@ impl<B, St: Store> ResponseBody<B, St> {
 
 /// Checks a completed capture and commits it on its own task, so the commit finishes even if the
 /// caller never polls again.
-fn start_commit<St: Store>(capture: Option<Capture<St>>) -> Option<JoinHandle<()>> {
-    let c = capture?;
+fn start_commit<St: Store>(capture: Option<Box<Capture<St>>>) -> Option<JoinHandle<()>> {
+    let c = *capture?;
     if c.expected.is_some_and(|n| n != c.written) {
         tracing::debug!(expected = ?c.expected, written = c.written, "body length differs from Content-Length; not stored");
         return None;

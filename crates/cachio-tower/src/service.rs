@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use cachio_core::cache_control::CacheControl;
-use cachio_core::key::{primary_key, variant_hash, variant_key};
+use cachio_core::key::{primary_key, variant_hash, variant_key, write_primary_key};
 use cachio_core::meta::{Meta, ResponseMeta, VaryIndex};
 use cachio_core::policy::status::{CacheStatus, Fwd};
 use cachio_core::policy::{self, Verdict, vary};
@@ -117,22 +117,33 @@ where
         // A store that answers at once (memory) lets a fresh hit be served here, with no future
         // to allocate. The inner service is not called, so it stays ready for the next request.
         let (parts, body) = req.into_parts();
-        let key = request_key(&self.config, &parts);
         let req_cc = policy::request_directives(&parts.headers);
-        let first = match self.store.try_get(&key) {
-            Some(Ok(Some(hit))) => {
-                match serve_fresh(&self.config, &parts, &req_cc, hit) {
-                    Ok(res) => {
-                        bump(&self.config.stats.requests);
-                        return ResponseFuture::ready(Ok(res));
-                    }
-                    // Not a plain fresh hit: the usual path takes it from here with what the
-                    // store gave, so the store is not asked twice.
-                    Err(hit) => Some(Ok(Some(hit))),
-                }
+        // A user's key is made once. The default key is written in a buffer for the read, and
+        // made again, owned, only when the request goes on past a fresh hit.
+        let (user_key, read) = match &self.config.key_fn {
+            Some(f) => {
+                let key = f(&parts);
+                let read = self.store.try_get(&key);
+                (Some(key), read)
             }
+            None => (
+                None,
+                with_primary_key(&parts, |key| self.store.try_get(key)),
+            ),
+        };
+        let first = match read {
+            Some(Ok(Some(hit))) => match serve_fresh(&self.config, &parts, &req_cc, hit) {
+                Ok(res) => {
+                    bump(&self.config.stats.requests);
+                    return ResponseFuture::ready(Ok(res));
+                }
+                // Not a plain fresh hit: the usual path takes it from here with what the store
+                // gave, so the store is not asked twice.
+                Err(hit) => Some(Ok(Some(hit))),
+            },
             read => read,
         };
+        let key = user_key.unwrap_or_else(|| primary_key(&parts));
         let (cx, inner) = self.take();
         bump(&cx.config.stats.requests);
         ResponseFuture::boxed(Box::pin(handle_key(
@@ -174,6 +185,30 @@ type Read<B> = Result<Option<Hit<B>>, StoreError>;
 
 /// Serves `hit` if it is a response that is fresh for this request (in the default mode), as the
 /// usual path would; otherwise gives it back.
+/// Runs `f` with the primary key of `parts`, written in a buffer this thread reuses (a new one
+/// when that is in use).
+fn with_primary_key<R>(parts: &request::Parts, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    KEY.with(|cell| {
+        let mut own = String::new();
+        let mut shared = cell.try_borrow_mut();
+        let buf = match &mut shared {
+            Ok(buf) => &mut **buf,
+            Err(_) => &mut own,
+        };
+        buf.clear();
+        write_primary_key(parts, buf);
+        let out = f(buf);
+        // A very long URI does not keep its buffer.
+        if buf.capacity() > 4096 {
+            *buf = String::new();
+        }
+        out
+    })
+}
+
 fn serve_fresh<ResB, St: Store>(
     config: &Config,
     parts: &request::Parts,
@@ -1404,4 +1439,26 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
             drain(res.into_body()).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str) -> request::Parts {
+        Request::get(uri).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn a_key_read_within_a_key_read_gets_a_buffer_of_its_own() {
+        let (a, b) = (parts("http://a.example/x"), parts("https://B.example/y?z"));
+        let seen = with_primary_key(&a, |outer| {
+            let inner = with_primary_key(&b, str::to_owned);
+            (outer.to_owned(), inner)
+        });
+        assert_eq!(seen.0, "http://a.example/x");
+        assert_eq!(seen.1, "https://b.example/y?z");
+        // The shared buffer is cleared between uses.
+        assert_eq!(with_primary_key(&b, str::to_owned), "https://b.example/y?z");
+    }
 }
