@@ -9,7 +9,7 @@ use http::{HeaderValue, request, response};
 use tower_layer::Layer;
 
 use crate::coalesce::Flights;
-use crate::service::Cache;
+use crate::service::{Cache, Ctx};
 use crate::stats::CacheStats;
 
 /// A function that computes the cache key of a request.
@@ -337,8 +337,10 @@ impl<S, St: Clone> Layer<S> for CacheLayer<St> {
     fn layer(&self, inner: S) -> Self::Service {
         Cache {
             inner,
-            store: self.store.clone(),
-            config: self.config.clone(),
+            cx: Arc::new(Ctx {
+                store: self.store.clone(),
+                config: self.config.clone(),
+            }),
         }
     }
 }

@@ -44,8 +44,9 @@ pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 #[derive(Clone)]
 pub struct Cache<S, St> {
     pub(crate) inner: S,
-    pub(crate) store: St,
-    pub(crate) config: Arc<Config>,
+    /// The store and the configuration, behind one pointer: a clone of the service (one per
+    /// request, often) counts one reference.
+    pub(crate) cx: Arc<Ctx<St>>,
 }
 
 impl<S, St> Cache<S, St> {
@@ -66,12 +67,12 @@ impl<S, St> Cache<S, St> {
 
     /// The store.
     pub fn store(&self) -> &St {
-        &self.store
+        &self.cx.store
     }
 
     /// The counters of this cache (shared with the layer that made it and its clones).
     pub fn stats(&self) -> Arc<crate::CacheStats> {
-        self.config.stats.clone()
+        self.cx.config.stats.clone()
     }
 
     /// The inner service, consuming the cache.
@@ -84,8 +85,8 @@ impl<S: fmt::Debug, St> fmt::Debug for Cache<S, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
             .field("inner", &self.inner)
-            .field("mode", &self.config.policy.mode())
-            .field("cache_name", &self.config.cache_name)
+            .field("mode", &self.cx.config.policy.mode())
+            .field("cache_name", &self.cx.config.cache_name)
             .finish_non_exhaustive()
     }
 }
@@ -120,21 +121,21 @@ where
         let req_cc = policy::request_directives(&parts.headers);
         // A user's key is made once. The default key is written in a buffer for the read, and
         // made again, owned, only when the request goes on past a fresh hit.
-        let (user_key, read) = match &self.config.key_fn {
+        let (user_key, read) = match &self.cx.config.key_fn {
             Some(f) => {
                 let key = f(&parts);
-                let read = self.store.try_get(&key);
+                let read = self.cx.store.try_get(&key);
                 (Some(key), read)
             }
             None => (
                 None,
-                with_primary_key(&parts, |key| self.store.try_get(key)),
+                with_primary_key(&parts, |key| self.cx.store.try_get(key)),
             ),
         };
         let first = match read {
-            Some(Ok(Some(hit))) => match serve_fresh(&self.config, &parts, &req_cc, hit) {
+            Some(Ok(Some(hit))) => match serve_fresh(&self.cx.config, &parts, &req_cc, hit) {
                 Ok(res) => {
-                    bump(&self.config.stats.requests);
+                    bump(&self.cx.config.stats.requests);
                     return ResponseFuture::ready(Ok(res));
                 }
                 // Not a plain fresh hit: the usual path takes it from here with what the store
@@ -155,14 +156,10 @@ where
 impl<S: Clone, St: Clone> Cache<S, St> {
     /// The inner service that was made ready (a clone left behind) and what a request's future
     /// needs of the cache.
-    fn take(&mut self) -> (Ctx<St>, S) {
+    fn take(&mut self) -> (Arc<Ctx<St>>, S) {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let cx = Ctx {
-            store: self.store.clone(),
-            config: self.config.clone(),
-        };
-        (cx, inner)
+        (self.cx.clone(), inner)
     }
 }
 
@@ -228,9 +225,10 @@ fn serve_fresh<ResB, St: Store>(
     Ok(serve_stored(parts, stored, eval.age, body, status))
 }
 
-struct Ctx<St> {
-    store: St,
-    config: Arc<Config>,
+/// What a request's handling needs of the cache: the store and the configuration.
+pub(crate) struct Ctx<St> {
+    pub(crate) store: St,
+    pub(crate) config: Arc<Config>,
 }
 
 impl<St: Store> Ctx<St> {
@@ -322,7 +320,7 @@ async fn lookup<St: Store>(
 type Res<ResB, St> = Response<ResponseBody<ResB, St>>;
 
 async fn handle<S, St, ReqB, ResB>(
-    cx: Ctx<St>,
+    cx: Arc<Ctx<St>>,
     inner: S,
     req: Request<ReqB>,
 ) -> Result<Res<ResB, St>, S::Error>
@@ -371,7 +369,7 @@ where
     reason = "the exchange's state, passed along once"
 )]
 async fn handle_key<S, St, ReqB, ResB>(
-    cx: Ctx<St>,
+    cx: Arc<Ctx<St>>,
     inner: S,
     parts: request::Parts,
     body: ReqB,
@@ -1378,10 +1376,10 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         Join::Waiter(_) => return,
     };
     bump(&cx.config.stats.background_revalidations);
-    let cx = Ctx {
+    let cx = Arc::new(Ctx {
         store: cx.store.clone(),
         config: cx.config.clone(),
-    };
+    });
     let fwd_parts = validation_parts(parts, stored, true);
     let key = key.to_owned();
     let store_key = store_key.to_owned();
