@@ -180,8 +180,6 @@ fn request_key(config: &Config, parts: &request::Parts) -> String {
 /// A store read, as `get` gives it.
 type Read<B> = Result<Option<Hit<B>>, StoreError>;
 
-/// Serves `hit` if it is a response that is fresh for this request (in the default mode), as the
-/// usual path would; otherwise gives it back.
 /// Runs `f` with the primary key of `parts`, written in a buffer this thread reuses (a new one
 /// when that is in use).
 fn with_primary_key<R>(parts: &request::Parts, f: impl FnOnce(&str) -> R) -> R {
@@ -206,6 +204,8 @@ fn with_primary_key<R>(parts: &request::Parts, f: impl FnOnce(&str) -> R) -> R {
     })
 }
 
+/// Serves `hit` if it is a response that is fresh for this request (in the default mode), as the
+/// usual path would; otherwise gives it back.
 fn serve_fresh<ResB, St: Store>(
     config: &Config,
     parts: &request::Parts,
