@@ -1352,7 +1352,7 @@ fn new_epoch() -> u64 {
 /// part in coalescing: nothing starts while a fetch of the key is in flight, and requests that
 /// cannot use the stale response wait for this one.
 fn spawn_revalidation<S, St, ReqB, ResB>(
-    cx: &Ctx<St>,
+    cx: &Arc<Ctx<St>>,
     mut inner: S,
     parts: &request::Parts,
     key: &str,
@@ -1376,10 +1376,7 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         Join::Waiter(_) => return,
     };
     bump(&cx.config.stats.background_revalidations);
-    let cx = Arc::new(Ctx {
-        store: cx.store.clone(),
-        config: cx.config.clone(),
-    });
+    let cx = Arc::clone(cx);
     let fwd_parts = validation_parts(parts, stored, true);
     let key = key.to_owned();
     let store_key = store_key.to_owned();
