@@ -124,11 +124,38 @@ impl std::fmt::Debug for Kept {
 /// The `Cache-Status` field name (RFC 9211).
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
-/// Bytes taken from a [`MapBudget`], given back when the kept map is dropped (with the last handle
-/// to its head).
-struct Grant {
+/// Bytes taken from a [`MapBudget`] ([`MapBudget::take`]), given back when the grant is dropped.
+///
+/// A kept map holds one until the last handle to its head goes; a store may take others for
+/// bookkeeping it does for the entries that are hit.
+///
+/// # Example
+///
+/// ```
+/// let budget = cachio_core::meta::MapBudget::new(100);
+/// let grant = budget.take(60).expect("fits");
+/// assert_eq!(grant.bytes(), 60);
+/// assert!(budget.take(60).is_none());
+/// drop(grant);
+/// assert_eq!(budget.used(), 0);
+/// ```
+#[must_use = "the bytes go back to the budget when the grant is dropped"]
+pub struct Grant {
     budget: MapBudget,
     bytes: u64,
+}
+
+impl Grant {
+    /// The bytes taken.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant").field("bytes", &self.bytes).finish()
+    }
 }
 
 impl Drop for Grant {
@@ -199,8 +226,8 @@ impl MapBudget {
         self.inner.used.load(Ordering::Relaxed)
     }
 
-    /// Takes `bytes` if they fit.
-    fn take(&self, bytes: u64) -> Option<Grant> {
+    /// Takes `bytes` if they fit in what is left; they go back when the [`Grant`] is dropped.
+    pub fn take(&self, bytes: u64) -> Option<Grant> {
         let limit = self.inner.limit;
         self.inner
             .used
