@@ -42,7 +42,7 @@ use crate::MemEntry;
 pub(crate) const RECORDED: u32 = 16;
 
 /// After the first [`RECORDED`], one read in this many (per thread) is recorded with moka.
-pub(crate) const SAMPLE: u32 = 16;
+pub(crate) const SAMPLE: u32 = 32;
 
 thread_local! {
     /// The hot reads of this thread past their entry's first [`RECORDED`].

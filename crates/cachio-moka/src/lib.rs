@@ -80,7 +80,7 @@
 //! the rest of a cache hit together. So an entry that keeps its header map is also put in a hot
 //! index beside moka, a sharded hash table of the entries' handles; its later hits are one hash
 //! lookup under a read lock. moka still decides what stays: a hot entry's first reads are all
-//! recorded with it, then one in sixteen, and an entry leaves the index as it leaves moka
+//! recorded with it, then one in 32, and an entry leaves the index as it leaves moka
 //! (replaced, updated, deleted, expired or evicted), never to be served after. Each indexed entry
 //! counts about 250 bytes and its key's length against the header-map budget; a share of zero
 //! indexes nothing.
@@ -953,11 +953,17 @@ impl Body for MokaBody {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
         let this = self.get_mut();
-        Poll::Ready(this.chunks.get(this.next).map(|chunk| {
-            this.next += 1;
-            this.remaining -= chunk.len() as u64;
-            Ok(Frame::data(chunk.clone()))
-        }))
+        let chunk = match &mut this.chunks {
+            // The one chunk's handle is this body's own copy: handed out, not cloned again.
+            Chunks::One(chunk) if this.next == 0 => std::mem::take(chunk),
+            chunks => match chunks.get(this.next) {
+                Some(chunk) => chunk.clone(),
+                None => return Poll::Ready(None),
+            },
+        };
+        this.next += 1;
+        this.remaining -= chunk.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
