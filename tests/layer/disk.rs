@@ -263,7 +263,6 @@ async fn a_body_over_the_memory_limit_lives_on_disk_only() {
 /// budget of 64 MiB, in a fresh directory per check.
 mod storage {
     use cachio::{Embedded, EmbeddedStore};
-    use cachio_storage_tests as behaviour;
     use tempfile::TempDir;
 
     fn store(dir: &TempDir) -> EmbeddedStore {
@@ -274,32 +273,12 @@ mod storage {
             .unwrap()
     }
 
-    macro_rules! behaviours {
-        ($($name:ident),* $(,)?) => {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let dir = tempfile::tempdir().unwrap();
-                behaviour::$name(store(&dir)).await;
-            }
-        )*};
+    // Each check gets a directory of its own, a temporary of the statement that awaits the check:
+    // it is deleted when the check ends, after the store.
+    cachio_storage_tests::behaviours! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        |_| store(&tempfile::tempdir().unwrap())
     }
-
-    behaviours!(
-        round_trip,
-        visible_only_after_commit,
-        abort_and_drop_leave_nothing,
-        overwrite,
-        delete,
-        purge,
-        update_meta,
-        concurrent_writers,
-        large_body_many_chunks,
-        empty_body,
-        variants_round_trip,
-        distinct_keys,
-        hit_survives_overwrite,
-        max_body_size_enforced,
-    );
 }
 
 /// A body the origin sends faster than the disk store writes it is still stored: the tee waits

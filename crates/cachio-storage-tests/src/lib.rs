@@ -1,20 +1,13 @@
 //! The behaviour every cachio [`Store`] must show, as async functions each backend's tests call.
 //!
 //! Each check takes a fresh store, exercises one property of the [`Store`] contract and panics
-//! with a message naming the check and what went wrong. [`run_all`] runs them all; a backend
-//! usually calls each from its own `#[tokio::test]` so that a failure is reported by name:
+//! with a message naming the check and what went wrong. A backend's tests call [`behaviours!`]
+//! once: it defines one test per check, named after the check, so a failure is reported by name
+//! and a check added here reaches every backend. [`run_all`] runs them all in one go:
 //!
 //! ```
 //! use cachio_core::store::Store;
 //!
-//! // In a backend's integration tests, one test per check:
-//! //
-//! // #[tokio::test(flavor = "multi_thread")]
-//! // async fn round_trip() {
-//! //     cachio_storage_tests::round_trip(MyStore::new()).await;
-//! // }
-//! //
-//! // or all of them at once:
 //! async fn every_check<S: Store>(make: impl Fn() -> S) {
 //!     cachio_storage_tests::run_all(make).await;
 //! }
@@ -32,6 +25,7 @@
 //!   disturb the entry visible before it;
 //! - [`overwrite`]: of two sequential commits, the second wins;
 //! - [`delete`]: a deleted entry is gone, others stay, deleting nothing is not an error;
+//! - [`purge`]: a purge removes exactly the entries its predicate picks and counts them;
 //! - [`update_meta`]: an update replaces the metadata and keeps the body; updating a missing key
 //!   returns `false` and creates nothing;
 //! - [`concurrent_writers`]: two interleaved writers of one key leave one complete entry, never a
@@ -65,20 +59,78 @@ const LONG_TTL: Option<Duration> = Some(Duration::from_secs(3600));
 ///
 /// When the store fails any check; the message names the check.
 pub async fn run_all<S: Store>(make: impl Fn() -> S) {
-    round_trip(make()).await;
-    visible_only_after_commit(make()).await;
-    abort_and_drop_leave_nothing(make()).await;
-    overwrite(make()).await;
-    delete(make()).await;
-    update_meta(make()).await;
-    concurrent_writers(make()).await;
-    large_body_many_chunks(make()).await;
-    empty_body(make()).await;
-    variants_round_trip(make()).await;
-    distinct_keys(make()).await;
-    hit_survives_overwrite(make()).await;
-    max_body_size_enforced(make()).await;
-    purge(make()).await;
+    crate::__behaviours!(@each run_all make);
+}
+
+/// Defines one test per check of this crate, named after the check, each against a fresh store.
+///
+/// A backend's tests call it once, with the attributes of each test (the runtime it runs on) and
+/// `|check| store`, which looks like a closure: `store` is an expression that makes a fresh store,
+/// and `check` a pattern (`_` when unused) bound to the name of the check, a `&'static str`, for
+/// a store that wants one (a key prefix of its own on a shared server, say). The list of checks
+/// lives here, so a check added to this crate runs against every backend.
+///
+/// ```test_harness
+/// use cachio_moka::MokaStore;
+///
+/// cachio_storage_tests::behaviours! {
+///     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+///     |_| MokaStore::new(256 << 20)
+/// }
+/// ```
+///
+/// defines `async fn round_trip()` calling [`round_trip`]`(MokaStore::new(256 << 20)).await`, and
+/// so on for every check.
+///
+/// `store` is evaluated inside the statement that awaits the check, so a temporary it makes lives
+/// until the check ends: `|_| open(&tempfile::tempdir().unwrap())` gives each check a directory
+/// of its own that is deleted after the check, once the store has been dropped.
+#[macro_export]
+macro_rules! behaviours {
+    ($(#[$attr:meta])+ |$check:pat_param| $store:expr) => {
+        $crate::__behaviours!(@each tests [$(#[$attr])+] [$check] [$store]);
+    };
+}
+
+/// The list of checks [`behaviours!`] and [`run_all`] go through, in the order of this file.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __behaviours {
+    (@each $($then:tt)+) => {
+        $crate::__behaviours! {
+            $($then)+
+            round_trip
+            visible_only_after_commit
+            abort_and_drop_leave_nothing
+            overwrite
+            delete
+            purge
+            update_meta
+            concurrent_writers
+            large_body_many_chunks
+            empty_body
+            variants_round_trip
+            distinct_keys
+            hit_survives_overwrite
+            max_body_size_enforced
+        }
+    };
+    (tests $attrs:tt $check:tt $store:tt $($name:ident)+) => {$(
+        $crate::__behaviours!(test $attrs $check $store $name);
+    )+};
+    (test [$(#[$attr:meta])+] [$check:pat_param] [$store:expr] $name:ident) => {
+        $(#[$attr])+
+        async fn $name() {
+            let $check: &'static str = ::core::stringify!($name);
+            $crate::$name($store).await;
+        }
+    };
+    (run_all $make:ident $($name:ident)+) => {$(
+        $crate::$name($make()).await;
+    )+};
+    (names $($name:ident)+) => {
+        [$(::core::stringify!($name)),+]
+    };
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -907,6 +959,23 @@ mod tests {
         let a: Vec<u8> = (0..64).map(pattern).collect();
         let b: Vec<u8> = (65_536..65_536 + 64).map(pattern).collect();
         assert_ne!(a, b);
+    }
+
+    /// Every check of this file is in the list `behaviours!` and `run_all` go through.
+    #[test]
+    fn the_list_names_every_check() {
+        let checks: Vec<&str> = include_str!("lib.rs")
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix("pub async fn ")?
+                    .strip_suffix("<S: Store>(store: S) {")
+            })
+            .collect();
+        assert_eq!(
+            checks,
+            crate::__behaviours!(@each names),
+            "the list in `__behaviours!` must name every check, in the order of this file"
+        );
     }
 
     #[test]

@@ -21,32 +21,12 @@ fn store_reading(dir: &TempDir, mode: ReadMode) -> FjallStore {
         .unwrap()
 }
 
-macro_rules! behaviours {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $name() {
-            let dir = tempfile::tempdir().unwrap();
-            behaviour::$name(store(&dir)).await;
-        }
-    )*};
+// Each check gets a directory of its own, a temporary of the statement that awaits the check: it
+// is deleted when the check ends, after the store.
+cachio_storage_tests::behaviours! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    |_| store(&tempfile::tempdir().unwrap())
 }
-
-behaviours!(
-    round_trip,
-    visible_only_after_commit,
-    abort_and_drop_leave_nothing,
-    overwrite,
-    delete,
-    purge,
-    update_meta,
-    concurrent_writers,
-    large_body_many_chunks,
-    empty_body,
-    variants_round_trip,
-    distinct_keys,
-    hit_survives_overwrite,
-    max_body_size_enforced,
-);
 
 async fn run_all_reading(mode: ReadMode) {
     let dirs = Mutex::new(Vec::new());

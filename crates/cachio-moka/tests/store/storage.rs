@@ -16,31 +16,10 @@ fn store() -> MokaStore {
     MokaStore::new(256 << 20)
 }
 
-macro_rules! behaviours {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $name() {
-            behaviour::$name(store()).await;
-        }
-    )*};
+cachio_storage_tests::behaviours! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    |_| store()
 }
-
-behaviours!(
-    round_trip,
-    visible_only_after_commit,
-    abort_and_drop_leave_nothing,
-    overwrite,
-    delete,
-    update_meta,
-    concurrent_writers,
-    large_body_many_chunks,
-    empty_body,
-    variants_round_trip,
-    distinct_keys,
-    hit_survives_overwrite,
-    purge,
-    max_body_size_enforced,
-);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_all() {

@@ -17,30 +17,10 @@ fn tiers() -> Tiered<MokaStore, MokaStore> {
     Tiered::new(first, MokaStore::new(256 << 20))
 }
 
-macro_rules! behaviours {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $name() {
-            behaviour::$name(tiers()).await;
-        }
-    )*};
+cachio_storage_tests::behaviours! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    |_| tiers()
 }
-
-behaviours!(
-    round_trip,
-    visible_only_after_commit,
-    abort_and_drop_leave_nothing,
-    overwrite,
-    delete,
-    update_meta,
-    concurrent_writers,
-    large_body_many_chunks,
-    empty_body,
-    variants_round_trip,
-    distinct_keys,
-    hit_survives_overwrite,
-    purge,
-);
 
 #[tokio::test]
 async fn writes_reach_both_tiers_when_the_body_fits_the_first() {

@@ -3,30 +3,7 @@
 
 use crate::support;
 
-use cachio_storage_tests as behaviour;
-
-macro_rules! behaviours {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            behaviour::$name(support::cluster(stringify!($name))).await;
-        }
-    )*};
+cachio_storage_tests::behaviours! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    |check| support::cluster(check)
 }
-
-behaviours!(
-    round_trip,
-    visible_only_after_commit,
-    abort_and_drop_leave_nothing,
-    overwrite,
-    delete,
-    purge,
-    update_meta,
-    concurrent_writers,
-    large_body_many_chunks,
-    empty_body,
-    variants_round_trip,
-    distinct_keys,
-    hit_survives_overwrite,
-    max_body_size_enforced,
-);
