@@ -109,6 +109,19 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
         }))
     }
 
+    /// A hit the first tier gives at once; otherwise `None`, and [`get`](Store::get) asks both
+    /// tiers.
+    fn try_get(&self, key: &str) -> Option<Result<Option<Hit<Self::Body>>, StoreError>> {
+        match self.first.try_get(key)? {
+            Ok(Some(hit)) => Some(Ok(Some(Hit {
+                meta: hit.meta,
+                body: TieredBody(Inner::First(hit.body)),
+            }))),
+            // The second tier may hold it, or the first failed: `get` decides.
+            Ok(None) | Err(_) => None,
+        }
+    }
+
     fn begin(&self, key: &str) -> Result<Self::Writer, StoreError> {
         let second = self.second.begin(key)?;
         Ok(TieredWriter {

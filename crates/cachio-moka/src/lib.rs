@@ -452,7 +452,7 @@ impl MokaStore {
         self.shared.hot.remove_entry(key, meta);
     }
 
-    /// A hit from the [hot index](hot), if `key` is there and has not expired; otherwise the
+    /// A hit from the [hot index](crate#hot-reads), if `key` is there and has not expired; otherwise the
     /// ticket a promotion after the moka read needs.
     fn read_hot(&self, key: &str) -> Result<Hit<MokaBody>, hot::Ticket> {
         let (entry, record) = self.shared.hot.get(key)?;
@@ -514,7 +514,7 @@ impl Store for MokaStore {
         }
     }
 
-    /// Answers from the [hot index](hot) at once, or else polls the moka read once. That read
+    /// Answers from the [hot index](crate#hot-reads) at once, or else polls the moka read once. That read
     /// waits only when it runs moka's upkeep and another task holds the upkeep lock; the read is
     /// recorded after that, and moka keeps an upkeep that was interrupted for the next caller, so
     /// dropping a read that waited changes nothing a later `get` sees.
@@ -1096,15 +1096,16 @@ mod tests {
         let store = MokaStore::new(1 << 20);
         let mut w = store.begin("k").unwrap();
         w.append(Bytes::from_static(b"x")).unwrap();
+        // Long enough that a loaded machine still reads the entry before it expires.
         w.commit(
             cachio_storage_tests::sample_meta("e"),
-            Some(Duration::from_millis(50)),
+            Some(Duration::from_millis(500)),
         )
         .await
         .unwrap();
         assert!(store.get("k").await.unwrap().is_some());
         assert_eq!(store.shared.hot.len(), 1);
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(store.try_get("k").unwrap().unwrap().is_none());
         assert_eq!(store.shared.hot.len(), 0);
     }

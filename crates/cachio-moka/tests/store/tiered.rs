@@ -102,3 +102,23 @@ async fn delete_and_update_reach_both_tiers() {
     assert!(t.second().get("k").await.unwrap().is_none());
     assert!(t.get("k").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_first_tier_hit_is_given_at_once_and_anything_else_is_left_to_get() {
+    let t = tiers();
+    put(&t, "both", sample_meta("b"), &[b"abc"]).await;
+    put(t.second(), "second", sample_meta("s"), &[b"def"]).await;
+
+    let hit = t
+        .try_get("both")
+        .expect("a memory first tier answers at once")
+        .unwrap()
+        .expect("stored in both tiers");
+    assert_eq!(read_body(hit.body).await.unwrap(), b"abc");
+
+    // Only the second tier holds it: `try_get` declines, `get` finds it.
+    assert!(t.try_get("second").is_none());
+    assert!(t.try_get("nowhere").is_none());
+    let hit = t.get("second").await.unwrap().expect("second tier hit");
+    assert_eq!(read_body(hit.body).await.unwrap(), b"def");
+}
