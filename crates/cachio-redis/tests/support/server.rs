@@ -285,10 +285,16 @@ impl RedisServer {
     /// Starts the process on `self.port`; `false` when it did not come up.
     fn spawn(&mut self) -> bool {
         let port = self.port.to_string();
-        let ports: Vec<&str> = match &self.tls {
+        let mut ports: Vec<&str> = match &self.tls {
             None => vec!["--port", &port],
             Some(_) => vec!["--port", "0", "--tls-port", &port],
         };
+        // A cluster node's bus port would be its port + 10 000: past 65 535 for a high ephemeral
+        // port, or taken by another process. It gets a free port of its own.
+        let bus = free_port().to_string();
+        if self.extra.iter().any(|a| a == "--cluster-enabled") {
+            ports.extend(["--cluster-port", &bus]);
+        }
         let child = Command::new("redis-server")
             .args(ports)
             .args(self.tls.iter().flat_map(|(server, _)| server))
