@@ -244,8 +244,56 @@ impl fmt::Display for StoreError {
     }
 }
 
+/// The message shows the cause already, so the chain goes on with the cause's own source: a
+/// caller that prints every source says each thing once.
 impl StdError for StoreError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.source)
+        self.source.source()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message of an error and of its sources, as a program that reports errors prints them.
+    fn chain(e: &(dyn StdError + 'static)) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(e) = next {
+            out.push(e.to_string());
+            next = e.source();
+        }
+        out
+    }
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("cannot open")
+        }
+    }
+
+    impl StdError for Outer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_printed_chain_says_the_cause_once() {
+        let e = StoreError::new(ErrorKind::Io, std::io::Error::other("disk full"));
+        assert_eq!(chain(&e), ["store I/O error: disk full"]);
+
+        let nested = StoreError::new(
+            ErrorKind::Unavailable,
+            Outer(std::io::Error::other("refused")),
+        );
+        assert_eq!(
+            chain(&nested),
+            ["store unavailable: cannot open", "refused"]
+        );
     }
 }
