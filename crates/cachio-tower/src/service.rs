@@ -135,7 +135,7 @@ where
         let first = match read {
             Some(Ok(Some(hit))) => match serve_fresh(&self.cx.config, &parts, &req_cc, hit) {
                 Ok(res) => {
-                    bump(&self.cx.config.stats.requests);
+                    bump(&self.cx.config.stats.local().requests);
                     return ResponseFuture::ready(Ok(res));
                 }
                 // Not a plain fresh hit: the usual path takes it from here with what the store
@@ -146,7 +146,7 @@ where
         };
         let key = user_key.unwrap_or_else(|| primary_key(&parts));
         let (cx, inner) = self.take();
-        bump(&cx.config.stats.requests);
+        bump(&cx.config.stats.local().requests);
         ResponseFuture::boxed(Box::pin(handle_key(
             cx, inner, parts, body, mode, key, req_cc, first,
         )))
@@ -220,7 +220,7 @@ fn serve_fresh<ResB, St: Store>(
     if eval.verdict != Verdict::Fresh {
         return Err(Hit { meta, body });
     }
-    bump(&config.stats.hits);
+    bump(&config.stats.local().hits);
     let status = config.hit_status(eval.ttl_secs());
     Ok(serve_stored(parts, stored, eval.age, body, status))
 }
@@ -277,7 +277,7 @@ async fn lookup<St: Store>(
         Ok(Some(hit)) => hit,
         Ok(None) => return Lookup::UriMiss,
         Err(e) => {
-            bump(&cx.config.stats.store_errors);
+            bump(&cx.config.stats.local().store_errors);
             tracing::warn!(key, error = %e, "cache store read failed; treated as a miss");
             return Lookup::UriMiss;
         }
@@ -308,7 +308,7 @@ async fn lookup<St: Store>(
                 },
                 Ok(None) => Lookup::VaryMiss { index },
                 Err(e) => {
-                    bump(&cx.config.stats.store_errors);
+                    bump(&cx.config.stats.local().store_errors);
                     tracing::warn!(key = vkey, error = %e, "cache store read failed; treated as a miss");
                     Lookup::VaryMiss { index }
                 }
@@ -334,9 +334,9 @@ where
     St: Store,
 {
     let mode = request_mode(&req);
-    bump(&cx.config.stats.requests);
+    bump(&cx.config.stats.local().requests);
     if mode == CacheMode::NoStore || !matches!(*req.method(), Method::GET | Method::HEAD) {
-        bump(&cx.config.stats.bypassed);
+        bump(&cx.config.stats.local().bypassed);
     }
     match *req.method() {
         // An unsafe request invalidates what it changes (RFC 9111 §4.4) even when it bypasses the
@@ -393,7 +393,7 @@ where
         if only_if_cached {
             return Ok(gateway_timeout(&cx));
         }
-        bump(&cx.config.stats.misses);
+        bump(&cx.config.stats.local().misses);
         return Box::pin(fetch_and_store(
             &cx,
             inner,
@@ -429,9 +429,9 @@ where
                 {
                     spawn_revalidation(&cx, inner, &parts, &key, store_key, meta.clone(), index);
                 }
-                bump(&cx.config.stats.hits);
+                bump(&cx.config.stats.local().hits);
                 if eval.verdict != Verdict::Fresh && eval.lifetime <= eval.age {
-                    bump(&cx.config.stats.stale);
+                    bump(&cx.config.stats.local().stale);
                 }
                 let status = cx.config.hit_status(eval.ttl_secs());
                 return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
@@ -499,7 +499,7 @@ where
             .await
         }
         Next::Fetch(fwd, index) => {
-            bump(&cx.config.stats.misses);
+            bump(&cx.config.stats.local().misses);
             Box::pin(fetch_and_store(
                 &cx, inner, parts, body, &key, fwd, index, guard,
             ))
@@ -529,7 +529,7 @@ async fn wait_for_flight<St: Store, ResB>(
     mode: CacheMode,
     fwd: Fwd,
 ) -> AfterWait<ResB, St> {
-    bump(&cx.config.stats.coalesced);
+    bump(&cx.config.stats.local().coalesced);
     let Outcome::Stored(code) = coalesce::wait(rx, cx.config.coalesce_timeout).await else {
         return AfterWait::Proceed;
     };
@@ -659,9 +659,9 @@ where
                 .map(Request::into_parts)
                 .unwrap_or_else(|_| Request::new(()).into_parts());
             let key = cx.key(&parts);
-            bump(&cx.config.stats.invalidations);
+            bump(&cx.config.stats.local().invalidations);
             if let Err(e) = cx.store.delete(&key).await {
-                bump(&cx.config.stats.store_errors);
+                bump(&cx.config.stats.local().store_errors);
                 tracing::warn!(key, error = %e, "cache invalidation failed");
             }
         }
@@ -846,7 +846,7 @@ where
         Fwd::Stale
     };
     let fwd_parts = validation_parts(&parts, stored, false);
-    bump(&cx.config.stats.revalidations);
+    bump(&cx.config.stats.local().revalidations);
     let request_time = cx.now();
     let result = inner.call(Request::from_parts(fwd_parts, body)).await;
     let response_time = cx.now();
@@ -863,7 +863,7 @@ where
                     .status(Fwd::Stale)
                     .ttl(eval.ttl_secs())
                     .detail("stale-if-error");
-                bump(&cx.config.stats.stale);
+                bump(&cx.config.stats.local().stale);
                 return Ok(serve_stored(
                     &parts,
                     stored,
@@ -938,7 +938,7 @@ where
             .fwd_status(code.as_u16())
             .ttl(eval.ttl_secs())
             .detail("stale-if-error");
-        bump(&cx.config.stats.stale);
+        bump(&cx.config.stats.local().stale);
         return Ok(serve_stored(
             &parts,
             stored,
@@ -1031,11 +1031,11 @@ async fn apply_not_modified<St: Store>(
         cx.config
             .policy
             .merge_not_modified(stored, headers_304, request_time, response_time)?;
-    bump(&cx.config.stats.not_modified);
+    bump(&cx.config.stats.local().not_modified);
     let ttl = retention(cx, &merged, response_time);
     let merged = Arc::new(Meta::Response(merged));
     if let Err(e) = cx.store.update(store_key, merged.clone(), ttl).await {
-        bump(&cx.config.stats.store_errors);
+        bump(&cx.config.stats.local().store_errors);
         tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
     }
     Some(merged)
@@ -1283,7 +1283,7 @@ async fn begin_capture<St: Store>(
     let writer = match store.begin(&store_key) {
         Ok(w) => w,
         Err(e) => {
-            bump(&cx.config.stats.store_errors);
+            bump(&cx.config.stats.local().store_errors);
             tracing::warn!(key = store_key, error = %e, "cache store refused a write");
             return None;
         }
@@ -1293,11 +1293,11 @@ async fn begin_capture<St: Store>(
     let commit = Box::new(move |writer: St::Writer, len: u64| -> CommitFuture {
         Box::pin(async move {
             if !commit_entry(writer, meta, Some(ttl), &store_key).await {
-                bump(&config.stats.store_errors);
+                bump(&config.stats.local().store_errors);
                 return;
             }
-            bump(&config.stats.stores);
-            add(&config.stats.stored_bytes, len);
+            bump(&config.stats.local().stores);
+            add(&config.stats.local().stored_bytes, len);
             config.flights.clear_pass(&primary);
             if let Some((mut index, hash)) = index {
                 index.variants.retain(|h| *h != hash);
@@ -1375,7 +1375,7 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         Join::Leader(g) => g,
         Join::Waiter(_) => return,
     };
-    bump(&cx.config.stats.background_revalidations);
+    bump(&cx.config.stats.local().background_revalidations);
     let cx = Arc::clone(cx);
     let fwd_parts = validation_parts(parts, stored, true);
     let key = key.to_owned();

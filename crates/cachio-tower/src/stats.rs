@@ -1,4 +1,5 @@
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Counters of what a cache did, shared by every clone of a [`CacheLayer`](crate::CacheLayer) and
 /// the services it made.
@@ -13,8 +14,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// let stats = layer.stats();
 /// assert_eq!(stats.snapshot().hits, 0);
 /// ```
-#[derive(Debug, Default)]
+///
+/// Each counter is kept in stripes, one per few threads, each on a cache line of its own: a hit
+/// on one core does not write a line that the hits on every other core write too. A snapshot adds
+/// the stripes up.
 pub struct CacheStats {
+    stripes: Box<[Stripe]>,
+}
+
+/// One stripe of the counters (see [`CacheStats`]).
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Stripe {
     pub(crate) requests: AtomicU64,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
@@ -28,6 +39,23 @@ pub struct CacheStats {
     pub(crate) bypassed: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) store_errors: AtomicU64,
+}
+
+impl Default for CacheStats {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(4, usize::from);
+        Self {
+            stripes: (0..threads.next_power_of_two().min(64))
+                .map(|_| Stripe::default())
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Debug for CacheStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.snapshot(), f)
+    }
 }
 
 /// A copy of the counters of [`CacheStats`] at one moment.
@@ -67,22 +95,37 @@ pub struct StatsSnapshot {
 impl CacheStats {
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
-        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let sum = |c: fn(&Stripe) -> &AtomicU64| {
+            self.stripes
+                .iter()
+                .map(|s| c(s).load(Ordering::Relaxed))
+                .fold(0u64, u64::wrapping_add)
+        };
         StatsSnapshot {
-            requests: r(&self.requests),
-            hits: r(&self.hits),
-            misses: r(&self.misses),
-            stale: r(&self.stale),
-            revalidations: r(&self.revalidations),
-            background_revalidations: r(&self.background_revalidations),
-            not_modified: r(&self.not_modified),
-            coalesced: r(&self.coalesced),
-            stores: r(&self.stores),
-            stored_bytes: r(&self.stored_bytes),
-            bypassed: r(&self.bypassed),
-            invalidations: r(&self.invalidations),
-            store_errors: r(&self.store_errors),
+            requests: sum(|s| &s.requests),
+            hits: sum(|s| &s.hits),
+            misses: sum(|s| &s.misses),
+            stale: sum(|s| &s.stale),
+            revalidations: sum(|s| &s.revalidations),
+            background_revalidations: sum(|s| &s.background_revalidations),
+            not_modified: sum(|s| &s.not_modified),
+            coalesced: sum(|s| &s.coalesced),
+            stores: sum(|s| &s.stores),
+            stored_bytes: sum(|s| &s.stored_bytes),
+            bypassed: sum(|s| &s.bypassed),
+            invalidations: sum(|s| &s.invalidations),
+            store_errors: sum(|s| &s.store_errors),
         }
+    }
+
+    /// The stripe this thread counts in.
+    pub(crate) fn local(&self) -> &Stripe {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        let i = STRIPE.with(|i| *i) & (self.stripes.len() - 1);
+        &self.stripes[i]
     }
 }
 
@@ -92,4 +135,34 @@ pub(crate) fn bump(counter: &AtomicU64) {
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        let stats = CacheStats::default();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        bump(&stats.local().requests);
+                        add(&stats.local().stored_bytes, 3);
+                    }
+                });
+            }
+        });
+        let snap = stats.snapshot();
+        assert_eq!(snap.requests, 8000);
+        assert_eq!(snap.stored_bytes, 24_000);
+        assert_eq!(snap.hits, 0);
+    }
+
+    #[test]
+    fn each_stripe_has_a_cache_line_of_its_own() {
+        assert_eq!(align_of::<Stripe>(), 128);
+        assert_eq!(size_of::<Stripe>(), 128);
+    }
 }
