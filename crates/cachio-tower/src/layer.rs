@@ -1,5 +1,6 @@
+use std::cell::RefCell;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
@@ -71,9 +72,7 @@ pub(crate) struct Config {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) cache_name: String,
     /// What every hit's `Cache-Status` starts with.
-    pub(crate) hit_prefix: Vec<u8>,
-    /// The `Cache-Status` values of hits made last, by TTL.
-    pub(crate) hit_statuses: StatusMemo,
+    pub(crate) hit_prefix: Arc<[u8]>,
     pub(crate) max_object_size: u64,
     pub(crate) key_fn: Option<Arc<KeyFn>>,
     pub(crate) ttl_fn: Option<Arc<TtlFn>>,
@@ -86,14 +85,8 @@ pub(crate) struct Config {
     pub(crate) stats: Arc<CacheStats>,
 }
 
+/// How many hit `Cache-Status` values each thread keeps (slot: the TTL modulo their number).
 const STATUS_SLOTS: usize = 8;
-
-/// The last hit `Cache-Status` value made for each of a few TTLs (slot: the TTL modulo their
-/// number).
-#[derive(Default)]
-pub(crate) struct StatusMemo {
-    slots: [Mutex<Option<(i64, HeaderValue)>>; STATUS_SLOTS],
-}
 
 /// `n` in decimal, written at the end of `buf` (what `write!` does, without the formatting
 /// machinery).
@@ -121,19 +114,30 @@ impl Config {
     pub(crate) fn hit_status(&self, ttl: i64) -> HeaderValue {
         // Hits within the same second of an entry's life share the value (a clone of a shared
         // `Bytes`) instead of building one each: an allocation, a check of every byte, and a free.
-        // A slot another thread holds is not waited for.
-        let slot = &self.hit_statuses.slots[ttl.rem_euclid(STATUS_SLOTS as i64) as usize];
-        let Ok(mut slot) = slot.try_lock() else {
-            return self.make_hit_status(ttl);
-        };
-        match &*slot {
-            Some((t, value)) if *t == ttl => value.clone(),
-            _ => {
-                let value = self.make_hit_status(ttl);
-                *slot = Some((ttl, value.clone()));
-                value
-            }
+        // Each thread keeps its own values, so that hits on other cores write none of its lines.
+        // A value is known by its TTL and the prefix it was made with (the slot holds that
+        // prefix, so no other layer's prefix can take its address meanwhile).
+        type Slot = Option<(i64, Arc<[u8]>, HeaderValue)>;
+        thread_local! {
+            static MEMO: RefCell<[Slot; STATUS_SLOTS]> =
+                const { RefCell::new([const { None }; STATUS_SLOTS]) };
         }
+        MEMO.with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return self.make_hit_status(ttl);
+            };
+            let slot = &mut memo[ttl.rem_euclid(STATUS_SLOTS as i64) as usize];
+            match slot {
+                Some((t, prefix, value)) if *t == ttl && Arc::ptr_eq(prefix, &self.hit_prefix) => {
+                    value.clone()
+                }
+                _ => {
+                    let value = self.make_hit_status(ttl);
+                    *slot = Some((ttl, self.hit_prefix.clone(), value.clone()));
+                    value
+                }
+            }
+        })
     }
 
     fn make_hit_status(&self, ttl: i64) -> HeaderValue {
@@ -149,10 +153,10 @@ impl Config {
     }
 
     /// `Cache-Status` of a hit up to the `ttl` value, e.g. `cachio; hit; ttl=`.
-    fn hit_prefix(name: &str) -> Vec<u8> {
+    fn hit_prefix(name: &str) -> Arc<[u8]> {
         let full = CacheStatus::hit(name, 0).to_header_value();
         let full = full.as_bytes();
-        full.strip_suffix(b"0").unwrap_or(full).to_vec()
+        full.strip_suffix(b"0").unwrap_or(full).into()
     }
 }
 
@@ -163,7 +167,6 @@ impl Clone for Config {
             clock: self.clock.clone(),
             cache_name: self.cache_name.clone(),
             hit_prefix: self.hit_prefix.clone(),
-            hit_statuses: StatusMemo::default(),
             max_object_size: self.max_object_size,
             key_fn: self.key_fn.clone(),
             ttl_fn: self.ttl_fn.clone(),
@@ -196,7 +199,6 @@ impl<St> CacheLayer<St> {
                 clock: Arc::new(SystemClock),
                 cache_name: "cachio".to_owned(),
                 hit_prefix: Config::hit_prefix("cachio"),
-                hit_statuses: StatusMemo::default(),
                 max_object_size: DEFAULT_MAX_OBJECT_SIZE,
                 key_fn: None,
                 ttl_fn: None,
@@ -227,7 +229,6 @@ impl<St> CacheLayer<St> {
         let c = self.config_mut();
         c.cache_name = name.into();
         c.hit_prefix = Config::hit_prefix(&c.cache_name);
-        c.hit_statuses = StatusMemo::default();
         self
     }
 
@@ -363,5 +364,26 @@ mod tests {
             let mut buf = [0; 20];
             assert_eq!(super::int_digits(n, &mut buf), n.to_string().as_bytes());
         }
+    }
+
+    #[test]
+    fn hit_statuses_are_shared_within_a_ttl_and_never_across_names() {
+        let store = cachio_moka::MokaStore::new(1 << 20);
+        let a = super::CacheLayer::private(store.clone()).cache_name("a");
+        let b = super::CacheLayer::private(store).cache_name("b");
+        let (a, b) = (&a.config, &b.config);
+        let first = a.hit_status(60);
+        let again = a.hit_status(60);
+        assert_eq!(first, "a; hit; ttl=60");
+        assert_eq!(
+            first.as_bytes().as_ptr(),
+            again.as_bytes().as_ptr(),
+            "the same value is reused"
+        );
+        // Same slot, other layer, other TTL: each gets its own bytes.
+        assert_eq!(b.hit_status(60), "b; hit; ttl=60");
+        assert_eq!(a.hit_status(68), "a; hit; ttl=68");
+        assert_eq!(a.hit_status(60), "a; hit; ttl=60");
+        assert_eq!(a.hit_status(-3), "a; hit; ttl=-3");
     }
 }
