@@ -185,7 +185,7 @@ async fn rfc9211_2_name_that_is_not_a_token_is_quoted() {
 
 #[tokio::test]
 async fn rfc9211_2_appended_after_upstream_entries() {
-    let h = Harness::private(|_| ok("x").header("cache-status", "upstream; fwd=uri-miss")).await;
+    let h = Harness::shared(|_| ok("x").header("cache-status", "upstream; fwd=uri-miss")).await;
     let res = h.get("/r").await;
     assert_eq!(
         res.all("cache-status"),

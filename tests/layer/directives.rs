@@ -264,3 +264,20 @@ async fn rfc9111_5_2_2_9_public_allows_heuristic_for_any_status() {
     assert_eq!(hit.status, 302);
     assert_eq!(h.count(), 1);
 }
+
+/// A private cache keeps a response a day past its own windows (`Policy::stale_retention`), so a
+/// client's `max-stale` can still be met. (A shared cache keeps nothing past the windows; the
+/// policy tests show its retention.)
+#[tokio::test]
+async fn rfc9111_5_2_1_2_max_stale_past_the_response_windows() {
+    let h = Harness::private(|_| ok("x").cc("max-age=2")).await;
+    let first = h.get("/r").await;
+    assert!(first.cache_status().contains("stored"));
+    h.advance(500);
+    let res = h
+        .send(h.req("/r").header("cache-control", "max-stale=1000"))
+        .await;
+    assert!(res.is_hit(), "{}", res.cache_status());
+    assert_eq!(res.age(), Some(500));
+    assert_eq!(h.count(), 1);
+}

@@ -4,7 +4,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use cachio::CacheLayer;
+use cachio::{CacheLayer, Policy};
 use support::{Harness, http_date, memory, ok};
 
 #[tokio::test]
@@ -143,7 +143,17 @@ async fn rfc9111_4_2_2_heuristic_freshness_is_capped() {
 
 #[tokio::test]
 async fn rfc9111_4_2_2_no_heuristic_without_last_modified() {
+    // A private cache keeps it for the offline modes and `max-stale`, but it is never fresh.
     let h = Harness::private(|_| ok("x")).await;
+    h.get("/r").await;
+    let again = h.get("/r").await;
+    assert!(!again.is_hit(), "{}", again.cache_status());
+    assert_eq!(h.count(), 2);
+
+    // Without a stale retention it is not even stored.
+    let layer =
+        CacheLayer::private(memory()).policy(Policy::private().stale_retention(Duration::ZERO));
+    let h = Harness::with(layer, |_| ok("x")).await;
     let miss = h.get("/r").await;
     assert!(
         !miss.cache_status().contains("stored"),

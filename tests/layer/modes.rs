@@ -163,3 +163,16 @@ async fn mode_no_store_unsafe_request_still_invalidates() {
     assert!(!after.is_hit(), "{}", after.cache_status());
     assert_eq!(after.text(), "#3");
 }
+
+/// A response that is never fresh (no freshness, no validators) is still kept by a private cache
+/// for the offline modes.
+#[tokio::test]
+async fn mode_only_if_cached_serves_a_response_that_was_never_fresh() {
+    let h = Harness::private(|_| ok("offline")).await;
+    h.get("/r").await;
+    h.advance(3600);
+    let res = h.send(h.req("/r").extension(CacheMode::OnlyIfCached)).await;
+    assert_eq!(res.status, 200, "{}", res.cache_status());
+    assert_eq!(res.text(), "offline");
+    assert_eq!(h.count(), 1);
+}

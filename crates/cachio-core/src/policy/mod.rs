@@ -84,7 +84,7 @@ impl Policy {
             store_set_cookie: true,
             targeted_fields: Vec::new(),
             validator_retention: Duration::from_secs(24 * 3600),
-            stale_retention: Duration::ZERO,
+            stale_retention: Duration::from_secs(24 * 3600),
             grace: Duration::ZERO,
             max_variants: 16,
         }
@@ -96,6 +96,10 @@ impl Policy {
             mode: Mode::Shared,
             store_set_cookie: false,
             targeted_fields: vec![CDN_CACHE_CONTROL],
+            // A gateway stores only what its origin lets it serve: responses without freshness
+            // would only be written to be dropped, and serving far past the origin's windows
+            // because one client asked is not what a gateway is for.
+            stale_retention: Duration::ZERO,
             ..Self::private()
         }
     }
@@ -168,8 +172,13 @@ impl Policy {
         self.grace
     }
 
-    /// How long any response is kept past the last moment it could be used by the rules alone, so
-    /// that offline modes (serve whatever is stored) have something to serve; zero by default.
+    /// How long any response is kept past the last moment it could be used without the client's
+    /// leave, so that the client's `max-stale` (RFC 9111 §5.2.1.2) and the offline modes (serve
+    /// whatever is stored) can still use it. One day by default in a private cache, which then
+    /// also stores responses that are never fresh (the offline modes and `max-stale` serve them);
+    /// zero in a shared one. The store drops such entries sooner when it needs their room. Zero
+    /// drops each entry as soon as the response's own rules stop allowing it to be served
+    /// (freshness, stale windows, validators).
     #[must_use]
     pub fn stale_retention(mut self, keep: Duration) -> Self {
         self.stale_retention = keep;

@@ -144,7 +144,9 @@ fn rfc9111_4_2_4_max_stale_lets_the_client_take_a_stale_response() {
 
 #[test]
 fn retention_covers_freshness_and_every_stale_window() {
-    let p = Policy::private().validator_retention(secs(0));
+    let p = Policy::private()
+        .validator_retention(secs(0))
+        .stale_retention(secs(0));
     let m = stored(
         &p,
         &[(
@@ -159,7 +161,9 @@ fn retention_covers_freshness_and_every_stale_window() {
 
 #[test]
 fn retention_of_a_response_with_validators_includes_the_validator_retention() {
-    let p = Policy::private().validator_retention(secs(1000));
+    let p = Policy::private()
+        .validator_retention(secs(1000))
+        .stale_retention(secs(0));
     let m = stored(&p, &[("cache-control", "max-age=100"), ("etag", "\"a\"")]);
     assert_eq!(p.retention(&m, t(0)), secs(1100));
     let plain = stored(&p, &[("cache-control", "max-age=100")]);
@@ -169,7 +173,9 @@ fn retention_of_a_response_with_validators_includes_the_validator_retention() {
 
 #[test]
 fn retention_ignores_stale_windows_that_may_not_be_used() {
-    let p = Policy::private().validator_retention(secs(0));
+    let p = Policy::private()
+        .validator_retention(secs(0))
+        .stale_retention(secs(0));
     let m = stored(
         &p,
         &[(
@@ -178,6 +184,26 @@ fn retention_ignores_stale_windows_that_may_not_be_used() {
         )],
     );
     assert_eq!(p.retention(&m, t(0)), secs(100));
+}
+
+/// By default a private cache keeps any response a day past its own windows (for `max-stale` and
+/// the offline modes, RFC 9111 §5.2.1.2), a shared cache nothing.
+#[test]
+fn rfc9111_5_2_1_2_default_stale_retention_is_a_day_in_a_private_cache_and_none_in_a_shared_one() {
+    let day = secs(24 * 3600);
+    let private = Policy::private();
+    let m = stored(&private, &[("cache-control", "max-age=100")]);
+    assert_eq!(private.retention(&m, t(0)), secs(100) + day);
+    assert_eq!(private.retention(&m, t(500)), day);
+    let never_fresh = stored(&private, &[]);
+    assert_eq!(private.retention(&never_fresh, t(0)), day);
+
+    let shared = Policy::shared();
+    let m = stored(&shared, &[("cache-control", "max-age=100")]);
+    assert_eq!(shared.retention(&m, t(0)), secs(100));
+    assert_eq!(shared.retention(&m, t(500)), secs(0));
+    let never_fresh = stored(&shared, &[]);
+    assert_eq!(shared.retention(&never_fresh, t(0)), secs(0));
 }
 
 #[test]
