@@ -15,6 +15,7 @@
 
 pub mod cache_control;
 pub mod clock;
+mod date;
 pub mod fields;
 pub mod key;
 pub mod meta;

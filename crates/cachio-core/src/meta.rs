@@ -794,27 +794,23 @@ impl Parsed {
 
 /// Parses an HTTP-date (RFC 9110 §5.6.7) in any of its three formats; `None` when invalid.
 ///
-/// Names of days and months and `GMT` are matched case-insensitively (RFC 9111 §4.2).
+/// Names of days and months and `GMT` are matched case-insensitively (RFC 9111 §4.2), and the
+/// day name is not checked against the date. A two-digit year is placed by the system clock.
+///
+/// # Example
+///
+/// ```
+/// use cachio_core::meta::parse_http_date;
+/// use http::HeaderValue;
+///
+/// let imf = parse_http_date(&HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+/// let asctime = parse_http_date(&HeaderValue::from_static("Sun Nov  6 08:49:37 1994"));
+/// assert!(imf.is_some());
+/// assert_eq!(imf, asctime);
+/// assert_eq!(parse_http_date(&HeaderValue::from_static("0")), None);
+/// ```
 pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
-    let s = value.to_str().ok()?.trim();
-    httpdate::parse_http_date(s).ok().or_else(|| {
-        // Retry with the canonical case: `Sun`, `Nov`, `GMT`.
-        let mut canonical = String::with_capacity(s.len());
-        let mut prev_alpha = false;
-        for c in s.chars() {
-            canonical.push(if prev_alpha {
-                c.to_ascii_lowercase()
-            } else {
-                c.to_ascii_uppercase()
-            });
-            prev_alpha = c.is_ascii_alphabetic();
-        }
-        let canonical = match canonical.strip_suffix("Gmt") {
-            Some(rest) => format!("{rest}GMT"),
-            None => canonical,
-        };
-        httpdate::parse_http_date(&canonical).ok()
-    })
+    crate::date::parse(value.to_str().ok()?, SystemTime::now())
 }
 
 /// Formats a time as an IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.

@@ -95,6 +95,39 @@ fn rfc9111_5_3_invalid_expires_means_already_expired() {
     }
 }
 
+/// RFC 9110 §5.6.7: a recipient reads all three date formats; a day name that does not match
+/// the date (which adds nothing) does not make the date invalid.
+#[test]
+fn rfc9111_5_3_expires_in_each_date_format_and_with_a_wrong_day_name() {
+    let p = Policy::private();
+    let imf = date(100);
+    // `Tue, 14 Nov 2023 22:13:20 GMT` → `Tuesday, 14-Nov-23 …` and `Tue Nov 14 … 2023`.
+    let words: Vec<&str> = imf.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+    let [day, dd, mon, yyyy, time, _gmt] = words[..] else {
+        panic!("{imf}")
+    };
+    let full = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ]
+    .into_iter()
+    .find(|f| f.starts_with(day))
+    .unwrap();
+    let rfc850 = format!("{full}, {dd}-{mon}-{} {time} GMT", &yyyy[2..]);
+    let asctime = format!("{day} {mon} {dd:>2} {time} {yyyy}");
+    let other_day = if day == "Mon" { "Fri" } else { "Mon" };
+    let wrong_day = imf.replacen(day, other_day, 1);
+    for expires in [imf.clone(), rfc850, asctime, wrong_day] {
+        let m = stored(&p, &[("date", &date(0)), ("expires", &expires)]);
+        assert_eq!(p.freshness_lifetime(&m), secs(100), "{expires}");
+    }
+}
+
 #[test]
 fn rfc9111_5_3_expires_in_the_past_is_stale() {
     let p = Policy::private();
