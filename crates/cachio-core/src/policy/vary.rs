@@ -1,6 +1,6 @@
 //! Secondary keys: matching a request against the `Vary` of a stored response (RFC 9111 §4.1).
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, VARY};
+use http::header::{ACCEPT_ENCODING, ACCEPT_LANGUAGE, HeaderMap, HeaderName, HeaderValue, VARY};
 
 /// The request field names a response's `Vary` lists, lowercased and without duplicates, in order.
 ///
@@ -44,6 +44,11 @@ pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 /// `", "` (RFC 9110 §5.3), spaces and tabs around each comma-separated member removed, and empty
 /// members dropped. `None` when the field is absent.
 ///
+/// The members of `Accept-Language` and `Accept-Encoding`, whose language ranges, codings and
+/// parameter names are case-insensitive (RFC 9110 §12.5.3, §12.5.4), are also lowercased and
+/// lose the whitespace around `;` and `=`: `en-GB ; q=0.5` selects what `en-gb;q=0.5` does.
+/// Their order is kept: a server may prefer the first of equally weighted members.
+///
 /// # Example
 ///
 /// ```
@@ -69,6 +74,7 @@ pub fn normalize(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> 
         }
         combined.extend_from_slice(value.as_bytes());
     }
+    let folded = *name == ACCEPT_LANGUAGE || *name == ACCEPT_ENCODING;
     let mut out: Vec<u8> = Vec::with_capacity(combined.len());
     for member in split_members(&combined) {
         let member = trim(member);
@@ -78,7 +84,11 @@ pub fn normalize(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> 
         if !out.is_empty() {
             out.extend_from_slice(b", ");
         }
-        out.extend_from_slice(member);
+        if folded {
+            push_folded(&mut out, member);
+        } else {
+            out.extend_from_slice(member);
+        }
     }
     // The input was a valid header value and we only removed bytes and added ", ".
     Some(HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("")))
@@ -121,6 +131,25 @@ fn split_members(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     }
     cuts.push((start, bytes.len()));
     cuts.into_iter().map(move |(a, b)| &bytes[a..b])
+}
+
+/// Appends `member` lowercased, without the spaces and tabs around its `;` and `=`.
+fn push_folded(out: &mut Vec<u8>, member: &[u8]) {
+    let lower = |s: &[u8]| s.iter().map(u8::to_ascii_lowercase).collect::<Vec<u8>>();
+    for (i, param) in member.split(|&b| b == b';').enumerate() {
+        if i > 0 {
+            out.push(b';');
+        }
+        let param = trim(param);
+        match param.iter().position(|&b| b == b'=') {
+            Some(eq) => {
+                out.extend(lower(trim(&param[..eq])));
+                out.push(b'=');
+                out.extend(lower(trim(&param[eq + 1..])));
+            }
+            None => out.extend(lower(param)),
+        }
+    }
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {

@@ -54,6 +54,40 @@ fn rfc9111_4_1_whitespace_differences_match() {
     ));
 }
 
+/// Language ranges, content codings and parameter names are case-insensitive (RFC 9110
+/// §12.5.3, §12.5.4), so case and the spacing of parameters are normalised away; order is not.
+#[test]
+fn rfc9111_4_1_accept_language_and_encoding_match_whatever_their_case() {
+    let lang = [ACCEPT_LANGUAGE];
+    assert!(same(
+        &lang,
+        &[("accept-language", "en-GB, de;q=0.5")],
+        &[("accept-language", "EN-gb ,De ; Q = 0.5")]
+    ));
+    assert!(!same(
+        &lang,
+        &[("accept-language", "en, de")],
+        &[("accept-language", "de, en")]
+    ));
+    assert!(!same(
+        &lang,
+        &[("accept-language", "de;q=0.5")],
+        &[("accept-language", "de;q=0.6")]
+    ));
+    let enc = [ACCEPT_ENCODING];
+    assert!(same(
+        &enc,
+        &[("accept-encoding", "gzip, br")],
+        &[("accept-encoding", "GZip, BR")]
+    ));
+    // Other fields keep their case: a value may be case-sensitive.
+    assert!(!same(
+        &[ACCEPT],
+        &[("accept", "text/html;level=A")],
+        &[("accept", "text/html;level=a")]
+    ));
+}
+
 #[test]
 fn rfc9111_4_1_combined_field_lines_match_one_line() {
     let n = [ACCEPT_LANGUAGE];
