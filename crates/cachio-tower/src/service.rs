@@ -97,8 +97,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqB: Default + Send + 'static,
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
+    ResB: OriginBody,
     St: Store,
 {
     type Response = Response<ResponseBody<ResB, St>>;
@@ -319,18 +318,42 @@ async fn lookup<St: Store>(
 
 type Res<ResB, St> = Response<ResponseBody<ResB, St>>;
 
+/// What the request paths need of the inner service: the bounds of `Cache`'s `Service` impl,
+/// said once.
+trait Origin<ReqB, ResB>:
+    Service<Request<ReqB>, Response = Response<ResB>, Future: Send + 'static, Error: Send + 'static>
+    + Send
+    + 'static
+{
+}
+
+impl<T, ReqB, ResB> Origin<ReqB, ResB> for T
+where
+    T: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    T::Future: Send + 'static,
+    T::Error: Send + 'static,
+{
+}
+
+/// What the request paths need of the inner service's response bodies.
+trait OriginBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
+impl<T> OriginBody for T
+where
+    T: Body<Data = Bytes> + Send + 'static,
+    T::Error: Into<BoxError>,
+{
+}
+
 async fn handle<S, St, ReqB, ResB>(
     cx: Arc<Ctx<St>>,
     inner: S,
     req: Request<ReqB>,
 ) -> Result<Res<ResB, St>, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Origin<ReqB, ResB> + Clone,
     ReqB: Default + Send + 'static,
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
+    ResB: OriginBody,
     St: Store,
 {
     let mode = request_mode(&req);
@@ -379,12 +402,9 @@ async fn handle_key<S, St, ReqB, ResB>(
     first: Option<Read<St::Body>>,
 ) -> Result<Res<ResB, St>, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Origin<ReqB, ResB> + Clone,
     ReqB: Default + Send + 'static,
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
+    ResB: OriginBody,
     St: Store,
 {
     let only_if_cached = mode == CacheMode::OnlyIfCached || req_cc.only_if_cached;
@@ -816,12 +836,9 @@ async fn revalidate<S, St, ReqB, ResB>(
     guard: Option<FlightGuard>,
 ) -> Result<Res<ResB, St>, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Origin<ReqB, ResB> + Clone,
     ReqB: Default + Send + 'static,
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
+    ResB: OriginBody,
     St: Store,
 {
     let Found {
@@ -1050,8 +1067,7 @@ async fn answer_full<St, ResB, E>(
     res: Response<ResB>,
 ) -> Result<Res<ResB, St>, E>
 where
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
+    ResB: OriginBody,
     St: Store,
 {
     if ex.parts.method != Method::HEAD {
@@ -1098,8 +1114,7 @@ async fn fetch_and_store<S, St, ReqB, ResB>(
 ) -> Result<Res<ResB, St>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
+    ResB: OriginBody,
     St: Store,
 {
     let request_time = cx.now();
@@ -1142,8 +1157,7 @@ async fn store_response<St, ResB, E>(
     res: Response<ResB>,
 ) -> Result<Res<ResB, St>, E>
 where
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
+    ResB: OriginBody,
     St: Store,
 {
     let Exchange {
@@ -1360,12 +1374,9 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
     meta: Arc<Meta>,
     index: Option<VaryIndex>,
 ) where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Origin<ReqB, ResB>,
     ReqB: Default + Send + 'static,
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
+    ResB: OriginBody,
     St: Store,
 {
     let Some(stored) = meta.as_response() else {
