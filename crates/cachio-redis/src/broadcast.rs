@@ -412,6 +412,14 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
         self.inner.store.get(key).await
     }
 
+    /// What the inner store gives at once (a memory-tier hit), on the same terms as `get`.
+    fn try_get(&self, key: &str) -> Option<Result<Option<Hit<S::Body>>, StoreError>> {
+        if let Err(e) = self.check_subscribed() {
+            return Some(Err(e));
+        }
+        self.inner.store.try_get(key)
+    }
+
     fn begin(&self, key: &str) -> Result<S::Writer, StoreError> {
         self.check_subscribed()?;
         self.inner.store.begin(key)

@@ -49,7 +49,12 @@ async fn deletes_and_purges_reach_the_other_nodes_memory() {
             in_memory(&a, key).await && in_memory(&b, key).await,
             "{key}"
         );
+        // A memory-tier hit is given at once, with no future to wait on.
+        let hit = b.try_get(key).expect("a memory hit answers at once");
+        assert!(hit.unwrap().is_some(), "{key}");
     }
+    // Not in memory: left to `get`, which asks Redis.
+    assert!(b.try_get("http://x/elsewhere").is_none());
 
     // A delete on a (an unsafe method's invalidation, or PURGE of one URL).
     a.delete("http://x/1").await.unwrap();
@@ -95,6 +100,8 @@ async fn without_its_subscription_a_node_steps_aside_and_forgets() {
     // Memory still holds the entry, but the node does not use it.
     assert!(in_memory(&a, "k").await);
     let e = a.get("k").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    let e = a.try_get("k").expect("an answer at once").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     assert!(a.begin("k").is_err());
 
