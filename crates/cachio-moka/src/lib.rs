@@ -452,8 +452,8 @@ impl MokaStore {
         self.shared.hot.remove_entry(key, meta);
     }
 
-    /// A hit from the [hot index](crate#hot-reads), if `key` is there and has not expired; otherwise the
-    /// ticket a promotion after the moka read needs.
+    /// A hit from the [hot index](crate#hot-reads), if `key` is there and has not expired;
+    /// otherwise the ticket a promotion after the moka read needs.
     fn read_hot(&self, key: &str) -> Result<Hit<MokaBody>, hot::Ticket> {
         let (entry, record) = self.shared.hot.get(key)?;
         if expired(&entry) {
@@ -514,10 +514,10 @@ impl Store for MokaStore {
         }
     }
 
-    /// Answers from the [hot index](crate#hot-reads) at once, or else polls the moka read once. That read
-    /// waits only when it runs moka's upkeep and another task holds the upkeep lock; the read is
-    /// recorded after that, and moka keeps an upkeep that was interrupted for the next caller, so
-    /// dropping a read that waited changes nothing a later `get` sees.
+    /// Answers from the [hot index](crate#hot-reads) at once, or else polls the moka read once.
+    /// That read waits only when it runs moka's upkeep and another task holds the upkeep lock;
+    /// the read is recorded after that, and moka keeps an upkeep that was interrupted for the
+    /// next caller, so dropping a read that waited changes nothing a later `get` sees.
     fn try_get(&self, key: &str) -> Option<Result<Option<Hit<MokaBody>>, StoreError>> {
         let ticket = match self.read_hot(key) {
             Ok(hit) => return Some(Ok(Some(hit))),
