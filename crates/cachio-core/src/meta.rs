@@ -5,7 +5,7 @@
 //! format with a version, so that an entry written by another version is read as a miss, never
 //! misread.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -108,6 +108,9 @@ struct Kept {
     /// What a hit serves ([`ResponseMeta::hit_headers`]), kept by
     /// [`ResponseMeta::keep_headers`] with the bytes its budget granted.
     served: Option<Served>,
+    /// Copies of `served` for the hits of other threads, made on their first hit if the budget
+    /// has room (see [`replicas`]).
+    copies: Box<[OnceLock<Box<Served>>]>,
     /// Every line alone, built by [`ResponseMeta::headers`] (which no budget bounds).
     plain: OnceLock<HeaderMap>,
 }
@@ -116,6 +119,10 @@ impl std::fmt::Debug for Kept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kept")
             .field("served", &self.served.as_ref().map(|s| s.map.len()))
+            .field(
+                "copies",
+                &self.copies.iter().filter(|c| c.get().is_some()).count(),
+            )
             .field("plain", &self.plain.get().map(HeaderMap::len))
             .finish()
     }
@@ -123,6 +130,47 @@ impl std::fmt::Debug for Kept {
 
 /// The `Cache-Status` field name (RFC 9211).
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// The map a hit serves from `fields`, laid out as [`Served`] says, and whether `status` is its
+/// second line.
+fn served_map(fields: &Fields, age: HeaderValue, status: HeaderValue) -> (HeaderMap, bool) {
+    let mut map = HeaderMap::with_capacity(fields.len() + 2);
+    map.insert(http::header::AGE, age);
+    let status_second = !fields.contains(&CACHE_STATUS);
+    let mut status = Some(status);
+    if status_second && let Some(status) = status.take() {
+        map.insert(CACHE_STATUS, status);
+    }
+    fields.append_to(&mut map, Some(&http::header::AGE));
+    if let Some(status) = status {
+        map.append(CACHE_STATUS, status);
+    }
+    (map, status_second)
+}
+
+/// How many copies of a kept map may serve hits: one per thread, up to 8.
+///
+/// Cloning a map takes a reference to every value, and the values of one map share one count: on
+/// one copy, the hits of every core would write that count's cache line, about twenty times per
+/// hit. Each thread clones the copy of its slot instead ([`thread_slot`]), so that hits on other
+/// cores write other lines.
+fn replicas() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8)
+    })
+}
+
+/// This thread's slot among [`replicas`], given out in turn as threads first ask.
+fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SLOT.with(|slot| *slot) % replicas()
+}
 
 /// Bytes taken from a [`MapBudget`] ([`MapBudget::take`]), given back when the grant is dropped.
 ///
@@ -566,6 +614,7 @@ impl ResponseMeta {
             .get_or_init(|| {
                 Box::new(Kept {
                     served: None,
+                    copies: Box::new([]),
                     plain: OnceLock::new(),
                 })
             })
@@ -580,10 +629,10 @@ impl ResponseMeta {
     /// values in place; another builds the map from the packed fields. The values share the
     /// packed buffer either way: no value byte is copied.
     pub fn hit_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
-        let kept = self.map.get().and_then(|k| k.served.as_ref());
-        let Some(kept) = kept else {
+        let Some((kept, first)) = self.map.get().and_then(|k| Some((k, k.served.as_ref()?))) else {
             return self.served_map(age, status).0;
         };
+        let kept = self.replica(kept, first);
         let mut map = kept.map.clone();
         let mut lines = map.values_mut();
         if let Some(first) = lines.next() {
@@ -601,20 +650,56 @@ impl ResponseMeta {
         map
     }
 
+    /// The copy of the kept map this thread's hits clone: the first one, or a copy of its own
+    /// (made now, if the budget the first was granted from has room; otherwise the first).
+    fn replica<'a>(&self, kept: &'a Kept, first: &'a Served) -> &'a Served {
+        let slot = thread_slot();
+        let Some(cell) = slot.checked_sub(1).and_then(|i| kept.copies.get(i)) else {
+            return first;
+        };
+        if let Some(copy) = cell.get() {
+            return copy;
+        }
+        match self.build_served(&first._grant.budget, true) {
+            Some(copy) => cell.get_or_init(|| Box::new(copy)),
+            None => first,
+        }
+    }
+
     /// The map a hit serves, laid out as [`Served`] says, and whether `status` is its second line.
     fn served_map(&self, age: HeaderValue, status: HeaderValue) -> (HeaderMap, bool) {
-        let mut map = HeaderMap::with_capacity(self.fields.len() + 2);
-        map.insert(http::header::AGE, age);
-        let status_second = !self.fields.contains(&CACHE_STATUS);
-        let mut status = Some(status);
-        if status_second && let Some(status) = status.take() {
-            map.insert(CACHE_STATUS, status);
+        served_map(&self.fields, age, status)
+    }
+
+    /// A map to keep, if `budget` has room for it: from this head's packed fields, or from a copy
+    /// of them (`copy`), whose values then share no reference count with this head's.
+    fn build_served(&self, budget: &MapBudget, copy: bool) -> Option<Served> {
+        // Counted as if no name were repeated, the map can only weigh less: a head that cannot fit
+        // is told so without building a map for nothing (on each of its hits).
+        let lines = self.fields.len() + 2;
+        if budget.used().saturating_add(self.kept_weight(lines, lines)) > budget.limit() {
+            return None;
         }
-        self.fields.append_to(&mut map, Some(&http::header::AGE));
-        if let Some(status) = status {
-            map.append(CACHE_STATUS, status);
-        }
-        (map, status_second)
+        let copied;
+        let (fields, own_block) = if copy {
+            copied = self.fields.copied();
+            (&copied, self.fields.block_len() + 16)
+        } else {
+            (&self.fields, 0)
+        };
+        let (map, status_second) = served_map(
+            fields,
+            HeaderValue::from_static("0"),
+            HeaderValue::from_static(""),
+        );
+        // A clone holds exactly its entries: the map built above has room for twice as many.
+        let map = map.clone();
+        let weight = self.kept_weight(map.keys_len(), map.len()) + own_block as u64;
+        Some(Served {
+            map,
+            status_second,
+            _grant: budget.take(weight)?,
+        })
     }
 
     /// Whether this head keeps the map a hit serves ([`keep_headers`](Self::keep_headers)).
@@ -632,25 +717,12 @@ impl ResponseMeta {
         if let Some(k) = self.map.get() {
             return k.served.is_some();
         }
-        // Counted as if no name were repeated, the map can only weigh less: a head that cannot fit
-        // is told so without building a map for nothing (on each of its hits).
-        let lines = self.fields.len() + 2;
-        if budget.used().saturating_add(self.kept_weight(lines, lines)) > budget.limit() {
-            return false;
-        }
-        let (map, status_second) =
-            self.served_map(HeaderValue::from_static("0"), HeaderValue::from_static(""));
-        // A clone holds exactly its entries: the map built above has room for twice as many.
-        let map = map.clone();
-        let Some(grant) = budget.take(self.kept_weight(map.keys_len(), map.len())) else {
+        let Some(served) = self.build_served(budget, false) else {
             return false;
         };
         let kept = Box::new(Kept {
-            served: Some(Served {
-                map,
-                status_second,
-                _grant: grant,
-            }),
+            served: Some(served),
+            copies: (1..replicas()).map(|_| OnceLock::new()).collect(),
             plain: OnceLock::new(),
         });
         // Another hit may have kept one meanwhile: this one (and its grant) is then dropped.
@@ -674,8 +746,17 @@ impl ResponseMeta {
             .sum();
         let slots = (keys + keys / 3).next_power_of_two();
         let repeated = values.saturating_sub(keys);
-        (size_of::<Kept>() + 16 + keys * 104 + 16 + slots * 4 + 16 + repeated * 72 + 16 + names)
-            as u64
+        let copies = (replicas() - 1) * size_of::<OnceLock<Box<Served>>>();
+        (size_of::<Kept>()
+            + 16
+            + copies
+            + keys * 104
+            + 16
+            + slots * 4
+            + 16
+            + repeated * 72
+            + 16
+            + names) as u64
     }
 
     /// Every stored header field line, packed.
@@ -1172,6 +1253,37 @@ mod tests {
         map.iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
             .collect()
+    }
+
+    /// Each thread slot clones a copy of its own, whose values share no reference count with
+    /// another's; every copy serves the same lines and is counted against the budget.
+    #[test]
+    fn threads_hit_copies_of_their_own() {
+        let budget = MapBudget::new(1 << 20);
+        let fields = [("content-type", "text/plain"), ("x-custom", "1")];
+        let hot = head(&fields);
+        assert!(hot.keep_headers(&budget));
+        let first = budget.used();
+        let hit = || hot.hit_headers(HeaderValue::from_static("1"), HeaderValue::from_static("c"));
+        let expected = lines(&hit());
+        // Eight new threads take eight consecutive slots: every copy is made.
+        let pointers: std::collections::HashSet<usize> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let served = hit();
+                        assert_eq!(lines(&served), expected);
+                        served["content-type"].as_bytes().as_ptr() as usize
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(pointers.len(), replicas(), "one set of values per copy");
+        let copies = (replicas() - 1) as u64;
+        assert!(budget.used() >= first * (1 + copies), "{} {first}", budget.used());
+        drop(hot);
+        assert_eq!(budget.used(), 0, "every copy gives its bytes back");
     }
 
     #[test]
