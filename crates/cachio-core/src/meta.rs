@@ -1281,7 +1281,11 @@ mod tests {
         });
         assert_eq!(pointers.len(), replicas(), "one set of values per copy");
         let copies = (replicas() - 1) as u64;
-        assert!(budget.used() >= first * (1 + copies), "{} {first}", budget.used());
+        assert!(
+            budget.used() >= first * (1 + copies),
+            "{} {first}",
+            budget.used()
+        );
         drop(hot);
         assert_eq!(budget.used(), 0, "every copy gives its bytes back");
     }

@@ -5,7 +5,12 @@
 //! batches): about as much work as the rest of a cache hit together. The hot index is a plain
 //! sharded hash table beside moka that holds a copy of the handles of each entry that keeps its
 //! header map (see [Kept header maps](crate#kept-header-maps)); a hit found there is one hash, one
-//! read lock and the clones of the handles.
+//! lookup and the clones of the handles.
+//!
+//! Readers take no lock: each shard's table is an immutable snapshot behind an [`ArcSwap`], whose
+//! load writes nothing other threads read, so hits on many cores do not contend for a lock's
+//! cache line. Writers (promotions, removals: rare next to hits) take the shard's mutex, copy its
+//! table with the change, and swap the copy in.
 //!
 //! moka still decides what stays: each hot entry's first [`RECORDED`] reads are recorded with
 //! moka as before, then one read in [`SAMPLE`] of each thread, so that popular entries keep
@@ -15,11 +20,12 @@
 //!
 //! An entry leaves the index whenever it leaves moka: the store removes it after each commit,
 //! update, delete and expiry it makes, and moka's eviction listener after each eviction. A read
-//! that copies an entry from moka into the index could still race with such a removal (read the
-//! old entry, the removal runs, then the copy lands). So every removal bumps its shard's count of
-//! removals under the write lock, a promotion reads that count before its moka read, and the copy
-//! is refused if the count moved meanwhile: an entry that was removed after it was read is never
-//! put back.
+//! that starts after a removal has returned sees the table without the entry. A read that copies
+//! an entry from moka into the index could still race with such a removal (read the old entry,
+//! the removal runs, then the copy lands). So every removal bumps its shard's count of removals
+//! under the shard's mutex, a promotion reads that count before its moka read, and the copy is
+//! refused if the count moved meanwhile: an entry that was removed after it was read is never put
+//! back.
 //!
 //! # Memory
 //!
@@ -30,11 +36,11 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::ArcSwap;
 use cachio_core::meta::{Grant, MapBudget, Meta};
 use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 
 use crate::MemEntry;
 
@@ -54,13 +60,18 @@ pub(crate) struct HotIndex {
     shards: Box<[Shard]>,
 }
 
-/// One lock's worth of the index, on a cache line of its own.
+/// One shard of the index, on a cache line of its own.
 #[repr(align(128))]
 struct Shard {
-    table: RwLock<HashTable<Slot>>,
-    /// How many removals this shard has seen; written under the write lock.
+    /// The slots as of the last write; never changed in place.
+    table: ArcSwap<Table>,
+    /// Held by the shard's writers.
+    write: Mutex<()>,
+    /// How many removals this shard has seen; written under `write`.
     removals: AtomicU64,
 }
+
+type Table = HashTable<Arc<Slot>>;
 
 struct Slot {
     key: Box<str>,
@@ -77,10 +88,11 @@ pub(crate) struct Ticket {
     removals: u64,
 }
 
-/// The bytes a slot for `key` is counted at: the slot, as much again for the free buckets of a
-/// table at its lowest load, and the key's copy with its allocation header.
+/// The bytes a slot for `key` is counted at: the slot and its reference counts, its handle in the
+/// table and as much again for the free buckets of a table at its lowest load, and the key's copy
+/// with its allocation header.
 pub(crate) fn slot_weight(key: &str) -> u64 {
-    (2 * size_of::<Slot>() + 1 + key.len() + 16) as u64
+    (size_of::<Slot>() + 16 + 2 * (size_of::<Arc<Slot>>() + 1) + key.len() + 16) as u64
 }
 
 impl HotIndex {
@@ -91,7 +103,8 @@ impl HotIndex {
             hasher: ahash::RandomState::new(),
             shards: (0..shards)
                 .map(|_| Shard {
-                    table: RwLock::new(HashTable::new()),
+                    table: ArcSwap::from_pointee(HashTable::new()),
+                    write: Mutex::new(()),
                     removals: AtomicU64::new(0),
                 })
                 .collect(),
@@ -108,7 +121,7 @@ impl HotIndex {
     pub(crate) fn get(&self, key: &str) -> Result<(MemEntry, bool), Ticket> {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let table = shard.table.read().unwrap_or_else(PoisonError::into_inner);
+        let table = shard.table.load();
         match table.find(hash, |slot| *slot.key == *key) {
             Some(slot) => Ok((slot.entry.clone(), slot.record())),
             None => Err(Ticket {
@@ -137,19 +150,29 @@ impl HotIndex {
         let Some(grant) = budget.take(slot_weight(key)) else {
             return;
         };
-        let mut table = shard.table.write().unwrap_or_else(PoisonError::into_inner);
+        let _write = shard.write.lock().unwrap_or_else(PoisonError::into_inner);
         if shard.removals.load(Ordering::Relaxed) != ticket.removals {
             return;
         }
-        let hasher = |slot: &Slot| self.hasher.hash_one(&*slot.key);
-        if let Entry::Vacant(vacant) = table.entry(ticket.hash, |slot| *slot.key == *key, hasher) {
-            vacant.insert(Slot {
+        let current = shard.table.load();
+        if current
+            .find(ticket.hash, |slot| *slot.key == *key)
+            .is_some()
+        {
+            return;
+        }
+        let mut table = Table::clone(&current);
+        table.insert_unique(
+            ticket.hash,
+            Arc::new(Slot {
                 key: key.into(),
                 entry: entry.clone(),
                 reads: AtomicU32::new(0),
                 _grant: grant,
-            });
-        }
+            }),
+            |slot| self.hasher.hash_one(&*slot.key),
+        );
+        shard.table.store(Arc::new(table));
     }
 
     /// Removes whatever is indexed under `key`: for the store's own writes, after moka has
@@ -167,25 +190,29 @@ impl HotIndex {
     fn remove_if(&self, key: &str, doomed: impl Fn(&Slot) -> bool) {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let removed = {
-            let mut table = shard.table.write().unwrap_or_else(PoisonError::into_inner);
+        let old = {
+            let _write = shard.write.lock().unwrap_or_else(PoisonError::into_inner);
             shard.removals.fetch_add(1, Ordering::Release);
-            table
-                .find_entry(hash, |slot| *slot.key == *key && doomed(slot))
-                .ok()
-                .map(|slot| slot.remove().0)
+            let current = shard.table.load_full();
+            let eq = |slot: &Arc<Slot>| *slot.key == *key && doomed(slot);
+            if current.find(hash, eq).is_none() {
+                return;
+            }
+            let mut table = Table::clone(&current);
+            if let Ok(slot) = table.find_entry(hash, eq) {
+                slot.remove();
+            }
+            shard.table.store(Arc::new(table));
+            current
         };
         // Dropped outside the lock: the last handle to a body or a kept map may go with it.
-        drop(removed);
+        drop(old);
     }
 
     /// How many entries are indexed.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.table.read().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
+        self.shards.iter().map(|s| s.table.load().len()).sum()
     }
 }
 

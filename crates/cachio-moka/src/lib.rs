@@ -84,7 +84,7 @@
 //! A read through moka records itself for TinyLFU and reads moka's clock: about as much work as
 //! the rest of a cache hit together. So an entry that keeps its header map is also put in a hot
 //! index beside moka, a sharded hash table of the entries' handles; its later hits are one hash
-//! lookup under a read lock. moka still decides what stays: a hot entry's first reads are all
+//! lookup, without a lock. moka still decides what stays: a hot entry's first reads are all
 //! recorded with it, then one in 32, and an entry leaves the index as it leaves moka
 //! (replaced, updated, deleted, expired or evicted), never to be served after. Each indexed entry
 //! counts about 250 bytes and its key's length against the header-map budget; a share of zero
