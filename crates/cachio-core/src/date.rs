@@ -25,44 +25,44 @@ const MONTHS: [&str; 12] = [
 
 /// Parses `s` as an HTTP-date; `None` when it is none of the three formats or names no real time.
 /// `now` places a two-digit RFC 850 year (RFC 9110 §5.6.7).
+///
+/// The layout of each format is kept to the letter (one space between parts, two digits for the
+/// day of an IMF-fixdate, a four-digit year but in RFC 850's form): RFC 9111 §5.3 has a cache
+/// treat any other `Expires` as already expired, and reading a malformed date as a future one
+/// would serve responses their origin never allowed.
 pub(crate) fn parse(s: &str, now: SystemTime) -> Option<SystemTime> {
-    let s = s.trim();
+    let s = s.trim_matches([' ', '\t']);
     let (day_name, rest) = s.split_once([',', ' '])?;
     if !is_day_name(day_name) {
         return None;
     }
+    let parts: Vec<&str> = rest.split(' ').collect();
     let (year, month, day, time) = if s.as_bytes()[day_name.len()] == b',' {
-        // IMF-fixdate or RFC 850: `DD Mon YYYY HH:MM:SS GMT` or `DD-Mon-YY HH:MM:SS GMT`.
-        let mut words = rest.split_ascii_whitespace();
-        let first = words.next()?;
-        let (day, month, year) = match first.split('-').collect::<Vec<_>>()[..] {
-            [day, month, year] if year.len() == 2 => {
-                (day, month, two_digit_year(number(year)?, now)?)
+        match parts[..] {
+            // IMF-fixdate: `, DD Mon YYYY HH:MM:SS GMT`.
+            ["", day, month, year, time, gmt] if is_gmt(gmt) => {
+                (four_digit_year(year)?, month, two_digits(day)?, time)
             }
-            [day, month, year] => (day, month, four_digit_year(year)?),
-            [_] => (first, words.next()?, four_digit_year(words.next()?)?),
+            // RFC 850: `, DD-Mon-YY HH:MM:SS GMT`.
+            ["", date, time, gmt] if is_gmt(gmt) => {
+                let [day, month, year] = date.split('-').collect::<Vec<_>>()[..] else {
+                    return None;
+                };
+                let year = two_digit_year(two_digits(year)?, now);
+                (year, month, two_digits(day)?, time)
+            }
+            _ => return None,
+        }
+    } else {
+        // asctime: `Mon DD HH:MM:SS YYYY`, a day below 10 written with a space before it.
+        let (month, day, time, year) = match parts[..] {
+            [month, "", day, time, year] if day.len() == 1 => (month, day, time, year),
+            [month, day, time, year] if day.len() == 2 => (month, day, time, year),
             _ => return None,
         };
-        let time = words.next()?;
-        if !words.next()?.eq_ignore_ascii_case("gmt") || words.next().is_some() {
-            return None;
-        }
-        (year, month, day, time)
-    } else {
-        // asctime: `Mon DD HH:MM:SS YYYY`, the day padded with a space.
-        let mut words = rest.split_ascii_whitespace();
-        let (month, day, time) = (words.next()?, words.next()?, words.next()?);
-        let year = four_digit_year(words.next()?)?;
-        if words.next().is_some() {
-            return None;
-        }
-        (year, month, day, time)
+        (four_digit_year(year)?, month, number(day)?, time)
     };
     let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as u32 + 1;
-    let day = match day.len() {
-        1 | 2 => number(day)?,
-        _ => return None,
-    };
     if day == 0 || day > days_in_month(year, month) {
         return None;
     }
@@ -73,6 +73,15 @@ pub(crate) fn parse(s: &str, now: SystemTime) -> Option<SystemTime> {
         Ok(after) => UNIX_EPOCH.checked_add(Duration::from_secs(after)),
         Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(at.unsigned_abs())),
     }
+}
+
+fn is_gmt(zone: &str) -> bool {
+    zone.eq_ignore_ascii_case("gmt")
+}
+
+/// Exactly two digits.
+fn two_digits(s: &str) -> Option<u32> {
+    (s.len() == 2).then(|| number(s)).flatten()
 }
 
 fn is_day_name(name: &str) -> bool {
@@ -94,15 +103,15 @@ fn four_digit_year(s: &str) -> Option<i64> {
 
 /// RFC 9110 §5.6.7: a two-digit year more than 50 years in the future is the most recent past
 /// year with those digits.
-fn two_digit_year(yy: u32, now: SystemTime) -> Option<i64> {
+fn two_digit_year(yy: u32, now: SystemTime) -> i64 {
     let this_year = civil_year(now);
     let century = this_year - this_year.rem_euclid(100);
     let year = century + i64::from(yy);
-    Some(if year > this_year + 50 {
+    if year > this_year + 50 {
         year - 100
     } else {
         year
-    })
+    }
 }
 
 /// `HH:MM:SS` as seconds into the day; a leap second (`:60`) counts as `:59`.
@@ -205,7 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn rfc9110_5_6_7_dates_that_do_not_exist_are_invalid() {
+    fn rfc9110_5_6_7_malformed_or_impossible_dates_are_invalid() {
         for bad in [
             "Sun, 30 Feb 2026 00:00:00 GMT",
             "Sun, 29 Feb 2026 00:00:00 GMT",
@@ -220,6 +229,17 @@ mod tests {
             "Funday, 06 Nov 1994 08:49:37 GMT",
             "Sun, +6 Nov 1994 08:49:37 GMT",
             "Sun, 06 Nov 1994 8:49:37 GMT",
+            "Thu, 18  Aug  2050 02:01:18 GMT",
+            "Thu,  18 Aug 2050 02:01:18 GMT",
+            "Thu, 18-Aug-2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 AEST",
+            "Thu, 8 Aug 2050 02:01:18 GMT",
+            "Thu Aug 8 02:01:18 2050",
+            "Thu Aug   8 02:01:18 2050",
+            "Thu Aug  18 02:01:18 2050",
+            "Thursday, 18-Aug-50  02:01:18 GMT",
             "0",
             "-1",
             "",

@@ -80,6 +80,13 @@ fn rfc9111_5_3_invalid_expires_means_already_expired() {
         "never",
         "Tue, 14 Nov 2023 22:13:20",
         "Tue, 14 Nov 2023 22:13:20 PST",
+        "Thu, 18 Aug 2050 02:01:18 UTC",
+        "Thu, 18 Aug 50 02:01:18 GMT",
+        "Thu 18 Aug 2050 02:01:18 GMT",
+        "Thu, 18  Aug  2050 02:01:18 GMT",
+        "Thu, 18-Aug-2050 02:01:18 GMT",
+        "Thu, 18 Aug 2050 02.01.18 GMT",
+        "Thu, 18 Aug 2050 2:01:18 GMT",
     ] {
         let m = stored(
             &p,
