@@ -630,7 +630,7 @@ impl ResponseMeta {
     /// packed buffer either way: no value byte is copied.
     pub fn hit_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
         let Some((kept, first)) = self.map.get().and_then(|k| Some((k, k.served.as_ref()?))) else {
-            return self.served_map(age, status).0;
+            return served_map(&self.fields, age, status).0;
         };
         let kept = self.replica(kept, first);
         let mut map = kept.map.clone();
@@ -664,11 +664,6 @@ impl ResponseMeta {
             Some(copy) => cell.get_or_init(|| Box::new(copy)),
             None => first,
         }
-    }
-
-    /// The map a hit serves, laid out as [`Served`] says, and whether `status` is its second line.
-    fn served_map(&self, age: HeaderValue, status: HeaderValue) -> (HeaderMap, bool) {
-        served_map(&self.fields, age, status)
     }
 
     /// A map to keep, if `budget` has room for it: from this head's packed fields, or from a copy
