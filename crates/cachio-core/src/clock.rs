@@ -23,13 +23,86 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> SystemTime;
 }
 
-/// The operating system's clock.
+/// The operating system's wall clock.
+///
+/// On Linux, Android and FreeBSD it is read coarsely (`CLOCK_REALTIME_COARSE`): the time of the
+/// kernel's last tick, at most a few milliseconds behind, for a fraction of the cost of a precise
+/// read (which, on a virtual machine, can take longer than a whole cache hit's lookup). HTTP
+/// counts time in whole seconds, so no caching decision depends on the difference. Elsewhere it is
+/// [`SystemTime::now`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use cachio_core::clock::{Clock, SystemClock};
+///
+/// let lag = SystemTime::now().duration_since(SystemClock.now()).unwrap_or_default();
+/// assert!(lag < Duration::from_secs(1));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
-        SystemTime::now()
+        coarse::realtime().unwrap_or_else(SystemTime::now)
+    }
+}
+
+/// A monotonic reading, for deadlines within this process (a store's expiries, say): the time
+/// since an unspecified start, read as coarsely as [`SystemClock`] reads the wall clock. It never
+/// goes back.
+///
+/// # Example
+///
+/// ```
+/// use cachio_core::clock::monotonic;
+///
+/// let a = monotonic();
+/// let b = monotonic();
+/// assert!(b >= a);
+/// ```
+pub fn monotonic() -> Duration {
+    coarse::monotonic().unwrap_or_else(|| {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed()
+    })
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+mod coarse {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use rustix::time::{ClockId, clock_gettime};
+
+    pub(super) fn realtime() -> Option<SystemTime> {
+        Some(UNIX_EPOCH + read(ClockId::RealtimeCoarse)?)
+    }
+
+    pub(super) fn monotonic() -> Option<Duration> {
+        read(ClockId::MonotonicCoarse)
+    }
+
+    /// The clock's reading since its zero; `None` before it (a wall clock set before 1970).
+    fn read(id: ClockId) -> Option<Duration> {
+        let t = clock_gettime(id);
+        Some(Duration::new(
+            u64::try_from(t.tv_sec).ok()?,
+            u32::try_from(t.tv_nsec).ok()?,
+        ))
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+mod coarse {
+    use std::time::{Duration, SystemTime};
+
+    pub(super) fn realtime() -> Option<SystemTime> {
+        None
+    }
+
+    pub(super) fn monotonic() -> Option<Duration> {
+        None
     }
 }
 
@@ -88,5 +161,41 @@ impl fmt::Debug for ManualClock {
         f.debug_struct("ManualClock")
             .field("now", &self.now())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn the_system_clock_is_within_a_tick_of_the_precise_one() {
+        let before = SystemTime::now();
+        let coarse = SystemClock.now();
+        let after = SystemTime::now();
+        // A coarse reading is the time of the last tick: never after the precise reading that
+        // follows it, and not far before the one that precedes it.
+        assert!(coarse <= after, "{coarse:?} after {after:?}");
+        let lag = before.duration_since(coarse).unwrap_or_default();
+        assert!(lag < Duration::from_millis(100), "{lag:?} behind");
+    }
+
+    #[test]
+    fn the_monotonic_reading_never_goes_back_and_follows_real_time() {
+        let start = monotonic();
+        let mut last = start;
+        for _ in 0..10_000 {
+            let now = monotonic();
+            assert!(now >= last);
+            last = now;
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        let moved = monotonic() - start;
+        assert!(
+            moved >= Duration::from_millis(40) && moved < Duration::from_secs(30),
+            "{moved:?}"
+        );
     }
 }

@@ -98,7 +98,9 @@
 //!
 //! The store checks the expiry itself when it reads an entry (an expired entry is a miss and is
 //! removed then) instead of giving moka a per-entry expiry: moka would keep a timer-wheel node for
-//! every entry (about 48 bytes) and call back on every read. The price: an expired entry that is
+//! every entry (about 48 bytes) and call back on every read. It reads a coarse monotonic clock
+//! ([`cachio_core::clock::monotonic`]): an entry may outlive its TTL by a few milliseconds, and a
+//! hit does not pay for a precise reading. The price: an expired entry that is
 //! never read again keeps its room until TinyLFU evicts it to make room for others, so
 //! [`MokaStore::entry_count`] and [`MokaStore::weighted_size`] include such entries, and
 //! [`MokaStore::evictions`] counts them when they go. The capacity is never exceeded either way.
@@ -150,9 +152,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use cachio_core::clock;
 use cachio_core::meta::{MapBudget, Meta};
 use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
 use http_body::{Body, Frame, SizeHint};
@@ -197,8 +200,8 @@ const MERGED_CHUNK: usize = 64 * 1024;
 struct MemEntry {
     meta: Arc<Meta>,
     chunks: Chunks,
-    /// When the entry stops being of use (`None`: never by time).
-    expires: Option<Instant>,
+    /// When the entry stops being of use, on [`clock::monotonic`]'s scale (`None`: never by time).
+    expires: Option<Duration>,
 }
 
 /// A stored body: most bodies are one chunk after [`coalesce`], kept without a list around it.
@@ -241,7 +244,7 @@ impl Chunks {
 
 /// Whether `entry` is past its expiry.
 fn expired(entry: &MemEntry) -> bool {
-    entry.expires.is_some_and(|at| at <= Instant::now())
+    entry.expires.is_some_and(|at| at <= clock::monotonic())
 }
 
 /// The hit that serves `entry`.
@@ -257,9 +260,9 @@ fn hit(entry: MemEntry) -> Hit<MokaBody> {
     }
 }
 
-fn deadline(ttl: Option<Duration>) -> Option<Instant> {
+fn deadline(ttl: Option<Duration>) -> Option<Duration> {
     // A TTL too far out to represent never expires.
-    ttl.and_then(|ttl| Instant::now().checked_add(ttl))
+    ttl.and_then(|ttl| clock::monotonic().checked_add(ttl))
 }
 
 /// Keys are hashed with aHash: several times quicker than the standard SipHash on URL-sized keys
