@@ -17,6 +17,7 @@ pub mod cache_control;
 pub mod clock;
 mod date;
 pub mod fields;
+mod intern;
 pub mod key;
 pub mod meta;
 pub mod policy;
