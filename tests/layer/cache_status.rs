@@ -195,3 +195,22 @@ async fn rfc9211_2_appended_after_upstream_entries() {
         ]
     );
 }
+
+/// The layer's statistics count what `Cache-Status` says: fresh hits served straight from the
+/// memory store count as requests and hits, like any other.
+#[tokio::test]
+async fn statistics_count_each_request_once_and_each_fresh_hit_as_a_hit() {
+    let h = named().await;
+    let stats = h.svc.stats();
+    h.get("/r").await;
+    for _ in 0..3 {
+        assert_eq!(h.get("/r").await.cache_status(), "edge-1; hit; ttl=100");
+    }
+    h.get("/error").await;
+    let snap = stats.snapshot();
+    assert_eq!(
+        (snap.requests, snap.hits, snap.misses),
+        (5, 3, 2),
+        "{snap:?}"
+    );
+}

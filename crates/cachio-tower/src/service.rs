@@ -134,7 +134,7 @@ where
         let first = match read {
             Some(Ok(Some(hit))) => match serve_fresh(&self.cx.config, &parts, &req_cc, hit) {
                 Ok(res) => {
-                    bump(&self.cx.config.stats.local().requests);
+                    bump(&self.cx.config.stats.local().fresh_hits);
                     return ResponseFuture::ready(Ok(res));
                 }
                 // Not a plain fresh hit: the usual path takes it from here with what the store
@@ -219,7 +219,6 @@ fn serve_fresh<ResB, St: Store>(
     if eval.verdict != Verdict::Fresh {
         return Err(Hit { meta, body });
     }
-    bump(&config.stats.local().hits);
     let status = config.hit_status(eval.ttl_secs());
     Ok(serve_stored(parts, stored, eval.age, body, status))
 }
