@@ -5,12 +5,16 @@
 //! it and gives it back: two atomic operations per header line, a fifth of a memory hit's time. A
 //! value interned here is static instead, and costs nothing to clone or drop. Only the fields whose
 //! values are the same across a site's responses are interned (not `Date`, `ETag` or
-//! `Content-Length`), and the table is bounded: once it holds [`MAX_VALUES`] values or
-//! [`MAX_BYTES`] bytes it takes no more, and values go on sharing their head's buffer.
+//! `Content-Length`), with the names of fields the `http` crate does not know (`X-Request-Id`),
+//! which would otherwise share the head's buffer too. The table is bounded: once it holds
+//! [`MAX_VALUES`] values or [`MAX_BYTES`] bytes it takes no more, and the rest go on sharing their
+//! head's buffer.
 
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
 
+use bytes::Bytes;
+use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
 /// The most values the table holds.
@@ -69,24 +73,35 @@ static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(|| {
     })
 });
 
-/// Replaces, in `map`, the values of the [shared fields](is_shared_field) with static copies, as far as the table
-/// has room. Each value keeps its sensitivity.
-pub(crate) fn intern_values(map: &mut http::HeaderMap) {
+/// A copy of `map` whose custom field names, and whose values of the
+/// [shared fields](is_shared_field), are static, as far as the table has room. The lines keep
+/// their order, and each value its sensitivity.
+pub(crate) fn interned(map: &HeaderMap) -> HeaderMap {
     let Ok(mut table) = TABLE.lock() else {
-        return;
+        return map.clone();
     };
-    for (name, value) in map.iter_mut() {
-        if !is_shared_field(name) {
-            continue;
-        }
-        if let Some(bytes) = table.get_or_insert(value.as_bytes())
-            && let Ok(mut interned) =
-                HeaderValue::from_maybe_shared(bytes::Bytes::from_static(bytes))
-        {
-            interned.set_sensitive(value.is_sensitive());
-            *value = interned;
-        }
+    let mut out = HeaderMap::with_capacity(map.len());
+    for (name, value) in map {
+        let static_name = table
+            .get_or_insert(name.as_str().as_bytes())
+            // A valid name's text is a valid static name (a standard one comes back as the
+            // `http` crate's own constant).
+            .and_then(|b| std::str::from_utf8(b).ok());
+        let name = static_name.map_or_else(|| name.clone(), HeaderName::from_static);
+        let static_value = is_shared_field(&name)
+            .then(|| table.get_or_insert(value.as_bytes()))
+            .flatten()
+            .and_then(|b| HeaderValue::from_maybe_shared(Bytes::from_static(b)).ok());
+        let value = match static_value {
+            Some(mut v) => {
+                v.set_sensitive(value.is_sensitive());
+                v
+            }
+            None => value.clone(),
+        };
+        out.append(name, value);
     }
+    out
 }
 
 impl Table {
@@ -115,34 +130,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shared_fields_become_static_and_others_stay_shared() {
-        let block = bytes::Bytes::from_static(b"text/css; charset=interned-testDate-not-interned");
-        let mut map = http::HeaderMap::new();
-        let mut ct = HeaderValue::from_maybe_shared(block.slice(0..31)).unwrap();
+    fn shared_fields_and_custom_names_become_static_and_the_rest_stays_shared() {
+        let block = bytes::Bytes::from_static(
+            b"text/css; charset=interned-testDate-not-internedx-intern-1",
+        );
+        let shared = |r: std::ops::Range<usize>| HeaderValue::from_maybe_shared(block.slice(r));
+        let mut map = HeaderMap::new();
+        let mut ct = shared(0..31).unwrap();
         ct.set_sensitive(true);
+        map.insert(header::DATE, shared(31..48).unwrap());
         map.insert(header::CONTENT_TYPE, ct);
-        map.insert(
-            header::DATE,
-            HeaderValue::from_maybe_shared(block.slice(31..)).unwrap(),
-        );
-        intern_values(&mut map);
-        assert_eq!(map[header::CONTENT_TYPE], "text/css; charset=interned-test");
-        assert!(map[header::CONTENT_TYPE].is_sensitive());
-        assert_eq!(map[header::DATE], "Date-not-interned");
-        // The interned value no longer points into the head's buffer; the other one still does.
+        let custom = HeaderName::from_bytes(b"x-intern-test").unwrap();
+        map.append(custom.clone(), shared(48..58).unwrap());
+        map.append(header::DATE, HeaderValue::from_static("second"));
+
+        let out = interned(&map);
+        // The same lines, in the same order.
+        let lines = |m: &HeaderMap| {
+            m.iter()
+                .map(|(n, v)| (n.clone(), v.clone(), v.is_sensitive()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines(&out), lines(&map));
+        // The interned value no longer points into the head's buffer; the others still do.
         let inside = |v: &HeaderValue| block.as_ptr_range().contains(&v.as_bytes().as_ptr());
-        assert!(!inside(&map[header::CONTENT_TYPE]));
-        assert!(inside(&map[header::DATE]));
-        // A second map gets the same static bytes.
-        let mut again = http::HeaderMap::new();
-        again.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/css; charset=interned-test"),
-        );
-        intern_values(&mut again);
+        assert!(!inside(&out[header::CONTENT_TYPE]));
+        assert!(inside(&out[header::DATE]));
+        assert!(inside(&out[&custom]));
+        // The custom name is a static copy: a second map gets the same text.
+        let again = interned(&map);
+        let name = |m: &HeaderMap| m.keys().nth(2).unwrap().as_str().as_ptr();
+        assert_eq!(name(&again), name(&out));
+        assert_ne!(name(&out), custom.as_str().as_ptr());
         assert_eq!(
             again[header::CONTENT_TYPE].as_bytes().as_ptr(),
-            map[header::CONTENT_TYPE].as_bytes().as_ptr()
+            out[header::CONTENT_TYPE].as_bytes().as_ptr()
         );
     }
 

@@ -682,14 +682,13 @@ impl ResponseMeta {
         } else {
             (&self.fields, 0)
         };
-        let (mut map, status_second) = served_map(
+        let (map, status_second) = served_map(
             fields,
             HeaderValue::from_static("0"),
             HeaderValue::from_static(""),
         );
-        crate::intern::intern_values(&mut map);
         // A clone holds exactly its entries: the map built above has room for twice as many.
-        let map = map.clone();
+        let map = crate::intern::interned(&map).clone();
         let weight = self.kept_weight(map.keys_len(), map.len()) + own_block as u64;
         Some(Served {
             map,
