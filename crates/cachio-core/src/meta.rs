@@ -628,6 +628,7 @@ impl ResponseMeta {
     /// A head that keeps a map ([`keep_headers`](Self::keep_headers)) clones it and sets the two
     /// values in place; another builds the map from the packed fields. The values share the
     /// packed buffer either way: no value byte is copied.
+    #[inline]
     pub fn hit_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
         let Some((kept, first)) = self.map.get().and_then(|k| Some((k, k.served.as_ref()?))) else {
             return served_map(&self.fields, age, status).0;

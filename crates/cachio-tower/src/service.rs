@@ -205,6 +205,7 @@ fn with_primary_key<R>(parts: &request::Parts, f: impl FnOnce(&str) -> R) -> R {
 
 /// Serves `hit` if it is a response that is fresh for this request (in the default mode), as the
 /// usual path would; otherwise gives it back.
+#[inline]
 fn serve_fresh<ResB, St: Store>(
     config: &Config,
     parts: &request::Parts,
@@ -704,6 +705,7 @@ fn absolute_uri(uri: &http::Uri, headers: &http::HeaderMap) -> Option<http::Uri>
 /// Builds a response from a stored one (RFC 9111 §4): the stored header fields, a current `Age`
 /// (§5.1), and `Cache-Status`; a `304` when the client's own condition holds (§4.3.2); no body
 /// for `HEAD`.
+#[inline]
 fn serve_stored<ResB, St: Store>(
     parts: &request::Parts,
     stored: &ResponseMeta,
