@@ -526,6 +526,7 @@ impl Store for MokaStore {
     /// That read waits only when it runs moka's upkeep and another task holds the upkeep lock;
     /// the read is recorded after that, and moka keeps an upkeep that was interrupted for the
     /// next caller, so dropping a read that waited changes nothing a later `get` sees.
+    #[inline]
     fn try_get(&self, key: &str) -> Option<Result<Option<Hit<MokaBody>>, StoreError>> {
         let ticket = match self.read_hot(key) {
             Ok(hit) => return Some(Ok(Some(hit))),
@@ -956,6 +957,7 @@ impl Body for MokaBody {
     type Data = Bytes;
     type Error = StoreError;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
@@ -974,11 +976,13 @@ impl Body for MokaBody {
         Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         // No chunk is empty, so no chunks left means no bytes left.
         self.next >= self.chunks.count()
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
     }
