@@ -59,18 +59,16 @@ pub fn write_primary_key(req: &Parts, out: &mut String) {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let path = if path.is_empty() { "/" } else { path };
     out.reserve(scheme.len() + 3 + authority.len() + path.len());
-    push_lower(out, scheme);
+    let start = out.len();
+    out.push_str(scheme);
     out.push_str("://");
-    push_lower(out, authority);
-    out.push_str(path);
-}
-
-fn push_lower(out: &mut String, s: &str) {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
-    } else {
-        out.push_str(s);
+    out.push_str(authority);
+    // The scheme and host are lowercased where they were written: one pass, with no scan for
+    // capitals first and no second copy.
+    if let Some(origin) = out.get_mut(start..) {
+        origin.make_ascii_lowercase();
     }
+    out.push_str(path);
 }
 
 /// The key of one variant of a resource whose responses carry `Vary` (RFC 9111 §4.1).
