@@ -716,6 +716,14 @@ fn serve_stored<ResB, St: Store>(
     let conditional = parts.headers.contains_key(header::IF_NONE_MATCH)
         || parts.headers.contains_key(header::IF_MODIFIED_SINCE);
     let age = policy::age_value(age);
+    // The usual hit: the whole stored response, built in place.
+    if !conditional && parts.method != Method::HEAD && !parts.headers.contains_key(header::RANGE) {
+        let mut res = Response::new(ResponseBody::cached(body));
+        *res.status_mut() = stored.status();
+        *res.version_mut() = stored.version();
+        *res.headers_mut() = stored.hit_headers(age, status);
+        return res;
+    }
     let (code, headers, body) = if conditional
         && stored.status() == StatusCode::OK
         && policy::client_not_modified(&parts.headers, stored)
