@@ -135,3 +135,15 @@ fn rfc9111_5_1_the_age_sent_is_whole_seconds_saturated_at_2_pow_31() {
     );
     assert_eq!(cachio_core::policy::age_value(secs(u64::MAX)), "2147483648");
 }
+
+#[test]
+fn rfc9111_5_1_every_age_is_its_decimal_number() {
+    // The small ages come from a table written at compile time, the others are formatted.
+    for n in 0..3_000u64 {
+        assert_eq!(
+            cachio_core::policy::age_value(secs(n)),
+            n.to_string().as_str(),
+            "{n}"
+        );
+    }
+}
