@@ -2,8 +2,8 @@
 //! `Strict-Transport-Security`), kept once for the life of the process.
 //!
 //! A value served from a stored head shares that head's buffer, so every hit takes a reference to
-//! it and gives it back: two atomic operations per header line, a fifth of a memory hit's time. A
-//! value interned here is static instead, and costs nothing to clone or drop. Only the fields whose
+//! it and gives it back: two atomic operations per header line and hit. A value interned here is
+//! static instead, and costs nothing to clone or drop. Only the fields whose
 //! values are the same across a site's responses are interned (not `Date`, `ETag` or
 //! `Content-Length`), with the names of fields the `http` crate does not know (`X-Request-Id`),
 //! which would otherwise share the head's buffer too. The table is bounded: once it holds
