@@ -1,15 +1,14 @@
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
-use cachio_core::policy::status::CacheStatus;
 use cachio_core::policy::{Mode, Policy};
 use http::{HeaderValue, request, response};
 use tower_layer::Layer;
 
 use crate::coalesce::Flights;
+use crate::hit_status::HitStatus;
 use crate::service::{Cache, Ctx};
 use crate::stats::CacheStats;
 
@@ -70,9 +69,8 @@ pub struct CacheLayer<St> {
 pub(crate) struct Config {
     pub(crate) policy: Policy,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) cache_name: String,
-    /// What every hit's `Cache-Status` starts with.
-    pub(crate) hit_prefix: Arc<[u8]>,
+    /// The cache name, and the `Cache-Status` values of its hits.
+    pub(crate) hit_status: HitStatus,
     pub(crate) max_object_size: u64,
     pub(crate) key_fn: Option<Arc<KeyFn>>,
     pub(crate) ttl_fn: Option<Arc<TtlFn>>,
@@ -85,78 +83,15 @@ pub(crate) struct Config {
     pub(crate) stats: Arc<CacheStats>,
 }
 
-/// How many hit `Cache-Status` values each thread keeps (slot: the TTL modulo their number).
-const STATUS_SLOTS: usize = 8;
-
-/// `n` in decimal, written at the end of `buf` (what `write!` does, without the formatting
-/// machinery).
-fn int_digits(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut m = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
-}
-
 impl Config {
-    /// `Cache-Status` for a hit with `ttl` seconds of freshness left, written without going through
-    /// the general formatter (this is on every hit).
+    /// The name this cache gives itself in `Cache-Status`.
+    pub(crate) fn cache_name(&self) -> &str {
+        self.hit_status.name()
+    }
+
+    /// `Cache-Status` for a hit with `ttl` seconds of freshness left.
     pub(crate) fn hit_status(&self, ttl: i64) -> HeaderValue {
-        // Hits within the same second of an entry's life share the value (a clone of a shared
-        // `Bytes`) instead of building one each: an allocation, a check of every byte, and a free.
-        // Each thread keeps its own values, so that hits on other cores write none of its lines.
-        // A value is known by its TTL and the prefix it was made with (the slot holds that
-        // prefix, so no other layer's prefix can take its address meanwhile).
-        type Slot = Option<(i64, Arc<[u8]>, HeaderValue)>;
-        thread_local! {
-            static MEMO: RefCell<[Slot; STATUS_SLOTS]> =
-                const { RefCell::new([const { None }; STATUS_SLOTS]) };
-        }
-        MEMO.with(|memo| {
-            let Ok(mut memo) = memo.try_borrow_mut() else {
-                return self.make_hit_status(ttl);
-            };
-            let slot = &mut memo[ttl.rem_euclid(STATUS_SLOTS as i64) as usize];
-            match slot {
-                Some((t, prefix, value)) if *t == ttl && Arc::ptr_eq(prefix, &self.hit_prefix) => {
-                    value.clone()
-                }
-                _ => {
-                    let value = self.make_hit_status(ttl);
-                    *slot = Some((ttl, self.hit_prefix.clone(), value.clone()));
-                    value
-                }
-            }
-        })
-    }
-
-    fn make_hit_status(&self, ttl: i64) -> HeaderValue {
-        let mut buf = [0u8; 20];
-        let digits = int_digits(ttl, &mut buf);
-        // Exactly as long as its capacity: a `Bytes` then takes the buffer as it is (otherwise it
-        // allocates a second block to share it).
-        let mut out = Vec::with_capacity(self.hit_prefix.len() + digits.len());
-        out.extend_from_slice(&self.hit_prefix);
-        out.extend_from_slice(digits);
-        HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
-            .unwrap_or_else(|_| CacheStatus::hit(self.cache_name.as_str(), ttl).to_header_value())
-    }
-
-    /// `Cache-Status` of a hit up to the `ttl` value, e.g. `cachio; hit; ttl=`.
-    fn hit_prefix(name: &str) -> Arc<[u8]> {
-        let full = CacheStatus::hit(name, 0).to_header_value();
-        let full = full.as_bytes();
-        full.strip_suffix(b"0").unwrap_or(full).into()
+        self.hit_status.get(ttl)
     }
 }
 
@@ -165,8 +100,7 @@ impl Clone for Config {
         Self {
             policy: self.policy.clone(),
             clock: self.clock.clone(),
-            cache_name: self.cache_name.clone(),
-            hit_prefix: self.hit_prefix.clone(),
+            hit_status: self.hit_status.clone(),
             max_object_size: self.max_object_size,
             key_fn: self.key_fn.clone(),
             ttl_fn: self.ttl_fn.clone(),
@@ -197,8 +131,7 @@ impl<St> CacheLayer<St> {
             config: Arc::new(Config {
                 policy,
                 clock: Arc::new(SystemClock),
-                cache_name: "cachio".to_owned(),
-                hit_prefix: Config::hit_prefix("cachio"),
+                hit_status: HitStatus::new("cachio"),
                 max_object_size: DEFAULT_MAX_OBJECT_SIZE,
                 key_fn: None,
                 ttl_fn: None,
@@ -226,9 +159,7 @@ impl<St> CacheLayer<St> {
     /// The name this cache gives itself in `Cache-Status` (RFC 9211); `cachio` by default.
     #[must_use]
     pub fn cache_name(mut self, name: impl Into<String>) -> Self {
-        let c = self.config_mut();
-        c.cache_name = name.into();
-        c.hit_prefix = Config::hit_prefix(&c.cache_name);
+        self.config_mut().hit_status = HitStatus::new(&name.into());
         self
     }
 
@@ -350,7 +281,7 @@ impl<St> fmt::Debug for CacheLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayer")
             .field("mode", &self.config.policy.mode())
-            .field("cache_name", &self.config.cache_name)
+            .field("cache_name", &self.config.cache_name())
             .field("max_object_size", &self.config.max_object_size)
             .finish_non_exhaustive()
     }
@@ -359,31 +290,13 @@ impl<St> fmt::Debug for CacheLayer<St> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn push_int_writes_decimal() {
-        for n in [0i64, 7, -7, 10, 3600, -86_400, i64::MAX, i64::MIN] {
-            let mut buf = [0; 20];
-            assert_eq!(super::int_digits(n, &mut buf), n.to_string().as_bytes());
-        }
-    }
-
-    #[test]
-    fn hit_statuses_are_shared_within_a_ttl_and_never_across_names() {
+    fn each_layer_names_itself_in_its_hit_statuses() {
         let store = cachio_moka::MokaStore::new(1 << 20);
         let a = super::CacheLayer::private(store.clone()).cache_name("a");
         let b = super::CacheLayer::private(store).cache_name("b");
-        let (a, b) = (&a.config, &b.config);
-        let first = a.hit_status(60);
-        let again = a.hit_status(60);
-        assert_eq!(first, "a; hit; ttl=60");
-        assert_eq!(
-            first.as_bytes().as_ptr(),
-            again.as_bytes().as_ptr(),
-            "the same value is reused"
-        );
-        // Same slot, other layer, other TTL: each gets its own bytes.
-        assert_eq!(b.hit_status(60), "b; hit; ttl=60");
-        assert_eq!(a.hit_status(68), "a; hit; ttl=68");
-        assert_eq!(a.hit_status(60), "a; hit; ttl=60");
-        assert_eq!(a.hit_status(-3), "a; hit; ttl=-3");
+        assert_eq!(a.config.hit_status(60), "a; hit; ttl=60");
+        assert_eq!(b.config.hit_status(60), "b; hit; ttl=60");
+        assert_eq!(a.config.hit_status(-3), "a; hit; ttl=-3");
+        assert_eq!(b.config.cache_name(), "b");
     }
 }

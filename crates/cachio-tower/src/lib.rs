@@ -36,6 +36,7 @@
 mod body;
 mod coalesce;
 mod future;
+mod hit_status;
 mod layer;
 mod mode;
 mod service;

@@ -86,7 +86,7 @@ impl<S: fmt::Debug, St> fmt::Debug for Cache<S, St> {
         f.debug_struct("Cache")
             .field("inner", &self.inner)
             .field("mode", &self.cx.config.policy.mode())
-            .field("cache_name", &self.cx.config.cache_name)
+            .field("cache_name", &self.cx.config.cache_name())
             .finish_non_exhaustive()
     }
 }
@@ -240,7 +240,7 @@ impl<St: Store> Ctx<St> {
     }
 
     fn status(&self, fwd: Fwd) -> CacheStatus {
-        CacheStatus::forward(self.config.cache_name.as_str(), fwd)
+        CacheStatus::forward(self.config.cache_name(), fwd)
     }
 }
 
@@ -813,7 +813,7 @@ fn ranged<ResB, St: Store>(
 /// `504 Gateway Timeout` for `only-if-cached` with nothing usable stored (RFC 9111 §5.2.1.7).
 fn gateway_timeout<ResB, St: Store>(cx: &Ctx<St>) -> Res<ResB, St> {
     let status =
-        CacheStatus::forward(cx.config.cache_name.as_str(), Fwd::UriMiss).detail("only-if-cached");
+        CacheStatus::forward(cx.config.cache_name(), Fwd::UriMiss).detail("only-if-cached");
     let mut res = Response::new(ResponseBody::empty());
     *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
     res.headers_mut()
