@@ -142,102 +142,14 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Cached { body } => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            KindProj::Ranged { body, skip, remain } => loop {
-                if *remain == 0 {
-                    return Poll::Ready(None);
-                }
-                let frame = match ready!(Pin::new(&mut *body).poll_frame(cx)) {
-                    None => {
-                        // Shorter than its length said: end with an error, never a short 206.
-                        *remain = 0;
-                        return Poll::Ready(Some(Err("stored body ended before the range".into())));
-                    }
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                    Some(Ok(frame)) => frame,
-                };
-                // Trailers belong to the whole body; a part has none.
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                let n = data.len() as u64;
-                if *skip >= n {
-                    *skip -= n;
-                    continue;
-                }
-                let from = *skip as usize;
-                let to = from + (n - *skip).min(*remain) as usize;
-                *skip = 0;
-                *remain -= (to - from) as u64;
-                return Poll::Ready(Some(Ok(Frame::data(data.slice(from..to)))));
-            },
+            KindProj::Ranged { body, skip, remain } => poll_ranged::<St>(body, skip, remain, cx),
             KindProj::Passthrough { inner } => inner.poll_frame(cx).map_err(Into::into),
             KindProj::Empty => Poll::Ready(None),
             KindProj::Tee {
-                mut inner,
+                inner,
                 capture,
                 committing,
-            } => {
-                if let Some(handle) = committing {
-                    // The body is complete: wait for the commit, so a caller that reads to the end
-                    // finds the entry in the cache.
-                    let _ = ready!(Pin::new(handle).poll(cx));
-                    *committing = None;
-                    return Poll::Ready(None);
-                }
-                // A store that has fallen behind sets the pace: the next chunk is pulled from the
-                // origin only when it can take it (a store that cannot keep up at all fails, and
-                // the body streams on without being stored).
-                if let Some(c) = capture.as_mut() {
-                    match c.writer.poll_ready(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Err(e)) => {
-                            tracing::debug!(error = %e, "store gave up on a write; not stored");
-                            *capture = None;
-                        }
-                        Poll::Ready(Ok(())) => {}
-                    }
-                }
-                match ready!(inner.as_mut().poll_frame(cx)) {
-                    None => {
-                        if let Some(handle) = start_commit(capture.take()) {
-                            *committing = Some(handle);
-                            if let Some(handle) = committing {
-                                let _ = ready!(Pin::new(handle).poll(cx));
-                            }
-                            *committing = None;
-                        }
-                        Poll::Ready(None)
-                    }
-                    Some(Err(e)) => {
-                        // An origin that fails mid-body leaves no entry.
-                        if capture.take().is_some() {
-                            tracing::debug!("origin body failed; entry abandoned");
-                        }
-                        Poll::Ready(Some(Err(e.into())))
-                    }
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref()
-                            && let Some(c) = capture.as_mut()
-                        {
-                            c.written += data.len() as u64;
-                            if c.written > c.limit {
-                                tracing::debug!(
-                                    limit = c.limit,
-                                    "body exceeds the object size limit; not stored"
-                                );
-                                *capture = None;
-                            } else if let Err(e) = c.writer.append(data.clone()) {
-                                tracing::debug!(error = %e, "store refused a chunk; not stored");
-                                *capture = None;
-                            }
-                        }
-                        if inner.is_end_stream() {
-                            *committing = start_commit(capture.take());
-                        }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                }
-            }
+            } => poll_tee(inner, capture, committing, cx),
         }
     }
 
@@ -259,6 +171,117 @@ where
             Kind::Ranged { remain, .. } => SizeHint::with_exact(*remain),
             Kind::Passthrough { inner } | Kind::Tee { inner, .. } => inner.size_hint(),
             Kind::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// The next part of a stored body cut to one range: `skip` bytes dropped, then `remain` passed on.
+fn poll_ranged<St: Store>(
+    body: &mut St::Body,
+    skip: &mut u64,
+    remain: &mut u64,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    loop {
+        if *remain == 0 {
+            return Poll::Ready(None);
+        }
+        let frame = match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            None => {
+                // Shorter than its length said: end with an error, never a short 206.
+                *remain = 0;
+                return Poll::Ready(Some(Err("stored body ended before the range".into())));
+            }
+            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            Some(Ok(frame)) => frame,
+        };
+        // Trailers belong to the whole body; a part has none.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let n = data.len() as u64;
+        if *skip >= n {
+            *skip -= n;
+            continue;
+        }
+        let from = *skip as usize;
+        let to = from + (n - *skip).min(*remain) as usize;
+        *skip = 0;
+        *remain -= (to - from) as u64;
+        return Poll::Ready(Some(Ok(Frame::data(data.slice(from..to)))));
+    }
+}
+
+/// The next frame of an origin's body, written to the store as it passes (the tee of a miss).
+fn poll_tee<B, St>(
+    mut inner: Pin<&mut B>,
+    capture: &mut Option<Box<Capture<St>>>,
+    committing: &mut Option<JoinHandle<()>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    St: Store,
+{
+    if let Some(handle) = committing {
+        // The body is complete: wait for the commit, so a caller that reads to the end
+        // finds the entry in the cache.
+        let _ = ready!(Pin::new(handle).poll(cx));
+        *committing = None;
+        return Poll::Ready(None);
+    }
+    // A store that has fallen behind sets the pace: the next chunk is pulled from the
+    // origin only when it can take it (a store that cannot keep up at all fails, and
+    // the body streams on without being stored).
+    if let Some(c) = capture.as_mut() {
+        match c.writer.poll_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "store gave up on a write; not stored");
+                *capture = None;
+            }
+            Poll::Ready(Ok(())) => {}
+        }
+    }
+    match ready!(inner.as_mut().poll_frame(cx)) {
+        None => {
+            if let Some(handle) = start_commit(capture.take()) {
+                *committing = Some(handle);
+                if let Some(handle) = committing {
+                    let _ = ready!(Pin::new(handle).poll(cx));
+                }
+                *committing = None;
+            }
+            Poll::Ready(None)
+        }
+        Some(Err(e)) => {
+            // An origin that fails mid-body leaves no entry.
+            if capture.take().is_some() {
+                tracing::debug!("origin body failed; entry abandoned");
+            }
+            Poll::Ready(Some(Err(e.into())))
+        }
+        Some(Ok(frame)) => {
+            if let Some(data) = frame.data_ref()
+                && let Some(c) = capture.as_mut()
+            {
+                c.written += data.len() as u64;
+                if c.written > c.limit {
+                    tracing::debug!(
+                        limit = c.limit,
+                        "body exceeds the object size limit; not stored"
+                    );
+                    *capture = None;
+                } else if let Err(e) = c.writer.append(data.clone()) {
+                    tracing::debug!(error = %e, "store refused a chunk; not stored");
+                    *capture = None;
+                }
+            }
+            if inner.is_end_stream() {
+                *committing = start_commit(capture.take());
+            }
+            Poll::Ready(Some(Ok(frame)))
         }
     }
 }
