@@ -3,9 +3,10 @@
 //! Making one per hit takes an allocation, a check of every byte and a free. Hits with a TTL below
 //! [`STATIC_TTLS`] seconds therefore clone a static value, made once per cache name and TTL and
 //! kept for the life of the process: a clone that writes no reference count. At most
-//! [`STATIC_NAMES`] cache names get such values (in all at most `STATIC_NAMES × STATIC_TTLS` of
-//! them, about 25 bytes each, made as TTLs are met). Other hits (a longer TTL, a stale hit, a
-//! cache name past that bound) share a value per thread and TTL instead, whose clone counts a
+//! [`STATIC_NAMES`] cache names get such values, made in chunks of [`CHUNK`] TTLs as hits meet
+//! them: with its slot a value takes about 75 bytes, so a name takes at most about 300 KB, and a
+//! cache whose entries live for a minute about 5 KB. Other hits (a longer TTL, a stale hit, a cache
+//! name past that bound) share a value per thread and TTL instead, whose clone counts a
 //! reference.
 
 use std::cell::RefCell;
