@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
 use cachio_core::policy::{Mode, Policy};
-use http::{HeaderValue, request, response};
+use http::{request, response};
 use tower_layer::Layer;
 
 use crate::coalesce::Flights;
@@ -87,11 +87,6 @@ impl Config {
     /// The name this cache gives itself in `Cache-Status`.
     pub(crate) fn cache_name(&self) -> &str {
         self.hit_status.name()
-    }
-
-    /// `Cache-Status` for a hit with `ttl` seconds of freshness left.
-    pub(crate) fn hit_status(&self, ttl: i64) -> HeaderValue {
-        self.hit_status.get(ttl)
     }
 }
 
@@ -294,9 +289,9 @@ mod tests {
         let store = cachio_moka::MokaStore::new(1 << 20);
         let a = super::CacheLayer::private(store.clone()).cache_name("a");
         let b = super::CacheLayer::private(store).cache_name("b");
-        assert_eq!(a.config.hit_status(60), "a; hit; ttl=60");
-        assert_eq!(b.config.hit_status(60), "b; hit; ttl=60");
-        assert_eq!(a.config.hit_status(-3), "a; hit; ttl=-3");
+        assert_eq!(a.config.hit_status.get(60), "a; hit; ttl=60");
+        assert_eq!(b.config.hit_status.get(60), "b; hit; ttl=60");
+        assert_eq!(a.config.hit_status.get(-3), "a; hit; ttl=-3");
         assert_eq!(b.config.cache_name(), "b");
     }
 }

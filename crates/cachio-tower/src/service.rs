@@ -220,7 +220,7 @@ fn serve_fresh<ResB, St: Store>(
     if eval.verdict != Verdict::Fresh {
         return Err(Hit { meta, body });
     }
-    let status = config.hit_status(eval.ttl_secs());
+    let status = config.hit_status.get(eval.ttl_secs());
     Ok(serve_stored(parts, stored, eval.age, body, status))
 }
 
@@ -453,7 +453,7 @@ where
                 if eval.verdict != Verdict::Fresh && eval.lifetime <= eval.age {
                     bump(&cx.config.stats.local().stale);
                 }
-                let status = cx.config.hit_status(eval.ttl_secs());
+                let status = cx.config.hit_status.get(eval.ttl_secs());
                 return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
             }
             if only_if_cached {
