@@ -713,11 +713,16 @@ fn serve_stored<ResB, St: Store>(
     body: St::Body,
     status: HeaderValue,
 ) -> Res<ResB, St> {
-    let conditional = parts.headers.contains_key(header::IF_NONE_MATCH)
-        || parts.headers.contains_key(header::IF_MODIFIED_SINCE);
+    let fields = &parts.headers;
+    let conditional = !fields.is_empty()
+        && (fields.contains_key(header::IF_NONE_MATCH)
+            || fields.contains_key(header::IF_MODIFIED_SINCE));
     let age = policy::age_value(age);
     // The usual hit: the whole stored response, built in place.
-    if !conditional && parts.method != Method::HEAD && !parts.headers.contains_key(header::RANGE) {
+    if !conditional
+        && parts.method != Method::HEAD
+        && (fields.is_empty() || !fields.contains_key(header::RANGE))
+    {
         let mut res = Response::new(ResponseBody::cached(body));
         *res.status_mut() = stored.status();
         *res.version_mut() = stored.version();

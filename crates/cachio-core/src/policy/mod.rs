@@ -685,6 +685,11 @@ impl std::fmt::Display for NotStorable {
 /// The request's cache directives: `Cache-Control`, or `Pragma: no-cache` when there is no
 /// `Cache-Control` (RFC 9111 §5.4).
 pub fn request_directives(headers: &HeaderMap) -> CacheControl {
+    // A request without fields (as a client's often is before its connection adds `Host`) has
+    // no directives: not a lookup each.
+    if headers.is_empty() {
+        return CacheControl::default();
+    }
     if headers.contains_key(header::CACHE_CONTROL) {
         CacheControl::from_headers(headers, &header::CACHE_CONTROL)
     } else {
