@@ -326,3 +326,81 @@ fn rfc9211_cache_status_is_always_a_valid_field_value() {
         assert!(h.to_str().is_ok());
     }
 }
+
+/// The stored format read back from damaged bytes (a bad disk sector, a Redis record another
+/// program wrote): every cut is an error, and no flipped byte or garbage makes `decode` panic. What
+/// decodes is a head every part of the cache can use: the policy, the served map, and storing it
+/// again.
+#[test]
+fn store_format_damaged_bytes_are_an_error_or_a_usable_head_never_a_panic() {
+    let mut rng = rng(0x0bad_5ec7_0bad_5ec7);
+    let policies = [Policy::private(), Policy::shared()];
+    let budget = meta::MapBudget::new(1 << 30);
+    let mut decoded = 0;
+    for round in 0..scale(300) {
+        let p = rng.pick(&policies);
+        let req = rng.headers(REQUEST_FIELDS);
+        let resp = rng.headers(RESPONSE_FIELDS);
+        let (t1, t2, now) = (rng.time(), rng.time(), rng.time());
+        let m = p.to_meta(&req, StatusCode::OK, Version::HTTP_11, &resp, t1, t2);
+        let bytes = Meta::Response(m).encode();
+        if round % 10 == 0 {
+            for cut in 0..bytes.len() {
+                assert!(
+                    Meta::decode(&bytes[..cut]).is_err(),
+                    "a cut at {cut} decoded"
+                );
+            }
+        }
+        let mut damaged = bytes.clone();
+        for _ in 0..64 {
+            damaged.copy_from_slice(&bytes);
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(damaged.len());
+                damaged[at] ^= 1 << rng.below(8);
+            }
+            decoded += usable(p, &damaged, &budget, now) as usize;
+        }
+        // Garbage behind a valid prefix: the magic, the format version and a kind byte.
+        let mut garbage = bytes[..7].to_vec();
+        garbage.extend((0..rng.below(200)).map(|_| rng.next() as u8));
+        usable(p, &garbage, &budget, now);
+    }
+    // Flips inside header values, times and statuses still decode: the checks above ran on them.
+    assert!(decoded > 1_000, "only {decoded} damaged heads decoded");
+}
+
+/// Decodes `bytes` and, when they decode, uses the head as the cache would.
+fn usable(p: &Policy, bytes: &[u8], budget: &meta::MapBudget, now: SystemTime) -> bool {
+    let Ok(meta) = Meta::decode(bytes) else {
+        return false;
+    };
+    // Stored again, it reads back the same (times past the year 294 000 come back clamped).
+    let encoded = meta.encode();
+    let again = Meta::decode(&encoded).expect("a decoded head encodes to bytes that decode");
+    assert_eq!(again.encode(), encoded);
+    let Some(m) = meta.as_response() else {
+        return true;
+    };
+    let e = p.evaluate(&CacheControl::default(), m, now);
+    let _ = (e.ttl_secs(), p.retention(m, now));
+    let _ = p.stale_if_error(&CacheControl::default(), m, now);
+    if m.keep_headers(budget) {
+        let age = policy::age_value(e.age);
+        let served = m.hit_headers(age.clone(), HeaderValue::from_static("hit"));
+        // The stored lines, with the current `Age` in place of stored ones, and `Cache-Status`.
+        let stored_ages = m
+            .fields()
+            .iter()
+            .filter(|l| l.name_bytes() == b"age")
+            .count();
+        assert_eq!(served.len(), m.fields().len() - stored_ages + 2);
+        assert_eq!(served.get_all("age").iter().collect::<Vec<_>>(), [&age]);
+        assert_eq!(
+            served.get_all("cache-status").iter().next_back().unwrap(),
+            "hit"
+        );
+    }
+    let _ = policy::conditional_headers(&m.fields().to_header_map(0));
+    true
+}
