@@ -118,6 +118,7 @@ impl HotIndex {
 
     /// The entry under `key` and whether this read is to be recorded with moka; or, when there
     /// is none, the ticket a promotion after the moka read needs.
+    #[inline]
     pub(crate) fn get(&self, key: &str) -> Result<(MemEntry, bool), Ticket> {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);

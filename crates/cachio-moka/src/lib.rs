@@ -462,6 +462,7 @@ impl MokaStore {
 
     /// A hit from the [hot index](crate#hot-reads), if `key` is there and has not expired;
     /// otherwise the ticket a promotion after the moka read needs.
+    #[inline]
     fn read_hot(&self, key: &str) -> Result<Hit<MokaBody>, hot::Ticket> {
         let (entry, record) = self.shared.hot.get(key)?;
         if expired(&entry) {
