@@ -401,3 +401,72 @@ async fn a_hot_entry_serves_what_a_304_merged_and_then_what_replaced_it() {
     }
     assert_eq!(h.count(), 3);
 }
+
+/// A `304` that sets a cookie answers one user's revalidation: in a shared cache the cookie goes
+/// to that user and is not merged into the stored response, which later hits serve to everyone
+/// (RFC 9111 §3.2 with §3: what may not be stored is not stored by an update either).
+#[tokio::test]
+async fn rfc9111_3_2_shared_a_304_setting_a_cookie_is_not_merged_into_the_stored_response() {
+    let h = Harness::shared(|s| {
+        if s.n == 2 {
+            reply(304)
+                .header("etag", "\"v1\"")
+                .cc("max-age=100")
+                .header("set-cookie", "session=user-a")
+        } else {
+            ok("body").cc("max-age=10").header("etag", "\"v1\"")
+        }
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let a = h.get("/r").await;
+    assert_eq!(h.count(), 2);
+    assert_eq!(a.text(), "body");
+    assert_eq!(
+        a.header("set-cookie"),
+        Some("session=user-a"),
+        "the user's own cookie"
+    );
+    let b = h.get("/r").await;
+    assert_eq!(
+        b.header("set-cookie"),
+        None,
+        "another user got the cookie: {b:?}"
+    );
+    assert_eq!(b.text(), "body");
+    // The merged response was not stored: the next request went to the origin, and what that
+    // stored (without a cookie) serves the one after.
+    assert_eq!(h.count(), 3);
+    let c = h.get("/r").await;
+    assert!(c.is_hit(), "{}", c.cache_status());
+    assert_eq!(c.header("set-cookie"), None);
+}
+
+/// The same for a `304` that makes the response `private`: a shared cache serves the merged
+/// response to the user who asked, and no longer to others (RFC 9111 §5.2.2.7).
+#[tokio::test]
+async fn rfc9111_5_2_2_7_shared_a_304_marking_the_response_private_ends_its_reuse() {
+    let h = Harness::shared(|s| {
+        if s.n == 1 {
+            ok("body").cc("max-age=10").header("etag", "\"v1\"")
+        } else {
+            reply(304)
+                .header("etag", "\"v1\"")
+                .cc("private, max-age=100")
+        }
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let a = h.get("/r").await;
+    assert_eq!(a.text(), "body");
+    assert_eq!(h.count(), 2);
+    let b = h.get("/r").await;
+    assert!(
+        !b.is_hit(),
+        "a private response was reused: {}",
+        b.cache_status()
+    );
+    assert_eq!(h.count(), 3);
+}

@@ -911,6 +911,7 @@ where
         let merged = apply_not_modified(
             cx,
             stored,
+            &parts.headers,
             res.headers(),
             &store_key,
             request_time,
@@ -1033,6 +1034,7 @@ fn validation_parts(
 async fn apply_not_modified<St: Store>(
     cx: &Ctx<St>,
     stored: &ResponseMeta,
+    req_headers: &http::HeaderMap,
     headers_304: &http::HeaderMap,
     store_key: &str,
     request_time: SystemTime,
@@ -1063,13 +1065,55 @@ async fn apply_not_modified<St: Store>(
             .policy
             .merge_not_modified(stored, headers_304, request_time, response_time)?;
     bump(&cx.config.stats.local().not_modified);
-    let ttl = retention(cx, &merged, response_time);
     let merged = Arc::new(Meta::Response(merged));
-    if let Err(e) = cx.store.update(store_key, merged.clone(), ttl).await {
-        bump(&cx.config.stats.local().store_errors);
-        tracing::warn!(key = store_key, error = %e, "cache update after 304 failed");
-    }
+    write_update(cx, store_key, req_headers, &merged, response_time).await;
     Some(merged)
+}
+
+/// Writes a stored response updated by a newer response's fields (a 304, RFC 9111 §4.3.4; a
+/// `HEAD` response, §4.3.5) back to the store, where it may still be stored.
+///
+/// The update is the stored response from now on, so the rules for storing a response apply to it
+/// as to any (§3): one that the update made unstorable (`no-store`, `private` or a `Set-Cookie`
+/// in a shared cache, say) is removed, not kept with those fields for every later request. The
+/// request that brought the update gets it all the same: it is that request's own response. A
+/// request that asks for nothing to be stored (`no-store`, §5.2.1.5) leaves the entry as it was.
+async fn write_update<St: Store>(
+    cx: &Ctx<St>,
+    store_key: &str,
+    req_headers: &http::HeaderMap,
+    updated: &Arc<Meta>,
+    now: SystemTime,
+) {
+    let Meta::Response(m) = &**updated else {
+        return;
+    };
+    if policy::request_directives(req_headers).no_store {
+        return;
+    }
+    let policy = &cx.config.policy;
+    let fields = m.fields().to_header_map(0);
+    let written = match policy.storable(&Method::GET, req_headers, m.status(), &fields) {
+        Ok(()) => {
+            let ttl = retention(cx, m, now);
+            cx.store
+                .update(store_key, updated.clone(), ttl)
+                .await
+                .map(drop)
+        }
+        Err(why) => {
+            tracing::debug!(
+                key = store_key,
+                reason = why.as_str(),
+                "an update made the stored response unstorable: removed"
+            );
+            cx.store.delete(store_key).await
+        }
+    };
+    if let Err(e) = written {
+        bump(&cx.config.stats.local().store_errors);
+        tracing::warn!(key = store_key, error = %e, "writing an updated stored response failed");
+    }
 }
 
 /// Stores the full response a validation brought (RFC 9111 §4.3.3) and answers with it. A `HEAD`
@@ -1430,6 +1474,7 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
             let merged = apply_not_modified(
                 &cx,
                 stored,
+                &store_parts.headers,
                 res.headers(),
                 &store_key,
                 request_time,
