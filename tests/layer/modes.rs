@@ -176,3 +176,42 @@ async fn mode_only_if_cached_serves_a_response_that_was_never_fresh() {
     assert_eq!(res.text(), "offline");
     assert_eq!(h.count(), 1);
 }
+
+/// A `HEAD` in `Reload` goes to the origin, and its `200` updates the stored `GET` response when
+/// it describes the same representation, or invalidates it when not (RFC 9111 §4.3.5).
+#[tokio::test]
+async fn rfc9111_4_3_5_reload_head_updates_or_invalidates_the_stored_get_response() {
+    for (length, updated) in [("5", true), ("6", false)] {
+        let h = Harness::private(move |s| {
+            if s.method == "HEAD" {
+                ok("")
+                    .header("content-length", length)
+                    .cc("max-age=1000")
+                    .header("x-version", "2")
+            } else {
+                ok("hello").cc("max-age=100").header("x-version", "1")
+            }
+        })
+        .await;
+        h.get("/r").await;
+        let head = h
+            .send(h.req("/r").method("HEAD").extension(CacheMode::Reload))
+            .await;
+        assert_eq!(h.origin.last().method, "HEAD");
+        assert_eq!(head.header("x-version"), Some("2"));
+        let get = h.get("/r").await;
+        if updated {
+            assert!(get.is_hit(), "{}", get.cache_status());
+            assert_eq!(get.header("x-version"), Some("2"));
+            assert_eq!(get.header("cache-control"), Some("max-age=1000"));
+            assert_eq!(get.text(), "hello");
+            assert_eq!(h.count(), 2);
+        } else {
+            assert!(
+                !get.is_hit(),
+                "another length, and the old response was reused"
+            );
+            assert_eq!(h.count(), 3);
+        }
+    }
+}

@@ -470,3 +470,119 @@ async fn rfc9111_5_2_2_7_shared_a_304_marking_the_response_private_ends_its_reus
     );
     assert_eq!(h.count(), 3);
 }
+
+/// A stale response without validators cannot be validated with a conditional `GET`, so a `HEAD`
+/// for it goes on as a `HEAD`, and its `200` freshens the stored response (RFC 9111 §4.3.5): the
+/// new fields replace the stored ones, the fields it lacks are kept, and the body, which was not
+/// sent again, serves the `GET` that follows.
+#[tokio::test]
+async fn rfc9111_4_3_5_a_head_freshens_a_stale_response_without_validators() {
+    let h = Harness::private(|s| {
+        if s.method == "HEAD" {
+            ok("")
+                .header("content-length", "5")
+                .cc("max-age=1000")
+                .header("x-version", "2")
+        } else {
+            ok("hello")
+                .cc("max-age=10")
+                .header("x-version", "1")
+                .header("x-kept", "yes")
+        }
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let head = h.send(h.req("/r").method("HEAD")).await;
+    assert_eq!(h.count(), 2);
+    assert_eq!(
+        h.origin.last().method,
+        "HEAD",
+        "the HEAD was passed on as a HEAD"
+    );
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("x-version"), Some("2"));
+    assert_eq!(
+        head.header("x-kept"),
+        Some("yes"),
+        "a stored field the HEAD lacks is kept"
+    );
+    assert!(
+        head.cache_status().contains("fwd-status=200"),
+        "{}",
+        head.cache_status()
+    );
+
+    let get = h.get("/r").await;
+    assert!(get.is_hit(), "{}", get.cache_status());
+    assert_eq!(get.text(), "hello");
+    assert_eq!(get.header("x-version"), Some("2"));
+    assert_eq!(get.header("cache-control"), Some("max-age=1000"));
+    assert_eq!(h.count(), 2);
+}
+
+/// A `HEAD` response whose `Content-Length` or validators differ from the stored response's
+/// describes another representation: the stored response is not used again (RFC 9111 §4.3.5),
+/// and the `HEAD` gets the origin's answer as it came.
+#[tokio::test]
+async fn rfc9111_4_3_5_a_head_for_another_representation_invalidates_the_stored_response() {
+    for (field, value) in [("content-length", "6"), ("etag", "\"v2\"")] {
+        let h = Harness::private(move |s| {
+            if s.method == "HEAD" {
+                ok("")
+                    .header(field, value)
+                    .cc("max-age=1000")
+                    .header("x-version", "2")
+            } else {
+                ok("hello")
+                    .cc("max-age=10")
+                    .header("x-version", format!("{}", s.n).as_str())
+            }
+        })
+        .await;
+        h.get("/r").await;
+        h.advance(20);
+        let head = h.send(h.req("/r").method("HEAD")).await;
+        assert_eq!(h.origin.last().method, "HEAD");
+        assert_eq!(
+            head.header(field),
+            Some(value),
+            "{field}: the origin's answer"
+        );
+        assert_eq!(head.header("x-version"), Some("2"));
+
+        let get = h.get("/r").await;
+        assert!(
+            !get.is_hit(),
+            "{field}: the old response was reused: {}",
+            get.cache_status()
+        );
+        assert_eq!(h.count(), 3, "{field}");
+        assert_eq!(get.header("x-version"), Some("3"));
+    }
+}
+
+/// A `HEAD` response that sets a cookie answers one user: in a shared cache it is not merged into
+/// the stored response (RFC 9111 §4.3.5 with §3), and the stored response is not kept either.
+#[tokio::test]
+async fn rfc9111_4_3_5_shared_a_head_setting_a_cookie_is_not_merged() {
+    let h = Harness::shared(|s| {
+        if s.method == "HEAD" {
+            ok("")
+                .header("content-length", "5")
+                .cc("max-age=1000")
+                .header("set-cookie", "session=user-a")
+        } else {
+            ok("hello").cc("max-age=10")
+        }
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let head = h.send(h.req("/r").method("HEAD")).await;
+    assert_eq!(head.header("set-cookie"), Some("session=user-a"));
+    let get = h.get("/r").await;
+    assert_eq!(get.header("set-cookie"), None, "{get:?}");
+    assert!(!get.is_hit(), "{}", get.cache_status());
+}

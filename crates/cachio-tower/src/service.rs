@@ -414,6 +414,9 @@ where
             return Ok(gateway_timeout(&cx));
         }
         bump(&cx.config.stats.local().misses);
+        if parts.method == Method::HEAD {
+            return Box::pin(reload_head(&cx, inner, parts, body, &key)).await;
+        }
         return Box::pin(fetch_and_store(
             &cx,
             inner,
@@ -877,6 +880,7 @@ where
         Fwd::Stale
     };
     let fwd_parts = validation_parts(&parts, stored, false);
+    let head_through = fwd_parts.method == Method::HEAD;
     bump(&cx.config.stats.local().revalidations);
     let request_time = cx.now();
     let result = inner.call(Request::from_parts(fwd_parts, body)).await;
@@ -979,6 +983,37 @@ where
             status.to_header_value(),
         ));
     }
+    if head_through && code == StatusCode::OK {
+        let merged = apply_head(
+            cx,
+            (stored, stored_length(stored, &stored_body)),
+            &store_key,
+            &parts.headers,
+            res.headers(),
+            (request_time, response_time),
+        )
+        .await;
+        if let Some(merged) = merged {
+            if let Some(g) = guard {
+                g.finish(Outcome::Stored(200));
+            }
+            let Meta::Response(m) = &*merged else {
+                unreachable!("a merge gives a response")
+            };
+            let eval = cx
+                .config
+                .policy
+                .evaluate(&CacheControl::default(), m, response_time);
+            let status = cx.status(fwd).fwd_status(200).ttl(eval.ttl_secs());
+            return Ok(serve_stored(
+                &parts,
+                m,
+                eval.age,
+                stored_body,
+                status.to_header_value(),
+            ));
+        }
+    }
     let ex = Exchange {
         parts,
         key,
@@ -988,20 +1023,69 @@ where
         response_time,
         guard,
     };
+    if head_through {
+        // A `HEAD` response is passed on, and stores nothing.
+        return store_response(cx, ex, res).await;
+    }
     answer_full(cx, ex, res).await
 }
 
-/// The request that validates a stored response (RFC 9111 §4.3.1): a `GET` (a `HEAD` response
-/// cannot refresh a body) carrying the stored validators in place of the client's own
-/// conditionals. A background validation also drops `Range`: it refreshes the whole response.
+/// Updates the stored response `stored` (with its body's length) under `store_key` with a `200`
+/// response to a `HEAD` the cache passed on, whose fields are `head` (RFC 9111 §4.3.5); or, when
+/// that describes another representation, removes it. Returns the updated response.
+async fn apply_head<St: Store>(
+    cx: &Ctx<St>,
+    (stored, stored_len): (&ResponseMeta, Option<u64>),
+    store_key: &str,
+    req_headers: &http::HeaderMap,
+    head: &http::HeaderMap,
+    (request_time, response_time): (SystemTime, SystemTime),
+) -> Option<Arc<Meta>> {
+    let policy = &cx.config.policy;
+    let Some(merged) = policy.merge_head(stored, head, stored_len, request_time, response_time)
+    else {
+        remove(cx, store_key).await;
+        return None;
+    };
+    let merged = Arc::new(Meta::Response(merged));
+    write_update(cx, store_key, req_headers, &merged, response_time).await;
+    Some(merged)
+}
+
+/// The length of a stored body: its `Content-Length`, or what the store says it holds.
+fn stored_length<B: Body>(stored: &ResponseMeta, body: &B) -> Option<u64> {
+    let declared = stored.fields().get_all(&header::CONTENT_LENGTH).next();
+    match declared {
+        Some(v) => std::str::from_utf8(v).ok()?.trim().parse().ok(),
+        None => body.size_hint().exact(),
+    }
+}
+
+/// Removes the entry under `store_key` (a store failure is counted and logged).
+async fn remove<St: Store>(cx: &Ctx<St>, store_key: &str) {
+    if let Err(e) = cx.store.delete(store_key).await {
+        bump(&cx.config.stats.local().store_errors);
+        tracing::warn!(key = store_key, error = %e, "removing a stored response failed");
+    }
+}
+
+/// The request that validates a stored response (RFC 9111 §4.3.1): a `GET` carrying the stored
+/// validators in place of the client's own conditionals, so that a changed response comes whole
+/// and is stored. A background validation also drops `Range`: it refreshes the whole response.
+///
+/// A `HEAD` for a stored response without validators is passed on as a `HEAD` (§4.3.5): a
+/// conditional `GET` is not possible, and the `HEAD` response freshens the stored one without its
+/// content being sent again.
 fn validation_parts(
     parts: &request::Parts,
     stored: &ResponseMeta,
     background: bool,
 ) -> request::Parts {
     let mut out = parts.clone();
-    out.method = Method::GET;
     let conditionals = policy::conditional_headers(&stored.fields().to_header_map(0));
+    if background || !conditionals.is_empty() || parts.method != Method::HEAD {
+        out.method = Method::GET;
+    }
     if !conditionals.is_empty() || background {
         for name in [
             header::IF_NONE_MATCH,
@@ -1093,24 +1177,16 @@ async fn write_update<St: Store>(
     }
     let policy = &cx.config.policy;
     let fields = m.fields().to_header_map(0);
-    let written = match policy.storable(&Method::GET, req_headers, m.status(), &fields) {
-        Ok(()) => {
-            let ttl = retention(cx, m, now);
-            cx.store
-                .update(store_key, updated.clone(), ttl)
-                .await
-                .map(drop)
-        }
-        Err(why) => {
-            tracing::debug!(
-                key = store_key,
-                reason = why.as_str(),
-                "an update made the stored response unstorable: removed"
-            );
-            cx.store.delete(store_key).await
-        }
-    };
-    if let Err(e) = written {
+    if let Err(why) = policy.storable(&Method::GET, req_headers, m.status(), &fields) {
+        tracing::debug!(
+            key = store_key,
+            reason = why.as_str(),
+            "an update made the stored response unstorable: removed"
+        );
+        return remove(cx, store_key).await;
+    }
+    let ttl = retention(cx, m, now);
+    if let Err(e) = cx.store.update(store_key, updated.clone(), ttl).await {
         bump(&cx.config.stats.local().store_errors);
         tracing::warn!(key = store_key, error = %e, "writing an updated stored response failed");
     }
@@ -1185,6 +1261,54 @@ where
         request_time,
         response_time: cx.now(),
         guard,
+    };
+    store_response(cx, ex, res).await
+}
+
+/// A `HEAD` in [`CacheMode::Reload`]: passed on, and a `200` updates or invalidates the stored
+/// `GET` response the request would have been answered with (RFC 9111 §4.3.5).
+async fn reload_head<S, St, ReqB, ResB>(
+    cx: &Ctx<St>,
+    mut inner: S,
+    parts: request::Parts,
+    body: ReqB,
+    key: &str,
+) -> Result<Res<ResB, St>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: OriginBody,
+    St: Store,
+{
+    let request_time = cx.now();
+    let res = inner.call(Request::from_parts(parts.clone(), body)).await?;
+    let response_time = cx.now();
+    if res.status() == StatusCode::OK
+        && let Lookup::Found {
+            meta,
+            body: stored_body,
+            variant_key,
+            ..
+        } = lookup(cx, key, &parts.headers, None).await
+        && let Meta::Response(stored) = &*meta
+    {
+        apply_head(
+            cx,
+            (stored, stored_length(stored, &stored_body)),
+            variant_key.as_deref().unwrap_or(key),
+            &parts.headers,
+            res.headers(),
+            (request_time, response_time),
+        )
+        .await;
+    }
+    let ex = Exchange {
+        parts,
+        key,
+        fwd: Fwd::Request,
+        index: None,
+        request_time,
+        response_time,
+        guard: None,
     };
     store_response(cx, ex, res).await
 }

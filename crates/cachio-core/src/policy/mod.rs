@@ -556,13 +556,70 @@ impl Policy {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Option<ResponseMeta> {
-        let mut merged = stored.fields().to_header_map(0);
+        let merged = stored.fields().to_header_map(0);
         if !not_modified_selects(&merged, headers_304) {
             return None;
         }
-        let connection_listed = connection_fields(headers_304);
+        Some(self.update_fields(stored, merged, headers_304, request_time, response_time))
+    }
+
+    /// Updates a stored `GET` response with a `200` response to a `HEAD` for the same request
+    /// (RFC 9111 §4.3.5), as [`merge_not_modified`](Self::merge_not_modified) does with a 304.
+    ///
+    /// The `HEAD` response describes the stored one only when every validator it carries
+    /// (`ETag`, `Last-Modified`) has the same value in the stored response and, when it carries a
+    /// `Content-Length`, that is `stored_len`, the stored body's length. Otherwise the resource
+    /// has changed since it was stored, and this returns `None`: the stored response is to be
+    /// treated as stale (a cache can drop it).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use http::{HeaderMap, HeaderValue, StatusCode, Version, header};
+    /// use cachio_core::policy::Policy;
+    ///
+    /// let policy = Policy::private();
+    /// let now = SystemTime::now();
+    /// let mut get = HeaderMap::new();
+    /// get.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0"));
+    /// let stored = policy.to_meta(&HeaderMap::new(), StatusCode::OK, Version::HTTP_11, &get, now, now);
+    ///
+    /// let mut head = HeaderMap::new();
+    /// head.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=600"));
+    /// head.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+    /// let freshened = policy.merge_head(&stored, &head, Some(5), now, now).unwrap();
+    /// assert_eq!(freshened.headers()[header::CACHE_CONTROL], "max-age=600");
+    /// // Another length: another body.
+    /// assert!(policy.merge_head(&stored, &head, Some(6), now, now).is_none());
+    /// ```
+    pub fn merge_head(
+        &self,
+        stored: &ResponseMeta,
+        head: &HeaderMap,
+        stored_len: Option<u64>,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Option<ResponseMeta> {
+        let merged = stored.fields().to_header_map(0);
+        if !head_describes(&merged, head, stored_len) {
+            return None;
+        }
+        Some(self.update_fields(stored, merged, head, request_time, response_time))
+    }
+
+    /// The stored response `stored`, whose fields are `merged`, updated with the fields of a newer response, `newer` (§3.2).
+    fn update_fields(
+        &self,
+        stored: &ResponseMeta,
+        mut merged: HeaderMap,
+        newer: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> ResponseMeta {
+        let connection_listed = connection_fields(newer);
         let mut replaced: Vec<&HeaderName> = Vec::new();
-        for (name, value) in headers_304 {
+        for (name, value) in newer {
             if is_hop_by_hop(name) || connection_listed.contains(name) || !updatable(name) {
                 continue;
             }
@@ -588,17 +645,17 @@ impl Policy {
         for name in drop {
             merged.remove(name);
         }
-        if headers_304
+        if newer
             .get(header::DATE)
             .and_then(meta::parse_http_date)
             .is_none()
         {
             merged.insert(header::DATE, meta::fmt_http_date(response_time));
         }
-        if !headers_304.contains_key(header::AGE) {
+        if !newer.contains_key(header::AGE) {
             merged.remove(header::AGE);
         }
-        Some(stored.with_headers(merged, request_time, response_time))
+        stored.with_headers(merged, request_time, response_time)
     }
 }
 
@@ -1027,6 +1084,39 @@ fn updatable(name: &HeaderName) -> bool {
         name.as_str(),
         "content-length" | "content-encoding" | "content-range" | "transfer-encoding"
     )
+}
+
+/// Whether a `HEAD` response describes the stored response (RFC 9111 §4.3.5): each validator
+/// field it carries has the stored value (entity tags compared strongly, dates as dates), and its
+/// `Content-Length`, if any, is the stored body's length.
+fn head_describes(stored: &HeaderMap, head: &HeaderMap, stored_len: Option<u64>) -> bool {
+    let tags = |m: &HeaderMap| -> Vec<Vec<u8>> {
+        let mut tags: Vec<Vec<u8>> = m
+            .get_all(header::ETAG)
+            .iter()
+            .flat_map(|v| entity_tags(v.as_bytes()))
+            .map(<[u8]>::to_vec)
+            .collect();
+        tags.sort();
+        tags
+    };
+    if head.contains_key(header::ETAG) && tags(head) != tags(stored) {
+        return false;
+    }
+    if let Some(lm) = head.get(header::LAST_MODIFIED) {
+        let date = |v: &HeaderValue| meta::parse_http_date(v);
+        match (date(lm), stored.get(header::LAST_MODIFIED).and_then(date)) {
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+    match head.get(header::CONTENT_LENGTH) {
+        None => true,
+        Some(v) => {
+            let len = v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+            len.is_some() && len == stored_len
+        }
+    }
 }
 
 /// Whether a 304 selects the stored response for update (RFC 9111 §4.3.4).

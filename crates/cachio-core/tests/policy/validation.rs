@@ -436,3 +436,62 @@ fn rfc9111_4_3_4_the_merge_keeps_status_and_vary_values() {
     assert_eq!(merged.status(), http::StatusCode::NOT_FOUND);
     assert_eq!(merged.vary_values(), m.vary_values());
 }
+
+// ---- §4.3.5 ---------------------------------------------------------------------------------
+
+fn merge_head(stored: &ResponseMeta, head: &[(&str, &str)], len: u64) -> Option<ResponseMeta> {
+    Policy::private().merge_head(stored, &headers(head), Some(len), t(50), t(50))
+}
+
+#[test]
+fn rfc9111_4_3_5_a_head_response_without_validators_or_length_updates() {
+    let s = stored(
+        &Policy::private(),
+        &[("cache-control", "max-age=10"), ("x-a", "1")],
+    );
+    let m = merge_head(&s, &[("cache-control", "max-age=99"), ("x-b", "2")], 5).unwrap();
+    assert_eq!(values(m.headers(), "cache-control"), ["max-age=99"]);
+    assert_eq!(
+        values(m.headers(), "x-a"),
+        ["1"],
+        "fields the HEAD lacks are kept"
+    );
+    assert_eq!(values(m.headers(), "x-b"), ["2"]);
+}
+
+#[test]
+fn rfc9111_4_3_5_content_length_must_be_the_stored_body_s_length() {
+    let s = stored(&Policy::private(), &[("content-length", "5")]);
+    assert!(merge_head(&s, &[("content-length", "5")], 5).is_some());
+    assert!(merge_head(&s, &[("content-length", " 5 ")], 5).is_some());
+    assert!(merge_head(&s, &[("content-length", "6")], 5).is_none());
+    assert!(merge_head(&s, &[("content-length", "five")], 5).is_none());
+    // The stored length stays (§3.2: Content-Length is not updated).
+    let m = merge_head(&s, &[("content-length", "5"), ("x", "1")], 5).unwrap();
+    assert_eq!(values(m.headers(), "content-length"), ["5"]);
+}
+
+#[test]
+fn rfc9111_4_3_5_each_validator_received_must_match_the_stored_one() {
+    let lm = date_before(100);
+    let s = stored(
+        &Policy::private(),
+        &[("etag", "\"a\", W/\"b\""), ("last-modified", &lm)],
+    );
+    assert!(merge_head(&s, &[("etag", "W/\"b\""), ("etag", "\"a\"")], 0).is_some());
+    assert!(
+        merge_head(&s, &[("etag", "\"a\"")], 0).is_none(),
+        "a tag missing"
+    );
+    assert!(
+        merge_head(&s, &[("etag", "\"b\", W/\"a\"")], 0).is_none(),
+        "weakness differs"
+    );
+    assert!(merge_head(&s, &[("last-modified", &lm)], 0).is_some());
+    assert!(merge_head(&s, &[("last-modified", &date_before(99))], 0).is_none());
+    assert!(merge_head(&s, &[("last-modified", "garbage")], 0).is_none());
+    // A validator the stored response does not have is another representation's.
+    let bare = stored(&Policy::private(), &[("x", "1")]);
+    assert!(merge_head(&bare, &[("etag", "\"a\"")], 0).is_none());
+    assert!(merge_head(&bare, &[("last-modified", &lm)], 0).is_none());
+}
