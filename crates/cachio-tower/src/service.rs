@@ -993,10 +993,8 @@ where
             (request_time, response_time),
         )
         .await;
+        // (A HEAD leads no flight: only GETs are coalesced, so there is no guard to finish.)
         if let Some(merged) = merged {
-            if let Some(g) = guard {
-                g.finish(Outcome::Stored(200));
-            }
             let Meta::Response(m) = &*merged else {
                 unreachable!("a merge gives a response")
             };
