@@ -342,3 +342,30 @@ async fn rfc9111_3_1_hop_by_hop_fields_not_stored() {
     assert_eq!(hit.header("x-hop"), None);
     assert_eq!(hit.header("x-end"), Some("2"));
 }
+
+/// A stored entry is a head and a body: a response that ends with trailer fields would be served
+/// from the cache without them, so it is passed on whole (its trailers reach the client) and not
+/// stored (RFC 9110 §6.5: trailer fields are part of the message).
+#[tokio::test]
+async fn rfc9110_6_5_a_response_with_trailer_fields_is_passed_on_and_not_stored() {
+    let h = Harness::private(|_| {
+        reply(200)
+            .cc("max-age=100")
+            .trailer("body", "x-checksum", "abc")
+    })
+    .await;
+    let first = h.send(h.req("/r").header("te", "trailers")).await;
+    assert_eq!(first.text(), "body");
+    let trailers = first
+        .trailers
+        .as_ref()
+        .expect("the trailers reached the client");
+    assert_eq!(trailers["x-checksum"], "abc");
+    let second = h.send(h.req("/r").header("te", "trailers")).await;
+    assert!(!second.is_hit(), "{}", second.cache_status());
+    assert_eq!(
+        second.trailers.as_ref().map(|t| &t["x-checksum"]),
+        Some(&"abc".parse().unwrap())
+    );
+    assert_eq!(h.count(), 2);
+}

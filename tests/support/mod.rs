@@ -155,6 +155,20 @@ impl Reply {
         self
     }
 
+    /// Sets the body to `body` followed by a trailer section with one field, announced in
+    /// `Trailer` (hyper sends it when the request carries `TE: trailers`).
+    pub fn trailer(self, body: &'static str, name: &'static str, value: &'static str) -> Self {
+        let mut this = self.header("trailer", name);
+        let mut trailers = HeaderMap::new();
+        trailers.insert(name, HeaderValue::from_static(value));
+        this.body = Trailed {
+            data: Some(Bytes::from_static(body.as_bytes())),
+            trailers: Some(trailers),
+        }
+        .boxed_unsync();
+        this
+    }
+
     /// A body that sends `prefix` and then fails (the origin dies mid-body).
     pub fn fail_after(self, prefix: &'static str) -> Self {
         self.stream(move |feed| async move {
@@ -192,6 +206,31 @@ impl Feed {
     /// Fails the body: hyper aborts the response mid-body.
     pub async fn fail(self, why: &str) {
         let _ = self.tx.send(Err(why.to_owned().into())).await;
+    }
+}
+
+/// A body of one chunk and a trailer section.
+struct Trailed {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl http_body::Body for Trailed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let frame = match self.data.take() {
+            Some(data) => http_body::Frame::data(data),
+            None => match self.trailers.take() {
+                Some(trailers) => http_body::Frame::trailers(trailers),
+                None => return Poll::Ready(None),
+            },
+        };
+        Poll::Ready(Some(Ok(frame)))
     }
 }
 
@@ -337,6 +376,7 @@ pub struct Got {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
 }
 
 impl Got {
@@ -451,15 +491,13 @@ impl<St: Store> Harness<St> {
     pub async fn send(&self, req: http::request::Builder) -> Got {
         let res = self.call(req).await.expect("the request succeeds");
         let (parts, body) = res.into_parts();
-        let body = body
-            .collect()
-            .await
-            .expect("the body is read to the end")
-            .to_bytes();
+        let collected = body.collect().await.expect("the body is read to the end");
+        let trailers = collected.trailers().cloned();
         let got = Got {
             status: parts.status,
             headers: parts.headers,
-            body,
+            body: collected.to_bytes(),
+            trailers,
         };
         // Invariants of every response: RFC 9211 §2 and RFC 9111 §5.1.
         assert!(

@@ -277,6 +277,10 @@ where
                     tracing::debug!(error = %e, "store refused a chunk; not stored");
                     *capture = None;
                 }
+            } else if frame.is_trailers() && capture.take().is_some() {
+                // An entry holds a head and a body: a response with trailer fields would be
+                // served without them, so it is passed on and not stored.
+                tracing::debug!("response has trailer fields; not stored");
             }
             if inner.is_end_stream() {
                 *committing = start_commit(capture.take());
