@@ -923,23 +923,17 @@ where
         )
         .await;
         if let Some(merged) = merged {
-            let Meta::Response(m) = &*merged else {
-                unreachable!("a merge gives a response")
-            };
             if let Some(g) = guard {
                 g.finish(Outcome::Stored(304));
             }
-            let eval = cx
-                .config
-                .policy
-                .evaluate(&CacheControl::default(), m, response_time);
-            let status = cx.status(fwd).fwd_status(304).ttl(eval.ttl_secs());
-            return Ok(serve_stored(
+            let status = (fwd, 304);
+            return Ok(serve_updated(
+                cx,
                 &parts,
-                m,
-                eval.age,
+                &merged,
                 stored_body,
-                status.to_header_value(),
+                status,
+                response_time,
             ));
         }
         // The 304 is not for the stored response (§4.3.4): fetch it whole, without our conditions.
@@ -995,20 +989,14 @@ where
         .await;
         // (A HEAD leads no flight: only GETs are coalesced, so there is no guard to finish.)
         if let Some(merged) = merged {
-            let Meta::Response(m) = &*merged else {
-                unreachable!("a merge gives a response")
-            };
-            let eval = cx
-                .config
-                .policy
-                .evaluate(&CacheControl::default(), m, response_time);
-            let status = cx.status(fwd).fwd_status(200).ttl(eval.ttl_secs());
-            return Ok(serve_stored(
+            let status = (fwd, 200);
+            return Ok(serve_updated(
+                cx,
                 &parts,
-                m,
-                eval.age,
+                &merged,
                 stored_body,
-                status.to_header_value(),
+                status,
+                response_time,
             ));
         }
     }
@@ -1026,6 +1014,24 @@ where
         return store_response(cx, ex, res).await;
     }
     answer_full(cx, ex, res).await
+}
+
+/// Serves a stored response just updated by the origin's answer (`fwd`, with status `code`) to
+/// a validation: its fields, the stored body, and the lifetime the update gave it.
+fn serve_updated<ResB, St: Store>(
+    cx: &Ctx<St>,
+    parts: &request::Parts,
+    updated: &Meta,
+    body: St::Body,
+    (fwd, code): (Fwd, u16),
+    now: SystemTime,
+) -> Res<ResB, St> {
+    let Meta::Response(m) = updated else {
+        unreachable!("an update gives a response")
+    };
+    let eval = cx.config.policy.evaluate(&CacheControl::default(), m, now);
+    let status = cx.status(fwd).fwd_status(code).ttl(eval.ttl_secs());
+    serve_stored(parts, m, eval.age, body, status.to_header_value())
 }
 
 /// Updates the stored response `stored` (with its body's length) under `store_key` with a `200`
