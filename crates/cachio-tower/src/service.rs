@@ -893,18 +893,14 @@ where
                 .policy
                 .stale_if_error(req_cc, stored, response_time)
             {
-                let eval = cx.config.policy.evaluate(req_cc, stored, response_time);
-                let status = cx
-                    .status(Fwd::Stale)
-                    .ttl(eval.ttl_secs())
-                    .detail("stale-if-error");
-                bump(&cx.config.stats.local().stale);
-                return Ok(serve_stored(
+                let stale = (stored, stored_body);
+                return Ok(serve_if_error(
+                    cx,
                     &parts,
-                    stored,
-                    eval.age,
-                    stored_body,
-                    status.to_header_value(),
+                    req_cc,
+                    stale,
+                    None,
+                    response_time,
                 ));
             }
             return Err(e);
@@ -962,19 +958,15 @@ where
             .stale_if_error(req_cc, stored, response_time)
     {
         drop(res);
-        let eval = cx.config.policy.evaluate(req_cc, stored, response_time);
-        let status = cx
-            .status(Fwd::Stale)
-            .fwd_status(code.as_u16())
-            .ttl(eval.ttl_secs())
-            .detail("stale-if-error");
-        bump(&cx.config.stats.local().stale);
-        return Ok(serve_stored(
+        let stale = (stored, stored_body);
+        let code = Some(code.as_u16());
+        return Ok(serve_if_error(
+            cx,
             &parts,
-            stored,
-            eval.age,
-            stored_body,
-            status.to_header_value(),
+            req_cc,
+            stale,
+            code,
+            response_time,
         ));
     }
     if head_through && code == StatusCode::OK {
@@ -1014,6 +1006,26 @@ where
         return store_response(cx, ex, res).await;
     }
     answer_full(cx, ex, res).await
+}
+
+/// Serves a stored response in place of an error from the origin (RFC 5861 §4): a 5xx with
+/// status `code`, or no answer at all.
+fn serve_if_error<ResB, St: Store>(
+    cx: &Ctx<St>,
+    parts: &request::Parts,
+    req_cc: &CacheControl,
+    (stored, body): (&ResponseMeta, St::Body),
+    code: Option<u16>,
+    now: SystemTime,
+) -> Res<ResB, St> {
+    let eval = cx.config.policy.evaluate(req_cc, stored, now);
+    let mut status = cx.status(Fwd::Stale);
+    if let Some(code) = code {
+        status = status.fwd_status(code);
+    }
+    let status = status.ttl(eval.ttl_secs()).detail("stale-if-error");
+    bump(&cx.config.stats.local().stale);
+    serve_stored(parts, stored, eval.age, body, status.to_header_value())
 }
 
 /// Serves a stored response just updated by the origin's answer (`fwd`, with status `code`) to
