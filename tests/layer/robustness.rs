@@ -70,13 +70,14 @@ impl Store for Flaky {
     async fn update(
         &self,
         key: &str,
+        previous: &Meta,
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
         if self.faults.update.load(Ordering::SeqCst) {
             return Err(broken());
         }
-        self.inner.update(key, meta, ttl).await
+        self.inner.update(key, previous, meta, ttl).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

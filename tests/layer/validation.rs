@@ -586,3 +586,56 @@ async fn rfc9111_4_3_5_shared_a_head_setting_a_cookie_is_not_merged() {
     assert_eq!(get.header("set-cookie"), None, "{get:?}");
     assert!(!get.is_hit(), "{}", get.cache_status());
 }
+
+/// A 304 answers for the response that was validated. When another request stored a new
+/// response while the validation was on its way, the 304 must not merge the old response's
+/// fields (its `ETag`, its `Content-Length`) into the new one: a hit would then serve the new
+/// body under the old head (RFC 9111 §4.3.4: the 304 selects the stored response it validates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_4_3_4_a_304_does_not_update_a_response_stored_while_it_was_on_its_way() {
+    use std::sync::Arc;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let h = {
+        let release = release.clone();
+        Arc::new(
+            Harness::private(move |s| match s.n {
+                1 => ok("one").cc("max-age=10").header("etag", "\"v1\""),
+                // The validation of "one": held until the new version is stored.
+                2 => reply(304)
+                    .header("etag", "\"v1\"")
+                    .cc("max-age=100")
+                    .hold(release.clone()),
+                _ => ok("version two").cc("max-age=100").header("etag", "\"v2\""),
+            })
+            .await,
+        )
+    };
+    h.get("/r").await;
+    h.advance(20);
+    let validating = {
+        let h = h.clone();
+        tokio::spawn(async move { h.get("/r").await })
+    };
+    support::eventually("the validation to reach the origin", || h.count() == 2).await;
+    let reload = h
+        .send(h.req("/r").extension(cachio::CacheMode::Reload))
+        .await;
+    assert_eq!(reload.text(), "version two");
+    release.notify_one();
+    let validated = validating.await.expect("the validating request");
+    assert_eq!(
+        validated.text(),
+        "one",
+        "the 304 answers for the response it validated"
+    );
+
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(hit.text(), "version two");
+    assert_eq!(
+        hit.header("etag"),
+        Some("\"v2\""),
+        "the old head on the new body"
+    );
+    assert_eq!(hit.header("content-length"), Some("11"));
+}

@@ -57,6 +57,24 @@ impl Meta {
         }
     }
 
+    /// Whether `other` is this metadata: the same value, or one that encodes to the same bytes
+    /// (as a copy read back from a store does). A store's conditional
+    /// [`update`](crate::store::Store::update) compares with this.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_core::meta::{Meta, VaryIndex};
+    ///
+    /// let index = Meta::Variants(VaryIndex::new(vec![http::header::ACCEPT], 1));
+    /// let copy = Meta::decode(&index.encode()).unwrap();
+    /// assert!(index.same_as(&copy));
+    /// assert!(!index.same_as(&Meta::Variants(VaryIndex::new(vec![], 1))));
+    /// ```
+    pub fn same_as(&self, other: &Meta) -> bool {
+        std::ptr::eq(self, other) || self.encode() == other.encode()
+    }
+
     /// An estimate of the memory the metadata takes, in bytes (for weighing entries).
     pub fn weight(&self) -> usize {
         match self {

@@ -85,11 +85,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// This must not block: a store that does I/O hands the work to its own task or thread.
     fn begin(&self, key: &str) -> Result<Self::Writer, StoreError>;
 
-    /// Replaces the metadata of the entry under `key`, keeping its body (a 304 merge, RFC 9111
-    /// §4.3.4). Returns `false` when there was no entry.
+    /// Replaces the metadata of the entry under `key` with `meta`, keeping its body (a 304 merge,
+    /// RFC 9111 §4.3.4), if that entry is still the one that was read with the metadata
+    /// `previous` ([`Meta::same_as`]). An entry written under the key since then has a body of its
+    /// own, which `meta` may not describe: it is left as it is. Returns whether an entry was
+    /// updated (`false`: no entry, or another one).
     fn update(
         &self,
         key: &str,
+        previous: &Meta,
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;

@@ -133,11 +133,12 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
     async fn update(
         &self,
         key: &str,
+        previous: &Meta,
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let first = self.first.update(key, meta.clone(), ttl).await;
-        let second = self.second.update(key, meta, ttl).await;
+        let first = self.first.update(key, previous, meta.clone(), ttl).await;
+        let second = self.second.update(key, previous, meta, ttl).await;
         match (first, second) {
             (Ok(a), Ok(b)) => Ok(a || b),
             (Ok(_), Err(e)) => {

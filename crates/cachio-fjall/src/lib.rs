@@ -738,15 +738,17 @@ impl Store for FjallStore {
     async fn update(
         &self,
         key: &str,
+        previous: &Meta,
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
         if key.len() > MAX_KEY_LEN {
             return Ok(false);
         }
-        let (key, meta) = (key.to_owned(), meta.encode());
+        let (key, previous, meta) = (key.to_owned(), previous.encode(), meta.encode());
         ask(&self.shared.engine, |reply| Job::Update {
             key,
+            previous,
             meta,
             ttl,
             reply,

@@ -38,6 +38,8 @@ pub(crate) enum Job {
     },
     Update {
         key: String,
+        /// The metadata the entry must still have (encoded).
+        previous: Vec<u8>,
         meta: Vec<u8>,
         ttl: Option<Duration>,
         reply: oneshot::Sender<Result<bool, StoreError>>,
@@ -236,11 +238,12 @@ impl WriterThread {
             }
             Job::Update {
                 key,
+                previous,
                 meta,
                 ttl,
                 reply,
             } => {
-                let result = self.update(&key, meta, ttl);
+                let result = self.update(&key, &previous, meta, ttl);
                 let _ = reply.send(result);
                 self.evict_logged();
             }
@@ -635,12 +638,17 @@ impl WriterThread {
     fn update(
         &mut self,
         key: &str,
+        previous: &[u8],
         meta: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
         let Some(old) = self.current(key)? else {
             return Ok(false);
         };
+        if old.meta != previous {
+            // Another entry was written under the key since `previous` was read.
+            return Ok(false);
+        }
         if old.expired(now_ms()) {
             // Already a miss for readers: not there to update.
             self.remove_entry(key, &old, false)?;

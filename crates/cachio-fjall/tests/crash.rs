@@ -149,11 +149,17 @@ async fn child_task(
                 drop(w);
             }
             7 => {
-                let Some(Some((_, len, crc))) = known.get(&key).copied() else {
+                let Some(Some((current, len, crc))) = known.get(&key).copied() else {
                     continue;
                 };
                 write(format!("S {key} {seq} U\n"));
-                assert!(store.update(&key, meta(seq, len, crc), None).await.unwrap());
+                let previous = meta(current, len, crc);
+                assert!(
+                    store
+                        .update(&key, &previous, meta(seq, len, crc), None)
+                        .await
+                        .unwrap()
+                );
                 write(format!("U {key} {seq}\n"));
                 known.insert(key, Some((seq, len, crc)));
             }

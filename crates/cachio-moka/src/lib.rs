@@ -553,6 +553,7 @@ impl Store for MokaStore {
     async fn update(
         &self,
         key: &str,
+        previous: &Meta,
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
@@ -564,6 +565,8 @@ impl Store for MokaStore {
             .and_compute_with(move |old| {
                 std::future::ready(match old {
                     None => Op::Nop,
+                    // Another entry was written under the key since `previous` was read.
+                    Some(old) if !old.value().meta.same_as(previous) => Op::Nop,
                     Some(_) if ttl == Some(Duration::ZERO) => Op::Remove,
                     // An expired entry is no longer there to update.
                     Some(old) if expired(old.value()) => Op::Remove,
@@ -1093,9 +1096,15 @@ mod tests {
         assert_eq!(store.shared.hot.len(), 1);
         put(&store, "k", "2").await;
         assert_eq!(store.shared.hot.len(), 0);
-        assert_eq!(version(&store.get("k").await.unwrap().unwrap()), "2");
+        let read = store.get("k").await.unwrap().unwrap();
+        assert_eq!(version(&read), "2");
         store
-            .update("k", cachio_storage_tests::sample_meta("3"), None)
+            .update(
+                "k",
+                &read.meta,
+                cachio_storage_tests::sample_meta("3"),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(version(&store.get("k").await.unwrap().unwrap()), "3");

@@ -428,10 +428,11 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
     async fn update(
         &self,
         key: &str,
+        previous: &Meta,
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        self.inner.store.update(key, meta, ttl).await
+        self.inner.store.update(key, previous, meta, ttl).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -799,6 +799,7 @@ impl Store for RedisStore {
     async fn update(
         &self,
         key: &str,
+        previous: &Meta,
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
@@ -823,6 +824,11 @@ impl Store for RedisStore {
             Ok(r) if r.key == key => r,
             _ => return Ok(false),
         };
+        // Another entry was written under the key since `previous` was read: its body is not the
+        // one `meta` describes. (The script checks that the generation read here is still there.)
+        if *record.meta != *previous.encode() {
+            return Ok(false);
+        }
         let mut keys = vec![names.record()];
         keys.extend(names.chunks(record.generation, record.chunk_count()));
         let updated = record.with_meta(&meta.encode());

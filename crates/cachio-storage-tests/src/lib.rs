@@ -106,6 +106,7 @@ macro_rules! __behaviours {
             delete
             purge
             update_meta
+            update_of_a_replaced_entry
             concurrent_writers
             large_body_many_chunks
             empty_body
@@ -543,8 +544,8 @@ pub async fn purge<S: Store>(store: S) {
     assert_eq!(body, b"4", "{CHECK}: an entry the predicate did not pick");
 }
 
-/// An update replaces the metadata and keeps the body; updating a missing key returns `false` and
-/// creates nothing.
+/// An update of the entry that was read replaces its metadata and keeps its body; updating a
+/// missing key returns `false` and creates nothing.
 ///
 /// # Panics
 ///
@@ -567,8 +568,9 @@ pub async fn update_meta<S: Store>(store: S) {
         t,
         t + Duration::from_millis(7),
     )));
+    let (read, _) = expect_hit(&store, CHECK, "u").await;
     let found = store
-        .update("u", updated.clone(), LONG_TTL)
+        .update("u", &read, updated.clone(), LONG_TTL)
         .await
         .expect("update_meta: update failed");
     assert!(found, "{CHECK}: update of an existing entry returned false");
@@ -577,7 +579,12 @@ pub async fn update_meta<S: Store>(store: S) {
     assert_eq!(body, b"the body", "{CHECK}: update changed the body");
 
     let found = store
-        .update("u-missing", sample_meta("ghost"), LONG_TTL)
+        .update(
+            "u-missing",
+            &sample_meta("ghost"),
+            sample_meta("ghost"),
+            LONG_TTL,
+        )
         .await
         .expect("update_meta: update of a missing key failed");
     assert!(!found, "{CHECK}: update of a missing key returned true");
@@ -588,6 +595,52 @@ pub async fn update_meta<S: Store>(store: S) {
         "after an update of a missing key",
     )
     .await;
+}
+
+/// An update is for the entry that was read: once another entry has been written under the key
+/// (another body, which the update's metadata may not describe), the update changes nothing and
+/// returns `false`, and the entry written last is served whole. Repeated with the metadata read
+/// back (another copy) and with the metadata that was written.
+///
+/// # Panics
+///
+/// When the store fails the check.
+pub async fn update_of_a_replaced_entry<S: Store>(store: S) {
+    const CHECK: &str = "update_of_a_replaced_entry";
+    let first = sample_meta("first");
+    put(&store, "r", first.clone(), &[b"first body"]).await;
+    let (read, _) = expect_hit(&store, CHECK, "r").await;
+    let second = sample_meta("second");
+    put(&store, "r", second.clone(), &[b"the second, longer body"]).await;
+    for previous in [&read, &first] {
+        let found = store
+            .update("r", previous, sample_meta("merged"), LONG_TTL)
+            .await
+            .unwrap_or_else(|e| panic!("{CHECK}: update failed: {e}"));
+        assert!(
+            !found,
+            "{CHECK}: an update of a replaced entry returned true"
+        );
+        let (got, body) = expect_hit(&store, CHECK, "r").await;
+        assert_meta_eq(CHECK, &second, &got);
+        assert_eq!(
+            body, b"the second, longer body",
+            "{CHECK}: the body changed"
+        );
+    }
+    // The entry that is there now can be updated.
+    let (now, _) = expect_hit(&store, CHECK, "r").await;
+    let merged = sample_meta("merged");
+    assert!(
+        store
+            .update("r", &now, merged.clone(), LONG_TTL)
+            .await
+            .unwrap_or(false),
+        "{CHECK}: an update of the current entry returned false"
+    );
+    let (got, body) = expect_hit(&store, CHECK, "r").await;
+    assert_meta_eq(CHECK, &merged, &got);
+    assert_eq!(body, b"the second, longer body");
 }
 
 /// Two writers of one key, appending in turn and committing concurrently, leave one complete
@@ -788,7 +841,7 @@ pub async fn variants_round_trip<S: Store>(store: S) {
     index.epoch = 8;
     let meta = Arc::new(Meta::Variants(index));
     let found = store
-        .update("vi", meta.clone(), LONG_TTL)
+        .update("vi", &got, meta.clone(), LONG_TTL)
         .await
         .expect("variants_round_trip: update");
     assert!(found, "{CHECK}: update of an existing index returned false");

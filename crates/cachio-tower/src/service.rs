@@ -910,7 +910,7 @@ where
     if code == StatusCode::NOT_MODIFIED {
         let merged = apply_not_modified(
             cx,
-            stored,
+            &meta,
             &parts.headers,
             res.headers(),
             &store_key,
@@ -972,7 +972,7 @@ where
     if head_through && code == StatusCode::OK {
         let merged = apply_head(
             cx,
-            (stored, stored_length(stored, &stored_body)),
+            (&meta, stored_length(stored, &stored_body)),
             &store_key,
             &parts.headers,
             res.headers(),
@@ -1051,12 +1051,13 @@ fn serve_updated<ResB, St: Store>(
 /// that describes another representation, removes it. Returns the updated response.
 async fn apply_head<St: Store>(
     cx: &Ctx<St>,
-    (stored, stored_len): (&ResponseMeta, Option<u64>),
+    (previous, stored_len): (&Meta, Option<u64>),
     store_key: &str,
     req_headers: &http::HeaderMap,
     head: &http::HeaderMap,
     (request_time, response_time): (SystemTime, SystemTime),
 ) -> Option<Arc<Meta>> {
+    let stored = previous.as_response()?;
     let policy = &cx.config.policy;
     let Some(merged) = policy.merge_head(stored, head, stored_len, request_time, response_time)
     else {
@@ -1064,7 +1065,14 @@ async fn apply_head<St: Store>(
         return None;
     };
     let merged = Arc::new(Meta::Response(merged));
-    write_update(cx, store_key, req_headers, &merged, response_time).await;
+    write_update(
+        cx,
+        store_key,
+        req_headers,
+        (previous, &merged),
+        response_time,
+    )
+    .await;
     Some(merged)
 }
 
@@ -1133,13 +1141,14 @@ fn validation_parts(
 /// selects nothing.
 async fn apply_not_modified<St: Store>(
     cx: &Ctx<St>,
-    stored: &ResponseMeta,
+    previous: &Meta,
     req_headers: &http::HeaderMap,
     headers_304: &http::HeaderMap,
     store_key: &str,
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Option<Arc<Meta>> {
+    let stored = previous.as_response()?;
     let repeated;
     // Read from the packed fields: `stored.headers()` would build a map and keep it with the
     // stored head, outside any store's budget.
@@ -1166,7 +1175,14 @@ async fn apply_not_modified<St: Store>(
             .merge_not_modified(stored, headers_304, request_time, response_time)?;
     bump(&cx.config.stats.local().not_modified);
     let merged = Arc::new(Meta::Response(merged));
-    write_update(cx, store_key, req_headers, &merged, response_time).await;
+    write_update(
+        cx,
+        store_key,
+        req_headers,
+        (previous, &merged),
+        response_time,
+    )
+    .await;
     Some(merged)
 }
 
@@ -1178,11 +1194,15 @@ async fn apply_not_modified<St: Store>(
 /// in a shared cache, say) is removed, not kept with those fields for every later request. The
 /// request that brought the update gets it all the same: it is that request's own response. A
 /// request that asks for nothing to be stored (`no-store`, §5.2.1.5) leaves the entry as it was.
+///
+/// The update is for the entry that was validated, `previous`: one written under the key since
+/// then is left as it is ([`Store::update`]). (A removal takes whatever entry is there: removing
+/// is always safe.)
 async fn write_update<St: Store>(
     cx: &Ctx<St>,
     store_key: &str,
     req_headers: &http::HeaderMap,
-    updated: &Arc<Meta>,
+    (previous, updated): (&Meta, &Arc<Meta>),
     now: SystemTime,
 ) {
     let Meta::Response(m) = &**updated else {
@@ -1202,7 +1222,11 @@ async fn write_update<St: Store>(
         return remove(cx, store_key).await;
     }
     let ttl = retention(cx, m, now);
-    if let Err(e) = cx.store.update(store_key, updated.clone(), ttl).await {
+    if let Err(e) = cx
+        .store
+        .update(store_key, previous, updated.clone(), ttl)
+        .await
+    {
         bump(&cx.config.stats.local().store_errors);
         tracing::warn!(key = store_key, error = %e, "writing an updated stored response failed");
     }
@@ -1309,7 +1333,7 @@ where
     {
         apply_head(
             cx,
-            (stored, stored_length(stored, &stored_body)),
+            (&meta, stored_length(stored, &stored_body)),
             variant_key.as_deref().unwrap_or(key),
             &parts.headers,
             res.headers(),
@@ -1608,12 +1632,9 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         };
         let response_time = cx.now();
         if res.status() == StatusCode::NOT_MODIFIED {
-            let Some(stored) = meta.as_response() else {
-                return;
-            };
             let merged = apply_not_modified(
                 &cx,
-                stored,
+                &meta,
                 &store_parts.headers,
                 res.headers(),
                 &store_key,

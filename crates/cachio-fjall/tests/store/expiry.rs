@@ -29,7 +29,7 @@ async fn entries_expire_after_their_ttl() {
         .unwrap();
     assert!(
         store
-            .update("extended", meta("e", b"e"), None)
+            .update("extended", &meta("e", b"e"), meta("e", b"e"), None)
             .await
             .unwrap()
     );
@@ -49,7 +49,7 @@ async fn entries_expire_after_their_ttl() {
     // An update can also shorten the ttl.
     assert!(
         store
-            .update("forever", meta("f", b"f"), Some(ms(50)))
+            .update("forever", &meta("f", b"f"), meta("f", b"f"), Some(ms(50)))
             .await
             .unwrap()
     );
@@ -61,7 +61,7 @@ async fn entries_expire_after_their_ttl() {
     // An expired entry is not there to update.
     assert!(
         !store
-            .update("forever", meta("f", b"f"), None)
+            .update("forever", &meta("f", b"f"), meta("f", b"f"), None)
             .await
             .unwrap()
     );
@@ -136,7 +136,12 @@ async fn a_zero_ttl_stores_nothing() {
     put(&store, "k", "old", b"old", 3, None).await.unwrap();
     assert!(
         store
-            .update("k", meta("k", b"old"), Some(Duration::ZERO))
+            .update(
+                "k",
+                &meta("old", b"old"),
+                meta("k", b"old"),
+                Some(Duration::ZERO)
+            )
             .await
             .unwrap()
     );

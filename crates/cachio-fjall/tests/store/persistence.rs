@@ -59,6 +59,7 @@ async fn reopening_gives_back_every_committed_entry() {
             store
                 .update(
                     "updated",
+                    &meta("before", b"kept body"),
                     meta("after", b"kept body"),
                     Some(Duration::from_secs(3600))
                 )

@@ -54,7 +54,12 @@ async fn entries_expire_after_their_ttl() {
     .await;
     assert!(
         store
-            .update("extended", sample_meta("extended"), None)
+            .update(
+                "extended",
+                &sample_meta("extended"),
+                sample_meta("extended"),
+                None
+            )
             .await
             .unwrap()
     );
@@ -81,6 +86,7 @@ async fn entries_expire_after_their_ttl() {
         store
             .update(
                 "forever",
+                &sample_meta("forever"),
                 sample_meta("forever"),
                 Some(Duration::from_millis(50))
             )
@@ -110,7 +116,12 @@ async fn a_zero_ttl_stores_nothing() {
     put(&store, "k", &[Bytes::from_static(b"old")], None).await;
     assert!(
         store
-            .update("k", sample_meta("k"), Some(Duration::ZERO))
+            .update(
+                "k",
+                &sample_meta("k"),
+                sample_meta("k"),
+                Some(Duration::ZERO)
+            )
             .await
             .unwrap()
     );
@@ -364,7 +375,12 @@ async fn update_keeps_the_same_body_bytes() {
     let chunk = Bytes::from(vec![9u8; 10_000]);
     put(&store, "u", std::slice::from_ref(&chunk), None).await;
     let meta = sample_meta("updated");
-    assert!(store.update("u", meta.clone(), None).await.unwrap());
+    assert!(
+        store
+            .update("u", &sample_meta("u"), meta.clone(), None)
+            .await
+            .unwrap()
+    );
     let hit = store.get("u").await.unwrap().unwrap();
     assert!(Arc::ptr_eq(&hit.meta, &meta));
     let data = hit.body.collect().await.unwrap().to_bytes();
@@ -447,7 +463,7 @@ async fn kept_header_maps_stay_within_their_budget_and_leave_with_their_entries(
 
     // So does an updated one (a 304 merge).
     store
-        .update(&hot, sample_meta("updated"), None)
+        .update(&hot, &sample_meta("replaced"), sample_meta("updated"), None)
         .await
         .unwrap();
     assert_eq!(

@@ -89,7 +89,11 @@ async fn a_promotion_abandoned_midway_leaves_nothing_in_the_first_tier() {
 async fn delete_and_update_reach_both_tiers() {
     let t = tiers();
     put(&t, "k", sample_meta("a"), &[b"body"]).await;
-    assert!(t.update("k", sample_meta("b"), None).await.unwrap());
+    assert!(
+        t.update("k", &sample_meta("a"), sample_meta("b"), None)
+            .await
+            .unwrap()
+    );
     for (tier, hit) in [
         ("first", t.first().get("k").await.unwrap()),
         ("second", t.second().get("k").await.unwrap()),

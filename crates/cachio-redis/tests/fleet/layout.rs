@@ -93,6 +93,7 @@ async fn keys_share_a_hash_tag_and_expire_with_the_ttl() {
         store
             .update(
                 "https://a/big",
+                &meta("forever"),
                 meta("updated"),
                 Some(Duration::from_secs(20))
             )
@@ -152,7 +153,7 @@ async fn an_entry_is_gone_when_its_ttl_has_passed() {
     assert!(get(&store, "z").await.unwrap().is_none());
     assert!(
         !store
-            .update("z", meta("t"), Some(Duration::from_secs(1)))
+            .update("z", &meta("t"), meta("t"), Some(Duration::from_secs(1)))
             .await
             .unwrap()
     );
