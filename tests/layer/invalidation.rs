@@ -154,3 +154,49 @@ async fn rfc9111_4_4_safe_methods_do_not_invalidate() {
     assert_eq!(res.cache_status(), "cachio; fwd=method; fwd-status=200");
     assert!(h.get("/r").await.is_hit());
 }
+
+/// A response that was on its way when an unsafe request changed the resource may describe it
+/// as it was before: it reaches its caller but is not stored, so the invalidation (RFC 9111 §4.4)
+/// is not undone by a fetch that started before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_4_4_a_response_fetched_across_an_invalidation_is_not_stored() {
+    use std::sync::Arc;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let h = {
+        let release = release.clone();
+        Arc::new(
+            Harness::private(move |s| match (s.method.as_str(), s.n) {
+                ("GET", 1) => ok("before").cc("max-age=100").hold(release.clone()),
+                ("GET", _) => ok("after").cc("max-age=100"),
+                _ => reply(204),
+            })
+            .await,
+        )
+    };
+    let early = {
+        let h = h.clone();
+        tokio::spawn(async move { h.get("/r").await })
+    };
+    support::eventually("the GET to reach the origin", || h.count() == 1).await;
+    let post = h.send(h.req("/r").method("POST")).await;
+    assert_eq!(post.status, 204);
+    release.notify_one();
+    let early = early.await.expect("the early GET");
+    assert_eq!(
+        early.text(),
+        "before",
+        "the response still reaches its caller"
+    );
+
+    let next = h.get("/r").await;
+    assert!(
+        !next.is_hit(),
+        "the pre-change response was stored: {}",
+        next.cache_status()
+    );
+    assert_eq!(next.text(), "after");
+    assert_eq!(h.count(), 3);
+    let then = h.get("/r").await;
+    assert!(then.is_hit(), "{}", then.cache_status());
+    assert_eq!(then.text(), "after");
+}

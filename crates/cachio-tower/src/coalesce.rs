@@ -1,8 +1,9 @@
-//! Request coalescing: one origin fetch per key at a time, others wait for its result; and
+//! Request coalescing: one origin fetch per key at a time, others wait for its result;
 //! "hit-for-miss" memory of keys whose responses cannot be stored, so their traffic is not
-//! serialised behind one another.
+//! serialised behind one another; and the keys invalidated while fetches were on their way.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,12 +22,27 @@ pub(crate) enum Outcome {
     Failed,
 }
 
-/// The fetches in flight and the keys known to be uncacheable.
+/// The fetches in flight, the keys known to be uncacheable, and the keys invalidated lately.
 #[derive(Default)]
 pub(crate) struct Flights {
     inflight: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
     pass: Mutex<HashMap<String, Instant>>,
+    /// How many invalidations this layer has made; a fetch notes it when it starts.
+    invalidations: AtomicU64,
+    invalidated: Mutex<Invalidated>,
 }
+
+/// The keys invalidated, each with the count of invalidations that its latest made.
+#[derive(Default)]
+struct Invalidated {
+    keys: HashMap<String, u64>,
+    /// Invalidations of keys no longer listed (forgotten, past the capacity) counted up to here.
+    floor: u64,
+}
+
+/// The most invalidated keys remembered; past it they are all forgotten at once, and every fetch
+/// that started before is treated as having seen its key invalidated.
+const INVALIDATED_CAPACITY: usize = 16 * 1024;
 
 /// How a request takes part in coalescing.
 pub(crate) enum Join {
@@ -108,6 +124,31 @@ impl Flights {
         let mut pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
         pass.remove(key);
     }
+
+    /// A mark of this moment, which a fetch takes before it asks the origin, for
+    /// [`invalidated_since`](Self::invalidated_since).
+    pub(crate) fn mark(&self) -> u64 {
+        self.invalidations.load(Ordering::Acquire)
+    }
+
+    /// Notes that `key` was invalidated (RFC 9111 §4.4).
+    pub(crate) fn invalidate(&self, key: &str) {
+        let mut inv = self.invalidated.lock().unwrap_or_else(|p| p.into_inner());
+        let n = self.invalidations.fetch_add(1, Ordering::AcqRel) + 1;
+        if inv.keys.len() >= INVALIDATED_CAPACITY {
+            inv.keys.clear();
+            inv.floor = n;
+        } else {
+            inv.keys.insert(key.to_owned(), n);
+        }
+    }
+
+    /// Whether `key` may have been invalidated after `mark` was taken: a response fetched since
+    /// may describe the resource as it was before the change, and is not to be stored.
+    pub(crate) fn invalidated_since(&self, key: &str, mark: u64) -> bool {
+        let inv = self.invalidated.lock().unwrap_or_else(|p| p.into_inner());
+        inv.floor > mark || inv.keys.get(key).is_some_and(|&n| n > mark)
+    }
 }
 
 /// Held by the request that fetches a key; tells the waiters the outcome when finished, and
@@ -168,6 +209,32 @@ pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>, timeout: Duration) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fetch_sees_the_invalidations_of_its_key_made_after_its_mark() {
+        let flights = Flights::default();
+        flights.invalidate("earlier");
+        let mark = flights.mark();
+        assert!(
+            !flights.invalidated_since("earlier", mark),
+            "before the mark"
+        );
+        flights.invalidate("k");
+        assert!(flights.invalidated_since("k", mark));
+        assert!(!flights.invalidated_since("other", mark));
+        assert!(
+            !flights.invalidated_since("k", flights.mark()),
+            "a later fetch"
+        );
+
+        // Past the capacity every key is forgotten, and every earlier fetch counts as invalidated.
+        let before = flights.mark();
+        for i in 0..=INVALIDATED_CAPACITY {
+            flights.invalidate(&i.to_string());
+        }
+        assert!(flights.invalidated_since("never-invalidated", before));
+        assert!(!flights.invalidated_since("never-invalidated", flights.mark()));
+    }
 
     #[tokio::test]
     async fn waiters_see_the_leaders_outcome_and_the_flight_ends() {

@@ -683,6 +683,8 @@ where
                 .unwrap_or_else(|_| Request::new(()).into_parts());
             let key = cx.key(&parts);
             bump(&cx.config.stats.local().invalidations);
+            // Noted before the entry goes, so a fetch that commits after the removal sees it.
+            cx.config.flights.invalidate(&key);
             if let Err(e) = cx.store.delete(&key).await {
                 bump(&cx.config.stats.local().store_errors);
                 tracing::warn!(key, error = %e, "cache invalidation failed");
@@ -883,6 +885,7 @@ where
     let head_through = fwd_parts.method == Method::HEAD;
     bump(&cx.config.stats.local().revalidations);
     let request_time = cx.now();
+    let since = cx.config.flights.mark();
     let result = inner.call(Request::from_parts(fwd_parts, body)).await;
     let response_time = cx.now();
     let res = match result {
@@ -939,6 +942,7 @@ where
             retry.method = Method::GET;
         }
         let mut svc = inner.clone();
+        let since = cx.config.flights.mark();
         let res = ready_call(&mut svc, Request::from_parts(retry, ReqB::default())).await?;
         let ex = Exchange {
             parts,
@@ -946,6 +950,7 @@ where
             fwd,
             index,
             request_time,
+            since,
             response_time: cx.now(),
             guard,
         };
@@ -998,6 +1003,7 @@ where
         fwd,
         index,
         request_time,
+        since,
         response_time,
         guard,
     };
@@ -1292,6 +1298,7 @@ where
     St: Store,
 {
     let request_time = cx.now();
+    let since = cx.config.flights.mark();
     let res = inner.call(Request::from_parts(parts.clone(), body)).await?;
     let ex = Exchange {
         parts,
@@ -1299,6 +1306,7 @@ where
         fwd,
         index,
         request_time,
+        since,
         response_time: cx.now(),
         guard,
     };
@@ -1320,6 +1328,7 @@ where
     St: Store,
 {
     let request_time = cx.now();
+    let since = cx.config.flights.mark();
     let res = inner.call(Request::from_parts(parts.clone(), body)).await?;
     let response_time = cx.now();
     if res.status() == StatusCode::OK
@@ -1347,6 +1356,7 @@ where
         fwd: Fwd::Request,
         index: None,
         request_time,
+        since,
         response_time,
         guard: None,
     };
@@ -1367,6 +1377,9 @@ struct Exchange<'a> {
     /// The resource's variant index, when the lookup found one.
     index: Option<VaryIndex>,
     request_time: SystemTime,
+    /// The layer's invalidation mark when the request went to the origin
+    /// ([`Flights::mark`](crate::coalesce::Flights::mark)).
+    since: u64,
     response_time: SystemTime,
     /// The coalescing flight this request leads, if any.
     guard: Option<FlightGuard>,
@@ -1388,6 +1401,7 @@ where
         fwd,
         index,
         request_time,
+        since,
         response_time,
         guard,
     } = ex;
@@ -1441,7 +1455,7 @@ where
                 limit,
                 declared_len,
                 guard.take(),
-                code,
+                (code, since),
             )
             .await;
         }
@@ -1481,7 +1495,7 @@ async fn begin_capture<St: Store>(
     limit: u64,
     expected: Option<u64>,
     guard: Option<FlightGuard>,
-    code: u16,
+    (code, since): (u16, u64),
 ) -> Option<Capture<St>> {
     let names = meta
         .fields()
@@ -1528,8 +1542,23 @@ async fn begin_capture<St: Store>(
     let config = cx.config.clone();
     let commit = Box::new(move |writer: St::Writer, len: u64| -> CommitFuture {
         Box::pin(async move {
+            // A change to the resource (RFC 9111 §4.4) since the request went out: the response
+            // may describe it as it was before. (Checked again once committed, for a change that
+            // lands meanwhile.)
+            let invalidated = || config.flights.invalidated_since(&primary, since);
+            if invalidated() {
+                tracing::debug!(
+                    key = primary,
+                    "invalidated while it was fetched; not stored"
+                );
+                return;
+            }
             if !commit_entry(writer, meta, Some(ttl), &store_key).await {
                 bump(&config.stats.local().store_errors);
+                return;
+            }
+            if invalidated() {
+                let _ = store.delete(&store_key).await;
                 return;
             }
             bump(&config.stats.local().stores);
@@ -1620,6 +1649,7 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
     };
     tokio::spawn(async move {
         let request_time = cx.now();
+        let since = cx.config.flights.mark();
         let res = match inner
             .call(Request::from_parts(fwd_parts, ReqB::default()))
             .await
@@ -1657,6 +1687,7 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
             fwd: Fwd::Stale,
             index,
             request_time,
+            since,
             response_time,
             guard: Some(guard),
         };
