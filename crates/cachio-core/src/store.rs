@@ -4,6 +4,8 @@
 //! [`StoreWriter`] that takes the body chunk by chunk and makes the entry visible only at
 //! [`StoreWriter::commit`]; a writer dropped before commit leaves nothing behind. Reads give the
 //! metadata at once and the body as a stream, so a hit never needs the whole body in memory.
+//! [`Store::update`] replaces an entry's metadata (a 304 merge) only if the entry is still the
+//! one that was read: a head is never paired with a body it does not describe.
 //!
 //! Stores are generic, not boxed: `CacheLayer<S, Store>` calls them directly, so a memory hit costs
 //! a hash-map lookup and no allocation for the body.
