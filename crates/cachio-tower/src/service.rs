@@ -1070,16 +1070,16 @@ async fn apply_head<St: Store>(
         remove(cx, store_key).await;
         return None;
     };
-    let merged = Arc::new(Meta::Response(merged));
-    write_update(
-        cx,
-        store_key,
-        req_headers,
-        (previous, &merged),
-        response_time,
+    Some(
+        write_update(
+            cx,
+            store_key,
+            req_headers,
+            (previous, merged),
+            response_time,
+        )
+        .await,
     )
-    .await;
-    Some(merged)
 }
 
 /// The length of a stored body: its `Content-Length`, or what the store says it holds.
@@ -1180,20 +1180,21 @@ async fn apply_not_modified<St: Store>(
             .policy
             .merge_not_modified(stored, headers_304, request_time, response_time)?;
     bump(&cx.config.stats.local().not_modified);
-    let merged = Arc::new(Meta::Response(merged));
-    write_update(
-        cx,
-        store_key,
-        req_headers,
-        (previous, &merged),
-        response_time,
+    Some(
+        write_update(
+            cx,
+            store_key,
+            req_headers,
+            (previous, merged),
+            response_time,
+        )
+        .await,
     )
-    .await;
-    Some(merged)
 }
 
 /// Writes a stored response updated by a newer response's fields (a 304, RFC 9111 §4.3.4; a
-/// `HEAD` response, §4.3.5) back to the store, where it may still be stored.
+/// `HEAD` response, §4.3.5) back to the store, where it may still be stored, and gives it back
+/// to serve.
 ///
 /// The update is the stored response from now on, so the rules for storing a response apply to it
 /// as to any (§3): one that the update made unstorable (`no-store`, `private` or a `Set-Cookie`
@@ -1208,26 +1209,28 @@ async fn write_update<St: Store>(
     cx: &Ctx<St>,
     store_key: &str,
     req_headers: &http::HeaderMap,
-    (previous, updated): (&Meta, &Arc<Meta>),
+    (previous, m): (&Meta, ResponseMeta),
     now: SystemTime,
-) {
-    let Meta::Response(m) = &**updated else {
-        return;
-    };
+) -> Arc<Meta> {
     if policy::request_directives(req_headers).no_store {
-        return;
+        return Arc::new(Meta::Response(m));
     }
-    let policy = &cx.config.policy;
+    let ttl = retention(cx, &m, now);
     let fields = m.fields().to_header_map(0);
-    if let Err(why) = policy.storable(&Method::GET, req_headers, m.status(), &fields) {
+    let storable = cx
+        .config
+        .policy
+        .storable(&Method::GET, req_headers, m.status(), &fields);
+    let updated = Arc::new(Meta::Response(m));
+    if let Err(why) = storable {
         tracing::debug!(
             key = store_key,
             reason = why.as_str(),
             "an update made the stored response unstorable: removed"
         );
-        return remove(cx, store_key).await;
+        remove(cx, store_key).await;
+        return updated;
     }
-    let ttl = retention(cx, m, now);
     if let Err(e) = cx
         .store
         .update(store_key, previous, updated.clone(), ttl)
@@ -1236,6 +1239,7 @@ async fn write_update<St: Store>(
         bump(&cx.config.stats.local().store_errors);
         tracing::warn!(key = store_key, error = %e, "writing an updated stored response failed");
     }
+    updated
 }
 
 /// Stores the full response a validation brought (RFC 9111 §4.3.3) and answers with it. A `HEAD`
