@@ -6,7 +6,9 @@
 //! see [`GatewayBuilder::redis_url`]). It forwards the
 //! method, the path and the query byte for byte and every header field except the hop-by-hop
 //! ones (RFC 9110 §7.6.1), appends `Via`, streams bodies both ways, and invents no freshness
-//! unless told to ([`GatewayBuilder::default_ttl`]). Concurrent misses for one URL share one
+//! unless told to ([`GatewayBuilder::default_ttl`]). The origin's interim responses (`103 Early
+//! Hints`, `102 Processing`) reach HTTP/1.1 clients as they arrive when the router runs under
+//! [`serve`] or [`serve_threaded`]; they are never stored. Concurrent misses for one URL share one
 //! origin fetch; stale responses are revalidated in the background within
 //! `stale-while-revalidate` and stand in for a failing origin within `stale-if-error` (or
 //! [`GatewayBuilder::grace`]). Otherwise a failing origin gives `502 Bad Gateway`, or
@@ -87,6 +89,7 @@
 
 mod config;
 mod hop;
+mod interim;
 mod metrics;
 mod proxy;
 mod purge;

@@ -21,6 +21,7 @@ use tower::Service;
 use tracing::Instrument;
 
 use crate::hop::{self, Via};
+use crate::interim;
 use crate::metrics::Metrics;
 use crate::purge::{self, PurgeSettings};
 use crate::upstream::{Upstream, UpstreamError};
@@ -82,10 +83,19 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
                 .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
             (req.method().clone(), path)
         });
+        // An HTTP/1.1 client gets the origin's interim responses (RFC 9110 §15.2).
+        let interim = req
+            .extensions_mut()
+            .remove::<interim::Connection>()
+            .filter(|_| req.version() == http::Version::HTTP_11)
+            .map(|conn| conn.begin());
         let work = if req.method().as_str() == "PURGE" {
             Work::Purge(Box::new(req))
         } else {
             hop::strip(req.headers_mut());
+            if let Some(i) = &interim {
+                req.extensions_mut().insert(i.sender());
+            }
             Work::Cache(self.cache.call(req))
         };
         let fut = async move {
@@ -96,6 +106,10 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
                     Err(e) => error_response(&e, &shared.cache_name),
                 },
             };
+            // The interim responses go out before the final one, and no later one after it.
+            if let Some(i) = interim {
+                i.finish().await;
+            }
             res.headers_mut()
                 .append(header::VIA, shared.via.for_version(http::Version::HTTP_11));
             shared.metrics.response(res.status());

@@ -4,11 +4,16 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+
+use crate::interim::InterimIo;
 
 fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -30,9 +35,15 @@ fn spawn_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
-    let service = TowerToHyperService::new(router);
+    // The connection's requests forward the origin's interim responses through its I/O.
+    let (io, interim) = InterimIo::new(stream);
+    let service =
+        TowerToHyperService::new(router.map_request(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(interim.clone());
+            req
+        }));
     let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .into_owned();
     let conn = watcher.watch(conn);
     tokio::spawn(async move {
@@ -68,7 +79,8 @@ async fn accept(
 /// then shuts down gracefully.
 ///
 /// Each connection speaks HTTP/1.1, or HTTP/2 when the client opens it with the HTTP/2
-/// connection preface (h2c with prior knowledge). When `shutdown` completes the listener is
+/// connection preface (h2c with prior knowledge). An HTTP/1.1 request gets the interim responses
+/// (1xx) the origin sends before its final response, as they arrive. When `shutdown` completes the listener is
 /// closed at once (new connections are refused), idle connections are closed, and requests in
 /// flight run to the end of their responses; the returned future completes when the last
 /// connection has closed. To bound that wait, wrap the call in [`tokio::time::timeout`].

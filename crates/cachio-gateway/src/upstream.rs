@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
 use crate::hop::{self, Via};
+use crate::interim;
 use crate::metrics::{Metrics, OriginError};
 
 /// Where requests go: an `http://` origin, optionally under a path prefix.
@@ -204,7 +205,10 @@ impl Service<Request<Body>> for Upstream {
         // closed as idle just as the request left.
         let again = (parts.method.is_idempotent() && body.size_hint().exact() == Some(0))
             .then(|| (parts.clone(), self.client.clone()));
-        let fut = self.client.request(Request::from_parts(parts, body));
+        let interim = parts.extensions.get::<interim::Sender>().cloned();
+        let fut = self
+            .client
+            .request(with_interim(Request::from_parts(parts, body), &interim));
         Box::pin(async move {
             let start = Instant::now();
             let deadline = timeout.map(|t| start + t);
@@ -213,7 +217,8 @@ impl Service<Request<Body>> for Upstream {
                 && before_response(&**e)
             {
                 tracing::debug!(error = %e, "origin connection failed before a response; sending the request again");
-                let fut = client.request(Request::from_parts(parts, Body::empty()));
+                let req = with_interim(Request::from_parts(parts, Body::empty()), &interim);
+                let fut = client.request(req);
                 result = send(fut, deadline, timeout).await;
             }
             metrics.origin_latency.observe(start.elapsed());
@@ -234,6 +239,16 @@ impl Service<Request<Body>> for Upstream {
             }
         })
     }
+}
+
+/// `req`, with the origin's interim responses to it forwarded to the client through `sender`.
+fn with_interim(mut req: Request<Body>, sender: &Option<interim::Sender>) -> Request<Body> {
+    if let Some(sender) = sender.clone() {
+        hyper::ext::on_informational(&mut req, move |res| {
+            sender.forward(res.status(), res.headers());
+        });
+    }
+    req
 }
 
 /// One exchange with the origin, bounded by what is left of the timeout.

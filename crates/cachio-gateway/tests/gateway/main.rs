@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod coalescing;
 mod disk;
+mod interim;
 mod protocol;
 mod purge;
 #[cfg(all(feature = "redis", feature = "cli"))]
