@@ -200,3 +200,71 @@ async fn rfc9111_4_4_a_response_fetched_across_an_invalidation_is_not_stored() {
     assert!(then.is_hit(), "{}", then.cache_status());
     assert_eq!(then.text(), "after");
 }
+
+#[tokio::test]
+async fn rfc9111_4_4_invalidating_by_hand_removes_every_variant_of_that_uri_only() {
+    let h = Harness::private(|s| {
+        let lang = s.header("accept-language").unwrap_or("none").to_owned();
+        reply(200)
+            .cc("max-age=100")
+            .header("vary", "accept-language")
+            .body(format!("{} {lang} #{}", s.path(), s.n))
+    })
+    .await;
+    let get = |path: &'static str, lang: &'static str| {
+        h.send(h.req(path).header("accept-language", lang))
+    };
+    get("/r", "en").await;
+    get("/r", "de").await;
+    get("/other", "en").await;
+    assert!(get("/r", "en").await.is_hit());
+    assert!(get("/r", "de").await.is_hit());
+
+    let req = h.req("/r").body(()).unwrap();
+    h.svc.invalidate(&req).await.expect("the store removes it");
+    assert_eq!(h.svc.stats().snapshot().invalidations, 1);
+    for lang in ["en", "de"] {
+        let res = get("/r", lang).await;
+        assert!(!res.is_hit(), "{lang}: {}", res.cache_status());
+        assert!(
+            res.text().starts_with(&format!("/r {lang} ")),
+            "{}",
+            res.text()
+        );
+    }
+    assert!(get("/other", "en").await.is_hit(), "another URI stays");
+    assert_eq!(h.count(), 5);
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_a_response_on_its_way_when_invalidated_by_hand_is_not_stored() {
+    use std::sync::Arc;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let store = memory();
+    let layer = CacheLayer::private(store.clone());
+    let h = {
+        let release = release.clone();
+        Arc::new(
+            Harness::with(layer.clone(), move |s| match s.n {
+                1 => ok("before").cc("max-age=100").hold(release.clone()),
+                _ => ok("after").cc("max-age=100"),
+            })
+            .await,
+        )
+    };
+    let early = {
+        let h = h.clone();
+        tokio::spawn(async move { h.get("/r").await })
+    };
+    support::eventually("the GET to reach the origin", || h.count() == 1).await;
+    // Through the layer this time: it shares what is in flight with the services it made.
+    let req = h.req("/r").body(()).unwrap();
+    layer.invalidate(&req).await.expect("the store removes it");
+    release.notify_one();
+    assert_eq!(early.await.expect("the early GET").text(), "before");
+
+    let next = h.get("/r").await;
+    assert!(!next.is_hit(), "{}", next.cache_status());
+    assert_eq!(next.text(), "after");
+    assert!(h.get("/r").await.is_hit());
+}

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
 use cachio_core::policy::{Mode, Policy};
+use cachio_core::store::{Store, StoreError};
 use http::{request, response};
 use tower_layer::Layer;
 
@@ -242,6 +243,44 @@ impl<St> CacheLayer<St> {
     /// The store.
     pub fn store(&self) -> &St {
         &self.store
+    }
+
+    /// Removes the stored responses that `req` would be answered with: those of its URL, every
+    /// `Vary` variant, as a `POST` or `DELETE` to it would (RFC 9111 §4.4). A response to it that
+    /// is on its way from the origin when this is called is passed on and not stored. Use it
+    /// when a resource changed by other paths than requests through this cache.
+    ///
+    /// The key is the request's, as the cache computes it: the default key takes the scheme and
+    /// authority from an absolute URI or from `Host`, and a [key function](Self::key_fn) sees
+    /// `req` as it would see a request to the cache.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails to remove them (the failure also counts in
+    /// [`StatsSnapshot::store_errors`](crate::StatsSnapshot::store_errors)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::CacheLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = CacheLayer::private(MokaStore::new(64 * 1024 * 1024));
+    /// // ... after an update to the resource made elsewhere:
+    /// layer
+    ///     .invalidate(&http::Request::get("https://api.example.com/users/7").body(())?)
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn invalidate<B>(&self, req: &http::Request<B>) -> Result<(), StoreError>
+    where
+        St: Store,
+    {
+        let (parts, ()) = crate::service::request_parts(req);
+        crate::service::invalidate(&self.store, &self.config, &parts).await
     }
 
     /// The clock the cache reads time from ([`SystemClock`] by default); tests use

@@ -75,6 +75,20 @@ impl<S, St> Cache<S, St> {
         self.cx.config.stats.clone()
     }
 
+    /// Removes the stored responses that `req` would be answered with, as [`CacheLayer::invalidate`]
+    /// does.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails to remove them.
+    pub async fn invalidate<B>(&self, req: &Request<B>) -> Result<(), StoreError>
+    where
+        St: Store,
+    {
+        let (parts, ()) = request_parts(req);
+        invalidate(&self.cx.store, &self.cx.config, &parts).await
+    }
+
     /// The inner service, consuming the cache.
     pub fn into_inner(self) -> S {
         self.inner
@@ -160,6 +174,16 @@ impl<S: Clone, St: Clone> Cache<S, St> {
         let inner = std::mem::replace(&mut self.inner, clone);
         (self.cx.clone(), inner)
     }
+}
+
+/// The head of `req`, without its extensions (which need not be `Clone`).
+pub(crate) fn request_parts<B>(req: &Request<B>) -> (request::Parts, ()) {
+    let mut head = Request::new(());
+    *head.method_mut() = req.method().clone();
+    *head.uri_mut() = req.uri().clone();
+    *head.version_mut() = req.version();
+    *head.headers_mut() = req.headers().clone();
+    head.into_parts()
 }
 
 fn request_mode<B>(req: &Request<B>) -> CacheMode {
@@ -681,20 +705,30 @@ where
                 .body(())
                 .map(Request::into_parts)
                 .unwrap_or_else(|_| Request::new(()).into_parts());
-            let key = cx.key(&parts);
-            bump(&cx.config.stats.local().invalidations);
-            // Noted before the entry goes, so a fetch that commits after the removal sees it.
-            cx.config.flights.invalidate(&key);
-            if let Err(e) = cx.store.delete(&key).await {
-                bump(&cx.config.stats.local().store_errors);
-                tracing::warn!(key, error = %e, "cache invalidation failed");
-            }
+            let _ = invalidate(&cx.store, &cx.config, &parts).await;
         }
     }
     let status = cx.status(fwd).fwd_status(res.status().as_u16());
     let (mut head, body) = res.into_parts();
     head.headers.append(CACHE_STATUS, status.to_header_value());
     Ok(Response::from_parts(head, ResponseBody::passthrough(body)))
+}
+
+/// Removes the stored responses the request `parts` would be answered with: its primary key,
+/// which makes every `Vary` variant unreachable too (RFC 9111 §4.4).
+pub(crate) async fn invalidate<St: Store>(
+    store: &St,
+    config: &Config,
+    parts: &request::Parts,
+) -> Result<(), StoreError> {
+    let key = request_key(config, parts);
+    bump(&config.stats.local().invalidations);
+    // Noted before the entry goes, so a fetch that commits after the removal sees it.
+    config.flights.invalidate(&key);
+    store.delete(&key).await.inspect_err(|e| {
+        bump(&config.stats.local().store_errors);
+        tracing::warn!(key, error = %e, "cache invalidation failed");
+    })
 }
 
 /// The target URI in absolute form: the request's own, or built from `Host`.
