@@ -211,3 +211,30 @@ async fn rfc9110_15_2_http_1_0_and_http_2_clients_get_the_final_response_only() 
     assert_eq!(res.status(), 200);
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hello");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9112_9_3_2_pipelined_requests_each_get_their_interim_response_before_their_own_final_one()
+ {
+    let gate = Gate::closed();
+    gate.open();
+    let (addr, count) = origin(HINTS, gate).await;
+    let gw = Running::start(Gateway::builder(format!("http://{addr}"))).await;
+
+    let mut sock = TcpStream::connect(gw.addr).await.unwrap();
+    let mut pipelined = String::new();
+    for path in ["/p1", "/p2", "/p3"] {
+        pipelined.push_str(&format!(
+            "GET {path} HTTP/1.1\r\nHost: example.test\r\n\r\n"
+        ));
+    }
+    sock.write_all(pipelined.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    for _ in 0..3 {
+        let interim = read_head(&mut sock, &mut rest).await;
+        assert!(interim.starts_with("HTTP/1.1 103 "), "{interim}");
+        let head = read_head(&mut sock, &mut rest).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(read_body(&mut sock, &head, &mut rest).await, b"hello");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}
