@@ -233,3 +233,74 @@ async fn rfc5861_3_only_if_cached_serves_stale_without_contacting_origin() {
         "only-if-cached never goes to the origin, not even in the background"
     );
 }
+
+/// An origin whose `/r` was cacheable (no validators, a long `stale-if-error`), then answers the
+/// validations with `then` (to GET and HEAD alike), then fails with a 503.
+fn replaced(then: u16) -> impl Fn(&support::Seen) -> support::Reply {
+    move |s| match s.n {
+        1 => ok("old").cc("max-age=10, stale-if-error=600"),
+        2 => reply(then).cc("no-store").body("now"),
+        _ => reply(503).body("down"),
+    }
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_3_a_response_the_origin_replaced_does_not_stand_in_for_its_errors() {
+    // A deleted resource (404, 410), a moved one (301), or a current 200 the cache may not store:
+    // each says the stored response is no longer the resource's.
+    for then in [404, 410, 301, 200] {
+        let h = Harness::private(replaced(then)).await;
+        h.get("/r").await;
+        h.advance(20);
+        let now = h.get("/r").await;
+        assert_eq!(now.status, then);
+        h.advance(1);
+        let res = h.get("/r").await;
+        assert_eq!(
+            (res.status.as_u16(), res.text()),
+            (503, "down"),
+            "after a {then}: {}",
+            res.cache_status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_5_a_head_saying_the_resource_is_gone_removes_the_stored_response() {
+    for then in [404, 410] {
+        let h = Harness::private(replaced(then)).await;
+        h.get("/r").await;
+        h.advance(20);
+        let head = h.send(h.req("/r").method("HEAD")).await;
+        assert_eq!(head.status, then);
+        h.advance(1);
+        let res = h.get("/r").await;
+        assert_eq!(
+            res.status,
+            503,
+            "after a HEAD {then}: {}",
+            res.cache_status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn rfc5861_4_an_answer_about_the_request_rather_than_the_resource_keeps_the_stored_response()
+{
+    // A 429 (rate limited) or 403 to a validation, or a 405 to a HEAD (an origin without HEAD),
+    // says nothing of the resource: the stored response still stands in for a later error.
+    for (method, then) in [("GET", 429), ("GET", 403), ("HEAD", 405)] {
+        let h = Harness::private(replaced(then)).await;
+        h.get("/r").await;
+        h.advance(20);
+        assert_eq!(h.send(h.req("/r").method(method)).await.status, then);
+        h.advance(1);
+        let res = h.get("/r").await;
+        assert_eq!(
+            (res.status.as_u16(), res.text()),
+            (200, "old"),
+            "after a {method} {then}: {}",
+            res.cache_status()
+        );
+    }
+}

@@ -987,6 +987,7 @@ where
             since,
             response_time: cx.now(),
             guard,
+            replaces: Some(&store_key),
         };
         return answer_full(cx, ex, res).await;
     }
@@ -1040,6 +1041,8 @@ where
         since,
         response_time,
         guard,
+        // (A HEAD's 200 that did not freshen the stored response has removed it already.)
+        replaces: (!(head_through && code == StatusCode::OK)).then_some(store_key.as_str()),
     };
     if head_through {
         // A `HEAD` response is passed on, and stores nothing.
@@ -1347,6 +1350,7 @@ where
         since,
         response_time: cx.now(),
         guard,
+        replaces: None,
     };
     store_response(cx, ex, res).await
 }
@@ -1397,6 +1401,7 @@ where
         since,
         response_time,
         guard: None,
+        replaces: None,
     };
     store_response(cx, ex, res).await
 }
@@ -1421,6 +1426,21 @@ struct Exchange<'a> {
     response_time: SystemTime,
     /// The coalescing flight this request leads, if any.
     guard: Option<FlightGuard>,
+    /// The key of the stored response this exchange validated, if it did: a response that says
+    /// what the resource now is but is not stored in its place removes it ([`supersedes`]).
+    replaces: Option<&'a str>,
+}
+
+/// Whether a response to a validation says the stored response is no longer the resource's
+/// (RFC 9111 §4.3.3: a full response means none of the stored ones is current): a `2xx` but `206`
+/// (another part), a `3xx` but `304` (moved), `404` or `410` (gone). Other `4xx` speak of the
+/// request (`403`, `429`), and `5xx` of the origin's trouble, so the stored response stays for
+/// `stale-if-error`.
+fn supersedes(status: StatusCode) -> bool {
+    (status.is_success() && status != StatusCode::PARTIAL_CONTENT)
+        || (status.is_redirection() && status != StatusCode::NOT_MODIFIED)
+        || status == StatusCode::NOT_FOUND
+        || status == StatusCode::GONE
 }
 
 /// Stores a response from the origin if it may, streaming its body to the caller through a tee.
@@ -1442,6 +1462,7 @@ where
         since,
         response_time,
         guard,
+        replaces,
     } = ex;
     let (mut head, body) = res.into_parts();
     let mut status = cx.status(fwd).fwd_status(head.status.as_u16());
@@ -1508,6 +1529,14 @@ where
             cx.config.flights.mark_pass(key, cx.config.hit_for_miss);
             g.finish(Outcome::Pass);
         }
+    }
+    if capture.is_none()
+        && let Some(old) = replaces
+        && supersedes(head.status)
+    {
+        // What the cache holds is outdated and nothing takes its place: it must not stand in
+        // for the origin later (`stale-if-error`, `max-stale`) as if the resource had not changed.
+        remove(cx, old).await;
     }
     status = status.stored(capture.is_some());
     head.headers.append(CACHE_STATUS, status.to_header_value());
@@ -1728,6 +1757,7 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
             since,
             response_time,
             guard: Some(guard),
+            replaces: Some(&store_key),
         };
         let res: Result<Res<ResB, St>, ()> = store_response(&cx, ex, res).await;
         if let Ok(res) = res {
