@@ -238,3 +238,57 @@ async fn rfc9112_9_3_2_pipelined_requests_each_get_their_interim_response_before
     }
     assert_eq!(count.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9110_10_1_1_expect_100_continue_gets_one_100_and_the_body_reaches_the_origin() {
+    let origin = support::Origin::start(|req| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        support::ok(
+            "no-store",
+            format!("got {}", String::from_utf8_lossy(&body)),
+        )
+    })
+    .await;
+    let gw = Running::start(Gateway::builder(origin.url())).await;
+
+    let mut sock = TcpStream::connect(gw.addr).await.unwrap();
+    sock.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut rest = Vec::new();
+    // The gateway's own 100 asks for the body; the origin's (if it sends one) is not repeated.
+    let interim = read_head(&mut sock, &mut rest).await;
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    sock.write_all(b"hello").await.unwrap();
+    let head = read_head(&mut sock, &mut rest).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    if len > 0 {
+        assert_eq!(read_body(&mut sock, &head, &mut rest).await, b"got hello");
+    } else {
+        // Chunked: the body follows in chunks; its text is all that matters here.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&rest).contains("got hello") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                String::from_utf8_lossy(&rest)
+            );
+            let mut chunk = [0u8; 4096];
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            rest.extend_from_slice(&chunk[..n]);
+        }
+    }
+    assert_eq!(origin.state.count(), 1);
+}
