@@ -5,7 +5,8 @@
 //! HTTP/1.1 connection's I/O is an [`InterimIo`], which keeps the bytes of the interim responses
 //! of the request in flight and writes them to the socket when hyper flushes the connection. hyper
 //! flushes each time the connection's task runs, and a forwarded interim response wakes that task,
-//! so it reaches the client while the origin is still working on the final response.
+//! so it reaches the client while the origin is still working on the final response. Like a final
+//! response, it loses its hop-by-hop fields and gains `Via`.
 //!
 //! Two rules keep the byte stream a valid HTTP/1.1 exchange:
 //!
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The most bytes of interim responses held for one connection: an origin that sends more
@@ -72,8 +73,9 @@ impl Shared {
 pub(crate) struct Connection(Arc<Shared>);
 
 impl Connection {
-    /// Starts taking the interim responses of a new request, in place of any earlier one.
-    pub(crate) fn begin(&self) -> Interim {
+    /// Starts taking the interim responses of a new request, in place of any earlier one; each
+    /// gets `via` appended (RFC 9110 §7.6.3).
+    pub(crate) fn begin(&self, via: HeaderValue) -> Interim {
         let mut st = self.0.lock();
         st.last += 1;
         st.current = st.last;
@@ -83,6 +85,7 @@ impl Connection {
             sender: Sender {
                 shared: self.0.clone(),
                 id: st.current,
+                via,
             },
         }
     }
@@ -94,6 +97,7 @@ impl Connection {
 pub(crate) struct Sender {
     shared: Arc<Shared>,
     id: u64,
+    via: HeaderValue,
 }
 
 impl Sender {
@@ -112,6 +116,7 @@ impl Sender {
         }
         let mut headers = headers.clone();
         crate::hop::strip(&mut headers);
+        headers.append(http::header::VIA, self.via.clone());
         let start = st.pending.len();
         encode(&mut st.pending, status, &headers);
         if st.pending.len() > MAX_PENDING {
@@ -300,7 +305,6 @@ mod tests {
 
     use std::time::Duration;
 
-    use http::HeaderValue;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     fn hints() -> HeaderMap {
@@ -332,7 +336,7 @@ mod tests {
     async fn rfc9110_15_2_interim_responses_are_written_on_flush_without_hop_by_hop_fields() {
         let (near, mut far) = tokio::io::duplex(1 << 16);
         let (mut io, conn) = InterimIo::new(near);
-        let interim = conn.begin();
+        let interim = conn.begin(HeaderValue::from_static("1.1 cachio"));
         let sender = interim.sender();
         sender.forward(StatusCode::EARLY_HINTS, &hints());
         sender.forward(StatusCode::PROCESSING, &HeaderMap::new());
@@ -341,8 +345,8 @@ mod tests {
         sender.forward(StatusCode::OK, &HeaderMap::new());
         assert_eq!(
             flushed(&mut io, &mut far).await,
-            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nlink: </b.js>; rel=preload\r\n\r\n\
-             HTTP/1.1 102 Processing\r\n\r\n"
+            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nlink: </b.js>; rel=preload\r\n\
+             via: 1.1 cachio\r\n\r\nHTTP/1.1 102 Processing\r\nvia: 1.1 cachio\r\n\r\n"
         );
         interim.finish().await;
         assert!(!io.shared.active.load(Ordering::Acquire));
@@ -352,20 +356,20 @@ mod tests {
     async fn nothing_is_taken_after_the_request_finished() {
         let (near, mut far) = tokio::io::duplex(1 << 16);
         let (mut io, conn) = InterimIo::new(near);
-        let interim = conn.begin();
+        let interim = conn.begin(HeaderValue::from_static("1.1 cachio"));
         let late = interim.sender();
         interim.finish().await;
         // A background revalidation the request started gets a 103 after the final response.
         late.forward(StatusCode::EARLY_HINTS, &hints());
         assert_eq!(flushed(&mut io, &mut far).await, "");
         // The next request's own are written; the earlier request's sender stays shut out.
-        let next = conn.begin();
+        let next = conn.begin(HeaderValue::from_static("1.1 cachio"));
         next.sender()
             .forward(StatusCode::EARLY_HINTS, &HeaderMap::new());
         late.forward(StatusCode::PROCESSING, &HeaderMap::new());
         assert_eq!(
             flushed(&mut io, &mut far).await,
-            "HTTP/1.1 103 Early Hints\r\n\r\n"
+            "HTTP/1.1 103 Early Hints\r\nvia: 1.1 cachio\r\n\r\n"
         );
         next.finish().await;
     }
@@ -374,7 +378,7 @@ mod tests {
     async fn a_request_dropped_before_its_final_response_leaves_nothing_to_write() {
         let (near, mut far) = tokio::io::duplex(1 << 16);
         let (mut io, conn) = InterimIo::new(near);
-        let interim = conn.begin();
+        let interim = conn.begin(HeaderValue::from_static("1.1 cachio"));
         interim.sender().forward(StatusCode::EARLY_HINTS, &hints());
         drop(interim);
         assert!(!io.shared.active.load(Ordering::Acquire));
@@ -385,7 +389,7 @@ mod tests {
     async fn interim_responses_past_the_limit_are_dropped() {
         let (near, _far) = tokio::io::duplex(1 << 20);
         let (io, conn) = InterimIo::new(near);
-        let interim = conn.begin();
+        let interim = conn.begin(HeaderValue::from_static("1.1 cachio"));
         let mut big = HeaderMap::new();
         big.insert("x-big", HeaderValue::from_bytes(&[b'a'; 8000]).unwrap());
         for _ in 0..20 {
@@ -400,7 +404,7 @@ mod tests {
     async fn finish_waits_until_the_connection_has_written_them() {
         let (near, mut far) = tokio::io::duplex(1 << 16);
         let (mut io, conn) = InterimIo::new(near);
-        let interim = conn.begin();
+        let interim = conn.begin(HeaderValue::from_static("1.1 cachio"));
         interim.sender().forward(StatusCode::EARLY_HINTS, &hints());
         let finish = tokio::spawn(interim.finish());
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -422,7 +426,7 @@ mod tests {
     async fn a_failed_write_releases_the_request() {
         let (near, far) = tokio::io::duplex(1 << 16);
         let (mut io, conn) = InterimIo::new(near);
-        let interim = conn.begin();
+        let interim = conn.begin(HeaderValue::from_static("1.1 cachio"));
         interim.sender().forward(StatusCode::EARLY_HINTS, &hints());
         drop(far);
         assert!(io.flush().await.is_err());

@@ -88,7 +88,7 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
             .extensions_mut()
             .remove::<interim::Connection>()
             .filter(|_| req.version() == http::Version::HTTP_11)
-            .map(|conn| conn.begin());
+            .map(|conn| conn.begin(shared.via.for_version(http::Version::HTTP_11)));
         let work = if req.method().as_str() == "PURGE" {
             Work::Purge(Box::new(req))
         } else {

@@ -117,7 +117,8 @@ async fn rfc9110_15_2_a_103_reaches_the_client_while_the_origin_works_and_is_not
     let interim = read_head(&mut sock, &mut rest).await;
     assert_eq!(
         interim,
-        "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nlink: </b.js>; rel=preload\r\n\r\n"
+        "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nlink: </b.js>; rel=preload\r\n\
+         via: 1.1 cachio\r\n\r\n"
     );
     assert!(
         rest.is_empty(),
