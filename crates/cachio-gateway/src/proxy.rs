@@ -83,16 +83,17 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
                 .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
             (req.method().clone(), path)
         });
-        // An HTTP/1.1 client gets the origin's interim responses (RFC 9110 §15.2).
-        let interim = req
-            .extensions_mut()
-            .remove::<interim::Connection>()
-            .filter(|_| req.version() == http::Version::HTTP_11)
-            .map(|conn| conn.begin(shared.via.for_version(http::Version::HTTP_11)));
+        let mut interim = None;
         let work = if req.method().as_str() == "PURGE" {
             Work::Purge(Box::new(req))
         } else {
             hop::strip(req.headers_mut());
+            // An HTTP/1.1 client gets the origin's interim responses (RFC 9110 §15.2).
+            interim = req
+                .extensions_mut()
+                .remove::<interim::Connection>()
+                .filter(|_| req.version() == http::Version::HTTP_11)
+                .map(|conn| conn.begin(shared.via.for_version(http::Version::HTTP_11)));
             if let Some(i) = &interim {
                 req.extensions_mut().insert(i.sender());
             }
