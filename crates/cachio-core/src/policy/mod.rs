@@ -572,6 +572,12 @@ impl Policy {
     /// has changed since it was stored, and this returns `None`: the stored response is to be
     /// treated as stale (a cache can drop it).
     ///
+    /// Two more cases return `None`, where §4.3.5 leaves the choice to the cache: a stored
+    /// response that is not a `200` (the `HEAD` says the resource is now there), and a `HEAD`
+    /// that lacks the stored response's strongest validator (its `ETag`, or else its
+    /// `Last-Modified`). A validator that is no longer sent cannot vouch for the stored body, and
+    /// a stale entry only costs one fetch.
+    ///
     /// # Example
     ///
     /// ```
@@ -602,7 +608,7 @@ impl Policy {
         response_time: SystemTime,
     ) -> Option<ResponseMeta> {
         let merged = stored.fields().to_header_map(0);
-        if !head_describes(&merged, head, stored_len) {
+        if stored.status() != StatusCode::OK || !head_describes(&merged, head, stored_len) {
             return None;
         }
         Some(self.update_fields(stored, merged, head, request_time, response_time))
@@ -1087,9 +1093,18 @@ fn updatable(name: &HeaderName) -> bool {
 }
 
 /// Whether a `HEAD` response describes the stored response (RFC 9111 §4.3.5): each validator
-/// field it carries has the stored value (entity tags compared strongly, dates as dates), and its
-/// `Content-Length`, if any, is the stored body's length.
+/// field it carries has the stored value (entity tags compared strongly, dates as dates), it
+/// carries the stored response's strongest validator, and its `Content-Length`, if any, is the
+/// stored body's length.
 fn head_describes(stored: &HeaderMap, head: &HeaderMap, stored_len: Option<u64>) -> bool {
+    let strongest = if stored.contains_key(header::ETAG) {
+        header::ETAG
+    } else {
+        header::LAST_MODIFIED
+    };
+    if stored.contains_key(&strongest) && !head.contains_key(&strongest) {
+        return false;
+    }
     let tags = |m: &HeaderMap| -> Vec<Vec<u8>> {
         let mut tags: Vec<Vec<u8>> = m
             .get_all(header::ETAG)
