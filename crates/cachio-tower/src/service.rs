@@ -1649,6 +1649,13 @@ async fn begin_capture<St: Store>(
                             &primary,
                         )
                         .await;
+                        // An invalidation that removed the index while the variant was written
+                        // must not find it back: the index lists the variants stored before it.
+                        if invalidated() {
+                            let _ = store.delete(&primary).await;
+                            let _ = store.delete(&store_key).await;
+                            return;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(key = primary, error = %e, "cache store refused the variant index")
