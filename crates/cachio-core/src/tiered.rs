@@ -3,6 +3,15 @@
 //! Reads try the first tier, then the second; a hit in the second tier is copied into the first as
 //! it streams (when it fits the first tier's object limit). Writes stream to both tiers (to the
 //! first only while the body fits it). Updates and deletes reach both.
+//!
+//! # The first tier never outlives the second
+//!
+//! Every change reaches the second tier before the first: commits, updates, deletes and purges.
+//! A copy into the first tier (a promotion) is checked against the second tier once it has
+//! landed, and removed if the second tier no longer holds that entry. So a promotion that races
+//! with a change either lands before the change reaches the first tier (which then changes or
+//! removes it) or sees the change in the second tier (and removes itself): a deleted, updated or
+//! replaced entry never comes back from a read that was in progress.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -98,6 +107,8 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
                     writer,
                     meta: hit.meta.clone(),
                     ttl: self.promote_ttl,
+                    tiers: self.clone(),
+                    key: key.to_owned(),
                 })),
                 committing: None,
             },
@@ -137,27 +148,29 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let first = self.first.update(key, previous, meta.clone(), ttl).await;
-        let second = self.second.update(key, previous, meta, ttl).await;
-        match (first, second) {
-            (Ok(a), Ok(b)) => Ok(a || b),
-            (Ok(_), Err(e)) => {
+        // The second tier first (see the module documentation).
+        let second = match self.second.update(key, previous, meta.clone(), ttl).await {
+            Ok(b) => b,
+            Err(e) => {
                 // The second tier still holds the old metadata: drop the first tier's copy so the
-                // tiers cannot disagree for long.
+                // tiers cannot disagree.
                 let _ = self.first.delete(key).await;
-                Err(e)
+                return Err(e);
             }
-            (Err(_), Ok(b)) => {
+        };
+        match self.first.update(key, previous, meta, ttl).await {
+            Ok(a) => Ok(a || second),
+            Err(_) => {
                 let _ = self.first.delete(key).await;
-                Ok(b)
+                Ok(second)
             }
-            (Err(_), Err(e)) => Err(e),
         }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let first = self.first.delete(key).await;
+        // The second tier first (see the module documentation).
         let second = self.second.delete(key).await;
+        let first = self.first.delete(key).await;
         first.and(second)
     }
 
@@ -171,8 +184,9 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
     {
         let matches = Arc::new(matches);
         let m = matches.clone();
-        let first = self.first.purge(move |k, meta| m(k, meta)).await;
-        let second = self.second.purge(move |k, meta| matches(k, meta)).await?;
+        // The second tier first (see the module documentation).
+        let second = self.second.purge(move |k, meta| m(k, meta)).await?;
+        let first = self.first.purge(move |k, meta| matches(k, meta)).await;
         // The first tier only holds copies: count what the second removed, unless the first
         // held more (entries whose second-tier copy had already gone).
         Ok(second.max(first.unwrap_or(0)))
@@ -243,10 +257,35 @@ impl<A: Store, B: Store> StoreWriter for TieredWriter<A, B> {
 /// as it streams).
 pub struct TieredBody<A: Store, B: Store>(Inner<A, B>);
 
-struct Promote<A: Store> {
+struct Promote<A: Store, B: Store> {
     writer: A::Writer,
     meta: Arc<Meta>,
     ttl: Option<Duration>,
+    tiers: Tiered<A, B>,
+    key: String,
+}
+
+impl<A: Store, B: Store> Promote<A, B> {
+    /// Commits the copy into the first tier, then removes it again unless the second tier still
+    /// holds the entry it was copied from.
+    fn commit(self) -> CommitFuture {
+        let Promote {
+            writer,
+            meta,
+            ttl,
+            tiers,
+            key,
+        } = self;
+        let commit = writer.commit(meta.clone(), ttl);
+        Box::pin(async move {
+            commit.await?;
+            let current = tiers.second.get(&key).await;
+            if !matches!(&current, Ok(Some(hit)) if hit.meta.same_as(&meta)) {
+                tiers.first.delete(&key).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 type CommitFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
@@ -256,7 +295,7 @@ enum Inner<A: Store, B: Store> {
     Second(B::Body),
     Promote {
         body: B::Body,
-        promote: Option<Box<Promote<A>>>,
+        promote: Option<Box<Promote<A, B>>>,
         committing: Option<CommitFuture>,
     },
 }
@@ -305,7 +344,7 @@ impl<A: Store, B: Store> Body for TieredBody<A, B> {
                         if body.is_end_stream()
                             && let Some(p) = promote.take()
                         {
-                            *committing = Some(Box::pin(p.writer.commit(p.meta, p.ttl)));
+                            *committing = Some(p.commit());
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
@@ -315,9 +354,7 @@ impl<A: Store, B: Store> Body for TieredBody<A, B> {
                     }
                     None => {
                         if let Some(p) = promote.take() {
-                            let mut fut: Pin<
-                                Box<dyn Future<Output = Result<(), StoreError>> + Send>,
-                            > = Box::pin(p.writer.commit(p.meta, p.ttl));
+                            let mut fut = p.commit();
                             if fut.as_mut().poll(cx).is_pending() {
                                 *committing = Some(fut);
                                 return Poll::Pending;

@@ -126,3 +126,66 @@ async fn a_first_tier_hit_is_given_at_once_and_anything_else_is_left_to_get() {
     let hit = t.get("second").await.unwrap().expect("second tier hit");
     assert_eq!(read_body(hit.body).await.unwrap(), b"def");
 }
+
+/// The tag a [`sample_meta`] carries.
+fn tag(meta: &cachio_core::meta::Meta) -> Vec<u8> {
+    let fields = meta.as_response().expect("a response").fields();
+    let name = http::HeaderName::from_static("x-tag");
+    fields.get_all(&name).next().expect("x-tag").to_vec()
+}
+
+#[tokio::test]
+async fn a_promotion_racing_a_delete_does_not_bring_the_entry_back() {
+    let t = tiers();
+    put(t.second(), "k", sample_meta("old"), &[b"hello"]).await;
+    let hit = t.get("k").await.unwrap().expect("second tier hit");
+    t.delete("k").await.unwrap();
+    // The read that started before the delete still gets its whole body.
+    assert_eq!(read_body(hit.body).await.unwrap(), b"hello");
+    assert!(
+        t.first().get("k").await.unwrap().is_none(),
+        "the promotion put a deleted entry back in the first tier"
+    );
+    assert!(t.get("k").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_promotion_racing_a_replacement_does_not_hide_the_new_entry() {
+    let t = tiers();
+    put(t.second(), "k", sample_meta("old"), &[b"old body"]).await;
+    let hit = t.get("k").await.unwrap().expect("second tier hit");
+    put(&t, "k", sample_meta("new"), &[b"new body"]).await;
+    assert_eq!(read_body(hit.body).await.unwrap(), b"old body");
+    let now = t.get("k").await.unwrap().expect("the new entry");
+    assert_eq!(
+        tag(&now.meta),
+        b"new",
+        "the old entry came back over the new"
+    );
+    assert_eq!(read_body(now.body).await.unwrap(), b"new body");
+}
+
+#[tokio::test]
+async fn a_promotion_racing_an_update_does_not_undo_it() {
+    let t = tiers();
+    put(t.second(), "k", sample_meta("a"), &[b"body"]).await;
+    let hit = t.get("k").await.unwrap().expect("second tier hit");
+    assert!(
+        t.update("k", &sample_meta("a"), sample_meta("b"), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(read_body(hit.body).await.unwrap(), b"body");
+    let now = t.get("k").await.unwrap().expect("the updated entry");
+    assert_eq!(tag(&now.meta), b"b", "the promotion undid the update");
+}
+
+#[tokio::test]
+async fn a_promotion_of_an_unchanged_entry_stays() {
+    let t = tiers();
+    put(t.second(), "k", sample_meta("p"), &[b"body"]).await;
+    let hit = t.get("k").await.unwrap().expect("second tier hit");
+    assert_eq!(read_body(hit.body).await.unwrap(), b"body");
+    let promoted = t.first().get("k").await.unwrap().expect("promoted");
+    assert_eq!(tag(&promoted.meta), b"p");
+}
