@@ -17,6 +17,7 @@ mod disk;
 mod freshness;
 mod invalidation;
 mod key;
+mod model;
 mod modes;
 mod range;
 mod robustness;

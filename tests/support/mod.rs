@@ -457,7 +457,14 @@ impl<St: Store> Harness<St> {
     where
         H: Fn(&Seen) -> Reply + Send + Sync + 'static,
     {
-        let clock = clock();
+        Self::with_clock(layer, clock(), handler).await
+    }
+
+    /// [`with`](Self::with) on a clock the caller keeps (for a handler that reads it).
+    pub async fn with_clock<H>(layer: CacheLayer<St>, clock: ManualClock, handler: H) -> Self
+    where
+        H: Fn(&Seen) -> Reply + Send + Sync + 'static,
+    {
         let origin = Origin::start(clock.clone(), handler).await;
         let client: Client = LegacyClient::builder(TokioExecutor::new()).build_http();
         let svc = ServiceBuilder::new()
