@@ -2,17 +2,13 @@
 
 use crate::support;
 
-use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::time::Duration;
 
-use bytes::Bytes;
-use cachio::core::{Hit, Meta, StoreWriter};
-use cachio::{CacheLayer, StoreError};
+use cachio::CacheLayer;
+use support::flaky::Flaky;
 use support::{Harness, Seen, memory, ok, reply};
-use tokio::sync::Notify;
 
 /// GETs are cacheable and numbered; other methods answer with what `unsafe_reply` gives.
 fn origin(unsafe_reply: fn(&Seen) -> support::Reply) -> impl Fn(&Seen) -> support::Reply {
@@ -278,82 +274,11 @@ async fn rfc9111_4_4_a_response_on_its_way_when_invalidated_by_hand_is_not_store
     assert!(h.get("/r").await.is_hit());
 }
 
-/// A memory store that, once armed, holds the commit of a `Vary` index until released.
-#[derive(Clone)]
-struct HeldIndex {
-    inner: cachio::MemoryStore,
-    armed: Arc<AtomicBool>,
-    reached: Arc<Notify>,
-    release: Arc<Notify>,
-}
-
-impl cachio::Store for HeldIndex {
-    type Body = <cachio::MemoryStore as cachio::Store>::Body;
-    type Writer = HeldWriter;
-
-    async fn get(&self, key: &str) -> Result<Option<Hit<Self::Body>>, StoreError> {
-        self.inner.get(key).await
-    }
-
-    fn begin(&self, key: &str) -> Result<HeldWriter, StoreError> {
-        Ok(HeldWriter {
-            inner: self.inner.begin(key)?,
-            store: self.clone(),
-        })
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        previous: &Meta,
-        meta: Arc<Meta>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StoreError> {
-        self.inner.update(key, previous, meta, ttl).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-}
-
-struct HeldWriter {
-    inner: <cachio::MemoryStore as cachio::Store>::Writer,
-    store: HeldIndex,
-}
-
-impl StoreWriter for HeldWriter {
-    fn append(&mut self, chunk: Bytes) -> Result<(), StoreError> {
-        self.inner.append(chunk)
-    }
-
-    fn commit(
-        self,
-        meta: Arc<Meta>,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let hold = matches!(*meta, Meta::Variants(_)) && self.store.armed.swap(false, SeqCst);
-        let store = self.store;
-        let commit = self.inner.commit(meta, ttl);
-        async move {
-            if hold {
-                store.reached.notify_one();
-                store.release.notified().await;
-            }
-            commit.await
-        }
-    }
-}
-
 #[tokio::test]
 async fn rfc9111_4_4_an_invalidation_while_a_variant_is_indexed_leaves_no_variant_reachable() {
     let version = Arc::new(AtomicUsize::new(0));
-    let store = HeldIndex {
-        inner: memory(),
-        armed: Arc::default(),
-        reached: Arc::default(),
-        release: Arc::default(),
-    };
+    let store = Flaky::new();
+    let faults = store.faults.clone();
     let h = {
         let version = version.clone();
         Harness::with(CacheLayer::private(store.clone()), move |s| {
@@ -378,12 +303,12 @@ async fn rfc9111_4_4_an_invalidation_while_a_variant_is_indexed_leaves_no_varian
     assert!(get("de").await.is_hit());
 
     // The `en` variant is written, and its index waits; the resource changes meanwhile.
-    store.armed.store(true, SeqCst);
+    faults.hold_index.store(true, SeqCst);
     let en = tokio::spawn(get("en"));
-    store.reached.notified().await;
+    faults.reached.notified().await;
     let post = h.send(h.req("/r").method("POST")).await;
     assert_eq!(post.status, 204);
-    store.release.notify_one();
+    faults.release.notify_one();
     assert_eq!(
         en.await.unwrap().text(),
         "en v0",

@@ -2,120 +2,15 @@
 
 use crate::support;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use cachio::core::store::ErrorKind;
-use cachio::core::{Hit, Meta, StoreWriter};
-use cachio::{CacheLayer, MemoryStore, Store, StoreError};
+use cachio::CacheLayer;
 use http_body_util::{BodyExt, Full};
+use support::flaky::{Faults, Flaky};
 use support::{Harness, memory, ok, reply};
 use tower::{ServiceBuilder, ServiceExt};
-
-/// Which operations of a [`Flaky`] store fail.
-#[derive(Default)]
-struct Faults {
-    get: AtomicBool,
-    begin: AtomicBool,
-    append: AtomicBool,
-    commit: AtomicBool,
-    update: AtomicBool,
-    delete: AtomicBool,
-}
-
-/// A memory store whose operations fail on demand.
-#[derive(Clone)]
-struct Flaky {
-    inner: MemoryStore,
-    faults: Arc<Faults>,
-}
-
-impl Flaky {
-    fn new() -> Self {
-        Self {
-            inner: memory(),
-            faults: Arc::default(),
-        }
-    }
-}
-
-fn broken() -> StoreError {
-    StoreError::new(ErrorKind::Unavailable, "the store is down")
-}
-
-impl Store for Flaky {
-    type Body = <MemoryStore as Store>::Body;
-    type Writer = FlakyWriter;
-
-    async fn get(&self, key: &str) -> Result<Option<Hit<Self::Body>>, StoreError> {
-        if self.faults.get.load(Ordering::SeqCst) {
-            return Err(broken());
-        }
-        self.inner.get(key).await
-    }
-
-    fn begin(&self, key: &str) -> Result<FlakyWriter, StoreError> {
-        if self.faults.begin.load(Ordering::SeqCst) {
-            return Err(broken());
-        }
-        Ok(FlakyWriter {
-            inner: self.inner.begin(key)?,
-            faults: self.faults.clone(),
-        })
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        previous: &Meta,
-        meta: Arc<Meta>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StoreError> {
-        if self.faults.update.load(Ordering::SeqCst) {
-            return Err(broken());
-        }
-        self.inner.update(key, previous, meta, ttl).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        if self.faults.delete.load(Ordering::SeqCst) {
-            return Err(broken());
-        }
-        self.inner.delete(key).await
-    }
-}
-
-struct FlakyWriter {
-    inner: <MemoryStore as Store>::Writer,
-    faults: Arc<Faults>,
-}
-
-impl StoreWriter for FlakyWriter {
-    fn append(&mut self, chunk: Bytes) -> Result<(), StoreError> {
-        if self.faults.append.load(Ordering::SeqCst) {
-            return Err(broken());
-        }
-        self.inner.append(chunk)
-    }
-
-    fn commit(
-        self,
-        meta: Arc<Meta>,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let fail = self.faults.commit.load(Ordering::SeqCst);
-        let commit = self.inner.commit(meta, ttl);
-        async move {
-            if fail {
-                return Err(broken());
-            }
-            commit.await
-        }
-    }
-}
 
 async fn flaky(handler: fn(&support::Seen) -> support::Reply) -> (Harness<Flaky>, Arc<Faults>) {
     let store = Flaky::new();

@@ -27,6 +27,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tower::{ServiceBuilder, ServiceExt};
 
+pub mod flaky;
+
 /// The error type of origin bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
