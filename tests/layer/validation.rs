@@ -224,6 +224,32 @@ async fn rfc9111_3_2_multi_valued_fields_after_304_merge() {
 }
 
 #[tokio::test]
+async fn rfc9111_3_2_a_304_updates_content_encoding_and_keeps_the_stored_bytes() {
+    let h = Harness::private(|s| match s.n {
+        1 => ok("stored bytes")
+            .cc("max-age=10")
+            .header("etag", "\"v1\"")
+            .header("content-encoding", "x-old"),
+        _ => reply(304)
+            .header("etag", "\"v1\"")
+            .cc("max-age=10")
+            .header("content-encoding", "x-new"),
+    })
+    .await;
+    h.get("/r").await;
+    h.advance(20);
+    let res = h.get("/r").await;
+    assert!(res.cache_status().contains("fwd-status=304"));
+    assert_eq!(res.all("content-encoding"), ["x-new"]);
+    assert_eq!(res.text(), "stored bytes");
+    let hit = h.get("/r").await;
+    assert!(hit.is_hit());
+    assert_eq!(hit.all("content-encoding"), ["x-new"]);
+    assert_eq!(hit.text(), "stored bytes");
+    assert_eq!(h.count(), 2);
+}
+
+#[tokio::test]
 async fn rfc9111_4_3_4_304_for_another_representation_refetches() {
     let h = Harness::private(|s| match s.n {
         1 => ok("one").cc("max-age=10").header("etag", "\"a\""),

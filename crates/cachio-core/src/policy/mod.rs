@@ -538,7 +538,7 @@ impl Policy {
     ///
     /// Every field of the 304 replaces all stored lines of that name (so multi-valued fields stay
     /// whole), fields only in the 304 are added, and the rest are kept; hop-by-hop fields,
-    /// `Content-Length`, `Content-Encoding`, `Content-Range` and the fields the 304's own
+    /// `Content-Length`, `Content-Range` and the fields the 304's own
     /// `no-cache="…"` (and, shared, `private="…"`) name are not updated (§3.1, §3.2).
     ///
     /// The age of the result is counted from this exchange: its `Date` is the 304's (or
@@ -1084,11 +1084,14 @@ pub fn connection_fields(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// Fields a 304 does not update (RFC 9111 §3.2).
+/// Fields a 304 does not update (RFC 9111 §3.2): `Content-Length`, and `Content-Range`, which
+/// the recipient processes (a stored response is a whole `200`). `Content-Encoding` is updated:
+/// the exception for it is for caches that store decoded content, and the stored bytes here are
+/// the ones received.
 fn updatable(name: &HeaderName) -> bool {
     !matches!(
         name.as_str(),
-        "content-length" | "content-encoding" | "content-range" | "transfer-encoding"
+        "content-length" | "content-range" | "transfer-encoding"
     )
 }
 
