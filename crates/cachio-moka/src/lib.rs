@@ -161,7 +161,6 @@ use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
 use http_body::{Body, Frame, SizeHint};
 use moka::future::Cache;
 use moka::notification::RemovalCause;
-use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 
 use crate::hot::HotIndex;
@@ -305,6 +304,30 @@ struct Shared {
     /// The entries that are hit, for reads that skip moka's bookkeeping (shared with the
     /// eviction listener, which removes what moka evicts).
     hot: Arc<HotIndex>,
+    /// Locks, each for a share of the keys, taken by every write of a key (commit, update,
+    /// delete): an update reads the entry, then writes, and moka orders neither its inserts nor
+    /// its removals with that, so a commit or a delete landing in between would be undone.
+    writes: Box<[tokio::sync::Mutex<()>]>,
+}
+
+/// How many write locks a store has.
+const WRITE_LOCKS: usize = 256;
+
+impl Shared {
+    async fn write_lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let n = cachio_core::key::stable_hash(key) as usize % self.writes.len();
+        self.writes[n].lock().await
+    }
+
+    /// Puts `entry` under `key`, or removes what is there (`None`).
+    async fn set(&self, key: &str, entry: Option<MemEntry>) {
+        let _write = self.write_lock(key).await;
+        match entry {
+            Some(entry) => self.cache.insert(key.to_owned(), entry).await,
+            None => self.cache.invalidate(key).await,
+        }
+        self.hot.remove(key);
+    }
 }
 
 impl MokaStore {
@@ -447,16 +470,12 @@ impl MokaStore {
     /// Removes the entry under `key` if it is still the expired one that was read (a newer entry
     /// committed meanwhile stays).
     async fn remove_expired(&self, key: &str, meta: &Arc<Meta>) {
-        self.shared
-            .cache
-            .entry_by_ref(key)
-            .and_compute_with(|current| {
-                std::future::ready(match current {
-                    Some(e) if Arc::ptr_eq(&e.value().meta, meta) => Op::Remove,
-                    _ => Op::Nop,
-                })
-            })
-            .await;
+        let _write = self.shared.write_lock(key).await;
+        if let Some(current) = self.shared.cache.get(key).await
+            && Arc::ptr_eq(&current.meta, meta)
+        {
+            self.shared.cache.invalidate(key).await;
+        }
         self.shared.hot.remove_entry(key, meta);
     }
 
@@ -557,39 +576,35 @@ impl Store for MokaStore {
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        // Serialised with other computations on the key by moka's key lock.
-        let result = self
-            .shared
-            .cache
-            .entry_by_ref(key)
-            .and_compute_with(move |old| {
-                std::future::ready(match old {
-                    None => Op::Nop,
-                    // Another entry was written under the key since `previous` was read.
-                    Some(old) if !old.value().meta.same_as(previous) => Op::Nop,
-                    Some(_) if ttl == Some(Duration::ZERO) => Op::Remove,
-                    // An expired entry is no longer there to update.
-                    Some(old) if expired(old.value()) => Op::Remove,
-                    Some(old) => Op::Put(MemEntry {
-                        meta,
-                        chunks: old.into_value().chunks,
-                        expires: deadline(ttl),
-                    }),
-                })
-            })
-            .await;
+        let _write = self.shared.write_lock(key).await;
+        let Some(old) = self.shared.cache.get(key).await else {
+            return Ok(false);
+        };
+        let updated = if !old.meta.same_as(previous) {
+            // Another entry was written under the key since `previous` was read.
+            return Ok(false);
+        } else if ttl == Some(Duration::ZERO) {
+            self.shared.cache.invalidate(key).await;
+            true
+        } else if expired(&old) {
+            // An expired entry is no longer there to update.
+            self.shared.cache.invalidate(key).await;
+            false
+        } else {
+            let entry = MemEntry {
+                meta,
+                chunks: old.chunks,
+                expires: deadline(ttl),
+            };
+            self.shared.cache.insert(key.to_owned(), entry).await;
+            true
+        };
         self.shared.hot.remove(key);
-        Ok(match result {
-            CompResult::ReplacedWith(_) => true,
-            // Removed for a zero TTL (an update), or because it had expired (no update).
-            CompResult::Removed(_) => ttl == Some(Duration::ZERO),
-            _ => false,
-        })
+        Ok(updated)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.shared.cache.invalidate(key).await;
-        self.shared.hot.remove(key);
+        self.shared.set(key, None).await;
         Ok(())
     }
 
@@ -612,8 +627,7 @@ impl Store for MokaStore {
             .map(|(key, _)| key)
             .collect();
         for key in &doomed {
-            self.shared.cache.invalidate(&**key).await;
-            self.shared.hot.remove(key);
+            self.shared.set(key, None).await;
         }
         Ok(doomed.len() as u64)
     }
@@ -757,6 +771,9 @@ impl MokaStoreBuilder {
                 maps: (map_budget > 0).then(|| MapBudget::new(map_budget)),
                 evictions,
                 hot,
+                writes: (0..WRITE_LOCKS)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
             }),
         }
     }
@@ -838,10 +855,8 @@ impl StoreWriter for MokaWriter {
         if self.too_large {
             return Err(self.too_large());
         }
-        let shared = &self.store.shared;
         if ttl == Some(Duration::ZERO) {
-            shared.cache.invalidate(&self.key).await;
-            shared.hot.remove(&self.key);
+            self.store.shared.set(&self.key, None).await;
             return Ok(());
         }
         let entry = MemEntry {
@@ -849,8 +864,7 @@ impl StoreWriter for MokaWriter {
             chunks: Chunks::new(coalesce(self.chunks), self.len),
             expires: deadline(ttl),
         };
-        shared.cache.insert(self.key.clone(), entry).await;
-        shared.hot.remove(&self.key);
+        self.store.shared.set(&self.key, Some(entry)).await;
         Ok(())
     }
 }

@@ -107,6 +107,7 @@ macro_rules! __behaviours {
             purge
             update_meta
             update_of_a_replaced_entry
+            update_racing_delete_and_commit
             concurrent_writers
             large_body_many_chunks
             empty_body
@@ -641,6 +642,70 @@ pub async fn update_of_a_replaced_entry<S: Store>(store: S) {
     let (got, body) = expect_hit(&store, CHECK, "r").await;
     assert_meta_eq(CHECK, &merged, &got);
     assert_eq!(body, b"the second, longer body");
+}
+
+/// An update races a removal of its entry, then a replacement of it: once both are done, the
+/// removed entry stays removed, and the replacing entry stays as it was written (an update never
+/// lands over what was written after it read the entry, nor brings back what was removed after).
+/// Repeated 200 times, each operation on a tokio task of its own.
+///
+/// # Panics
+///
+/// When the store fails the check.
+pub async fn update_racing_delete_and_commit<S: Store>(store: S) {
+    const CHECK: &str = "update_racing_delete_and_commit";
+    for round in 0..200 {
+        let key = format!("race{round}");
+        put(&store, &key, sample_meta("first"), &[b"first body"]).await;
+        let (read, _) = expect_hit(&store, CHECK, &key).await;
+        let update = {
+            let (store, key, read) = (store.clone(), key.clone(), read.clone());
+            tokio::spawn(async move {
+                store
+                    .update(&key, &read, sample_meta("merged"), LONG_TTL)
+                    .await
+            })
+        };
+        let delete = {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.delete(&key).await })
+        };
+        let (u, d) = (update.await.unwrap(), delete.await.unwrap());
+        u.unwrap_or_else(|e| panic!("{CHECK}: update failed: {e}"));
+        d.unwrap_or_else(|e| panic!("{CHECK}: delete failed: {e}"));
+        expect_none(&store, CHECK, &key, "after a delete raced an update").await;
+
+        put(&store, &key, sample_meta("first"), &[b"first body"]).await;
+        let (read, _) = expect_hit(&store, CHECK, &key).await;
+        let second = sample_meta("second");
+        let update = {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move {
+                store
+                    .update(&key, &read, sample_meta("merged"), LONG_TTL)
+                    .await
+            })
+        };
+        let replace = {
+            let (store, key, second) = (store.clone(), key.clone(), second.clone());
+            tokio::spawn(async move {
+                put(&store, &key, second, &[b"the second, longer body"]).await;
+            })
+        };
+        let u = update.await.unwrap();
+        replace.await.unwrap();
+        u.unwrap_or_else(|e| panic!("{CHECK}: update failed: {e}"));
+        let (got, body) = expect_hit(&store, CHECK, &key).await;
+        assert_meta_eq(CHECK, &second, &got);
+        assert_eq!(
+            body, b"the second, longer body",
+            "{CHECK}: round {round}: the body changed"
+        );
+        store
+            .delete(&key)
+            .await
+            .unwrap_or_else(|e| panic!("{CHECK}: delete failed: {e}"));
+    }
 }
 
 /// Two writers of one key, appending in turn and committing concurrently, leave one complete
