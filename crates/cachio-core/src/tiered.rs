@@ -7,11 +7,12 @@
 //! # The first tier never outlives the second
 //!
 //! Every change reaches the second tier before the first: commits, updates, deletes and purges.
-//! A copy into the first tier (a promotion) is checked against the second tier once it has
-//! landed, and removed if the second tier no longer holds that entry. So a promotion that races
-//! with a change either lands before the change reaches the first tier (which then changes or
-//! removes it) or sees the change in the second tier (and removes itself): a deleted, updated or
-//! replaced entry never comes back from a read that was in progress.
+//! A copy into the first tier (a promotion) lands only if the second tier still holds the entry
+//! it was copied from, checked just before. The check and the landing are one step for the
+//! changes of that key (a lock per share of the keys; a purge takes them all): a promotion that
+//! races with a change either lands before the change (which then changes or removes the copy)
+//! or sees it and does not land. A deleted, updated or replaced entry never comes back from a
+//! read that was in progress, not even for a moment.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,7 +43,11 @@ pub struct Tiered<A, B> {
     first: A,
     second: B,
     promote_ttl: Option<Duration>,
+    locks: Arc<[tokio::sync::Mutex<()>]>,
 }
+
+/// How many locks order the changes and promotions of a tiered store's keys.
+const LOCKS: usize = 64;
 
 impl<A, B> Tiered<A, B> {
     /// `first` in front of `second`.
@@ -51,7 +56,13 @@ impl<A, B> Tiered<A, B> {
             first,
             second,
             promote_ttl: Some(Duration::from_secs(300)),
+            locks: (0..LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
+    }
+
+    /// The lock of `key`'s share of the keys.
+    async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        lock_of(&self.locks, key).await
     }
 
     /// How long an entry copied up from the second tier stays in the first (five minutes by
@@ -138,6 +149,8 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
         Ok(TieredWriter {
             first: self.first.begin(key).ok(),
             second,
+            locks: self.locks.clone(),
+            key: key.to_owned(),
         })
     }
 
@@ -148,6 +161,7 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
+        let _lock = self.lock(key).await;
         // The second tier first (see the module documentation).
         let second = match self.second.update(key, previous, meta.clone(), ttl).await {
             Ok(b) => b,
@@ -168,6 +182,7 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let _lock = self.lock(key).await;
         // The second tier first (see the module documentation).
         let second = self.second.delete(key).await;
         let first = self.first.delete(key).await;
@@ -184,6 +199,12 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
     {
         let matches = Arc::new(matches);
         let m = matches.clone();
+        // No promotion lands meanwhile: one that checked the second tier before the purge could
+        // land after it.
+        let mut all = Vec::with_capacity(self.locks.len());
+        for lock in self.locks.iter() {
+            all.push(lock.lock().await);
+        }
         // The second tier first (see the module documentation).
         let second = self.second.purge(move |k, meta| m(k, meta)).await?;
         let first = self.first.purge(move |k, meta| matches(k, meta)).await;
@@ -197,6 +218,17 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
 pub struct TieredWriter<A: Store, B: Store> {
     first: Option<A::Writer>,
     second: B::Writer,
+    locks: Arc<[tokio::sync::Mutex<()>]>,
+    key: String,
+}
+
+/// The lock of `key`'s share of the keys, among `locks`.
+async fn lock_of<'a>(
+    locks: &'a [tokio::sync::Mutex<()>],
+    key: &str,
+) -> tokio::sync::MutexGuard<'a, ()> {
+    let n = crate::key::stable_hash(key) as usize % locks.len();
+    locks[n].lock().await
 }
 
 impl<A: Store, B: Store> std::fmt::Debug for TieredWriter<A, B> {
@@ -242,7 +274,9 @@ impl<A: Store, B: Store> StoreWriter for TieredWriter<A, B> {
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let second = self.second.commit(meta.clone(), ttl);
         let first = self.first.map(|w| w.commit(meta, ttl));
+        let (locks, key) = (self.locks, self.key);
         async move {
+            let _lock = lock_of(&locks, &key).await;
             // The second tier first: the first tier never holds what the second does not.
             second.await?;
             if let Some(first) = first {
@@ -266,8 +300,8 @@ struct Promote<A: Store, B: Store> {
 }
 
 impl<A: Store, B: Store> Promote<A, B> {
-    /// Commits the copy into the first tier, then removes it again unless the second tier still
-    /// holds the entry it was copied from.
+    /// Commits the copy into the first tier if the second tier still holds the entry it was
+    /// copied from (and drops it otherwise), with no change of the key in between.
     fn commit(self) -> CommitFuture {
         let Promote {
             writer,
@@ -276,12 +310,12 @@ impl<A: Store, B: Store> Promote<A, B> {
             tiers,
             key,
         } = self;
-        let commit = writer.commit(meta.clone(), ttl);
         Box::pin(async move {
-            commit.await?;
+            let _lock = tiers.lock(&key).await;
             let current = tiers.second.get(&key).await;
-            if !matches!(&current, Ok(Some(hit)) if hit.meta.same_as(&meta)) {
-                tiers.first.delete(&key).await?;
+            if matches!(&current, Ok(Some(hit)) if hit.meta.same_as(&meta)) {
+                drop(current);
+                writer.commit(meta, ttl).await?;
             }
             Ok(())
         })
