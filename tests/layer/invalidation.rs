@@ -3,11 +3,12 @@
 use crate::support;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::Duration;
 
 use cachio::CacheLayer;
-use support::flaky::Flaky;
+use support::flaky::{Faults, Flaky};
 use support::{Harness, Seen, memory, ok, reply};
 
 /// GETs are cacheable and numbered; other methods answer with what `unsafe_reply` gives.
@@ -306,9 +307,13 @@ async fn rfc9111_4_4_an_invalidation_while_a_variant_is_indexed_leaves_no_varian
     faults.hold_index.store(true, SeqCst);
     let en = tokio::spawn(get("en"));
     faults.reached.notified().await;
-    let post = h.send(h.req("/r").method("POST")).await;
-    assert_eq!(post.status, 204);
+    let post = {
+        let h = h.clone();
+        tokio::spawn(async move { h.send(h.req("/r").method("POST")).await })
+    };
+    support::settle().await;
     faults.release.notify_one();
+    assert_eq!(post.await.unwrap().status, 204);
     assert_eq!(
         en.await.unwrap().text(),
         "en v0",
@@ -325,4 +330,162 @@ async fn rfc9111_4_4_an_invalidation_while_a_variant_is_indexed_leaves_no_varian
             res.cache_status()
         );
     }
+}
+
+/// An origin whose `GET /r` varies on `Accept-Language` and says which version it is; unsafe
+/// requests change the version. A `GET` for `held` waits for `hold` before it answers (its body
+/// made when it arrived).
+fn versioned(
+    version: Arc<AtomicUsize>,
+    held: &'static str,
+    hold: Arc<tokio::sync::Notify>,
+) -> impl Fn(&Seen) -> support::Reply + Send + Sync + 'static {
+    move |s: &Seen| {
+        if s.method != "GET" {
+            version.fetch_add(1, SeqCst);
+            return reply(204);
+        }
+        let lang = s.header("accept-language").unwrap_or("-");
+        let r = reply(200)
+            .cc("max-age=100")
+            .header("vary", "Accept-Language")
+            .body(format!("{lang} v{}", version.load(SeqCst)));
+        if lang == held {
+            r.hold(hold.clone())
+        } else {
+            r
+        }
+    }
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_a_variant_index_read_before_an_invalidation_is_not_written_back() {
+    let version = Arc::new(AtomicUsize::new(0));
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let h = Arc::new(Harness::private(versioned(version.clone(), "de", hold.clone())).await);
+    let get = |lang: &'static str| {
+        let h = h.clone();
+        async move { h.send(h.req("/r").header("accept-language", lang)).await }
+    };
+    assert_eq!(get("en").await.text(), "en v0");
+
+    // `de` fetches (and is held at the origin); `fr`, which read the same variant index, waits
+    // for that fetch. The resource changes meanwhile.
+    let de = tokio::spawn(get("de"));
+    support::eventually("the de request at the origin", || h.count() == 2).await;
+    let fr = tokio::spawn(get("fr"));
+    support::settle().await;
+    assert_eq!(h.send(h.req("/r").method("POST")).await.status, 204);
+    hold.notify_one();
+    assert_eq!(
+        de.await.unwrap().text(),
+        "de v0",
+        "fetched before the change"
+    );
+    // The `de` response was not stored, so `fr` goes to the origin itself, after the change.
+    assert_eq!(fr.await.unwrap().text(), "fr v1");
+    support::settle().await;
+
+    let en = get("en").await;
+    assert_eq!(
+        en.text(),
+        "en v1",
+        "a variant from before the change came back: {}",
+        en.cache_status()
+    );
+}
+
+/// Holds the next commit of the kind `hold` names until a `POST /r` was sent meanwhile, then
+/// lets it land and holds it again before the cache looks at it: whenever the `POST` has had its
+/// answer, every `GET` for `langs` must find the resource as the `POST` left it.
+async fn commit_across_an_invalidation(
+    h: &Arc<Harness<Flaky>>,
+    faults: &Faults,
+    hold: fn(&Faults) -> &AtomicBool,
+    fetch: &'static str,
+    langs: &[&'static str],
+) {
+    let get = |lang: &'static str| {
+        let h = h.clone();
+        async move { h.send(h.req("/r").header("accept-language", lang)).await }
+    };
+    let check = |res: support::Got, lang: &str| {
+        assert_eq!(
+            res.text(),
+            format!("{lang} v1"),
+            "{lang}: a response from before the change came back: {}",
+            res.cache_status()
+        );
+    };
+    hold(faults).store(true, SeqCst);
+    faults.linger.store(true, SeqCst);
+    let fetched = tokio::spawn(get(fetch));
+    faults.reached.notified().await;
+    let post = {
+        let h = h.clone();
+        tokio::spawn(async move { h.send(h.req("/r").method("POST")).await })
+    };
+    support::settle().await;
+    faults.release.notify_one();
+    faults.reached.notified().await;
+    // The commit has landed and not yet looked for invalidations.
+    if post.is_finished() {
+        for &lang in langs {
+            check(get(lang).await, lang);
+        }
+    }
+    faults.release.notify_one();
+    assert_eq!(post.await.unwrap().status, 204);
+    assert_eq!(
+        fetched.await.unwrap().text(),
+        format!("{fetch} v0"),
+        "fetched before the change"
+    );
+    support::settle().await;
+    for &lang in langs {
+        check(get(lang).await, lang);
+    }
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_a_variant_index_committed_across_an_invalidation_is_never_served() {
+    let version = Arc::new(AtomicUsize::new(0));
+    let never = Arc::new(tokio::sync::Notify::new());
+    let store = Flaky::new();
+    let h = Arc::new(
+        Harness::with(
+            // Requests that meet the held fetch wait for it only briefly.
+            CacheLayer::private(store.clone()).coalesce_timeout(Duration::from_millis(50)),
+            versioned(version.clone(), "none", never),
+        )
+        .await,
+    );
+    let get = h.send(h.req("/r").header("accept-language", "de")).await;
+    assert_eq!(get.text(), "de v0");
+    let langs = ["de", "fr", "de", "en"];
+    commit_across_an_invalidation(&h, &store.faults, |f| &f.hold_index, "en", &langs).await;
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_a_response_committed_across_an_invalidation_is_never_served() {
+    let version = Arc::new(AtomicUsize::new(0));
+    let store = Flaky::new();
+    let h = Arc::new(
+        Harness::with(
+            CacheLayer::private(store.clone()).coalesce_timeout(Duration::from_millis(50)),
+            move |s: &Seen| {
+                if s.method != "GET" {
+                    version.fetch_add(1, SeqCst);
+                    return reply(204);
+                }
+                let lang = s.header("accept-language").unwrap_or("-");
+                reply(200)
+                    .cc("max-age=100")
+                    .body(format!("{lang} v{}", version.load(SeqCst)))
+            },
+        )
+        .await,
+    );
+    let faults = &store.faults;
+    commit_across_an_invalidation(&h, faults, |f| &f.hold_response, "en", &["en", "en"]).await;
 }

@@ -24,6 +24,11 @@ pub struct Faults {
     /// Holds the next commit of a `Vary` index until [`release`](Self::release) is notified,
     /// after notifying [`reached`](Self::reached).
     pub hold_index: AtomicBool,
+    /// The same for the next commit of a response.
+    pub hold_response: AtomicBool,
+    /// With a hold: once the held commit has landed, notifies `reached` again and waits for
+    /// `release` once more, before the cache goes on.
+    pub linger: AtomicBool,
     pub reached: Notify,
     pub release: Notify,
 }
@@ -109,8 +114,10 @@ impl StoreWriter for FlakyWriter {
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let fail = self.faults.commit.load(Ordering::SeqCst);
-        let hold = matches!(*meta, Meta::Variants(_))
-            && self.faults.hold_index.swap(false, Ordering::SeqCst);
+        let hold = match *meta {
+            Meta::Variants(_) => self.faults.hold_index.swap(false, Ordering::SeqCst),
+            _ => self.faults.hold_response.swap(false, Ordering::SeqCst),
+        };
         let faults = self.faults;
         let commit = self.inner.commit(meta, ttl);
         async move {
@@ -121,7 +128,12 @@ impl StoreWriter for FlakyWriter {
                 faults.reached.notify_one();
                 faults.release.notified().await;
             }
-            commit.await
+            let done = commit.await;
+            if hold && faults.linger.swap(false, Ordering::SeqCst) {
+                faults.reached.notify_one();
+                faults.release.notified().await;
+            }
+            done
         }
     }
 }

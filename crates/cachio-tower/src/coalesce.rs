@@ -30,6 +30,27 @@ pub(crate) struct Flights {
     /// How many invalidations this layer has made; a fetch notes it when it starts.
     invalidations: AtomicU64,
     invalidated: Mutex<Invalidated>,
+    writes: WriteLocks,
+}
+
+/// Locks, each for a share of the keys, that make an invalidation (its mark and its removal) and
+/// a fetch's commit (its check for invalidations and its writes) happen one after the other.
+/// Without them, a commit that checked before an invalidation could land after the removal, and
+/// be served until it looked again and removed itself: after the request that invalidated had
+/// its answer.
+struct WriteLocks(Box<[tokio::sync::Mutex<()>]>);
+
+/// How many [`WriteLocks`] a layer has: commits of keys that share one wait for each other.
+const WRITE_LOCKS: usize = 256;
+
+impl Default for WriteLocks {
+    fn default() -> Self {
+        Self(
+            (0..WRITE_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        )
+    }
 }
 
 /// The keys invalidated, each with the count of invalidations that its latest made.
@@ -125,7 +146,13 @@ impl Flights {
         pass.remove(key);
     }
 
-    /// A mark of this moment, which a fetch takes before it asks the origin, for
+    /// The lock that orders the invalidations of `key` and the commits of its fetches.
+    pub(crate) async fn write_lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let n = cachio_core::key::stable_hash(key) as usize % self.writes.0.len();
+        self.writes.0[n].lock().await
+    }
+
+    /// A mark of this moment, which a request takes before it first reads the store, for
     /// [`invalidated_since`](Self::invalidated_since).
     pub(crate) fn mark(&self) -> u64 {
         self.invalidations.load(Ordering::Acquire)

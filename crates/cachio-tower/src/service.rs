@@ -132,6 +132,9 @@ where
         // to allocate. The inner service is not called, so it stays ready for the next request.
         let (parts, body) = req.into_parts();
         let req_cc = policy::request_directives(&parts.headers);
+        // Taken before the store is read: what the read finds is checked against the
+        // invalidations made after it.
+        let since = self.cx.config.flights.mark();
         // A user's key is made once. The default key is written in a buffer for the read, and
         // made again, owned, only when the request goes on past a fresh hit.
         let (user_key, read) = match &self.cx.config.key_fn {
@@ -161,7 +164,7 @@ where
         let (cx, inner) = self.take();
         bump(&cx.config.stats.local().requests);
         ResponseFuture::boxed(Box::pin(handle_key(
-            cx, inner, parts, body, mode, key, req_cc, first,
+            cx, inner, parts, body, mode, key, req_cc, first, since,
         )))
     }
 }
@@ -406,7 +409,8 @@ where
     let (parts, body) = req.into_parts();
     let key = cx.key(&parts);
     let req_cc = policy::request_directives(&parts.headers);
-    handle_key(cx, inner, parts, body, mode, key, req_cc, None).await
+    let since = cx.config.flights.mark();
+    handle_key(cx, inner, parts, body, mode, key, req_cc, None, since).await
 }
 
 /// A `GET` or `HEAD` the cache may answer, from its key on; `first` is the store's answer when it
@@ -424,6 +428,7 @@ async fn handle_key<S, St, ReqB, ResB>(
     key: String,
     req_cc: CacheControl,
     first: Option<Read<St::Body>>,
+    since: u64,
 ) -> Result<Res<ResB, St>, S::Error>
 where
     S: Origin<ReqB, ResB> + Clone,
@@ -450,6 +455,7 @@ where
             Fwd::Request,
             None,
             None,
+            since,
         ))
         .await;
     }
@@ -474,7 +480,8 @@ where
                     && mode == CacheMode::Default
                     && !only_if_cached
                 {
-                    spawn_revalidation(&cx, inner, &parts, &key, store_key, meta.clone(), index);
+                    let stored = (store_key, meta.clone(), index);
+                    spawn_revalidation(&cx, inner, &parts, &key, stored, since);
                 }
                 bump(&cx.config.stats.local().hits);
                 if eval.verdict != Verdict::Fresh && eval.lifetime <= eval.age {
@@ -522,7 +529,8 @@ where
                     Next::Revalidate(_) => Fwd::Stale,
                     Next::Fetch(fwd, _) => *fwd,
                 };
-                match Box::pin(wait_for_flight(&cx, rx, &key, &parts, &req_cc, mode, fwd)).await {
+                let waited = wait_for_flight(&cx, rx, &key, &parts, &req_cc, mode, fwd);
+                match Box::pin(waited).await {
                     AfterWait::Serve(res) => return Ok(res),
                     // What the other request stored cannot be used as it is (stale already, or
                     // the request asks for validation): validate it, and with it the stale
@@ -541,14 +549,14 @@ where
         // included) stays small.
         Next::Revalidate(found) => {
             Box::pin(revalidate(
-                &cx, inner, parts, body, &key, found, &req_cc, guard,
+                &cx, inner, parts, body, &key, found, &req_cc, guard, since,
             ))
             .await
         }
         Next::Fetch(fwd, index) => {
             bump(&cx.config.stats.local().misses);
             Box::pin(fetch_and_store(
-                &cx, inner, parts, body, &key, fwd, index, guard,
+                &cx, inner, parts, body, &key, fwd, index, guard, since,
             ))
             .await
         }
@@ -723,6 +731,9 @@ pub(crate) async fn invalidate<St: Store>(
 ) -> Result<(), StoreError> {
     let key = request_key(config, parts);
     bump(&config.stats.local().invalidations);
+    // Not while a fetch of the key commits: one that checked for invalidations before this one
+    // would land after the removal, visible until it looks again.
+    let _writing = config.flights.write_lock(&key).await;
     // Noted before the entry goes, so a fetch that commits after the removal sees it.
     config.flights.invalidate(&key);
     store.delete(&key).await.inspect_err(|e| {
@@ -887,6 +898,7 @@ async fn revalidate<S, St, ReqB, ResB>(
     found: Found<St::Body>,
     req_cc: &CacheControl,
     guard: Option<FlightGuard>,
+    since: u64,
 ) -> Result<Res<ResB, St>, S::Error>
 where
     S: Origin<ReqB, ResB> + Clone,
@@ -919,7 +931,6 @@ where
     let head_through = fwd_parts.method == Method::HEAD;
     bump(&cx.config.stats.local().revalidations);
     let request_time = cx.now();
-    let since = cx.config.flights.mark();
     let result = inner.call(Request::from_parts(fwd_parts, body)).await;
     let response_time = cx.now();
     let res = match result {
@@ -976,7 +987,6 @@ where
             retry.method = Method::GET;
         }
         let mut svc = inner.clone();
-        let since = cx.config.flights.mark();
         let res = ready_call(&mut svc, Request::from_parts(retry, ReqB::default())).await?;
         let ex = Exchange {
             parts,
@@ -1332,6 +1342,7 @@ async fn fetch_and_store<S, St, ReqB, ResB>(
     fwd: Fwd,
     index: Option<VaryIndex>,
     guard: Option<FlightGuard>,
+    since: u64,
 ) -> Result<Res<ResB, St>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -1339,7 +1350,6 @@ where
     St: Store,
 {
     let request_time = cx.now();
-    let since = cx.config.flights.mark();
     let res = inner.call(Request::from_parts(parts.clone(), body)).await?;
     let ex = Exchange {
         parts,
@@ -1613,6 +1623,9 @@ async fn begin_capture<St: Store>(
             // may describe it as it was before. (Checked again once committed, for a change that
             // lands meanwhile.)
             let invalidated = || config.flights.invalidated_since(&primary, since);
+            // The check and the writes are one step for invalidations of the key: none removes
+            // the entry between them, to have it land afterwards.
+            let _writing = config.flights.write_lock(&primary).await;
             if invalidated() {
                 tracing::debug!(
                     key = primary,
@@ -1695,9 +1708,8 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
     mut inner: S,
     parts: &request::Parts,
     key: &str,
-    store_key: &str,
-    meta: Arc<Meta>,
-    index: Option<VaryIndex>,
+    (store_key, meta, index): (&str, Arc<Meta>, Option<VaryIndex>),
+    since: u64,
 ) where
     S: Origin<ReqB, ResB>,
     ReqB: Default + Send + 'static,
@@ -1723,7 +1735,6 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
     };
     tokio::spawn(async move {
         let request_time = cx.now();
-        let since = cx.config.flights.mark();
         let res = match inner
             .call(Request::from_parts(fwd_parts, ReqB::default()))
             .await
