@@ -11,6 +11,7 @@ mod support;
 mod cache_status;
 mod cdn_cache_control;
 mod coalescing;
+mod concurrent;
 mod directives;
 #[cfg(all(feature = "memory", feature = "disk"))]
 mod disk;

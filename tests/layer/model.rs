@@ -27,38 +27,38 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use support::{Harness, Seen, reply};
 
-const PATHS: [&str; 4] = ["/a", "/b", "/c", "/d"];
-const LANGS: [Option<&str>; 3] = [None, Some("en"), Some("de")];
-const USERS: [Option<&str>; 3] = [None, Some("alice"), Some("bob")];
+pub(super) const PATHS: [&str; 4] = ["/a", "/b", "/c", "/d"];
+pub(super) const LANGS: [Option<&str>; 3] = [None, Some("en"), Some("de")];
+pub(super) const USERS: [Option<&str>; 3] = [None, Some("alice"), Some("bob")];
 
 /// xorshift64*.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 
     /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(super) fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(super) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len() as u64) as usize]
     }
 }
 
 /// Who a response may be given to.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Audience {
+pub(super) enum Audience {
     /// No directive: shared only when the request carried no credentials.
     Plain,
     /// `public`: anyone, credentials or not.
@@ -69,26 +69,26 @@ enum Audience {
 
 /// How the origin answers for one version of one resource.
 #[derive(Clone, Copy, Debug)]
-struct Profile {
-    status: u16,
-    max_age: Option<u64>,
-    s_maxage: Option<u64>,
-    etag: bool,
-    last_modified: bool,
-    vary: bool,
-    audience: Audience,
-    cookie: bool,
-    must_revalidate: bool,
-    no_cache: bool,
-    no_store: bool,
-    swr: Option<u64>,
-    sie: Option<u64>,
+pub(super) struct Profile {
+    pub(super) status: u16,
+    pub(super) max_age: Option<u64>,
+    pub(super) s_maxage: Option<u64>,
+    pub(super) etag: bool,
+    pub(super) last_modified: bool,
+    pub(super) vary: bool,
+    pub(super) audience: Audience,
+    pub(super) cookie: bool,
+    pub(super) must_revalidate: bool,
+    pub(super) no_cache: bool,
+    pub(super) no_store: bool,
+    pub(super) swr: Option<u64>,
+    pub(super) sie: Option<u64>,
 }
 
 impl Profile {
     /// The profile of `version` of resource `path_index`: drawn from them, so that every answer
     /// for one version agrees.
-    fn of(path_index: usize, version: u64) -> Self {
+    pub(super) fn of(path_index: usize, version: u64) -> Self {
         let mut r = Rng((path_index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ (version + 1).wrapping_mul(7919));
         r.next();
@@ -177,21 +177,24 @@ impl Profile {
 
 /// The origin's resources.
 #[derive(Default)]
-struct World {
+pub(super) struct World {
     /// Per path: the current version and its `Last-Modified` (seconds after the epoch; strictly
     /// increasing, so `If-Modified-Since` never confuses two versions).
-    versions: HashMap<String, (u64, u64)>,
-    down: bool,
+    pub(super) versions: HashMap<String, (u64, u64)>,
+    pub(super) down: bool,
     /// Versions whose body the origin abandons half-way, once.
-    dies: HashMap<(String, u64), bool>,
+    pub(super) dies: HashMap<(String, u64), bool>,
+    /// When set, every whole body is sent in two halves this far apart (real time), so that
+    /// concurrent requests overlap in flight.
+    pub(super) trickle: Option<Duration>,
 }
 
-fn etag(version: u64, lang: &str) -> String {
+pub(super) fn etag(version: u64, lang: &str) -> String {
     format!("\"v{version}-{lang}\"")
 }
 
 /// The origin: answers from the world's state at the moment of the request.
-fn answer(world: &Mutex<World>, now: u64, s: &Seen) -> support::Reply {
+pub(super) fn answer(world: &Mutex<World>, now: u64, s: &Seen) -> support::Reply {
     let mut w = world.lock().unwrap();
     let path = s.path().to_owned();
     let user = s.header("authorization");
@@ -201,7 +204,9 @@ fn answer(world: &Mutex<World>, now: u64, s: &Seen) -> support::Reply {
     if !matches!(s.method, Method::GET | Method::HEAD) {
         let (version, lm) = w.versions.get(&path).copied().unwrap_or((0, 0));
         w.versions.insert(path, (version + 1, (lm + 1).max(now)));
-        return reply(204).cc("no-store");
+        return reply(204)
+            .cc("no-store")
+            .header("x-version", &(version + 1).to_string());
     }
     let index = PATHS.iter().position(|p| *p == path).expect("a known path");
     let (version, lm) = *w.versions.entry(path.clone()).or_insert((0, now));
@@ -258,13 +263,28 @@ fn answer(world: &Mutex<World>, now: u64, s: &Seen) -> support::Reply {
             },
         );
     }
-    r.body(body)
+    match w.trickle {
+        Some(pause) => {
+            let (first, second) = body.split_at(body.len() / 2);
+            let (first, second) = (
+                Bytes::from(first.to_owned()),
+                Bytes::from(second.to_owned()),
+            );
+            r.header("content-length", &body.len().to_string())
+                .stream(move |feed| async move {
+                    feed.send(first).await;
+                    tokio::time::sleep(pause).await;
+                    feed.send(second).await;
+                })
+        }
+        None => r.body(body),
+    }
 }
 
 /// Makes each version's body longer than any earlier one's, so that a `HEAD` for one version
 /// never describes another's stored body (RFC 9111 §4.3.5 compares lengths when nothing else
 /// tells them apart).
-fn padding(version: u64) -> String {
+pub(super) fn padding(version: u64) -> String {
     ".".repeat(16 * version as usize)
 }
 
@@ -312,7 +332,7 @@ impl Ask {
 }
 
 /// The response directives of a served head, by name (lower case), with their values.
-fn directives(headers: &HeaderMap) -> HashMap<String, Option<u64>> {
+pub(super) fn directives(headers: &HeaderMap) -> HashMap<String, Option<u64>> {
     headers
         .get_all("cache-control")
         .iter()
@@ -706,7 +726,7 @@ impl<St: Store> Run<St> {
 }
 
 /// The header fields of a response with `profile`, as far as `Cache-Control` goes.
-fn profile_headers(profile: &Profile) -> HeaderMap {
+pub(super) fn profile_headers(profile: &Profile) -> HeaderMap {
     let mut h = HeaderMap::new();
     let cc = profile.cache_control();
     if !cc.is_empty() {
