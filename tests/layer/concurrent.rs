@@ -15,8 +15,8 @@
 //! the interleaving itself is not replayable, so a failure is worth keeping as it is printed.
 
 use crate::model::{
-    Audience, LANGS, PATHS, Profile, Rng, USERS, World, answer, directives, etag, padding,
-    profile_headers,
+    AskCc, LANGS, PATHS, Rng, USERS, World, cache_status, describes, directives, forbids_stale,
+    harness, lifetime, request, reusable, seconds, seed, stale_allowed, whole, within_request,
 };
 use crate::support;
 
@@ -66,15 +66,11 @@ fn bump(n: &AtomicUsize) {
 
 impl<St: Store> Shared<St> {
     fn now(&self) -> u64 {
-        cachio::Clock::now(&self.h.clock)
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
+        seconds(&self.h.clock)
     }
 
     fn current(&self, path: &str) -> u64 {
-        let w = self.world.lock().unwrap();
-        w.versions.get(path).map_or(0, |v| v.0)
+        self.world.lock().unwrap().current(path)
     }
 
     fn note(&self, step: String) {
@@ -88,19 +84,28 @@ impl<St: Store> Shared<St> {
     #[track_caller]
     fn check(&self, ok: bool, why: impl FnOnce() -> String) {
         if !ok {
-            let steps = {
-                let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-                log.iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            };
-            panic!(
-                "{}: {}\nlast steps of all clients, oldest first:\n  {steps}",
-                self.what,
-                why(),
-            );
+            self.fail(why());
         }
+    }
+
+    #[track_caller]
+    fn holds<T>(&self, checked: Result<T, String>) -> T {
+        checked.unwrap_or_else(|why| self.fail(why))
+    }
+
+    #[track_caller]
+    fn fail(&self, why: String) -> ! {
+        let steps = {
+            let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            log.iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        };
+        panic!(
+            "{}: {why}\nlast steps of all clients, oldest first:\n  {steps}",
+            self.what
+        );
     }
 
     /// Sometimes changes the world (the clock, the origin's health, a resource behind the
@@ -112,10 +117,7 @@ impl<St: Store> Shared<St> {
             self.note(format!("#{client} clock +{secs}s"));
         }
         if rng.chance(2) {
-            let mut w = self.world.lock().unwrap();
-            w.down = !w.down;
-            let down = w.down;
-            drop(w);
+            let down = self.world.lock().unwrap().toggle();
             self.note(format!(
                 "#{client} origin {}",
                 if down { "down" } else { "up" }
@@ -124,24 +126,12 @@ impl<St: Store> Shared<St> {
         if rng.chance(2) {
             let path = rng.pick(&PATHS);
             let now = self.now();
-            let mut w = self.world.lock().unwrap();
-            let (v, lm) = w.versions.get(path).copied().unwrap_or((0, now));
-            w.versions
-                .insert(path.to_owned(), (v + 1, (lm + 1).max(now)));
-            drop(w);
-            self.note(format!(
-                "#{client} {path} changed behind the cache to v{}",
-                v + 1
-            ));
+            let v = self.world.lock().unwrap().change_behind(path, now);
+            self.note(format!("#{client} {path} changed behind the cache to v{v}"));
         }
         if rng.chance(2) {
             let path = rng.pick(&PATHS);
-            let v = self.current(path);
-            self.world
-                .lock()
-                .unwrap()
-                .dies
-                .insert((path.to_owned(), v), true);
+            let v = self.world.lock().unwrap().doom(path);
             self.note(format!("#{client} {path} v{v} will die mid-body once"));
         }
         let path = rng.pick(&PATHS[..3]);
@@ -175,16 +165,7 @@ impl<St: Store> Shared<St> {
         user: Option<&'static str>,
         cc: Option<&'static str>,
     ) {
-        let mut req = self.h.req(path).method(method.clone());
-        if let Some(lang) = lang {
-            req = req.header("accept-language", lang);
-        }
-        if let Some(user) = user {
-            req = req.header("authorization", user);
-        }
-        if let Some(cc) = cc {
-            req = req.header("cache-control", cc);
-        }
+        let req = request(&self.h, &method, path, lang, user, cc);
         let floor = self.floor.lock().unwrap().get(path).copied().unwrap_or(0);
         let before = self.current(path);
         let sent_at = self.now();
@@ -198,12 +179,7 @@ impl<St: Store> Shared<St> {
         let body = body.collect().await.map(|c| c.to_bytes());
         let after = self.current(path);
         let done_at = self.now();
-        let cache_status = headers
-            .get_all("cache-status")
-            .iter()
-            .next_back()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
+        let cache_status = cache_status(&headers);
         self.note(format!(
             "#{client} {method} {path} lang={lang:?} user={user:?} cc={cc:?} (v{before}..v{after}, floor v{floor}) -> {status} [{cache_status}] {:?}",
             body.as_ref()
@@ -254,48 +230,18 @@ impl<St: Store> Shared<St> {
         self.check(version >= floor && version <= after, || {
             format!("version {version}, outside v{floor}..=v{after}")
         });
-        let path_index = PATHS.iter().position(|p| *p == path).unwrap();
-        let profile = Profile::of(path_index, version);
-        let served = directives(&headers);
-        self.check(served == directives(&profile_headers(&profile)), || {
-            format!("the headers of version {version} do not carry its Cache-Control")
-        });
-        let lang = if profile.vary {
-            lang.unwrap_or("-")
-        } else {
-            "-"
-        };
-        if profile.etag {
-            let tag = etag(version, lang);
-            let got = headers.get("etag").map(|v| v.to_str().unwrap());
-            self.check(got == Some(tag.as_str()), || {
-                format!("ETag {got:?} for version {version} and language {lang}")
-            });
-        }
-        self.check(status.as_u16() == profile.status, || {
-            format!("status {status} for version {version}")
-        });
-        if method == Method::GET {
-            let text = std::str::from_utf8(&body).unwrap_or("");
-            let fields: Vec<&str> = text.split('|').collect();
-            self.check(
-                fields.len() == 6
-                    && fields[0] == path
-                    && fields[1] == lang
-                    && fields[2] == format!("v{version}")
-                    && fields[4] == padding(version)
-                    && fields[5] == "end",
-                || format!("body {text:?} for {path} v{version} {lang}"),
-            );
-            if self.shared {
-                let whom = fields[3];
-                self.check(whom == "anyone" || whom == user.unwrap_or("anon"), || {
-                    format!("{whom}'s response given to {user:?}")
-                });
-            }
-        } else {
-            self.check(body.is_empty(), || "a HEAD with a body".into());
-        }
+        let (profile, body_lang) = self.holds(describes(path, lang, version, &headers));
+        let shared_user = self.shared.then_some(user);
+        self.holds(whole(
+            &method,
+            path,
+            body_lang,
+            version,
+            &profile,
+            status,
+            &body,
+            shared_user,
+        ));
 
         let if_error = cache_status.contains("detail=stale-if-error");
         if !hit && !collapsed && !if_error {
@@ -337,28 +283,18 @@ impl<St: Store> Shared<St> {
         );
         let age = age.unwrap_or_default();
         let shared = self.shared;
-        self.check(!profile.no_store, || {
-            "a no-store response from the cache".into()
-        });
-        self.check(!(shared && profile.audience == Audience::Private), || {
-            "a private response from a shared cache".into()
-        });
-        self.check(!(shared && profile.cookie), || {
-            "a response with Set-Cookie from a shared cache".into()
-        });
-        self.check(!profile.no_cache, || {
-            "served without validation despite the response's no-cache".into()
-        });
-        let lifetime = match (shared, profile.s_maxage) {
-            (true, Some(s)) => s,
-            _ => profile.max_age.unwrap_or(0),
-        };
-        let forbidden =
-            profile.must_revalidate || (shared && profile.s_maxage.is_some()) || profile.no_cache;
+        self.holds(reusable(&profile, shared));
+        let lifetime = lifetime(&profile, shared);
+        let forbidden = forbids_stale(&profile, shared);
         if if_error {
             self.check(
                 !forbidden && profile.sie.is_some_and(|n| age <= lifetime + n),
-                || format!("stale-if-error at age {age} despite {served:?}"),
+                || {
+                    format!(
+                        "stale-if-error at age {age} despite {:?}",
+                        directives(&headers)
+                    )
+                },
             );
             return;
         }
@@ -366,52 +302,23 @@ impl<St: Store> Shared<St> {
         if collapsed {
             return;
         }
-        let directive = |name: &str| -> Option<Option<u64>> {
-            cc?.split(',').map(str::trim).find_map(|d| {
-                let (n, v) = d.split_once('=').unwrap_or((d, ""));
-                (n == name).then(|| v.parse().ok())
-            })
-        };
-        self.check(directive("no-cache").is_none(), || {
-            "served without validation despite the request's no-cache".into()
-        });
-        if let Some(Some(max)) = directive("max-age") {
-            self.check(age <= max, || {
-                format!("age {age} over the request's max-age")
-            });
-        }
-        if let Some(Some(min)) = directive("min-fresh") {
-            self.check(lifetime >= age + min, || {
-                format!("lifetime {lifetime}, age {age}, min-fresh {min}")
-            });
-        }
+        let req = AskCc::parse(cc, false);
+        self.holds(within_request(&req, age, lifetime));
         if age < lifetime {
             return;
         }
         bump(&self.seen.stale_hits);
         let staleness = age - lifetime;
         self.check(!forbidden, || {
-            format!("served {staleness}s stale despite {served:?}")
+            format!(
+                "served {staleness}s stale despite {:?}",
+                directives(&headers)
+            )
         });
-        let by_request = match directive("max-stale") {
-            Some(None) => true,
-            Some(Some(n)) => staleness <= n,
-            None => false,
-        };
-        let by_swr = directive("max-age").is_none()
-            && directive("min-fresh").is_none()
-            && profile.swr.is_some_and(|n| staleness <= n);
-        self.check(by_request || by_swr, || {
+        self.check(stale_allowed(&profile, &req, staleness), || {
             format!("served {staleness}s stale, nothing allows it")
         });
     }
-}
-
-fn seed() -> u64 {
-    std::env::var("CACHIO_MODEL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Requests per client.
@@ -427,27 +334,12 @@ async fn run<St: Store>(layer: CacheLayer<St>, shared: bool, store: &str, seed: 
         trickle: Some(Duration::from_millis(3)),
         ..World::default()
     }));
-    let h = {
-        let world = world.clone();
-        let clock = support::clock();
-        let origin_clock = clock.clone();
-        Harness::with_clock(layer, clock, move |s| {
-            let now = cachio::Clock::now(&origin_clock)
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            answer(&world, now, s)
-        })
-        .await
-    };
+    let h = harness(layer, &world).await;
     let what = format!(
         "seed {seed}, {CLIENTS} clients, {} cache, {store}",
         if shared { "shared" } else { "private" }
     );
-    let began = cachio::Clock::now(&h.clock)
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let began = seconds(&h.clock);
     let run = Arc::new(Shared {
         began,
         h,

@@ -302,7 +302,7 @@ struct Ask {
 
 /// A request's own directives, as far as the model needs them.
 #[derive(Default)]
-struct AskCc {
+pub(super) struct AskCc {
     no_cache: bool,
     max_age: Option<u64>,
     /// `Some(None)`: `max-stale` without a value.
@@ -312,11 +312,18 @@ struct AskCc {
 
 impl Ask {
     fn directives(&self) -> AskCc {
+        AskCc::parse(self.cc, self.pragma)
+    }
+}
+
+impl AskCc {
+    /// The directives of a request with `Cache-Control: cc`, and `Pragma: no-cache` if `pragma`.
+    pub(super) fn parse(cc: Option<&str>, pragma: bool) -> Self {
         let mut d = AskCc {
-            no_cache: self.pragma && self.cc.is_none(),
+            no_cache: pragma && cc.is_none(),
             ..AskCc::default()
         };
-        for part in self.cc.unwrap_or("").split(',').map(str::trim) {
+        for part in cc.unwrap_or("").split(',').map(str::trim) {
             let (name, value) = part.split_once('=').unwrap_or((part, ""));
             let n = value.parse().ok();
             match name {
@@ -347,6 +354,229 @@ pub(super) fn directives(headers: &HeaderMap) -> HashMap<String, Option<u64>> {
         .collect()
 }
 
+impl World {
+    /// The version `path` is at.
+    pub(super) fn current(&self, path: &str) -> u64 {
+        self.versions.get(path).map_or(0, |v| v.0)
+    }
+
+    /// Changes `path` where the cache does not see it, at `now`; the new version.
+    pub(super) fn change_behind(&mut self, path: &str, now: u64) -> u64 {
+        let (v, lm) = self.versions.get(path).copied().unwrap_or((0, now));
+        self.versions
+            .insert(path.to_owned(), (v + 1, (lm + 1).max(now)));
+        v + 1
+    }
+
+    /// Makes the current version of `path` abandon its body half-way, once; that version.
+    pub(super) fn doom(&mut self, path: &str) -> u64 {
+        let v = self.current(path);
+        self.dies.insert((path.to_owned(), v), true);
+        v
+    }
+
+    /// Takes the origin down, or brings it back; whether it is down now.
+    pub(super) fn toggle(&mut self) -> bool {
+        self.down = !self.down;
+        self.down
+    }
+}
+
+/// The cache in front of an origin answering from `world`, on a clock of its own that the
+/// origin reads too.
+pub(super) async fn harness<St: Store>(
+    layer: CacheLayer<St>,
+    world: &Arc<Mutex<World>>,
+) -> Harness<St> {
+    let world = world.clone();
+    let clock = support::clock();
+    let origin_clock = clock.clone();
+    Harness::with_clock(layer, clock, move |s| {
+        answer(&world, seconds(&origin_clock), s)
+    })
+    .await
+}
+
+/// The time on `clock`, in seconds after the epoch.
+pub(super) fn seconds(clock: &cachio::ManualClock) -> u64 {
+    cachio::Clock::now(clock)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `GET path` (or `method`) with the model's request fields.
+pub(super) fn request<St: Store>(
+    h: &Harness<St>,
+    method: &Method,
+    path: &str,
+    lang: Option<&str>,
+    user: Option<&str>,
+    cc: Option<&str>,
+) -> http::request::Builder {
+    let mut req = h.req(path).method(method.clone());
+    if let Some(lang) = lang {
+        req = req.header("accept-language", lang);
+    }
+    if let Some(user) = user {
+        req = req.header("authorization", user);
+    }
+    if let Some(cc) = cc {
+        req = req.header("cache-control", cc);
+    }
+    req
+}
+
+/// The last `Cache-Status` value of a response (the one this cache added), or nothing.
+pub(super) fn cache_status(headers: &HeaderMap) -> String {
+    headers
+        .get_all("cache-status")
+        .iter()
+        .next_back()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Checks that `headers` are those of `version` of `path`, answering a request in language
+/// `asked`: its `Cache-Control` and `ETag`. Gives the version's profile and the language its
+/// body is in (`-` when it does not vary).
+pub(super) fn describes(
+    path: &str,
+    asked: Option<&'static str>,
+    version: u64,
+    headers: &HeaderMap,
+) -> Result<(Profile, &'static str), String> {
+    let path_index = PATHS.iter().position(|p| *p == path).unwrap();
+    let profile = Profile::of(path_index, version);
+    if directives(headers) != directives(&profile_headers(&profile)) {
+        return Err(format!(
+            "the headers of version {version} do not carry its Cache-Control"
+        ));
+    }
+    let lang = if profile.vary {
+        asked.unwrap_or("-")
+    } else {
+        "-"
+    };
+    if profile.etag {
+        let tag = etag(version, lang);
+        let got = headers.get("etag").map(|v| v.to_str().unwrap());
+        if got != Some(tag.as_str()) {
+            return Err(format!(
+                "ETag {got:?} for version {version} and language {lang}"
+            ));
+        }
+    }
+    Ok((profile, lang))
+}
+
+/// Checks a whole response (not a 304) of `version` of `path` in `lang`: its status, and its
+/// body: for a `GET` that version's, given in a shared cache (`shared_user` is `Some(user)`) only
+/// to whom it may be given; for a `HEAD` none.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "what one response is checked against"
+)]
+pub(super) fn whole(
+    method: &Method,
+    path: &str,
+    lang: &str,
+    version: u64,
+    profile: &Profile,
+    status: StatusCode,
+    body: &[u8],
+    shared_user: Option<Option<&str>>,
+) -> Result<(), String> {
+    if status.as_u16() != profile.status {
+        return Err(format!("status {status} for version {version}"));
+    }
+    if *method != Method::GET {
+        return if body.is_empty() {
+            Ok(())
+        } else {
+            Err("a HEAD with a body".into())
+        };
+    }
+    let text = std::str::from_utf8(body).unwrap_or("");
+    let fields: Vec<&str> = text.split('|').collect();
+    if !(fields.len() == 6
+        && fields[0] == path
+        && fields[1] == lang
+        && fields[2] == format!("v{version}")
+        && fields[4] == padding(version)
+        && fields[5] == "end")
+    {
+        return Err(format!("body {text:?} for {path} v{version} {lang}"));
+    }
+    if let Some(user) = shared_user {
+        let whom = fields[3];
+        if !(whom == "anyone" || whom == user.unwrap_or("anon")) {
+            return Err(format!("{whom}'s response given to {user:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// The freshness lifetime of a response of `profile`.
+pub(super) fn lifetime(profile: &Profile, shared: bool) -> u64 {
+    match (shared, profile.s_maxage) {
+        (true, Some(s)) => s,
+        _ => profile.max_age.unwrap_or(0),
+    }
+}
+
+/// Checks that a response of `profile` may come from the store at all.
+pub(super) fn reusable(profile: &Profile, shared: bool) -> Result<(), String> {
+    if profile.no_store {
+        Err("a no-store response from the cache".into())
+    } else if shared && profile.audience == Audience::Private {
+        Err("a private response from a shared cache".into())
+    } else if shared && profile.cookie {
+        Err("a response with Set-Cookie from a shared cache".into())
+    } else if profile.no_cache {
+        Err("served without validation despite the response's no-cache".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks the request's own limits on a stored response `age` old with `lifetime`.
+pub(super) fn within_request(req: &AskCc, age: u64, lifetime: u64) -> Result<(), String> {
+    if req.no_cache {
+        return Err("served without validation despite the request's no-cache".into());
+    }
+    if let Some(max) = req.max_age
+        && age > max
+    {
+        return Err(format!("age {age} over the request's max-age"));
+    }
+    if let Some(min) = req.min_fresh
+        && lifetime < age + min
+    {
+        return Err(format!("lifetime {lifetime}, age {age}, min-fresh {min}"));
+    }
+    Ok(())
+}
+
+/// Whether the response forbids serving it stale (RFC 9111 §4.2.4).
+pub(super) fn forbids_stale(profile: &Profile, shared: bool) -> bool {
+    profile.must_revalidate || (shared && profile.s_maxage.is_some()) || profile.no_cache
+}
+
+/// Whether the request's `max-stale`, or the response's `stale-while-revalidate` (unless the
+/// request asks for `max-age` or `min-fresh`), allows serving it `staleness` seconds stale.
+pub(super) fn stale_allowed(profile: &Profile, req: &AskCc, staleness: u64) -> bool {
+    let by_request = match req.max_stale {
+        Some(None) => true,
+        Some(Some(n)) => staleness <= n,
+        None => false,
+    };
+    let by_swr = req.max_age.is_none()
+        && req.min_fresh.is_none()
+        && profile.swr.is_some_and(|n| staleness <= n);
+    by_request || by_swr
+}
+
 /// A run of one seed, mode and store, with what it has seen so far.
 struct Run<St> {
     h: Harness<St>,
@@ -375,28 +605,33 @@ struct Tally {
 
 impl<St: Store> Run<St> {
     fn now(&self) -> u64 {
-        cachio::Clock::now(&self.h.clock)
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
+        seconds(&self.h.clock)
     }
 
     fn current(&self, path: &str) -> u64 {
-        let w = self.world.lock().unwrap();
-        w.versions.get(path).map_or(0, |v| v.0)
+        self.world.lock().unwrap().current(path)
     }
 
     #[track_caller]
     fn check(&self, ok: bool, why: impl FnOnce() -> String) {
         if !ok {
-            let steps: Vec<_> = self.log.iter().map(String::as_str).collect();
-            panic!(
-                "{}: {}\nlast steps, oldest first:\n  {}",
-                self.what,
-                why(),
-                steps.join("\n  ")
-            );
+            self.fail(why());
         }
+    }
+
+    #[track_caller]
+    fn holds<T>(&self, checked: Result<T, String>) -> T {
+        checked.unwrap_or_else(|why| self.fail(why))
+    }
+
+    #[track_caller]
+    fn fail(&self, why: String) -> ! {
+        let steps: Vec<_> = self.log.iter().map(String::as_str).collect();
+        panic!(
+            "{}: {why}\nlast steps, oldest first:\n  {}",
+            self.what,
+            steps.join("\n  ")
+        );
     }
 
     fn note(&mut self, step: String) {
@@ -413,31 +648,19 @@ impl<St: Store> Run<St> {
             self.note(format!("clock +{secs}s"));
         }
         if rng.chance(6) {
-            let mut w = self.world.lock().unwrap();
-            w.down = !w.down;
-            let down = w.down;
-            drop(w);
+            let down = self.world.lock().unwrap().toggle();
             self.note(format!("origin {}", if down { "down" } else { "up" }));
         }
         if rng.chance(4) {
             // A change the cache does not see.
             let path = rng.pick(&PATHS);
             let now = self.now();
-            let mut w = self.world.lock().unwrap();
-            let (v, lm) = w.versions.get(path).copied().unwrap_or((0, now));
-            w.versions
-                .insert(path.to_owned(), (v + 1, (lm + 1).max(now)));
-            drop(w);
-            self.note(format!("{path} changed behind the cache to v{}", v + 1));
+            let v = self.world.lock().unwrap().change_behind(path, now);
+            self.note(format!("{path} changed behind the cache to v{v}"));
         }
         if rng.chance(3) {
             let path = rng.pick(&PATHS);
-            let v = self.current(path);
-            self.world
-                .lock()
-                .unwrap()
-                .dies
-                .insert((path.to_owned(), v), true);
+            let v = self.world.lock().unwrap().doom(path);
             self.note(format!("{path} v{v} will die mid-body once"));
         }
         if rng.chance(2) {
@@ -478,16 +701,7 @@ impl<St: Store> Run<St> {
     }
 
     async fn send(&mut self, ask: Ask) {
-        let mut req = self.h.req(ask.path).method(ask.method.clone());
-        if let Some(lang) = ask.lang {
-            req = req.header("accept-language", lang);
-        }
-        if let Some(user) = ask.user {
-            req = req.header("authorization", user);
-        }
-        if let Some(cc) = ask.cc {
-            req = req.header("cache-control", cc);
-        }
+        let mut req = request(&self.h, &ask.method, ask.path, ask.lang, ask.user, ask.cc);
         if ask.pragma {
             req = req.header("pragma", "no-cache");
         }
@@ -505,12 +719,7 @@ impl<St: Store> Run<St> {
         };
         let (parts, body) = res.into_parts();
         let (status, headers) = (parts.status, parts.headers);
-        let cache_status = headers
-            .get_all("cache-status")
-            .iter()
-            .next_back()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
+        let cache_status = cache_status(&headers);
         let body = body.collect().await.map(|c| c.to_bytes());
         self.note(format!(
             "{} {} lang={:?} user={:?} cc={:?} inm={:?} -> {} [{}] {:?}",
@@ -574,24 +783,8 @@ impl<St: Store> Run<St> {
         self.check(version >= floor && version <= current, || {
             format!("version {version}, outside {floor}..={current}")
         });
-        let path_index = PATHS.iter().position(|p| *p == ask.path).unwrap();
-        let profile = Profile::of(path_index, version);
-        let served = directives(&headers);
-        self.check(served == directives(&profile_headers(&profile)), || {
-            format!("the headers of version {version} do not carry its Cache-Control")
-        });
-        let lang = if profile.vary {
-            ask.lang.unwrap_or("-")
-        } else {
-            "-"
-        };
+        let (profile, lang) = self.holds(describes(ask.path, ask.lang, version, &headers));
         let tag = etag(version, lang);
-        if profile.etag {
-            let got = headers.get("etag").map(|v| v.to_str().unwrap());
-            self.check(got == Some(tag.as_str()), || {
-                format!("ETag {got:?} for version {version} and language {lang}")
-            });
-        }
         if status == StatusCode::NOT_MODIFIED {
             self.seen.not_modified += 1;
             // Only to the client's own validator.
@@ -599,31 +792,17 @@ impl<St: Store> Run<St> {
                 format!("a 304 to If-None-Match {:?}", ask.if_none_match)
             });
         } else {
-            self.check(status.as_u16() == profile.status, || {
-                format!("status {status} for version {version}")
-            });
-            if ask.method == Method::GET {
-                let text = std::str::from_utf8(&body).unwrap_or("");
-                let fields: Vec<&str> = text.split('|').collect();
-                self.check(
-                    fields.len() == 6
-                        && fields[0] == ask.path
-                        && fields[1] == lang
-                        && fields[2] == format!("v{version}")
-                        && fields[4] == padding(version)
-                        && fields[5] == "end",
-                    || format!("body {text:?} for {} v{version} {lang}", ask.path),
-                );
-                if self.shared {
-                    let whom = fields[3];
-                    self.check(
-                        whom == "anyone" || whom == ask.user.unwrap_or("anon"),
-                        || format!("{whom}'s response given to {:?}", ask.user),
-                    );
-                }
-            } else {
-                self.check(body.is_empty(), || "a HEAD with a body".into());
-            }
+            let shared_user = self.shared.then_some(ask.user);
+            self.holds(whole(
+                &ask.method,
+                ask.path,
+                lang,
+                version,
+                &profile,
+                status,
+                &body,
+                shared_user,
+            ));
             if profile.etag {
                 self.tags.insert((ask.path, ask.lang), tag.clone());
             }
@@ -660,41 +839,15 @@ impl<St: Store> Run<St> {
         });
         let age = now - date;
         let shared = self.shared;
-        self.check(!profile.no_store, || {
-            "a no-store response from the cache".into()
-        });
-        self.check(!(shared && profile.audience == Audience::Private), || {
-            "a private response from a shared cache".into()
-        });
-        self.check(!(shared && profile.cookie), || {
-            "a response with Set-Cookie from a shared cache".into()
-        });
-        self.check(!profile.no_cache, || {
-            "served without validation despite the response's no-cache".into()
-        });
-        let lifetime = match (shared, profile.s_maxage) {
-            (true, Some(s)) => s,
-            _ => profile.max_age.unwrap_or(0),
-        };
+        self.holds(reusable(&profile, shared));
+        let lifetime = lifetime(&profile, shared);
         // The request's own limits, unless the origin failed the validation they asked for.
         let req = if if_error {
             AskCc::default()
         } else {
             ask.directives()
         };
-        self.check(!req.no_cache, || {
-            "served without validation despite the request's no-cache".into()
-        });
-        if let Some(max) = req.max_age {
-            self.check(age <= max, || {
-                format!("age {age} over the request's max-age")
-            });
-        }
-        if let Some(min) = req.min_fresh {
-            self.check(lifetime >= age + min, || {
-                format!("lifetime {lifetime}, age {age}, min-fresh {min}")
-            });
-        }
+        self.holds(within_request(&req, age, lifetime));
         if profile.vary {
             self.seen.vary_hits += 1;
         }
@@ -705,21 +858,14 @@ impl<St: Store> Run<St> {
         self.seen.stale_hits += 1;
         // Stale: only where something allows it (RFC 9111 §4.2.4, RFC 5861).
         let staleness = age - lifetime;
-        let forbidden =
-            profile.must_revalidate || (shared && profile.s_maxage.is_some()) || profile.no_cache;
-        self.check(!forbidden, || {
-            format!("served {staleness}s stale despite {served:?}")
+        self.check(!forbids_stale(&profile, shared), || {
+            format!(
+                "served {staleness}s stale despite {:?}",
+                directives(&headers)
+            )
         });
-        let by_request = match req.max_stale {
-            Some(None) => true,
-            Some(Some(n)) => staleness <= n,
-            None => false,
-        };
-        let by_swr = req.max_age.is_none()
-            && req.min_fresh.is_none()
-            && profile.swr.is_some_and(|n| staleness <= n);
         let by_sie = if_error && profile.sie.is_some_and(|n| staleness <= n);
-        self.check(by_request || by_swr || by_sie, || {
+        self.check(stale_allowed(&profile, &req, staleness) || by_sie, || {
             format!("served {staleness}s stale, nothing allows it")
         });
     }
@@ -735,7 +881,7 @@ pub(super) fn profile_headers(profile: &Profile) -> HeaderMap {
     h
 }
 
-fn seed() -> u64 {
+pub(super) fn seed() -> u64 {
     std::env::var("CACHIO_MODEL_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -751,19 +897,7 @@ fn steps() -> usize {
 
 async fn run<St: Store>(layer: CacheLayer<St>, shared: bool, store: &str, seed: u64) {
     let world = Arc::new(Mutex::new(World::default()));
-    let h = {
-        let world = world.clone();
-        let clock = support::clock();
-        let origin_clock = clock.clone();
-        Harness::with_clock(layer, clock, move |s| {
-            let now = cachio::Clock::now(&origin_clock)
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            answer(&world, now, s)
-        })
-        .await
-    };
+    let h = harness(layer, &world).await;
     let what = format!(
         "seed {seed}, {} cache, {store}",
         if shared { "shared" } else { "private" }

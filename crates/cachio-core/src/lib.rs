@@ -19,6 +19,7 @@ mod date;
 pub mod fields;
 mod intern;
 pub mod key;
+pub mod locks;
 pub mod meta;
 pub mod policy;
 pub mod range;

@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::locks::KeyLocks;
 use crate::meta::Meta;
 use crate::store::{Hit, Store, StoreError, StoreWriter};
 
@@ -43,7 +44,7 @@ pub struct Tiered<A, B> {
     first: A,
     second: B,
     promote_ttl: Option<Duration>,
-    locks: Arc<[tokio::sync::Mutex<()>]>,
+    locks: Arc<KeyLocks>,
 }
 
 /// How many locks order the changes and promotions of a tiered store's keys.
@@ -56,13 +57,8 @@ impl<A, B> Tiered<A, B> {
             first,
             second,
             promote_ttl: Some(Duration::from_secs(300)),
-            locks: (0..LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            locks: Arc::new(KeyLocks::new(LOCKS)),
         }
-    }
-
-    /// The lock of `key`'s share of the keys.
-    async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        lock_of(&self.locks, key).await
     }
 
     /// How long an entry copied up from the second tier stays in the first (five minutes by
@@ -161,7 +157,7 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let _lock = self.lock(key).await;
+        let _lock = self.locks.lock(key).await;
         // The second tier first (see the module documentation).
         let second = match self.second.update(key, previous, meta.clone(), ttl).await {
             Ok(b) => b,
@@ -182,7 +178,7 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let _lock = self.lock(key).await;
+        let _lock = self.locks.lock(key).await;
         // The second tier first (see the module documentation).
         let second = self.second.delete(key).await;
         let first = self.first.delete(key).await;
@@ -201,10 +197,7 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
         let m = matches.clone();
         // No promotion lands meanwhile: one that checked the second tier before the purge could
         // land after it.
-        let mut all = Vec::with_capacity(self.locks.len());
-        for lock in self.locks.iter() {
-            all.push(lock.lock().await);
-        }
+        let _all = self.locks.lock_all().await;
         // The second tier first (see the module documentation).
         let second = self.second.purge(move |k, meta| m(k, meta)).await?;
         let first = self.first.purge(move |k, meta| matches(k, meta)).await;
@@ -218,17 +211,8 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
 pub struct TieredWriter<A: Store, B: Store> {
     first: Option<A::Writer>,
     second: B::Writer,
-    locks: Arc<[tokio::sync::Mutex<()>]>,
+    locks: Arc<KeyLocks>,
     key: String,
-}
-
-/// The lock of `key`'s share of the keys, among `locks`.
-async fn lock_of<'a>(
-    locks: &'a [tokio::sync::Mutex<()>],
-    key: &str,
-) -> tokio::sync::MutexGuard<'a, ()> {
-    let n = crate::key::stable_hash(key) as usize % locks.len();
-    locks[n].lock().await
 }
 
 impl<A: Store, B: Store> std::fmt::Debug for TieredWriter<A, B> {
@@ -276,7 +260,7 @@ impl<A: Store, B: Store> StoreWriter for TieredWriter<A, B> {
         let first = self.first.map(|w| w.commit(meta, ttl));
         let (locks, key) = (self.locks, self.key);
         async move {
-            let _lock = lock_of(&locks, &key).await;
+            let _lock = locks.lock(&key).await;
             // The second tier first: the first tier never holds what the second does not.
             second.await?;
             if let Some(first) = first {
@@ -311,7 +295,7 @@ impl<A: Store, B: Store> Promote<A, B> {
             key,
         } = self;
         Box::pin(async move {
-            let _lock = tiers.lock(&key).await;
+            let _lock = tiers.locks.lock(&key).await;
             let current = tiers.second.get(&key).await;
             if matches!(&current, Ok(Some(hit)) if hit.meta.same_as(&meta)) {
                 drop(current);

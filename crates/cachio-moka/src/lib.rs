@@ -156,6 +156,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cachio_core::clock;
+use cachio_core::locks::KeyLocks;
 use cachio_core::meta::{MapBudget, Meta};
 use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
 use http_body::{Body, Frame, SizeHint};
@@ -307,21 +308,16 @@ struct Shared {
     /// Locks, each for a share of the keys, taken by every write of a key (commit, update,
     /// delete): an update reads the entry, then writes, and moka orders neither its inserts nor
     /// its removals with that, so a commit or a delete landing in between would be undone.
-    writes: Box<[tokio::sync::Mutex<()>]>,
+    writes: KeyLocks,
 }
 
 /// How many write locks a store has.
 const WRITE_LOCKS: usize = 256;
 
 impl Shared {
-    async fn write_lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let n = cachio_core::key::stable_hash(key) as usize % self.writes.len();
-        self.writes[n].lock().await
-    }
-
     /// Puts `entry` under `key`, or removes what is there (`None`).
     async fn set(&self, key: &str, entry: Option<MemEntry>) {
-        let _write = self.write_lock(key).await;
+        let _write = self.writes.lock(key).await;
         match entry {
             Some(entry) => self.cache.insert(key.to_owned(), entry).await,
             None => self.cache.invalidate(key).await,
@@ -470,7 +466,7 @@ impl MokaStore {
     /// Removes the entry under `key` if it is still the expired one that was read (a newer entry
     /// committed meanwhile stays).
     async fn remove_expired(&self, key: &str, meta: &Arc<Meta>) {
-        let _write = self.shared.write_lock(key).await;
+        let _write = self.shared.writes.lock(key).await;
         if let Some(current) = self.shared.cache.get(key).await
             && Arc::ptr_eq(&current.meta, meta)
         {
@@ -576,7 +572,7 @@ impl Store for MokaStore {
         meta: Arc<Meta>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let _write = self.shared.write_lock(key).await;
+        let _write = self.shared.writes.lock(key).await;
         let Some(old) = self.shared.cache.get(key).await else {
             return Ok(false);
         };
@@ -771,9 +767,7 @@ impl MokaStoreBuilder {
                 maps: (map_budget > 0).then(|| MapBudget::new(map_budget)),
                 evictions,
                 hot,
-                writes: (0..WRITE_LOCKS)
-                    .map(|_| tokio::sync::Mutex::new(()))
-                    .collect(),
+                writes: KeyLocks::new(WRITE_LOCKS),
             }),
         }
     }

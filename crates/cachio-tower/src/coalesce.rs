@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cachio_core::locks::KeyLocks;
 use tokio::sync::watch;
 
 /// What became of a fetch others are waiting for.
@@ -27,29 +28,22 @@ pub(crate) enum Outcome {
 pub(crate) struct Flights {
     inflight: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
     pass: Mutex<HashMap<String, Instant>>,
-    /// How many invalidations this layer has made; a fetch notes it when it starts.
+    /// How many invalidations this layer has made; a request notes it before it first reads
+    /// the store.
     invalidations: AtomicU64,
     invalidated: Mutex<Invalidated>,
     writes: WriteLocks,
 }
 
-/// Locks, each for a share of the keys, that make an invalidation (its mark and its removal) and
-/// a fetch's commit (its check for invalidations and its writes) happen one after the other.
-/// Without them, a commit that checked before an invalidation could land after the removal, and
-/// be served until it looked again and removed itself: after the request that invalidated had
-/// its answer.
-struct WriteLocks(Box<[tokio::sync::Mutex<()>]>);
+/// [`KeyLocks`] with [`WRITE_LOCKS`] shares: see [`Flights::write_lock`].
+struct WriteLocks(KeyLocks);
 
-/// How many [`WriteLocks`] a layer has: commits of keys that share one wait for each other.
+/// How many write locks a layer has: commits of keys that share one wait for each other.
 const WRITE_LOCKS: usize = 256;
 
 impl Default for WriteLocks {
     fn default() -> Self {
-        Self(
-            (0..WRITE_LOCKS)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
-        )
+        Self(KeyLocks::new(WRITE_LOCKS))
     }
 }
 
@@ -146,10 +140,13 @@ impl Flights {
         pass.remove(key);
     }
 
-    /// The lock that orders the invalidations of `key` and the commits of its fetches.
+    /// The lock that makes an invalidation of `key` (its mark and its removal) and the commit
+    /// of a fetch of it (its check for invalidations and its writes) happen one after the other.
+    /// Without it, a commit that checked before an invalidation could land after the removal,
+    /// and be served until it looked again and removed itself: after the request that
+    /// invalidated had its answer.
     pub(crate) async fn write_lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let n = cachio_core::key::stable_hash(key) as usize % self.writes.0.len();
-        self.writes.0[n].lock().await
+        self.writes.0.lock(key).await
     }
 
     /// A mark of this moment, which a request takes before it first reads the store, for
