@@ -431,3 +431,31 @@ async fn rfc9111_concurrent_exchanges_keep_every_rule_private_memory() {
 async fn rfc9111_concurrent_exchanges_keep_every_rule_shared_memory() {
     runs(51..=53, true, "memory", support::memory).await;
 }
+
+/// Memory over disk, as `Embedded` builds it: a small memory tier, so that entries also move
+/// between the tiers while the clients overlap.
+#[cfg(feature = "disk")]
+fn embedded(dirs: &Mutex<Vec<tempfile::TempDir>>) -> impl Store + use<> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cachio::Embedded::builder(dir.path())
+        .memory_bytes(4 << 10)
+        .disk_bytes(16 << 20)
+        .open()
+        .expect("the store opens");
+    dirs.lock().unwrap().push(dir);
+    store
+}
+
+#[cfg(feature = "disk")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rfc9111_concurrent_exchanges_keep_every_rule_private_memory_and_disk() {
+    let dirs = Mutex::new(Vec::new());
+    runs(61..=62, false, "memory and disk", || embedded(&dirs)).await;
+}
+
+#[cfg(feature = "disk")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rfc9111_concurrent_exchanges_keep_every_rule_shared_memory_and_disk() {
+    let dirs = Mutex::new(Vec::new());
+    runs(71..=73, true, "memory and disk", || embedded(&dirs)).await;
+}

@@ -448,6 +448,54 @@ async fn commit_across_an_invalidation(
 }
 
 #[tokio::test]
+async fn rfc9111_4_4_a_variant_index_read_while_an_invalidation_removes_it_is_not_written_back() {
+    let version = Arc::new(AtomicUsize::new(0));
+    let store = Flaky::new();
+    let h = Arc::new(
+        Harness::with(
+            CacheLayer::private(store.clone()),
+            versioned(
+                version.clone(),
+                "none",
+                Arc::new(tokio::sync::Notify::new()),
+            ),
+        )
+        .await,
+    );
+    let get = |lang: &'static str| {
+        let h = h.clone();
+        async move { h.send(h.req("/r").header("accept-language", lang)).await }
+    };
+    assert_eq!(get("de").await.text(), "de v0");
+
+    // The resource changes; the invalidation has begun but not yet removed the variant index.
+    store.faults.hold_delete.store(true, SeqCst);
+    let post = {
+        let h = h.clone();
+        tokio::spawn(async move { h.send(h.req("/r").method("POST")).await })
+    };
+    store.faults.reached.notified().await;
+    // `fr` begins now, reads the index that is about to go, and fetches the new version.
+    let fr = tokio::spawn(get("fr"));
+    support::eventually("the fr request at the origin", || h.count() == 3).await;
+    support::settle().await;
+    store.faults.release.notify_one();
+    assert_eq!(post.await.unwrap().status, 204);
+    assert_eq!(fr.await.unwrap().text(), "fr v1");
+    support::settle().await;
+    // Neither the old index nor the variant it lists comes back.
+    for lang in ["de", "fr", "de"] {
+        let res = get(lang).await;
+        assert_eq!(
+            res.text(),
+            format!("{lang} v1"),
+            "{lang}: a response from before the change came back: {}",
+            res.cache_status()
+        );
+    }
+}
+
+#[tokio::test]
 async fn rfc9111_4_4_a_variant_index_committed_across_an_invalidation_is_never_served() {
     let version = Arc::new(AtomicUsize::new(0));
     let never = Arc::new(tokio::sync::Notify::new());

@@ -26,6 +26,9 @@ pub struct Faults {
     pub hold_index: AtomicBool,
     /// The same for the next commit of a response.
     pub hold_response: AtomicBool,
+    /// Holds the next delete before it reaches the store until [`release`](Self::release) is
+    /// notified, after notifying [`reached`](Self::reached).
+    pub hold_delete: AtomicBool,
     /// With a hold: once the held commit has landed, notifies `reached` again and waits for
     /// `release` once more, before the cache goes on.
     pub linger: AtomicBool,
@@ -90,6 +93,10 @@ impl Store for Flaky {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         if self.faults.delete.load(Ordering::SeqCst) {
             return Err(broken());
+        }
+        if self.faults.hold_delete.swap(false, Ordering::SeqCst) {
+            self.faults.reached.notify_one();
+            self.faults.release.notified().await;
         }
         self.inner.delete(key).await
     }

@@ -734,12 +734,18 @@ pub(crate) async fn invalidate<St: Store>(
     // Not while a fetch of the key commits: one that checked for invalidations before this one
     // would land after the removal, visible until it looks again.
     let _writing = config.flights.write_lock(&key).await;
-    // Noted before the entry goes, so a fetch that commits after the removal sees it.
+    // Noted before the entry goes, so a fetch that commits after the removal sees it even if
+    // this request is dropped during the removal.
     config.flights.invalidate(&key);
-    store.delete(&key).await.inspect_err(|e| {
+    let removed = store.delete(&key).await.inspect_err(|e| {
         bump(&config.stats.local().store_errors);
         tracing::warn!(key, error = %e, "cache invalidation failed");
-    })
+    });
+    // And noted again once it has gone: a request that took its mark after the first note may
+    // still have read the entry before the removal reached it (a variant index, say, which it
+    // would write back with its own variant, and with it every variant of before the change).
+    config.flights.invalidate(&key);
+    removed
 }
 
 /// The target URI in absolute form: the request's own, or built from `Host`.
