@@ -241,3 +241,54 @@ async fn rfc9111_4_2_3_age_includes_response_delay() {
     let hit = h.get("/r").await;
     assert_eq!(hit.age(), Some(15));
 }
+
+/// A fresh hit is remembered for the clock's reading (a hit on the same entry at the same reading
+/// is fresh for the same reasons); what it did not judge is judged afresh at that same reading: a
+/// request with directives of its own (RFC 9111 §5.2.1), an entry replaced meanwhile, and another
+/// layer over the same store with another policy (§5.2.2.10).
+#[tokio::test]
+async fn rfc9111_4_2_a_fresh_hit_answers_only_what_it_judged() {
+    let store = memory();
+    let by_path = |p: &http::request::Parts| p.uri.path().to_owned();
+    let h = Harness::with(CacheLayer::private(store.clone()).key_fn(by_path), |s| {
+        ok("")
+            .cc("max-age=100, s-maxage=0")
+            .body(format!("#{}", s.n))
+    })
+    .await;
+    let gateway = Harness::with_clock(
+        CacheLayer::shared(store).key_fn(by_path),
+        h.clock.clone(),
+        |_| ok("gateway").cc("max-age=100"),
+    )
+    .await;
+    h.get("/r").await;
+    h.advance(10);
+    for _ in 0..3 {
+        let hit = h.get("/r").await;
+        assert!(hit.is_hit(), "{}", hit.cache_status());
+        assert_eq!((hit.text(), hit.header("age")), ("#1", Some("10")));
+    }
+    for directive in ["max-age=5", "min-fresh=200", "no-cache"] {
+        let res = h.send(h.req("/r").header("cache-control", directive)).await;
+        assert!(!res.is_hit(), "{directive}: {}", res.cache_status());
+    }
+    assert_eq!(h.count(), 4);
+    // Each of those replaced the entry; the last one is served.
+    let hit = h.get("/r").await;
+    assert_eq!((hit.text(), hit.header("age")), ("#4", Some("0")));
+
+    // Shared, the same entry is stale (`s-maxage=0`).
+    let shared = gateway.get("/r").await;
+    assert!(!shared.is_hit(), "{}", shared.cache_status());
+    assert_eq!(shared.text(), "gateway");
+
+    // What the gateway stored replaced it, and is what the private layer serves.
+    let replaced = h.get("/r").await;
+    assert!(replaced.is_hit(), "{}", replaced.cache_status());
+    assert_eq!(
+        (replaced.text(), replaced.header("age")),
+        ("gateway", Some("0"))
+    );
+    assert_eq!(h.count(), 4);
+}

@@ -68,6 +68,8 @@ pub struct CacheLayer<St> {
 }
 
 pub(crate) struct Config {
+    /// Unique to this configuration (clones get their own): see [`memo`](crate::memo).
+    pub(crate) id: u64,
     pub(crate) policy: Policy,
     pub(crate) clock: Arc<dyn Clock>,
     /// The cache name, and the `Cache-Status` values of its hits.
@@ -94,6 +96,7 @@ impl Config {
 impl Clone for Config {
     fn clone(&self) -> Self {
         Self {
+            id: crate::memo::layer_id(),
             policy: self.policy.clone(),
             clock: self.clock.clone(),
             hit_status: self.hit_status.clone(),
@@ -125,6 +128,7 @@ impl<St> CacheLayer<St> {
         Self {
             store,
             config: Arc::new(Config {
+                id: crate::memo::layer_id(),
                 policy,
                 clock: Arc::new(SystemClock),
                 hit_status: HitStatus::new("cachio"),
@@ -141,7 +145,10 @@ impl<St> CacheLayer<St> {
     }
 
     fn config_mut(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+        let config = Arc::make_mut(&mut self.config);
+        // A changed configuration is another one (services made before may have used this one).
+        config.id = crate::memo::layer_id();
+        config
     }
 
     /// Replaces the caching policy (heuristics, retention, variants; see [`Policy`]). The mode of

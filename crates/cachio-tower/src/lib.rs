@@ -38,6 +38,7 @@ mod coalesce;
 mod future;
 mod hit_status;
 mod layer;
+mod memo;
 mod mode;
 mod service;
 mod stats;

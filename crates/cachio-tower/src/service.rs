@@ -20,6 +20,7 @@ use crate::body::{BoxError, Capture, CommitFuture, ResponseBody, commit_entry};
 use crate::coalesce::{self, FlightGuard, Join, Outcome};
 use crate::future::ResponseFuture;
 use crate::layer::{CacheLayer, Config};
+use crate::memo;
 use crate::mode::CacheMode;
 use crate::stats::{add, bump};
 
@@ -243,12 +244,26 @@ fn serve_fresh<ResB, St: Store>(
     let Meta::Response(stored) = &*meta else {
         return Err(Hit { meta, body });
     };
-    let eval = config.policy.evaluate(req_cc, stored, config.clock.now());
+    let now = config.clock.now();
+    // What `evaluate` reads of the request: without any, a hit at the same reading of the clock
+    // is fresh for the same reasons (see `memo`).
+    let plain = req_cc.max_age.is_none()
+        && req_cc.min_fresh.is_none()
+        && req_cc.max_stale.is_none()
+        && !req_cc.no_cache;
+    if plain && let Some((age, status)) = memo::get(config.id, &meta, now) {
+        return Ok(serve_built(parts, stored, age, body, status));
+    }
+    let eval = config.policy.evaluate(req_cc, stored, now);
     if eval.verdict != Verdict::Fresh {
         return Err(Hit { meta, body });
     }
     let status = config.hit_status.get(eval.ttl_secs());
-    Ok(serve_stored(parts, stored, eval.age, body, status))
+    let age = policy::age_value(eval.age);
+    if plain {
+        memo::put(config.id, &meta, now, &age, &status);
+    }
+    Ok(serve_built(parts, stored, age, body, status))
 }
 
 /// What a request's handling needs of the cache: the store and the configuration.
@@ -769,11 +784,22 @@ fn serve_stored<ResB, St: Store>(
     body: St::Body,
     status: HeaderValue,
 ) -> Res<ResB, St> {
+    serve_built(parts, stored, policy::age_value(age), body, status)
+}
+
+/// [`serve_stored`] with the `Age` value made.
+#[inline]
+fn serve_built<ResB, St: Store>(
+    parts: &request::Parts,
+    stored: &ResponseMeta,
+    age: HeaderValue,
+    body: St::Body,
+    status: HeaderValue,
+) -> Res<ResB, St> {
     let fields = &parts.headers;
     let conditional = !fields.is_empty()
         && (fields.contains_key(header::IF_NONE_MATCH)
             || fields.contains_key(header::IF_MODIFIED_SINCE));
-    let age = policy::age_value(age);
     // The usual hit: the whole stored response, built in place.
     if !conditional
         && parts.method != Method::HEAD
