@@ -432,16 +432,11 @@ async fn rfc9111_concurrent_exchanges_keep_every_rule_shared_memory() {
     runs(51..=53, true, "memory", support::memory).await;
 }
 
-/// Memory over disk, as `Embedded` builds it: a small memory tier, so that entries also move
-/// between the tiers while the clients overlap.
+/// [`model::embedded`](crate::model::embedded) in a directory of its own, kept in `dirs`.
 #[cfg(feature = "disk")]
 fn embedded(dirs: &Mutex<Vec<tempfile::TempDir>>) -> impl Store + use<> {
     let dir = tempfile::tempdir().unwrap();
-    let store = cachio::Embedded::builder(dir.path())
-        .memory_bytes(4 << 10)
-        .disk_bytes(16 << 20)
-        .open()
-        .expect("the store opens");
+    let store = crate::model::embedded(dir.path());
     dirs.lock().unwrap().push(dir);
     store
 }

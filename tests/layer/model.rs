@@ -944,15 +944,21 @@ async fn run_memory(shared: bool, seed: u64) {
     run(layer, shared, "memory", seed).await;
 }
 
+/// Memory over disk, as `Embedded` builds it, in `dir`: a small memory tier, so that entries
+/// also move between the tiers.
 #[cfg(feature = "disk")]
-async fn run_embedded(shared: bool, seed: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    // A small memory tier, so that entries also move between the tiers.
-    let store = cachio::Embedded::builder(dir.path())
+pub fn embedded(dir: &std::path::Path) -> impl Store + use<> {
+    cachio::Embedded::builder(dir)
         .memory_bytes(4 << 10)
         .disk_bytes(16 << 20)
         .open()
-        .expect("the store opens");
+        .expect("the store opens")
+}
+
+#[cfg(feature = "disk")]
+async fn run_embedded(shared: bool, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = embedded(dir.path());
     let layer = if shared {
         CacheLayer::shared(store)
     } else {
