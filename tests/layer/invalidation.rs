@@ -537,3 +537,112 @@ async fn rfc9111_4_4_a_response_committed_across_an_invalidation_is_never_served
     let faults = &store.faults;
     commit_across_an_invalidation(&h, faults, |f| &f.hold_response, "en", &["en", "en"]).await;
 }
+
+#[tokio::test]
+async fn purging_removes_every_entry_that_matches_its_variants_included_and_nothing_else() {
+    let store = memory();
+    let layer = CacheLayer::shared(store.clone());
+    let h = Harness::with(layer.clone(), |s| {
+        let lang = s.header("accept-language").unwrap_or("-").to_owned();
+        let tag = if s.path().ends_with("/tagged") {
+            "all hot"
+        } else {
+            "all cold"
+        };
+        reply(200)
+            .cc("max-age=100")
+            .header("vary", "accept-language")
+            .header("surrogate-key", tag)
+            .body(format!("{} {lang} #{}", s.path(), s.n))
+    })
+    .await;
+    let get = |path: &'static str, lang: &'static str| {
+        h.send(h.req(path).header("accept-language", lang))
+    };
+    for (path, lang) in [
+        ("/users/1", "en"),
+        ("/users/1", "de"),
+        ("/users/2", "en"),
+        ("/usersettings", "en"),
+        ("/docs/tagged", "en"),
+        ("/docs/plain", "en"),
+    ] {
+        get(path, lang).await;
+        assert!(get(path, lang).await.is_hit(), "{path} {lang} is stored");
+    }
+    let stored = h.count();
+
+    let prefix = h.url("/users/");
+    let n = layer
+        .purge(move |key, _| key.starts_with(&prefix))
+        .await
+        .expect("the memory store enumerates its entries");
+    // Two URLs: each a variant index and its variants (two and one).
+    assert_eq!(n, 5, "{n} entries purged");
+    for (path, lang) in [("/users/1", "en"), ("/users/1", "de"), ("/users/2", "en")] {
+        assert!(!get(path, lang).await.is_hit(), "{path} {lang} is gone");
+    }
+    assert!(
+        get("/usersettings", "en").await.is_hit(),
+        "not under /users/"
+    );
+
+    let hot = |_: &str, meta: &cachio::core::Meta| {
+        meta.as_response().is_some_and(|res| {
+            res.headers()
+                .get("surrogate-key")
+                .is_some_and(|v| v.as_bytes().ends_with(b" hot"))
+        })
+    };
+    assert_eq!(layer.purge(hot).await.expect("purged"), 1);
+    assert!(!get("/docs/tagged", "en").await.is_hit());
+    assert!(get("/docs/plain", "en").await.is_hit());
+    assert_eq!(h.count(), stored + 4, "the purged ones were fetched again");
+}
+
+#[tokio::test]
+async fn a_response_on_its_way_during_a_purge_is_not_stored() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let layer = CacheLayer::private(memory());
+    let h = {
+        let release = release.clone();
+        Arc::new(
+            Harness::with(layer.clone(), move |s| match s.n {
+                1 => ok("before").cc("max-age=100").hold(release.clone()),
+                _ => ok("after").cc("max-age=100"),
+            })
+            .await,
+        )
+    };
+    let early = {
+        let h = h.clone();
+        tokio::spawn(async move { h.get("/r").await })
+    };
+    support::eventually("the GET to reach the origin", || h.count() == 1).await;
+    // Nothing is stored yet: the store finds nothing to remove, but the fetch is on its way.
+    assert_eq!(layer.purge(|_, _| true).await.expect("purged"), 0);
+    release.notify_one();
+    assert_eq!(early.await.expect("the early GET").text(), "before");
+
+    let next = h.get("/r").await;
+    assert!(!next.is_hit(), "{}", next.cache_status());
+    assert_eq!(next.text(), "after");
+    assert!(
+        h.get("/r").await.is_hit(),
+        "a fetch after the purge is stored"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_enumerate_its_entries_refuses_a_purge_and_keeps_caching() {
+    let layer = CacheLayer::private(Flaky::new());
+    let h = Harness::with(layer.clone(), origin(|_| reply(204))).await;
+    h.get("/r").await;
+    let err = layer
+        .purge(|_, _| true)
+        .await
+        .expect_err("Flaky has no purge");
+    assert_eq!(err.kind(), cachio::core::store::ErrorKind::Unsupported);
+    assert_eq!(layer.stats().snapshot().store_errors, 0, "not a failure");
+    assert!(h.get("/r").await.is_hit(), "nothing removed");
+}

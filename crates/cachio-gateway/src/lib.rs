@@ -789,6 +789,7 @@ fn assemble<St: Store + StoreGauges>(store: St, b: &GatewayBuilder, origin: Orig
     let stats = layer.stats();
     let shared = Arc::new(Shared {
         store,
+        layer: layer.clone(),
         stats: stats.clone(),
         metrics,
         cache_name: b.cache_name.clone(),

@@ -13,7 +13,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use cachio_core::policy::status::{CacheStatus, Fwd};
 use cachio_core::store::Store;
-use cachio_tower::{CACHE_STATUS, Cache, CacheStats, ResponseFuture};
+use cachio_tower::{CACHE_STATUS, Cache, CacheLayer, CacheStats, ResponseFuture};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
@@ -32,6 +32,8 @@ pub const ACCESS_LOG_TARGET: &str = "cachio_gateway::access";
 /// What the proxy, the purge routes and the metrics share.
 pub(crate) struct Shared<St> {
     pub(crate) store: St,
+    /// The cache's layer: purges go through it, to be ordered with the fetches in flight.
+    pub(crate) layer: CacheLayer<St>,
     pub(crate) stats: Arc<CacheStats>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) cache_name: String,

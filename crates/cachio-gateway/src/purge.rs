@@ -105,9 +105,8 @@ fn purged(n: u64) -> Response {
     res
 }
 
-/// The cache key of a `GET` for `target`: an absolute URL as it is, a path with `host` (or the
-/// request's `Host`).
-fn key_for(target: &str, host: Option<&HeaderValue>) -> Result<String, Reject> {
+/// A `GET` for `target`: an absolute URL as it is, a path with `host` (or the request's `Host`).
+fn get_for(target: &str, host: Option<&HeaderValue>) -> Result<Request<()>, Reject> {
     let bad = || {
         text(
             StatusCode::BAD_REQUEST,
@@ -115,25 +114,32 @@ fn key_for(target: &str, host: Option<&HeaderValue>) -> Result<String, Reject> {
         )
     };
     let uri: Uri = target.parse().map_err(|_| bad())?;
-    let mut req = Request::get(uri);
-    if let Some(host) = host {
-        req = req.header(header::HOST, host);
-    }
-    let (parts, ()) = req.body(()).map_err(|_| bad())?.into_parts();
-    if parts.uri.authority().is_none() && host.is_none() {
+    if uri.authority().is_none() && host.is_none() {
         return Err(text(
             StatusCode::BAD_REQUEST,
             "400 Bad Request: a path needs a Host (send one, or give `host=` or an absolute URL)\n",
         ));
     }
-    Ok(primary_key(&parts))
+    let mut req = Request::get(uri);
+    if let Some(host) = host {
+        req = req.header(header::HOST, host);
+    }
+    req.body(()).map_err(|_| bad())
+}
+
+/// The cache key of `req`.
+fn key_of(req: &Request<()>) -> String {
+    let (parts, ()) = req.clone().into_parts();
+    primary_key(&parts)
 }
 
 /// Removes the stored responses of one URL: its primary key, which also makes every `Vary`
-/// variant unreachable. Returns how many entries went (0 or 1).
-async fn purge_key<St: Store>(shared: &Shared<St>, key: &str) -> Result<u64, Reject> {
-    let existed = matches!(shared.store.get(key).await, Ok(Some(_)));
-    match shared.store.delete(key).await {
+/// variant unreachable. It takes the cache's own invalidation path, so no response on its way
+/// from the origin when the purge came is stored after it. Returns how many entries went (0 or 1).
+async fn purge_url<St: Store>(shared: &Shared<St>, get: &Request<()>) -> Result<u64, Reject> {
+    let key = key_of(get);
+    let existed = matches!(shared.store.get(&key).await, Ok(Some(_)));
+    match shared.layer.invalidate(get).await {
         Ok(()) => {
             let n = u64::from(existed);
             shared.metrics.purge(PurgeKind::Url, n);
@@ -159,17 +165,12 @@ pub(crate) async fn purge_method<St: Store>(
         return res.into_response();
     }
     let (parts, _) = req.into_parts();
-    let mut get = Request::get(parts.uri.clone())
-        .body(())
-        .map(Request::into_parts);
-    let key = match &mut get {
-        Ok((p, ())) => {
-            p.headers = parts.headers;
-            primary_key(p)
-        }
+    let mut get = match Request::get(parts.uri).body(()) {
+        Ok(get) => get,
         Err(_) => return text(StatusCode::BAD_REQUEST, "400 Bad Request\n").into_response(),
     };
-    match purge_key(&shared, &key).await {
+    *get.headers_mut() = parts.headers;
+    match purge_url(&shared, &get).await {
         Ok(n) => purged(n),
         Err(res) => res.into_response(),
     }
@@ -226,11 +227,11 @@ pub(crate) async fn by_url<St: Store>(
         Ok(h) => h,
         Err(res) => return res.into_response(),
     };
-    let key = match key_for(url, host.as_ref()) {
-        Ok(k) => k,
+    let get = match get_for(url, host.as_ref()) {
+        Ok(get) => get,
         Err(res) => return res.into_response(),
     };
-    match purge_key(&shared, &key).await {
+    match purge_url(&shared, &get).await {
         Ok(n) => purged(n),
         Err(res) => res.into_response(),
     }
@@ -253,13 +254,13 @@ pub(crate) async fn by_prefix<St: Store>(
         Ok(h) => h,
         Err(res) => return res.into_response(),
     };
-    let key = match key_for(prefix, host.as_ref()) {
-        Ok(k) => k,
+    let key = match get_for(prefix, host.as_ref()) {
+        Ok(get) => key_of(&get),
         Err(res) => return res.into_response(),
     };
     let k = key.clone();
     match shared
-        .store
+        .layer
         .purge(move |stored, _| stored.starts_with(&k))
         .await
     {
@@ -302,7 +303,7 @@ pub(crate) async fn by_tag<St: Store>(
     let names = shared.purge.tag_headers.clone();
     let t2 = tag.clone();
     match shared
-        .store
+        .layer
         .purge(move |_, meta| tagged(meta, &names, &t2))
         .await
     {
@@ -362,10 +363,13 @@ mod tests {
     fn keys_of_paths_and_urls() {
         let host = HeaderValue::from_static("Example.com");
         assert_eq!(
-            key_for("/a?b", Some(&host)).unwrap(),
+            key_of(&get_for("/a?b", Some(&host)).unwrap()),
             "http://example.com/a?b"
         );
-        assert_eq!(key_for("http://h:8/a", None).unwrap(), "http://h:8/a");
-        assert!(key_for("/a", None).is_err());
+        assert_eq!(
+            key_of(&get_for("http://h:8/a", None).unwrap()),
+            "http://h:8/a"
+        );
+        assert!(get_for("/a", None).is_err());
     }
 }

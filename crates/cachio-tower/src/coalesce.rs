@@ -149,6 +149,11 @@ impl Flights {
         self.writes.0.lock(key).await
     }
 
+    /// Every write lock, for a purge that may remove any key: see [`write_lock`](Self::write_lock).
+    pub(crate) async fn write_lock_all(&self) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        self.writes.0.lock_all().await
+    }
+
     /// A mark of this moment, which a request takes before it first reads the store, for
     /// [`invalidated_since`](Self::invalidated_since).
     pub(crate) fn mark(&self) -> u64 {
@@ -165,6 +170,15 @@ impl Flights {
         } else {
             inv.keys.insert(key.to_owned(), n);
         }
+    }
+
+    /// Notes that every key may have been invalidated: a purge whose keys are known only to the
+    /// store. Every fetch that took its mark before counts as invalidated.
+    pub(crate) fn invalidate_all(&self) {
+        let mut inv = self.invalidated.lock().unwrap_or_else(|p| p.into_inner());
+        let n = self.invalidations.fetch_add(1, Ordering::AcqRel) + 1;
+        inv.keys.clear();
+        inv.floor = n;
     }
 
     /// Whether `key` may have been invalidated after `mark` was taken: a response fetched since
@@ -258,6 +272,24 @@ mod tests {
         }
         assert!(flights.invalidated_since("never-invalidated", before));
         assert!(!flights.invalidated_since("never-invalidated", flights.mark()));
+    }
+
+    #[test]
+    fn a_purge_of_every_key_invalidates_every_earlier_fetch_and_no_later_one() {
+        let flights = Flights::default();
+        flights.invalidate("k");
+        let before = flights.mark();
+        flights.invalidate_all();
+        assert!(flights.invalidated_since("k", before));
+        assert!(flights.invalidated_since("never-named", before));
+        let after = flights.mark();
+        assert!(!flights.invalidated_since("k", after));
+        flights.invalidate("k");
+        assert!(
+            flights.invalidated_since("k", after),
+            "keys are noted again"
+        );
+        assert!(!flights.invalidated_since("other", after));
     }
 
     #[tokio::test]

@@ -290,6 +290,61 @@ impl<St> CacheLayer<St> {
         crate::service::invalidate(&self.store, &self.config, &parts).await
     }
 
+    /// Removes every stored entry for which `matches(key, meta)` holds and returns how many went:
+    /// purges by URL prefix, by surrogate key (a header the origin tags its responses with), or
+    /// by anything else the stored metadata tells.
+    ///
+    /// `key` is the store's key: the [primary key](cachio_core::key::primary_key) of a URL
+    /// (`https://api.example.com/users/7`), or that key followed by a NUL byte and a suffix for
+    /// each of its `Vary` variants, so a prefix match on a URL's key takes its variants with it.
+    /// `meta` is a stored response ([`Meta::as_response`](cachio_core::Meta::as_response)) or a
+    /// URL's list of variants.
+    ///
+    /// Like [`invalidate`](Self::invalidate), it is ordered with the responses on their way from
+    /// the origin: none whose request came before the purge is stored after it, whatever its
+    /// key. (The store alone knows which keys go, so every fetch in flight is passed on
+    /// unstored; a purge is rare enough for that.)
+    ///
+    /// # Errors
+    ///
+    /// When the store fails, or is one that cannot enumerate its entries
+    /// ([`ErrorKind::Unsupported`](cachio_core::store::ErrorKind::Unsupported)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::CacheLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = CacheLayer::shared(MokaStore::new(64 * 1024 * 1024));
+    /// // Everything under /users/, and every response tagged `Surrogate-Key: users`.
+    /// let under = layer
+    ///     .purge(|key, _| key.starts_with("https://api.example.com/users/"))
+    ///     .await?;
+    /// let tagged = layer
+    ///     .purge(|_, meta| {
+    ///         meta.as_response().is_some_and(|res| {
+    ///             res.headers()
+    ///                 .get_all("surrogate-key")
+    ///                 .iter()
+    ///                 .any(|v| v.as_bytes().split(|b| *b == b' ').any(|t| t == b"users"))
+    ///         })
+    ///     })
+    ///     .await?;
+    /// assert_eq!(under + tagged, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn purge<F>(&self, matches: F) -> Result<u64, StoreError>
+    where
+        St: Store,
+        F: Fn(&str, &cachio_core::Meta) -> bool + Send + Sync + 'static,
+    {
+        crate::service::purge(&self.store, &self.config, matches).await
+    }
+
     /// The clock the cache reads time from ([`SystemClock`] by default); tests use
     /// [`cachio_core::clock::ManualClock`].
     #[must_use]

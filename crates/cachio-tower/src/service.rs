@@ -90,6 +90,20 @@ impl<S, St> Cache<S, St> {
         invalidate(&self.cx.store, &self.cx.config, &parts).await
     }
 
+    /// Removes every stored entry for which `matches(key, meta)` holds, as
+    /// [`CacheLayer::purge`] does.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails, or cannot enumerate its entries.
+    pub async fn purge<F>(&self, matches: F) -> Result<u64, StoreError>
+    where
+        St: Store,
+        F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
+    {
+        purge(&self.cx.store, &self.cx.config, matches).await
+    }
+
     /// The inner service, consuming the cache.
     pub fn into_inner(self) -> S {
         self.inner
@@ -761,6 +775,27 @@ pub(crate) async fn invalidate<St: Store>(
     // would write back with its own variant, and with it every variant of before the change).
     config.flights.invalidate(&key);
     removed
+}
+
+/// Removes every stored entry for which `matches(key, meta)` holds, in order with the fetches
+/// in flight, as [`invalidate`] does for one key: none begun before it is stored after it.
+pub(crate) async fn purge<St, F>(store: &St, config: &Config, matches: F) -> Result<u64, StoreError>
+where
+    St: Store,
+    F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
+{
+    // The keys are known only to the store: every commit waits, and every fetch begun before
+    // counts as invalidated, whatever its key. Noted before and after the removal, as one key is.
+    let _writing = config.flights.write_lock_all().await;
+    config.flights.invalidate_all();
+    let purged = store.purge(matches).await.inspect_err(|e| {
+        if e.kind() != cachio_core::store::ErrorKind::Unsupported {
+            bump(&config.stats.local().store_errors);
+            tracing::warn!(error = %e, "cache purge failed");
+        }
+    });
+    config.flights.invalidate_all();
+    purged
 }
 
 /// The target URI in absolute form: the request's own, or built from `Host`.

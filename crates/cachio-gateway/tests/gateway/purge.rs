@@ -249,3 +249,72 @@ async fn purging_a_url_removes_every_vary_variant() {
         );
     }
 }
+
+/// A purge is ordered with the responses on their way: one whose request reached the origin
+/// before the purge, and whose body ends after it, describes the resource as it was before the
+/// change the purge was sent for. It is passed on, and not stored. Each of the four ways to purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_on_its_way_during_a_purge_is_not_stored_after_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use support::Gate;
+
+    // The resource's version when the request arrives; the body leaves once the gate opens.
+    let version = Arc::new(AtomicU64::new(1));
+    let gate = Gate::closed();
+    let (v, g) = (version.clone(), gate.clone());
+    let origin = Origin::start(move |_req| {
+        let (v, g) = (v.clone(), g.clone());
+        async move {
+            let seen = v.load(Ordering::SeqCst);
+            g.wait(Duration::from_secs(20)).await;
+            Response::builder()
+                .header("cache-control", "max-age=600")
+                .header("surrogate-key", "race")
+                .body(full(format!("v{seen}")))
+                .unwrap()
+        }
+    })
+    .await;
+    let gw = Running::start(Gateway::builder(origin.url()).purge_token(Some("t".into()))).await;
+    let c = client();
+    let auth = [("x-purge-token", "t")];
+
+    for (path, purge) in [
+        ("/race/method", ("PURGE", "/race/method")),
+        ("/race/url", ("POST", "/_cachio/purge/url?url=/race/url")),
+        (
+            "/race/prefix/a",
+            ("POST", "/_cachio/purge/prefix?prefix=/race/prefix/"),
+        ),
+        ("/race/tag", ("POST", "/_cachio/purge/tag?tag=race")),
+    ] {
+        gate.close();
+        let before = version.load(Ordering::SeqCst);
+        let (c2, url) = (c.clone(), gw.url(path));
+        let racing = tokio::spawn(async move { get(&c2, &url).await });
+        eventually("the request reached the origin", 10, || {
+            origin.state.inflight() == 1
+        })
+        .await;
+        // The resource changes, and the purge is sent for that change.
+        version.fetch_add(1, Ordering::SeqCst);
+        let res = send(&c, purge.0, &gw.url(purge.1), &auth).await;
+        assert_eq!(res.status, 200, "{path}: {:?}", res.body);
+        gate.open();
+        let got = racing.await.unwrap();
+        assert_eq!(got.body, format!("v{before}"), "{path}: passed on whole");
+
+        let after = get(&c, &gw.url(path)).await;
+        assert_eq!(
+            after.body,
+            format!("v{}", before + 1),
+            "{path}: purged means gone, also for what was on its way ({})",
+            after.cache_status()
+        );
+        assert!(!after.cache_status().contains("; hit"), "{path}");
+        assert!(is_hit(&gw, path).await, "{path}: what came after is stored");
+    }
+}
