@@ -30,32 +30,34 @@ const MONTHS: [&str; 12] = [
 /// day of an IMF-fixdate, a four-digit year but in RFC 850's form): RFC 9111 §5.3 has a cache
 /// treat any other `Expires` as already expired, and reading a malformed date as a future one
 /// would serve responses their origin never allowed.
-pub(crate) fn parse(s: &str, now: SystemTime) -> Option<SystemTime> {
+pub(crate) fn parse(s: &str, now: impl FnOnce() -> SystemTime) -> Option<SystemTime> {
     let s = s.trim_matches([' ', '\t']);
     let (day_name, rest) = s.split_once([',', ' '])?;
     if !is_day_name(day_name) {
         return None;
     }
-    let parts: Vec<&str> = rest.split(' ').collect();
+    // No format has more than six parts after the day name: more is no HTTP-date.
+    let (parts, n) = split_n::<6>(rest, ' ')?;
+    let parts = &parts[..n];
     let (year, month, day, time) = if s.as_bytes()[day_name.len()] == b',' {
-        match parts[..] {
+        match *parts {
             // IMF-fixdate: `, DD Mon YYYY HH:MM:SS GMT`.
             ["", day, month, year, time, gmt] if is_gmt(gmt) => {
                 (four_digit_year(year)?, month, two_digits(day)?, time)
             }
             // RFC 850: `, DD-Mon-YY HH:MM:SS GMT`.
             ["", date, time, gmt] if is_gmt(gmt) => {
-                let [day, month, year] = date.split('-').collect::<Vec<_>>()[..] else {
+                let ([day, month, year], 3) = split_n::<3>(date, '-')? else {
                     return None;
                 };
-                let year = two_digit_year(two_digits(year)?, now);
+                let year = two_digit_year(two_digits(year)?, now());
                 (year, month, two_digits(day)?, time)
             }
             _ => return None,
         }
     } else {
         // asctime: `Mon DD HH:MM:SS YYYY`, a day below 10 written with a space before it.
-        let (month, day, time, year) = match parts[..] {
+        let (month, day, time, year) = match *parts {
             [month, "", day, time, year] if day.len() == 1 => (month, day, time, year),
             [month, day, time, year] if day.len() == 2 => (month, day, time, year),
             _ => return None,
@@ -73,6 +75,18 @@ pub(crate) fn parse(s: &str, now: SystemTime) -> Option<SystemTime> {
         Ok(after) => UNIX_EPOCH.checked_add(Duration::from_secs(after)),
         Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(at.unsigned_abs())),
     }
+}
+
+/// The parts of `s` between `sep`s, in an array (dates are parsed on every miss: no allocation),
+/// with how many there are; `None` when there are more than `N`.
+fn split_n<const N: usize>(s: &str, sep: char) -> Option<([&str; N], usize)> {
+    let mut out = [""; N];
+    let mut n = 0;
+    for part in s.split(sep) {
+        *out.get_mut(n)? = part;
+        n += 1;
+    }
+    Some((out, n))
 }
 
 fn is_gmt(zone: &str) -> bool {
@@ -175,7 +189,7 @@ mod tests {
 
     fn at(s: &str) -> Option<u64> {
         let now = UNIX_EPOCH + Duration::from_secs(1_795_000_000); // 2026
-        parse(s, now).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs())
+        parse(s, || now).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs())
     }
 
     #[test]
@@ -240,6 +254,9 @@ mod tests {
             "Thu Aug   8 02:01:18 2050",
             "Thu Aug  18 02:01:18 2050",
             "Thursday, 18-Aug-50  02:01:18 GMT",
+            "Sunday, 06-Nov-94-1 08:49:37 GMT",
+            "Sunday, 06-Nov 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT a b c d e f",
             "0",
             "-1",
             "",
@@ -257,7 +274,7 @@ mod tests {
     #[test]
     fn dates_before_1970_are_before_the_epoch() {
         let now = SystemTime::now();
-        let t = parse("Thu, 01 Jan 1925 00:00:00 GMT", now).unwrap();
+        let t = parse("Thu, 01 Jan 1925 00:00:00 GMT", || now).unwrap();
         assert!(t < UNIX_EPOCH);
         assert_eq!(
             UNIX_EPOCH.duration_since(t).unwrap().as_secs(),
@@ -273,7 +290,7 @@ mod tests {
         while secs < 253_402_300_799 {
             let t = UNIX_EPOCH + Duration::from_secs(secs);
             let text = httpdate::fmt_http_date(t);
-            assert_eq!(parse(&text, now), Some(t), "{text}");
+            assert_eq!(parse(&text, || now), Some(t), "{text}");
             secs = secs * 3 + 7_777;
         }
         assert_eq!(civil_year(UNIX_EPOCH), 1970);

@@ -906,7 +906,7 @@ impl Parsed {
 /// assert_eq!(parse_http_date(&HeaderValue::from_static("0")), None);
 /// ```
 pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
-    crate::date::parse(value.to_str().ok()?, SystemTime::now())
+    crate::date::parse(value.to_str().ok()?, SystemTime::now)
 }
 
 /// Formats a time as an IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
