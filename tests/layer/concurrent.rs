@@ -454,3 +454,29 @@ async fn rfc9111_concurrent_exchanges_keep_every_rule_shared_memory_and_disk() {
     let dirs = Mutex::new(Vec::new());
     runs(71..=73, true, "memory and disk", || embedded(&dirs)).await;
 }
+
+/// `redis-server` processes for the fleet's runs (the helpers of cachio-redis's own tests).
+#[path = "../../crates/cachio-redis/tests/support/server.rs"]
+mod redis_server;
+
+/// A fleet node's store: a small memory tier over a Redis of its own prefix on one shared
+/// `redis-server`, invalidations published to the other nodes (there are none here). The memory
+/// tier is small, so that entries also come back from Redis.
+fn fleet() -> impl Store + use<> {
+    let redis = cachio_redis::RedisStore::builder(redis_server::shared().url())
+        .prefix(redis_server::unique_prefix("concurrent"))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("the Redis store is built");
+    cachio_redis::Broadcast::fleet(cachio::MemoryStore::new(4 << 10), redis)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rfc9111_concurrent_exchanges_keep_every_rule_private_fleet() {
+    runs(81..=82, false, "memory over Redis", fleet).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rfc9111_concurrent_exchanges_keep_every_rule_shared_fleet() {
+    runs(91..=93, true, "memory over Redis", fleet).await;
+}
