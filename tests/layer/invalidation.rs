@@ -242,12 +242,16 @@ async fn rfc9111_4_4_invalidating_by_hand_removes_every_variant_of_that_uri_only
     assert_eq!(h.count(), 5);
 }
 
-#[tokio::test]
-async fn rfc9111_4_4_a_response_on_its_way_when_invalidated_by_hand_is_not_stored() {
-    use std::sync::Arc;
+/// A layer whose origin holds its first response ("before") until released and answers "after"
+/// from then on; `remove` runs with the layer and a request for the URI while that first response
+/// is on its way. The response is passed on and not stored; the next one is.
+async fn removed_while_on_its_way<F, Fut>(remove: F)
+where
+    F: FnOnce(CacheLayer<cachio::MemoryStore>, http::Request<()>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let release = Arc::new(tokio::sync::Notify::new());
-    let store = memory();
-    let layer = CacheLayer::private(store.clone());
+    let layer = CacheLayer::private(memory());
     let h = {
         let release = release.clone();
         Arc::new(
@@ -263,16 +267,26 @@ async fn rfc9111_4_4_a_response_on_its_way_when_invalidated_by_hand_is_not_store
         tokio::spawn(async move { h.get("/r").await })
     };
     support::eventually("the GET to reach the origin", || h.count() == 1).await;
-    // Through the layer this time: it shares what is in flight with the services it made.
-    let req = h.req("/r").body(()).unwrap();
-    layer.invalidate(&req).await.expect("the store removes it");
+    // Through the layer: it shares what is in flight with the services it made.
+    remove(layer, h.req("/r").body(()).unwrap()).await;
     release.notify_one();
     assert_eq!(early.await.expect("the early GET").text(), "before");
 
     let next = h.get("/r").await;
     assert!(!next.is_hit(), "{}", next.cache_status());
     assert_eq!(next.text(), "after");
-    assert!(h.get("/r").await.is_hit());
+    assert!(
+        h.get("/r").await.is_hit(),
+        "a fetch after the removal is stored"
+    );
+}
+
+#[tokio::test]
+async fn rfc9111_4_4_a_response_on_its_way_when_invalidated_by_hand_is_not_stored() {
+    removed_while_on_its_way(|layer, req| async move {
+        layer.invalidate(&req).await.expect("the store removes it");
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -602,35 +616,11 @@ async fn purging_removes_every_entry_that_matches_its_variants_included_and_noth
 
 #[tokio::test]
 async fn a_response_on_its_way_during_a_purge_is_not_stored() {
-    let release = Arc::new(tokio::sync::Notify::new());
-    let layer = CacheLayer::private(memory());
-    let h = {
-        let release = release.clone();
-        Arc::new(
-            Harness::with(layer.clone(), move |s| match s.n {
-                1 => ok("before").cc("max-age=100").hold(release.clone()),
-                _ => ok("after").cc("max-age=100"),
-            })
-            .await,
-        )
-    };
-    let early = {
-        let h = h.clone();
-        tokio::spawn(async move { h.get("/r").await })
-    };
-    support::eventually("the GET to reach the origin", || h.count() == 1).await;
-    // Nothing is stored yet: the store finds nothing to remove, but the fetch is on its way.
-    assert_eq!(layer.purge(|_, _| true).await.expect("purged"), 0);
-    release.notify_one();
-    assert_eq!(early.await.expect("the early GET").text(), "before");
-
-    let next = h.get("/r").await;
-    assert!(!next.is_hit(), "{}", next.cache_status());
-    assert_eq!(next.text(), "after");
-    assert!(
-        h.get("/r").await.is_hit(),
-        "a fetch after the purge is stored"
-    );
+    removed_while_on_its_way(|layer, _| async move {
+        // Nothing is stored yet: the store finds nothing to remove, but the fetch is on its way.
+        assert_eq!(layer.purge(|_, _| true).await.expect("purged"), 0);
+    })
+    .await;
 }
 
 #[tokio::test]
