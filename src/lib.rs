@@ -72,15 +72,23 @@
 //! - `cachio-moka`: the memory store, re-exported as [`MemoryStore`].
 //! - `cachio-fjall`: the disk store, re-exported as [`DiskStore`].
 
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(all(feature = "memory", feature = "disk"))]
 mod embedded;
+
+#[cfg(feature = "client")]
+pub use client::Client;
 
 pub use cachio_core as core;
 pub use cachio_core::clock::{Clock, ManualClock, SystemClock};
 pub use cachio_core::policy::{Mode, Policy};
 pub use cachio_core::store::{Store, StoreError, StoreWriter};
 pub use cachio_core::tiered::Tiered;
-pub use cachio_tower::{CACHE_STATUS, Cache, CacheLayer, CacheMode, ResponseBody, ResponseFuture};
+pub use cachio_tower::{
+    CACHE_STATUS, Cache, CacheLayer, CacheMode, CacheStats, ResponseBody, ResponseFuture,
+    StatsSnapshot,
+};
 
 #[cfg(feature = "memory")]
 pub use cachio_moka::{MokaStore as MemoryStore, MokaStoreBuilder as MemoryStoreBuilder};
@@ -94,6 +102,9 @@ pub use cachio_fjall::{
 pub use cachio_redis::{
     Broadcast, FleetStore, RedisBody, RedisStats, RedisStore, RedisStoreBuilder, RedisWriter,
 };
+
+#[cfg(feature = "reqwest")]
+pub use cachio_reqwest as reqwest;
 
 #[cfg(all(feature = "memory", feature = "disk"))]
 pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedStore, embedded};

@@ -242,6 +242,31 @@ impl<St> CacheLayer<St> {
         self
     }
 
+    /// This configuration over another store: the options set so far carry over. For code that
+    /// sets a cache's options before it knows its store (a client builder, say).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::CacheLayer;
+    ///
+    /// let options = CacheLayer::private(()).cache_name("crawler");
+    /// let layer = options.with_store(MokaStore::new(64 * 1024 * 1024));
+    /// assert!(format!("{layer:?}").contains("crawler"));
+    /// ```
+    #[must_use]
+    pub fn with_store<S2>(mut self, store: S2) -> CacheLayer<S2> {
+        // Another store is another cache: its own fetches in flight, its own counters.
+        let config = self.config_mut();
+        config.flights = Arc::default();
+        config.stats = Arc::default();
+        CacheLayer {
+            store,
+            config: self.config,
+        }
+    }
+
     /// The counters of this cache, shared with every service it makes.
     pub fn stats(&self) -> Arc<CacheStats> {
         self.config.stats.clone()

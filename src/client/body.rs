@@ -1,0 +1,98 @@
+//! The body of a [`Client`](super::Client)'s responses.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+
+use super::{BoxError, Error};
+
+/// The body of a response from [`Client`](super::Client): it streams, from the store on a hit and
+/// from the origin on a miss (while the cache stores it), decompressed when the origin compressed
+/// it.
+///
+/// It is an [`http_body::Body`]: read it frame by frame (`http_body_util::BodyExt::frame`) to
+/// keep memory flat whatever its size, or collect it with [`bytes`](Self::bytes) or
+/// [`text`](Self::text).
+///
+/// # Example
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachio::client::Error> {
+/// let client = cachio::Client::new("./http-cache")?;
+/// let res = client.get("https://www.example.com/").await?;
+/// let text = res.into_body().text().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Body {
+    inner: UnsyncBoxBody<Bytes, BoxError>,
+}
+
+impl Body {
+    pub(crate) fn new<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            inner: body.map_err(Into::into).boxed_unsync(),
+        }
+    }
+
+    /// The whole body, once it has arrived.
+    ///
+    /// # Errors
+    ///
+    /// When the body fails before its end ([`Error::is_body`]).
+    pub async fn bytes(self) -> Result<Bytes, Error> {
+        Ok(self.collect().await?.to_bytes())
+    }
+
+    /// The whole body as text, once it has arrived. It is read as UTF-8; a sequence that is not
+    /// UTF-8 becomes U+FFFD, as a browser shows it.
+    ///
+    /// # Errors
+    ///
+    /// When the body fails before its end ([`Error::is_body`]).
+    pub async fn text(self) -> Result<String, Error> {
+        let bytes = self.bytes().await?;
+        Ok(match String::from_utf8(bytes.into()) {
+            Ok(text) => text,
+            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        })
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|frame| frame.map_err(Error::body)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Body").finish_non_exhaustive()
+    }
+}
