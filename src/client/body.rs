@@ -96,3 +96,49 @@ impl fmt::Debug for Body {
         f.debug_struct("Body").finish_non_exhaustive()
     }
 }
+
+/// The body of the requests the client's stack carries: any body, boxed.
+///
+/// A type of its own rather than a `BoxBody<_, Box<dyn Error>>` alias: the trait object's
+/// lifetime in such a generic makes rustc fail to prove the client's futures `Send`.
+pub(crate) struct RequestBody {
+    inner: http_body_util::combinators::BoxBody<Bytes, BoxError>,
+}
+
+impl RequestBody {
+    pub(crate) fn new<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            inner: body.map_err(Into::into).boxed(),
+        }
+    }
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        Self::new(http_body_util::Empty::new())
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

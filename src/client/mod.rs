@@ -47,22 +47,21 @@ use bytes::Bytes;
 use cachio_core::store::StoreError;
 use cachio_tower::CacheStats;
 use http::{Request, Response, Uri};
-use http_body_util::BodyExt;
-use http_body_util::combinators::BoxBody;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 pub use body::Body;
+use body::RequestBody;
 pub use builder::{ClientBuilder, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT};
 pub use error::Error;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The body of the requests the stack carries.
-type RequestBody = BoxBody<Bytes, BoxError>;
-
 /// The whole stack, boxed: the store's type does not show in the client's.
 type Inner = BoxCloneSyncService<Request<RequestBody>, Response<Body>, BoxError>;
+
+/// The future of a request: boxed, so that it is `Send` and `'static` whatever the store.
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Error>> + Send>>;
 
 /// Removes what the cache holds for a request's URL.
 type Invalidate = Arc<
@@ -130,12 +129,16 @@ impl Client {
     /// # Errors
     ///
     /// When `url` is not an absolute `http` or `https` URL, or as [`request`](Self::request).
-    pub async fn get(&self, url: &str) -> Result<Response<Body>, Error> {
-        let uri: Uri = url.parse().map_err(Error::url)?;
-        let req = Request::get(uri)
-            .body(RequestBody::default())
-            .map_err(Error::url)?;
-        self.send(req).await
+    pub fn get(
+        &self,
+        url: &str,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + Send + 'static {
+        let req = url.parse::<Uri>().map_err(Error::url).and_then(|uri| {
+            Request::get(uri)
+                .body(RequestBody::default())
+                .map_err(Error::url)
+        });
+        self.send(req)
     }
 
     /// Sends `req`, any method, with any body (`String`, `Vec<u8>`, `http_body_util::Full`...).
@@ -159,24 +162,34 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn request<B>(&self, req: Request<B>) -> Result<Response<Body>, Error>
+    pub fn request<B>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + Send + 'static
     where
         B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        self.send(req.map(|body| body.map_err(Into::into).boxed()))
-            .await
+        self.send(Ok(req.map(RequestBody::new)))
     }
 
-    async fn send(&self, req: Request<RequestBody>) -> Result<Response<Body>, Error> {
-        if !matches!(req.uri().scheme_str(), Some("http" | "https")) || req.uri().host().is_none() {
-            return Err(Error::url(format!("{}", req.uri())));
+    /// The future of one request: built here, so that it owns what it needs and can be spawned.
+    fn send(&self, req: Result<Request<RequestBody>, Error>) -> ResponseFuture {
+        let req = req.and_then(|req| {
+            let uri = req.uri();
+            if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() {
+                Ok(req)
+            } else {
+                Err(Error::url(uri.to_string()))
+            }
+        });
+        match req {
+            Ok(req) => {
+                let sent = self.inner.clone().oneshot(req);
+                Box::pin(async move { sent.await.map_err(Error::from_stack) })
+            }
+            Err(err) => Box::pin(std::future::ready(Err(err))),
         }
-        self.inner
-            .clone()
-            .oneshot(req)
-            .await
-            .map_err(Error::from_stack)
     }
 
     /// The cache's counters: hits, misses, revalidations, stores...

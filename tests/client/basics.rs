@@ -206,3 +206,19 @@ async fn an_origin_that_dies_mid_body_fails_the_body_and_nothing_is_stored() {
         "a partial body is never stored"
     );
 }
+
+#[tokio::test]
+async fn requests_can_be_spawned_on_other_tasks() {
+    let origin = origin::start(Listen::http(), None, fresh()).await;
+    let client = client(&memory());
+    let (url, c) = (origin.http("/spawned"), client.clone());
+    let first = tokio::spawn(async move { c.get(&url).await?.into_body().text().await });
+    assert_eq!(first.await.unwrap().unwrap(), "hello");
+    let (url, c) = (origin.http("/spawned"), client.clone());
+    let second = tokio::spawn(async move {
+        let req = http::Request::get(url).body(String::new()).unwrap();
+        c.request(req).await
+    });
+    let res = second.await.unwrap().unwrap();
+    assert!(is_hit(&res), "{}", status(&res));
+}
