@@ -1,14 +1,16 @@
 //! The service the cache calls to reach the network: it hands each request to the middleware
 //! call it belongs to, which runs it down the rest of the chain.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use http::Extensions;
 use reqwest_middleware::{Error, Next};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tower::Service;
 
 /// A request for the rest of the chain, and where its response goes.
@@ -30,12 +32,86 @@ enum Reply {
 #[derive(Clone)]
 pub(crate) struct FinalUrl(pub(crate) reqwest::Url);
 
+/// The requests sent to one middleware call, waiting for it to run them. A hit sends none, so
+/// this is one small allocation and nothing more.
+#[derive(Default)]
+struct Queue {
+    calls: VecDeque<Call>,
+    waker: Option<Waker>,
+    /// The call has returned: nothing more is taken.
+    closed: bool,
+}
+
+/// The sending end of a call's [`Queue`].
+#[derive(Clone)]
+struct Link(Arc<Mutex<Queue>>);
+
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    // Nothing that may panic runs while the lock is held.
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Link {
+    /// Queues `call`, or gives it back if the call has returned.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the call is given back whole, on the path to the network"
+    )]
+    fn send(&self, call: Call) -> Result<(), Call> {
+        let mut queue = lock(&self.0);
+        if queue.closed {
+            return Err(call);
+        }
+        queue.calls.push_back(call);
+        let waker = queue.waker.take();
+        drop(queue);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+/// The receiving end of a call's [`Queue`]. Dropped, it hands back every request still queued,
+/// and those sent later.
+pub(crate) struct Calls(Arc<Mutex<Queue>>);
+
+impl Calls {
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Call> {
+        let mut queue = lock(&self.0);
+        match queue.calls.pop_front() {
+            Some(call) => Poll::Ready(call),
+            None => {
+                match &mut queue.waker {
+                    Some(w) => w.clone_from(cx.waker()),
+                    none => *none = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Calls {
+    fn drop(&mut self) {
+        let calls = {
+            let mut queue = lock(&self.0);
+            queue.closed = true;
+            queue.waker = None;
+            std::mem::take(&mut queue.calls)
+        };
+        for Call { req, reply } in calls {
+            let _ = reply.send(Reply::Returned(req));
+        }
+    }
+}
+
 /// The inner service of the cache. Bound to one middleware call by [`Forward::bind`]; a request
 /// it gets once that call has returned (a `stale-while-revalidate` revalidation in the
 /// background) goes to the background client, if there is one, and otherwise fails.
 #[derive(Clone, Default)]
 pub(crate) struct Forward {
-    call: Option<mpsc::UnboundedSender<Call>>,
+    call: Option<Link>,
     background: Option<reqwest::Client>,
 }
 
@@ -45,10 +121,10 @@ impl Forward {
     }
 
     /// Binds this service to a call: the returned receiver is what [`drive`] serves.
-    pub(crate) fn bind(&mut self) -> mpsc::UnboundedReceiver<Call> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.call = Some(tx);
-        rx
+    pub(crate) fn bind(&mut self) -> Calls {
+        let queue = Arc::default();
+        self.call = Some(Link(Arc::clone(&queue)));
+        Calls(queue)
     }
 }
 
@@ -106,7 +182,7 @@ impl Service<http::Request<reqwest::Body>> for Forward {
                         Ok(Reply::Returned(req)) => req,
                         Err(_) => return Err(Error::middleware(Unsent::Cancelled)),
                     },
-                    Err(mpsc::error::SendError(call)) => call.req,
+                    Err(call) => call.req,
                 };
             }
             match background {
@@ -132,7 +208,7 @@ fn into_http(res: reqwest::Response) -> Res {
 /// exchanges with the network end before its answer does.
 pub(crate) async fn drive<F, T>(
     fut: F,
-    mut calls: mpsc::UnboundedReceiver<Call>,
+    calls: Calls,
     extensions: &mut Extensions,
     next: Next<'_>,
 ) -> Result<T, Error>
@@ -144,7 +220,7 @@ where
         let call = tokio::select! {
             biased;
             out = &mut fut => break out,
-            Some(call) = calls.recv() => call,
+            call = poll_fn(|cx| calls.poll_recv(cx)) => call,
         };
         let Call { req, reply } = call;
         let run = next.clone().run(req, extensions);
@@ -157,9 +233,6 @@ where
             }
         }
     };
-    calls.close();
-    while let Ok(Call { req, reply }) = calls.try_recv() {
-        let _ = reply.send(Reply::Returned(req));
-    }
+    drop(calls);
     out
 }
