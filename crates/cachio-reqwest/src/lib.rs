@@ -77,8 +77,9 @@
 //! The requests the cache sends (misses, validations) go down the rest of the chain: the
 //! middleware added after this one, then the client. A `stale-while-revalidate` revalidation
 //! (RFC 5861 §3) runs after the stale response has been returned, when that chain is no longer
-//! available to it: it goes through the client given to [`Cache::background_client`], or is not
-//! made when none was given.
+//! available to it: it goes through the client given to [`Cache::background_client`], or, when
+//! none was given, ends at once without reaching the network (the stale response is then served
+//! until its window ends, and validated by the request that finds it past it).
 //!
 //! reqwest follows redirects inside the client, below the middleware: the final response is the
 //! one stored, under the URL that was asked for. A client built with

@@ -94,8 +94,8 @@ impl<St: Store> Cache<St> {
     /// Such a revalidation runs in the background once the stale response has been returned,
     /// when the middleware chain the request came through is no longer there to run it. It then
     /// goes through `client` directly, without the middleware after this one. With no client
-    /// set, it is not made: the stale response is served until its `stale-while-revalidate`
-    /// window ends, then validated by the request that finds it so.
+    /// set, it ends at once without reaching the network: the stale response is served until
+    /// its `stale-while-revalidate` window ends, then validated by the request that finds it so.
     ///
     /// # Example
     ///
