@@ -3,13 +3,14 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use cachio_core::store::Store;
 use cachio_tower::{CacheLayer, CacheStats};
-use http::header::{HeaderValue, USER_AGENT};
+use http::header::HeaderValue;
 use http::{Request, Response};
-use tower::ServiceBuilder;
+use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::decompression::DecompressionLayer;
 use tower_http::follow_redirect::FollowRedirectLayer;
 use tower_http::follow_redirect::policy::{FilterCredentials, PolicyExt};
@@ -17,7 +18,7 @@ use tower_http::follow_redirect::policy::{FilterCredentials, PolicyExt};
 use super::redirect::Limit;
 use super::tls::{self, Roots};
 use super::transport::Transport;
-use super::{Body, BoxError, Client, Error, Inner, Invalidate, RequestBody};
+use super::{Body, BoxError, Client, Error, Inner, Invalidate, RequestBody, ResponseFuture};
 
 /// The redirects a client follows by default, as browsers and most HTTP clients do.
 pub const DEFAULT_MAX_REDIRECTS: usize = 10;
@@ -138,9 +139,12 @@ impl ClientBuilder {
         self
     }
 
-    /// How long to wait for a response's head, redirects included ([`DEFAULT_TIMEOUT`] by
-    /// default); `None` waits for ever. It also bounds each connection attempt. The body is not
-    /// timed: it streams at the origin's pace.
+    /// How long the origin has to answer each request sent to it, from the connection attempt
+    /// to the response's head ([`DEFAULT_TIMEOUT`] by default; each hop of a redirect has its
+    /// own); `None` waits for ever. An answer from the cache sets no timer, and a stale response
+    /// the origin does not validate in time is served if its rules allow (`stale-if-error`,
+    /// [`grace`](crate::CacheLayer::grace)). The body is not timed: it streams at the origin's
+    /// pace.
     pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.settings.timeout = timeout.into();
         self
@@ -154,7 +158,9 @@ impl ClientBuilder {
         self
     }
 
-    /// The `User-Agent` sent with requests that have none (`cachio/VERSION` by default).
+    /// The `User-Agent` sent to origins with the requests that have none (`cachio/VERSION` by
+    /// default). It is added after the cache, so the cache matches `Vary: User-Agent` on the
+    /// field as the caller sent it, which stands for the same default in every request.
     pub fn user_agent<V>(mut self, value: V) -> Self
     where
         V: TryInto<HeaderValue>,
@@ -212,9 +218,10 @@ impl ClientBuilder {
 }
 
 impl Settings {
-    /// The stack, outermost first: the timeout, redirects (each hop a request of its own through
-    /// the cache, so each is stored under its own URL), decompression (so the cache stores and
-    /// validates the bytes the origin sent), the cache, and the transport.
+    /// The stack, outermost first: redirects (each hop a request of its own through the cache,
+    /// so each is stored under its own URL), decompression (so the cache stores and validates
+    /// the bytes the origin sent), the cache, the timeout of each request to the origin (a hit
+    /// sets no timer), and the transport.
     fn build<St: Store>(self, store: St) -> Result<Built, Error> {
         let options = if self.shared {
             CacheLayer::shared(())
@@ -224,29 +231,33 @@ impl Settings {
         let options = self.options.into_iter().fold(options, |layer, f| f(layer));
         let cache = options.with_store(store);
         let stats = cache.stats();
-        let transport = Transport::new(tls::connector(&self.roots, self.timeout)?);
-        let user_agent = self.user_agent;
+        let transport = Transport::new(tls::connector(&self.roots, self.timeout)?, self.user_agent);
         let redirects = Limit::new(self.max_redirects)
             .and::<_, RequestBody, BoxError>(FilterCredentials::new());
         let stack = ServiceBuilder::new()
-            .map_request(move |mut req: Request<RequestBody>| {
-                req.headers_mut()
-                    .entry(USER_AGENT)
-                    .or_insert_with(|| user_agent.clone());
-                req
-            })
-            .option_layer(self.timeout.map(tower::timeout::TimeoutLayer::new))
             .layer(FollowRedirectLayer::with_policy(redirects).preserve_extensions(true))
             .map_response(|res: Response<_>| res.map(Body::new))
             .layer(DecompressionLayer::new())
             .layer(cache.clone())
+            .option_layer(self.timeout.map(tower::timeout::TimeoutLayer::new))
             .service(transport);
         let invalidate: Invalidate = Arc::new(move |req| {
             let cache = cache.clone();
             Box::pin(async move { cache.invalidate(&req).await })
         });
+        // Every service of the stack is ready at once (hyper's pool waits for a connection in
+        // the request's future) and a clone is reference counts: each request calls a clone of
+        // its own, and skips `Oneshot`'s state when the clone is ready as it is asked.
+        let inner: Inner = Arc::new(move |req: Request<RequestBody>| -> ResponseFuture {
+            let mut svc = stack.clone();
+            match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(Ok(())) => Box::pin(svc.call(req)),
+                Poll::Ready(Err(err)) => Box::pin(std::future::ready(Err(err))),
+                Poll::Pending => Box::pin(svc.oneshot(req)),
+            }
+        });
         Ok(Built {
-            inner: tower::util::BoxCloneSyncService::new(stack),
+            inner,
             stats,
             invalidate,
         })

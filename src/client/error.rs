@@ -132,7 +132,8 @@ impl Error {
         self.kind == Kind::Connect
     }
 
-    /// Whether the response did not come within the client's [timeout](super::ClientBuilder::timeout).
+    /// Whether the origin did not answer within the client's
+    /// [timeout](super::ClientBuilder::timeout).
     pub fn is_timeout(&self) -> bool {
         self.kind == Kind::Timeout
     }
@@ -204,7 +205,7 @@ impl fmt::Display for Error {
                 }
             }
             Kind::Connect => write!(f, "could not connect to {host}")?,
-            Kind::Timeout => return f.write_str("the response did not come in time"),
+            Kind::Timeout => return f.write_str("the origin did not answer in time"),
             Kind::Redirect => write!(f, "too many redirects from {host}")?,
             Kind::Request => write!(f, "the request to {host} failed")?,
             Kind::Body => f.write_str("the response body failed")?,

@@ -11,9 +11,9 @@
 //! # }
 //! ```
 //!
-//! A request passes, in order: the timeout, the redirects (tower-http's `FollowRedirect`), the
-//! decompression (tower-http's `Decompression`), the cache ([`CacheLayer`](crate::CacheLayer)),
-//! and hyper's pooled client over rustls. So:
+//! A request passes, in order: the redirects (tower-http's `FollowRedirect`), the decompression
+//! (tower-http's `Decompression`), the cache ([`CacheLayer`](crate::CacheLayer)), the timeout of
+//! a request to the origin (tower's `Timeout`), and hyper's pooled client over rustls. So:
 //!
 //! - each hop of a redirect is a request of its own through the cache, stored under its own URL
 //!   as RFC 9111 keys responses: a stored `301` or `308` sends the next request straight on to
@@ -47,8 +47,6 @@ use bytes::Bytes;
 use cachio_core::store::StoreError;
 use cachio_tower::CacheStats;
 use http::{Request, Response, Uri};
-use tower::ServiceExt;
-use tower::util::BoxCloneSyncService;
 
 pub use body::Body;
 use body::RequestBody;
@@ -57,11 +55,11 @@ pub use error::Error;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The whole stack, boxed: the store's type does not show in the client's.
-type Inner = BoxCloneSyncService<Request<RequestBody>, Response<Body>, BoxError>;
+/// The future of a request through the stack.
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
 
-/// The future of a request: boxed, so that it is `Send` and `'static` whatever the store.
-type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Error>> + Send>>;
+/// The whole stack, behind one function: the store's type does not show in the client's.
+type Inner = Arc<dyn Fn(Request<RequestBody>) -> ResponseFuture + Send + Sync>;
 
 /// Removes what the cache holds for a request's URL.
 type Invalidate = Arc<
@@ -147,7 +145,7 @@ impl Client {
     /// # Errors
     ///
     /// When the URI is not absolute `http` or `https`, no connection could be made, TLS failed
-    /// (the error names the host and the reason), the response did not come within the timeout,
+    /// (the error names the host and the reason), the origin did not answer within the timeout,
     /// or the redirects went past the limit.
     ///
     /// # Example
@@ -174,22 +172,22 @@ impl Client {
     }
 
     /// The future of one request: built here, so that it owns what it needs and can be spawned.
-    fn send(&self, req: Result<Request<RequestBody>, Error>) -> ResponseFuture {
-        let req = req.and_then(|req| {
-            let uri = req.uri();
-            if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() {
-                Ok(req)
-            } else {
-                Err(Error::url(uri.to_string()))
-            }
-        });
-        match req {
-            Ok(req) => {
-                let sent = self.inner.clone().oneshot(req);
-                Box::pin(async move { sent.await.map_err(Error::from_stack) })
-            }
-            Err(err) => Box::pin(std::future::ready(Err(err))),
-        }
+    fn send(
+        &self,
+        req: Result<Request<RequestBody>, Error>,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + Send + 'static {
+        let sent = req
+            .and_then(|req| {
+                let uri = req.uri();
+                let web = matches!(uri.scheme_str(), Some("http" | "https"));
+                if web && uri.authority().is_some_and(|a| !a.as_str().is_empty()) {
+                    Ok(req)
+                } else {
+                    Err(Error::url(uri.to_string()))
+                }
+            })
+            .map(|req| (self.inner)(req));
+        async move { sent?.await.map_err(Error::from_stack) }
     }
 
     /// The cache's counters: hits, misses, revalidations, stores...
