@@ -1,7 +1,20 @@
 //! cachio: an HTTP cache for the tower ecosystem.
 //!
 //! cachio puts an RFC 9111 cache in front of any `tower::Service<http::Request<B>>`: a hyper
-//! client, a reqwest-free API client, an axum handler's upstream, a gateway's origin.
+//! client, an axum handler's upstream, a gateway's origin. [`Client`] is a ready HTTP and HTTPS
+//! client with the cache built in, and the `reqwest` feature puts the same cache in a reqwest
+//! client as a middleware.
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), cachio::client::Error> {
+//! let client = cachio::Client::new("./http-cache")?;
+//! let page = client.get("https://www.example.com/").await?.into_body().text().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Under your own service, [`CacheLayer`]:
 //!
 //! ```
 //! use bytes::Bytes;
@@ -64,6 +77,8 @@
 //! | `redis` | no | `RedisStore` and `FleetStore` (`cachio-redis`): a store shared by many machines, and memory over it with invalidations sent to every node |
 //! | `redis-tls` | no | `redis`, and TLS to Redis (`rediss://` URLs) through rustls (`cachio-redis`'s `tls`) |
 //! | `memory` + `disk` | yes | [`embedded`], [`Embedded`], [`EmbeddedStore`]: memory in front of disk |
+//! | `client` | yes | [`Client`]: an HTTP and HTTPS client (rustls) with the cache built in, following redirects and decompressing |
+//! | `reqwest` | no | `cachio::reqwest` (`cachio-reqwest`): the cache as a `reqwest-middleware` middleware |
 //!
 //! # Crates
 //!
@@ -71,6 +86,7 @@
 //! - `cachio-tower`: [`CacheLayer`], the tower layer, re-exported here.
 //! - `cachio-moka`: the memory store, re-exported as [`MemoryStore`].
 //! - `cachio-fjall`: the disk store, re-exported as [`DiskStore`].
+//! - `cachio-reqwest`: the reqwest middleware, re-exported as `cachio::reqwest` (feature `reqwest`).
 
 #[cfg(feature = "client")]
 pub mod client;
