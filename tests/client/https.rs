@@ -45,6 +45,18 @@ async fn rfc9111_https_over_http1_when_the_origin_offers_only_it() {
     fetched_twice_over(Listen::https_h1, Version::HTTP_11).await;
 }
 
+#[tokio::test]
+async fn the_server_name_is_the_url_host() {
+    let ca = Ca::new("test CA");
+    let leaf = ca.leaf(&["localhost"], false);
+    let origin = origin::start(Listen::https(leaf), None, fresh()).await;
+    let client = client_trusting(&memory(), &ca.pem);
+    let url = format!("https://localhost:{}/named", origin.addr.port());
+    let res = client.get(&url).await.expect("a certificate for localhost");
+    assert_eq!(res.into_body().text().await.unwrap(), "secure");
+    assert_eq!(origin.server_names(), [Some("localhost".to_owned())]);
+}
+
 /// A certificate the client must refuse: the error is TLS, names the host and gives `reason`;
 /// the origin answered nothing and the cache holds nothing for the URL.
 async fn refused(leaf: origin::Leaf, trust: Option<&Ca>, reason: &str) {

@@ -76,6 +76,8 @@ pub struct Seen {
 pub struct Origin {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// The server names (SNI) TLS clients sent, in order.
+    names: Arc<Mutex<Vec<Option<String>>>>,
     task: AbortHandle,
 }
 
@@ -89,6 +91,11 @@ impl Origin {
     /// The requests received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// The server names (SNI) that TLS clients sent, one per connection.
+    pub fn server_names(&self) -> Vec<Option<String>> {
+        self.names.lock().unwrap().clone()
     }
 
     /// How many requests for `path` it received.
@@ -149,6 +156,7 @@ pub async fn start(listen: Listen, only: Option<&str>, handler: Handler) -> Orig
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let names = Arc::new(Mutex::new(Vec::new()));
     let acceptor = listen.tls.map(|leaf| {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -166,6 +174,7 @@ pub async fn start(listen: Listen, only: Option<&str>, handler: Handler) -> Orig
         _ => CompressionLayer::new(),
     };
     let log = seen.clone();
+    let sni = names.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -185,6 +194,7 @@ pub async fn start(listen: Listen, only: Option<&str>, handler: Handler) -> Orig
                 },
             );
             let acceptor = acceptor.clone();
+            let sni = sni.clone();
             tokio::spawn(async move {
                 let server = auto::Builder::new(TokioExecutor::new());
                 let svc = TowerToHyperService::new(svc);
@@ -194,6 +204,8 @@ pub async fn start(listen: Listen, only: Option<&str>, handler: Handler) -> Orig
                         let Ok(tls) = acceptor.accept(tcp).await else {
                             return;
                         };
+                        let name = tls.get_ref().1.server_name().map(str::to_owned);
+                        sni.lock().unwrap().push(name);
                         let _ = server.serve_connection(TokioIo::new(tls), svc).await;
                     }
                     None => {
@@ -204,7 +216,12 @@ pub async fn start(listen: Listen, only: Option<&str>, handler: Handler) -> Orig
         }
     })
     .abort_handle();
-    Origin { addr, seen, task }
+    Origin {
+        addr,
+        seen,
+        names,
+        task,
+    }
 }
 
 /// A handler from a closure over the request.
