@@ -88,6 +88,9 @@
 //! - `cachio-fjall`: the disk store, re-exported as [`DiskStore`].
 //! - `cachio-reqwest`: the reqwest middleware, re-exported as `cachio::reqwest` (feature `reqwest`).
 
+// On docs.rs, each item gated by a feature says which one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(all(feature = "memory", feature = "disk"))]
