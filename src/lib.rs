@@ -63,6 +63,8 @@
 //! | `disk` | yes | [`DiskStore`], the persistent on-disk store (`cachio-fjall`) |
 //! | `redis` | no | `RedisStore` and `FleetStore` (`cachio-redis`): a store shared by many machines, and memory over it with invalidations sent to every node |
 //! | `redis-tls` | no | `redis`, and TLS to Redis (`rediss://` URLs) through rustls (`cachio-redis`'s `tls`) |
+//! | `tls` | yes | [`tls`]: the TLS setup of [`Client`] (rustls, trusted roots, client certificates, ALPN) for other hyper clients |
+//! | `client` | yes | [`Client`], a ready HTTP and HTTPS client with the cache built in (`memory`, `disk`, `tls`) |
 //! | `memory` + `disk` | yes | [`embedded`], [`Embedded`], [`EmbeddedStore`]: memory in front of disk |
 //!
 //! # Crates
@@ -76,6 +78,8 @@
 pub mod client;
 #[cfg(all(feature = "memory", feature = "disk"))]
 mod embedded;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(feature = "client")]
 pub use client::Client;
