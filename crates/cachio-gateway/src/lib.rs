@@ -46,7 +46,14 @@
 //!
 //! [`serve`] runs a router on the current tokio runtime; [`serve_threaded`] (what the binary
 //! uses) runs one single-threaded runtime per core, which answers cache hits markedly faster on
-//! small machines. Both speak HTTP/1.1 and h2c and shut down gracefully.
+//! small machines. Both speak HTTP/1.1 and h2c and shut down gracefully. [`serve_tls`], and
+//! [`serve_threaded`] given [`Listeners`] with a TLS listener, serve HTTPS (HTTP/2 and HTTP/1.1
+//! by ALPN) with a [`ServerTls`] certificate that [`ServerTls::reload`] replaces in place.
+//!
+//! # TLS to the origin
+//!
+//! An `https://` upstream is reached over TLS with its host as server name, HTTP/2 when it
+//! offers it; see [`GatewayBuilder::upstream_ca`] and [`GatewayBuilder::upstream_client_cert`].
 //!
 //! # Example: mounting the gateway in an axum app
 //!
@@ -740,7 +747,8 @@ impl fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A builder for a gateway in front of `upstream` (`http://host[:port][/prefix]`), with
+    /// A builder for a gateway in front of `upstream` (`http://host[:port][/prefix]`, or
+    /// `https://...`), with
     /// the defaults: a shared cache of [`DEFAULT_MEMORY_BYTES`] in memory, bodies up to
     /// [`DEFAULT_MAX_OBJECT_BYTES`], purging off, no grace, no default TTL, the client's `Host`
     /// passed on, and [`DEFAULT_UPSTREAM_TIMEOUT`].
