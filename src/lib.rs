@@ -76,8 +76,9 @@
 //! | `disk` | yes | [`DiskStore`], the persistent on-disk store (`cachio-fjall`) |
 //! | `redis` | no | `RedisStore` and `FleetStore` (`cachio-redis`): a store shared by many machines, and memory over it with invalidations sent to every node |
 //! | `redis-tls` | no | `redis`, and TLS to Redis (`rediss://` URLs) through rustls (`cachio-redis`'s `tls`) |
+//! | `tls` | yes | [`tls`]: the TLS setup of [`Client`] (rustls, trusted roots, client certificates, ALPN) for other hyper clients |
+//! | `client` | yes | [`Client`], a ready HTTP and HTTPS client with the cache built in (`memory`, `disk`, `tls`) |
 //! | `memory` + `disk` | yes | [`embedded`], [`Embedded`], [`EmbeddedStore`]: memory in front of disk |
-//! | `client` | yes | [`Client`]: an HTTP and HTTPS client (rustls) with the cache built in, following redirects and decompressing |
 //! | `reqwest` | no | `cachio::reqwest` (`cachio-reqwest`): the cache as a `reqwest-middleware` middleware |
 //!
 //! # Crates
@@ -95,6 +96,8 @@
 pub mod client;
 #[cfg(all(feature = "memory", feature = "disk"))]
 mod embedded;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(feature = "client")]
 pub use client::Client;

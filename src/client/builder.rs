@@ -16,9 +16,9 @@ use tower_http::follow_redirect::FollowRedirectLayer;
 use tower_http::follow_redirect::policy::{FilterCredentials, PolicyExt};
 
 use super::redirect::Limit;
-use super::tls::{self, Roots};
 use super::transport::Transport;
 use super::{Body, BoxError, Client, Error, Inner, Invalidate, RequestBody, ResponseFuture};
+use crate::tls::TlsConfig;
 
 /// The redirects a client follows by default, as browsers and most HTTP clients do.
 pub const DEFAULT_MAX_REDIRECTS: usize = 10;
@@ -62,7 +62,7 @@ type SetOptions = Box<dyn FnOnce(CacheLayer<()>) -> CacheLayer<()> + Send>;
 struct Settings {
     shared: bool,
     options: Vec<SetOptions>,
-    roots: Roots,
+    tls: TlsConfig,
     timeout: Option<Duration>,
     max_redirects: usize,
     user_agent: HeaderValue,
@@ -85,7 +85,7 @@ impl ClientBuilder {
             settings: Settings {
                 shared: false,
                 options: Vec::new(),
-                roots: Roots::default(),
+                tls: TlsConfig::new(),
                 timeout: Some(DEFAULT_TIMEOUT),
                 max_redirects: DEFAULT_MAX_REDIRECTS,
                 user_agent: HeaderValue::from_static(concat!("cachio/", env!("CARGO_PKG_VERSION"))),
@@ -112,8 +112,11 @@ impl ClientBuilder {
     /// Also trusts the certificate authorities in `pem` (PEM text, one or more `CERTIFICATE`
     /// blocks): a company's CA, a test's own. Call it again for more.
     pub fn root_certificate_pem(mut self, pem: &[u8]) -> Self {
-        if let Err(err) = self.settings.roots.add_pem(pem) {
-            self.settings.invalid.get_or_insert(err);
+        match std::mem::take(&mut self.settings.tls).root_certificate_pem(pem) {
+            Ok(tls) => self.settings.tls = tls,
+            Err(err) => {
+                self.settings.invalid.get_or_insert(Error::builder(err));
+            }
         }
         self
     }
@@ -122,20 +125,19 @@ impl ClientBuilder {
     /// ship with cachio (`webpki-roots`) and those the operating system trusts. Turn them off to
     /// trust only the roots given with [`root_certificate_pem`](Self::root_certificate_pem).
     pub fn tls_built_in_root_certs(mut self, on: bool) -> Self {
-        self.settings.roots.webpki = on;
-        self.settings.roots.native = on;
+        self.settings.tls = self.settings.tls.built_in_roots(on);
         self
     }
 
     /// Whether to trust the Mozilla roots that ship with cachio (on by default).
     pub fn tls_built_in_webpki_certs(mut self, on: bool) -> Self {
-        self.settings.roots.webpki = on;
+        self.settings.tls = self.settings.tls.built_in_webpki_roots(on);
         self
     }
 
     /// Whether to trust the roots the operating system trusts (on by default).
     pub fn tls_built_in_native_certs(mut self, on: bool) -> Self {
-        self.settings.roots.native = on;
+        self.settings.tls = self.settings.tls.built_in_native_roots(on);
         self
     }
 
@@ -231,7 +233,11 @@ impl Settings {
         let options = self.options.into_iter().fold(options, |layer, f| f(layer));
         let cache = options.with_store(store);
         let stats = cache.stats();
-        let transport = Transport::new(tls::connector(&self.roots, self.timeout)?, self.user_agent);
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(self.timeout);
+        let connector = self.tls.https_connector(http).map_err(Error::builder)?;
+        let transport = Transport::new(connector, self.user_agent);
         let redirects = Limit::new(self.max_redirects)
             .and::<_, RequestBody, BoxError>(FilterCredentials::new());
         let stack = ServiceBuilder::new()

@@ -6,6 +6,7 @@ use std::fmt;
 use http::Uri;
 
 use super::BoxError;
+use crate::tls::{describe_error, find};
 
 /// Why a request through [`Client`](super::Client) failed, or a client could not be built.
 ///
@@ -155,26 +156,6 @@ impl Error {
     }
 }
 
-/// The first error of type `E` in `err`'s chain. An `io::Error` that wraps another error (as
-/// tokio-rustls wraps rustls's) is looked into: its `source` skips the error it wraps.
-fn find<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(found) = err.downcast_ref::<E>() {
-            return Some(found);
-        }
-        if let Some(inner) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            && let Some(found) = find::<E>(inner)
-        {
-            return Some(found);
-        }
-        next = err.source();
-    }
-    None
-}
-
 fn is_connect(err: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(err) = next {
@@ -196,12 +177,8 @@ impl fmt::Display for Error {
             Kind::Url => f.write_str("not an absolute http or https URL")?,
             Kind::Tls => {
                 write!(f, "TLS with {host} failed")?;
-                if let Some(reason) = self
-                    .source
-                    .as_deref()
-                    .and_then(|e| find::<rustls::Error>(e))
-                {
-                    return write!(f, ": {}", tls_reason(reason));
+                if let Some(reason) = self.source.as_deref().and_then(|e| describe_error(e)) {
+                    return write!(f, ": {reason}");
                 }
             }
             Kind::Connect => write!(f, "could not connect to {host}")?,
@@ -215,25 +192,6 @@ impl fmt::Display for Error {
             write!(f, ": {source}")?;
         }
         Ok(())
-    }
-}
-
-/// What a certificate error means, in words.
-fn tls_reason(err: &rustls::Error) -> String {
-    use rustls::CertificateError as C;
-    match err {
-        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
-            "the certificate is not signed by a trusted authority (unknown issuer)".to_owned()
-        }
-        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
-            format!("the certificate has expired ({err})")
-        }
-        rustls::Error::InvalidCertificate(
-            C::NotValidForName | C::NotValidForNameContext { .. },
-        ) => {
-            format!("the certificate was issued for another name ({err})")
-        }
-        other => other.to_string(),
     }
 }
 

@@ -28,13 +28,13 @@
 //!   so a root that the system has removed but the built-in set still holds stays trusted: turn
 //!   a set off with [`ClientBuilder::tls_built_in_webpki_certs`] or
 //!   [`ClientBuilder::tls_built_in_native_certs`] when that matters. HTTP/2 or HTTP/1.1 is
-//!   chosen by ALPN; the server name (SNI) is the URL's host.
+//!   chosen by ALPN; the server name (SNI) is the URL's host. This TLS setup is
+//!   [`crate::tls::TlsConfig`], for other clients to share.
 
 mod body;
 mod builder;
 mod error;
 mod redirect;
-mod tls;
 mod transport;
 
 use std::fmt;

@@ -7,11 +7,15 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
-use crate::{GatewayBuilder, GatewayError};
+use crate::{GatewayBuilder, GatewayError, ServerTls};
 
 /// The listen address when none is given: `127.0.0.1:8080`.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+/// The TLS listen address when a certificate is given without one: `127.0.0.1:8443`.
+pub const DEFAULT_LISTEN_TLS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8443);
 
 /// Whose cache the gateway is (RFC 9111 §1): shared by every client (a reverse proxy, the
 /// default) or private to one user.
@@ -53,10 +57,23 @@ pub enum Mode {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[non_exhaustive]
 pub struct Config {
-    /// The origin, `http://host[:port][/prefix]`.
+    /// The origin, `http://host[:port][/prefix]` or `https://host[:port][/prefix]`.
     pub upstream: Option<String>,
-    /// The address to listen on.
+    /// The address to listen on for plain HTTP.
     pub listen: Option<SocketAddr>,
+    /// The address to listen on for HTTPS (needs `tls-cert` and `tls-key`).
+    pub listen_tls: Option<SocketAddr>,
+    /// The PEM file of the TLS listener's certificate chain.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM file of the TLS listener's private key.
+    pub tls_key: Option<PathBuf>,
+    /// A PEM file of the only certificate authorities to trust for an `https://` upstream.
+    pub upstream_ca: Option<PathBuf>,
+    /// A PEM file with the client certificate for an `https://` upstream that asks for one;
+    /// needs `upstream-key`.
+    pub upstream_cert: Option<PathBuf>,
+    /// The PEM file of the upstream client certificate's private key; needs `upstream-cert`.
+    pub upstream_key: Option<PathBuf>,
     /// Shared or private.
     pub mode: Option<Mode>,
     /// The memory tier's size in MiB.
@@ -149,6 +166,12 @@ impl Config {
         Config {
             upstream: over.upstream.or(self.upstream),
             listen: over.listen.or(self.listen),
+            listen_tls: over.listen_tls.or(self.listen_tls),
+            tls_cert: over.tls_cert.or(self.tls_cert),
+            tls_key: over.tls_key.or(self.tls_key),
+            upstream_ca: over.upstream_ca.or(self.upstream_ca),
+            upstream_cert: over.upstream_cert.or(self.upstream_cert),
+            upstream_key: over.upstream_key.or(self.upstream_key),
             mode: over.mode.or(self.mode),
             memory_mb: over.memory_mb.or(self.memory_mb),
             disk_dir: over.disk_dir.or(self.disk_dir),
@@ -180,13 +203,61 @@ impl Config {
         self.listen.unwrap_or(DEFAULT_LISTEN)
     }
 
+    /// The address of the plain HTTP listener: `listen`, or [`DEFAULT_LISTEN`] when no TLS
+    /// listener is set either. `None` when only HTTPS is served (`tls-cert` without `listen`).
+    pub fn plain_listen_addr(&self) -> Option<SocketAddr> {
+        match (self.listen, &self.tls_cert) {
+            (Some(addr), _) => Some(addr),
+            (None, None) => Some(DEFAULT_LISTEN),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// The HTTPS listener: its address (`listen-tls`, or [`DEFAULT_LISTEN_TLS`]) and its
+    /// certificate, read from `tls-cert` and `tls-key`; `None` when they are unset.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_gateway::Config;
+    ///
+    /// let config = Config::from_toml(r#"
+    ///     upstream = "https://origin.internal"
+    ///     listen-tls = "0.0.0.0:443"
+    /// "#)?;
+    /// // A TLS address without a certificate is an error; no TLS setting at all is `None`.
+    /// assert!(config.tls_listener().is_err());
+    /// assert!(Config::default().tls_listener()?.is_none());
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Config`] when only one of `tls-cert` and `tls-key` is set, or
+    /// `listen-tls` without them; [`GatewayError::Tls`] when the files cannot be used.
+    pub fn tls_listener(&self) -> Result<Option<(SocketAddr, ServerTls)>, GatewayError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = ServerTls::from_pem_files(cert, key)?;
+                Ok(Some((self.listen_tls.unwrap_or(DEFAULT_LISTEN_TLS), tls)))
+            }
+            (None, None) if self.listen_tls.is_some() => Err(GatewayError::Config(
+                "listen-tls needs tls-cert and tls-key".into(),
+            )),
+            (None, None) => Ok(None),
+            _ => Err(GatewayError::Config(
+                "tls-cert and tls-key go together: give both or neither".into(),
+            )),
+        }
+    }
+
     /// A [`GatewayBuilder`] with these settings.
     ///
     /// # Errors
     ///
     /// [`GatewayError::Config`] when `upstream` is missing, a tag header is not a valid
     /// field name, both `redis-url` and `redis-cluster` are set, or only one of `redis-cert`
-    /// and `redis-key` is.
+    /// and `redis-key` is, or of `upstream-cert` and `upstream-key`.
     pub fn builder(&self) -> Result<GatewayBuilder, GatewayError> {
         let upstream = self
             .upstream
@@ -275,6 +346,18 @@ impl Config {
         }
         if let Some(names) = &self.tag_headers {
             b = b.tag_headers(header_names(names)?);
+        }
+        if let Some(ca) = &self.upstream_ca {
+            b = b.upstream_ca(ca.clone());
+        }
+        match (&self.upstream_cert, &self.upstream_key) {
+            (Some(cert), Some(key)) => b = b.upstream_client_cert(cert.clone(), key.clone()),
+            (None, None) => {}
+            _ => {
+                return Err(GatewayError::Config(
+                    "upstream-cert and upstream-key go together: give both or neither".into(),
+                ));
+            }
         }
         Ok(b)
     }

@@ -46,7 +46,14 @@
 //!
 //! [`serve`] runs a router on the current tokio runtime; [`serve_threaded`] (what the binary
 //! uses) runs one single-threaded runtime per core, which answers cache hits markedly faster on
-//! small machines. Both speak HTTP/1.1 and h2c and shut down gracefully.
+//! small machines. Both speak HTTP/1.1 and h2c and shut down gracefully. [`serve_tls`], and
+//! [`serve_threaded`] given [`Listeners`] with a TLS listener, serve HTTPS (HTTP/2 and HTTP/1.1
+//! by ALPN) with a [`ServerTls`] certificate that [`ServerTls::reload`] replaces in place.
+//!
+//! # TLS to the origin
+//!
+//! An `https://` upstream is reached over TLS with its host as server name, HTTP/2 when it
+//! offers it; see [`GatewayBuilder::upstream_ca`] and [`GatewayBuilder::upstream_client_cert`].
 //!
 //! # Example: mounting the gateway in an axum app
 //!
@@ -88,12 +95,14 @@
 //! ```
 
 mod config;
+mod connect;
 mod hop;
 mod interim;
 mod metrics;
 mod proxy;
 mod purge;
 mod serve;
+mod tls;
 mod upstream;
 
 use std::fmt;
@@ -116,10 +125,12 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tower::Layer;
 
 pub use cachio_tower::{CacheStats, StatsSnapshot};
-pub use config::{Config, DEFAULT_LISTEN, Mode};
+pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Mode};
 pub use proxy::ACCESS_LOG_TARGET;
-pub use serve::{serve, serve_threaded};
+pub use serve::{Listeners, serve, serve_threaded, serve_tls};
+pub use tls::ServerTls;
 
+use crate::connect::{Connector, UpstreamTls};
 use crate::hop::Via;
 use crate::metrics::{Metrics, StoreGauges};
 use crate::proxy::{Proxy, Shared};
@@ -149,8 +160,11 @@ pub const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(4);
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum GatewayError {
-    /// The upstream URL is not an `http://` URL with a host.
+    /// The upstream URL is not an `http://` or `https://` URL with a host.
     Upstream(String),
+    /// A TLS setting cannot be used: a certificate or key file that cannot be read or parsed, a
+    /// key that does not match its certificate.
+    Tls(String),
     /// A setting is missing or invalid (a TOML file that does not parse, a bad header name).
     Config(String),
     /// The disk tier could not be opened.
@@ -168,6 +182,7 @@ impl fmt::Display for GatewayError {
         match self {
             GatewayError::Upstream(m) => write!(f, "bad upstream: {m}"),
             GatewayError::Config(m) => write!(f, "bad configuration: {m}"),
+            GatewayError::Tls(m) => write!(f, "bad TLS setting: {m}"),
             GatewayError::Disk(_) => f.write_str("cannot open the disk tier"),
             GatewayError::DiskUnsupported => {
                 f.write_str("a disk tier needs cachio-gateway built with the `disk` feature")
@@ -222,6 +237,7 @@ pub struct GatewayBuilder {
     redis_timeout: Option<Duration>,
     redis_ca: Option<PathBuf>,
     redis_client_cert: Option<(PathBuf, PathBuf)>,
+    upstream_tls: UpstreamTls,
     max_object_bytes: u64,
     cache_name: String,
     purge_token: Option<String>,
@@ -249,6 +265,7 @@ impl fmt::Debug for GatewayBuilder {
             .field("redis_timeout", &self.redis_timeout)
             .field("redis_ca", &self.redis_ca)
             .field("redis_client_cert", &self.redis_client_cert)
+            .field("upstream_tls", &self.upstream_tls)
             .field("max_object_bytes", &self.max_object_bytes)
             .field("cache_name", &self.cache_name)
             .field("purge_token", &self.purge_token.as_ref().map(|_| "<set>"))
@@ -410,6 +427,52 @@ impl GatewayBuilder {
         }
     }
 
+    /// For an `https://` upstream: trusts only the certificate authorities in this PEM file,
+    /// instead of the Mozilla roots that ship with cachio and the system's (an origin whose
+    /// certificate a private CA signed). The file is read by [`build`](Self::build).
+    ///
+    /// An `https://` upstream's connections are TLS or nothing: a certificate that cannot be
+    /// trusted fails the request with `502 Bad Gateway`, and the log says why.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// // Needs the CA file, so it is compiled but not run by `cargo test`.
+    /// let gateway = cachio_gateway::Gateway::builder("https://origin.internal:8443")
+    ///     .upstream_ca("/etc/cachio/origin-ca.pem")
+    ///     .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn upstream_ca(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.upstream_tls.ca = Some(pem_file.into());
+        self
+    }
+
+    /// For an `https://` upstream that asks for a client certificate (mutual TLS): presents
+    /// this certificate (a PEM file: the certificate, then any intermediates) with its private
+    /// key (a PEM file). The files are read by [`build`](Self::build).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// // Needs the files, so it is compiled but not run by `cargo test`.
+    /// let gateway = cachio_gateway::Gateway::builder("https://origin.internal:8443")
+    ///     .upstream_ca("/etc/cachio/origin-ca.pem")
+    ///     .upstream_client_cert("/etc/cachio/gateway.pem", "/etc/cachio/gateway.key")
+    ///     .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn upstream_client_cert(
+        mut self,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.upstream_tls.client_cert = Some((cert_file.into(), key_file.into()));
+        self
+    }
+
     /// The largest response body stored ([`DEFAULT_MAX_OBJECT_BYTES`] by default). Larger
     /// responses stream through without being stored. With a disk tier, bodies over an eighth
     /// of the memory tier are kept on disk only.
@@ -540,7 +603,10 @@ impl GatewayBuilder {
     ///
     /// # Errors
     ///
-    /// [`GatewayError::Upstream`] for an upstream that is not an `http://` URL with a host,
+    /// [`GatewayError::Upstream`] for an upstream that is not an `http://` or `https://` URL
+    /// with a host, [`GatewayError::Tls`] when the upstream's CA or client certificate files
+    /// cannot be read or used, [`GatewayError::Config`] when they are given for an `http://`
+    /// upstream,
     /// [`GatewayError::Disk`] when the disk tier cannot be opened, and
     /// [`GatewayError::DiskUnsupported`] when a disk tier was asked for without the `disk`
     /// feature, [`GatewayError::Redis`] when the Redis tier cannot be set up (it does not need
@@ -548,6 +614,8 @@ impl GatewayBuilder {
     /// `redis` feature, and [`GatewayError::Config`] when both a disk and a Redis tier were.
     pub fn build(self) -> Result<Gateway, GatewayError> {
         let origin = Origin::parse(&self.upstream).map_err(GatewayError::Upstream)?;
+        let connector = Connector::new(&origin.scheme, &self.upstream_tls, self.upstream_timeout)?;
+        let origin = (origin, connector);
         if let Some(target) = &self.redis {
             if self.disk.is_some() {
                 return Err(GatewayError::Config(
@@ -585,7 +653,11 @@ impl GatewayBuilder {
 
     /// Memory over Redis, with the fleet's invalidation broadcast.
     #[cfg(feature = "redis")]
-    fn build_redis(&self, target: &RedisTarget, origin: Origin) -> Result<Gateway, GatewayError> {
+    fn build_redis(
+        &self,
+        target: &RedisTarget,
+        origin: (Origin, Connector),
+    ) -> Result<Gateway, GatewayError> {
         let memory = MokaStore::builder()
             .max_capacity_bytes(self.memory_bytes)
             .max_body_size(self.max_object_bytes.min(self.memory_bytes / 8))
@@ -625,7 +697,11 @@ impl GatewayBuilder {
     }
 
     #[cfg(not(feature = "redis"))]
-    fn build_redis(&self, _: &RedisTarget, _: Origin) -> Result<Gateway, GatewayError> {
+    fn build_redis(
+        &self,
+        _: &RedisTarget,
+        _: (Origin, Connector),
+    ) -> Result<Gateway, GatewayError> {
         Err(GatewayError::RedisUnsupported)
     }
 }
@@ -671,7 +747,8 @@ impl fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A builder for a gateway in front of `upstream` (`http://host[:port][/prefix]`), with
+    /// A builder for a gateway in front of `upstream` (`http://host[:port][/prefix]`, or
+    /// `https://...`), with
     /// the defaults: a shared cache of [`DEFAULT_MEMORY_BYTES`] in memory, bodies up to
     /// [`DEFAULT_MAX_OBJECT_BYTES`], purging off, no grace, no default TTL, the client's `Host`
     /// passed on, and [`DEFAULT_UPSTREAM_TIMEOUT`].
@@ -686,6 +763,7 @@ impl Gateway {
             redis_timeout: None,
             redis_ca: None,
             redis_client_cert: None,
+            upstream_tls: UpstreamTls::default(),
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             cache_name: "cachio".to_owned(),
             purge_token: None,
@@ -754,11 +832,16 @@ fn explicit_freshness(headers: &HeaderMap) -> bool {
         .is_some_and(|cc| cc.max_age.is_some())
 }
 
-fn assemble<St: Store + StoreGauges>(store: St, b: &GatewayBuilder, origin: Origin) -> Gateway {
+fn assemble<St: Store + StoreGauges>(
+    store: St,
+    b: &GatewayBuilder,
+    (origin, connector): (Origin, Connector),
+) -> Gateway {
     let metrics = Arc::new(Metrics::default());
     let via = Via::new(&b.cache_name);
     let upstream = Upstream::new(
         origin,
+        connector,
         b.rewrite_host,
         b.upstream_timeout,
         b.upstream_idle,

@@ -8,12 +8,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cachio_gateway::{Config, Mode};
+use cachio_gateway::{Config, Listeners, Mode, ServerTls};
 use clap::Parser;
 
-/// A caching reverse proxy (RFC 9111) in front of one HTTP origin.
+/// A caching reverse proxy (RFC 9111) in front of one HTTP or HTTPS origin.
 ///
-/// Listens for HTTP/1.1 and h2c, forwards every request to the origin, and keeps what the
+/// Listens for HTTP/1.1 and h2c, and for HTTPS (HTTP/2 and HTTP/1.1) with --tls-cert; SIGHUP
+/// reloads the certificate. Forwards every request to the origin, and keeps what the
 /// origin's Cache-Control allows in memory (and optionally on disk, or in a Redis shared by a
 /// fleet of gateways). Purge with `PURGE /path` or
 /// `POST /_cachio/purge/{url,prefix,tag}`; counters at `GET /_cachio/metrics`. Logs go to stderr,
@@ -21,13 +22,43 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
-    /// The origin to forward to: http://host[:port][/path-prefix].
+    /// The origin to forward to: http://host[:port][/path-prefix] or https://... (TLS with
+    /// the host as server name, HTTP/2 when the origin offers it).
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
 
-    /// The address to listen on [default: 127.0.0.1:8080].
+    /// The address to listen on for plain HTTP [default: 127.0.0.1:8080, or none when
+    /// --tls-cert is given].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+
+    /// The address to listen on for HTTPS, with --tls-cert and --tls-key
+    /// [default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    listen_tls: Option<SocketAddr>,
+
+    /// Serve HTTPS with this certificate chain (PEM: the certificate, then its intermediates);
+    /// with --tls-key. Reloaded on SIGHUP; a file that cannot be used then keeps the old one.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// For an https:// upstream: trust only the certificate authorities in this PEM file,
+    /// instead of the built-in and system root certificates.
+    #[arg(long, value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
+
+    /// For an https:// upstream that asks for a client certificate (mutual TLS): this PEM
+    /// certificate, with --upstream-key.
+    #[arg(long, value_name = "FILE", requires = "upstream_key")]
+    upstream_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --upstream-cert.
+    #[arg(long, value_name = "FILE", requires = "upstream_cert")]
+    upstream_key: Option<PathBuf>,
 
     /// `shared`: a cache for every client (honours s-maxage and private) [default];
     /// `private`: one user's cache.
@@ -153,6 +184,12 @@ impl Args {
         let mut flags = Config::default();
         flags.upstream = self.upstream;
         flags.listen = self.listen;
+        flags.listen_tls = self.listen_tls;
+        flags.tls_cert = self.tls_cert;
+        flags.tls_key = self.tls_key;
+        flags.upstream_ca = self.upstream_ca;
+        flags.upstream_cert = self.upstream_cert;
+        flags.upstream_key = self.upstream_key;
         flags.mode = self.mode;
         flags.memory_mb = self.memory_mb;
         flags.disk_dir = self.disk_dir;
@@ -211,14 +248,32 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Config::load(path)?.merge(flags),
         None => flags,
     };
-    let listen = config.listen_addr();
     let workers = config
         .workers
         .filter(|n| *n > 0)
         .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
         .unwrap_or(1);
     let gateway = config.builder()?.build()?;
-    let listener = std::net::TcpListener::bind(listen)?;
+    let tls = config.tls_listener()?;
+    let mut listeners = Listeners::new();
+    let plain = match config.plain_listen_addr() {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)?;
+            let addr = listener.local_addr()?;
+            listeners = listeners.plain(listener);
+            Some(addr)
+        }
+        None => None,
+    };
+    let (secure, reload) = match tls {
+        Some((addr, tls)) => {
+            let listener = std::net::TcpListener::bind(addr)?;
+            let addr = listener.local_addr()?;
+            listeners = listeners.tls(listener, tls.clone());
+            (Some(addr), Some(tls))
+        }
+        None => (None, None),
+    };
     // The first signal starts a graceful shutdown; a second one exits at once. The handlers are
     // in place before the gateway says it listens, so a signal right after start-up is never
     // met by the default action (an abrupt exit).
@@ -252,9 +307,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 }
             };
             rt.block_on(async {
-                signals.next().await;
+                signals.next(reload.as_ref()).await;
                 let _ = first_tx.send(());
-                signals.next().await;
+                signals.next(reload.as_ref()).await;
                 tracing::warn!("second signal: exiting without waiting for requests in flight");
                 std::process::exit(130);
             });
@@ -263,24 +318,28 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .recv()
         .map_err(|_| std::io::Error::other("the signal thread stopped"))??;
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %plain.map_or_else(|| "none".into(), |a| a.to_string()),
+        listen_tls = %secure.map_or_else(|| "none".into(), |a| a.to_string()),
         upstream = config.upstream.as_deref().unwrap_or_default(),
         workers,
         "cachio-gateway listening"
     );
-    cachio_gateway::serve_threaded(listener, gateway.into_router(), workers, async {
+    cachio_gateway::serve_threaded(listeners, gateway.into_router(), workers, async {
         let _ = first_rx.await;
     })?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// SIGTERM and Ctrl-C (SIGINT), listened for from the moment they are made.
+/// SIGTERM and Ctrl-C (SIGINT), and SIGHUP (reload the TLS certificate), listened for from the
+/// moment they are made.
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -292,21 +351,33 @@ impl Signals {
             Ok(Self {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
+                hup: signal(SignalKind::hangup())?,
             })
         }
         #[cfg(not(unix))]
         Ok(Self {})
     }
 
-    /// Completes at the next SIGTERM or Ctrl-C.
-    async fn next(&mut self) {
+    /// Completes at the next SIGTERM or Ctrl-C; reloads `tls` at each SIGHUP meanwhile.
+    async fn next(&mut self, tls: Option<&ServerTls>) {
         #[cfg(unix)]
-        tokio::select! {
-            _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = self.int.recv() => tracing::info!("Ctrl-C: shutting down"),
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return tracing::info!("SIGTERM: shutting down"),
+                _ = self.int.recv() => return tracing::info!("Ctrl-C: shutting down"),
+                _ = self.hup.recv() => match tls.map(ServerTls::reload) {
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Some(Err(e)) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: TLS certificate not reloaded; the previous one is still served"
+                    ),
+                    None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+                },
+            }
         }
         #[cfg(not(unix))]
         {
+            let _ = tls;
             if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await;
             }

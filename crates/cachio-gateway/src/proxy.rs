@@ -155,6 +155,11 @@ fn error_response(e: &UpstreamError, cache_name: &str) -> Response<Body> {
             "502 Bad Gateway: cannot connect to the origin\n",
             "origin-unreachable",
         ),
+        UpstreamError::Tls(..) => (
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: TLS with the origin failed\n",
+            "origin-tls-error",
+        ),
         UpstreamError::Other(_) => (
             StatusCode::BAD_GATEWAY,
             "502 Bad Gateway: the origin's connection failed\n",

@@ -14,15 +14,15 @@ use http::{Request, Response, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
+use crate::connect::Connector;
 use crate::hop::{self, Via};
 use crate::interim;
 use crate::metrics::{Metrics, OriginError};
 
-/// Where requests go: an `http://` origin, optionally under a path prefix.
+/// Where requests go: an `http://` or `https://` origin, optionally under a path prefix.
 #[derive(Clone, Debug)]
 pub(crate) struct Origin {
     pub(crate) scheme: Scheme,
@@ -32,7 +32,8 @@ pub(crate) struct Origin {
 }
 
 impl Origin {
-    /// Parses an origin URL such as `http://127.0.0.1:9000` or `http://backend/api`.
+    /// Parses an origin URL such as `http://127.0.0.1:9000`, `http://backend/api` or
+    /// `https://backend:8443`.
     pub(crate) fn parse(url: &str) -> Result<Self, String> {
         let uri: Uri = url
             .parse()
@@ -41,9 +42,9 @@ impl Origin {
             .scheme()
             .cloned()
             .ok_or_else(|| format!("`{url}` has no scheme (write http://{url})"))?;
-        if scheme != Scheme::HTTP {
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(format!(
-                "`{url}`: only http:// origins are supported (terminate TLS in front of the origin)"
+                "`{url}`: only http:// and https:// origins are supported"
             ));
         }
         let authority = uri
@@ -83,6 +84,9 @@ pub(crate) enum UpstreamError {
     Connect(hyper_util::client::legacy::Error),
     /// No response head within the timeout.
     Timeout(Duration),
+    /// TLS with the origin failed (a certificate not trusted, expired or for another name; a
+    /// client certificate the origin refused): the reason in words, and the error.
+    Tls(String, hyper_util::client::legacy::Error),
     /// The connection failed otherwise (closed before a response, a protocol error).
     Other(crate::BoxError),
 }
@@ -94,6 +98,7 @@ impl fmt::Display for UpstreamError {
             UpstreamError::Timeout(d) => {
                 write!(f, "the origin did not answer within {} s", d.as_secs_f64())
             }
+            UpstreamError::Tls(reason, _) => write!(f, "TLS with the origin failed: {reason}"),
             UpstreamError::Other(_) => f.write_str("the origin's connection failed"),
         }
     }
@@ -102,7 +107,7 @@ impl fmt::Display for UpstreamError {
 impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            UpstreamError::Connect(e) => Some(e),
+            UpstreamError::Connect(e) | UpstreamError::Tls(_, e) => Some(e),
             UpstreamError::Timeout(_) => None,
             UpstreamError::Other(e) => Some(&**e),
         }
@@ -125,7 +130,7 @@ struct Settings {
 /// `poll_ready` is always ready (the client pools connections itself).
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<Connector, Body>,
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
 }
@@ -133,15 +138,15 @@ pub(crate) struct Upstream {
 impl Upstream {
     pub(crate) fn new(
         origin: Origin,
+        connector: Connector,
         rewrite_host: bool,
         timeout: Option<Duration>,
         idle: Duration,
         via: Via,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(timeout);
+        // An `https` origin that offers HTTP/2 by ALPN gets it; the request's version is left
+        // at HTTP/1.1, which the client sends over either.
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -229,7 +234,7 @@ impl Service<Request<Body>> for Upstream {
                 }
                 Err(e) => {
                     metrics.origin_error(match e {
-                        UpstreamError::Connect(_) => OriginError::Connect,
+                        UpstreamError::Connect(_) | UpstreamError::Tls(..) => OriginError::Connect,
                         UpstreamError::Timeout(_) => OriginError::Timeout,
                         UpstreamError::Other(_) => OriginError::Other,
                     });
@@ -263,10 +268,17 @@ async fn send(
             .map_err(|_| UpstreamError::Timeout(t))?,
         _ => fut.await,
     };
-    match result {
-        Ok(res) => Ok(res),
-        Err(e) if e.is_connect() => Err(UpstreamError::Connect(e)),
-        Err(e) => Err(UpstreamError::Other(e.into())),
+    let e = match result {
+        Ok(res) => return Ok(res),
+        Err(e) => e,
+    };
+    // A handshake that failed, or (TLS 1.3) a client certificate refused after it.
+    if let Some(reason) = cachio::tls::describe_error(&e) {
+        Err(UpstreamError::Tls(reason, e))
+    } else if e.is_connect() {
+        Err(UpstreamError::Connect(e))
+    } else {
+        Err(UpstreamError::Other(e.into()))
     }
 }
 
@@ -314,7 +326,12 @@ mod tests {
             o.uri_for(Some(&pq)).unwrap(),
             "http://backend/api/a?b=%2F&c=1&c=2"
         );
-        assert!(Origin::parse("https://backend").is_err());
+        let o = Origin::parse("https://backend:8443/api").unwrap();
+        assert_eq!(
+            o.uri_for(Some(&pq)).unwrap(),
+            "https://backend:8443/api/a?b=%2F&c=1&c=2"
+        );
+        assert!(Origin::parse("ftp://backend").is_err());
         assert!(Origin::parse("backend:80").is_err());
         assert!(Origin::parse("http://backend/?q").is_err());
     }

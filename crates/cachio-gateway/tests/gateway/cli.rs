@@ -1,5 +1,7 @@
-//! The `cachio-gateway` binary: its help, a TOML file under command-line flags, and SIGTERM.
+//! The `cachio-gateway` binary: its help, a TOML file under command-line flags, SIGTERM, and
+//! an HTTPS listener whose certificate SIGHUP reloads.
 
+use crate::certs::{Ca, fetch_new_connection};
 use crate::support;
 
 use std::io::{BufRead, BufReader};
@@ -32,6 +34,12 @@ fn help_explains_every_option() {
         "--upstream-timeout-secs",
         "--tag-header",
         "--workers",
+        "--listen-tls",
+        "--tls-cert",
+        "--tls-key",
+        "--upstream-ca",
+        "--upstream-cert",
+        "--upstream-key",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
@@ -101,4 +109,104 @@ async fn a_config_file_under_flags_and_a_graceful_sigterm() {
         log.contains("cachio_gateway::access") && log.contains("status=200"),
         "one access line per request:\n{log}"
     );
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_only_with_the_certificate_reloaded_on_sighup() {
+    let origin = Origin::start(|_req| async { ok("no-store", "from the origin") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("listener CA");
+    let (old, new) = (ca.leaf(), ca.leaf());
+    let (cert, key) = old.write(dir.path(), "server");
+    let mut child = Command::new(BIN)
+        .args(["--upstream", &origin.url(), "--listen-tls", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .args(["--workers", "1"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |what: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("the gateway logs {what}"));
+        if line.contains(what) {
+            break line;
+        }
+    };
+    let line = wait_for("listen_tls=");
+    assert!(line.contains("listen=none"), "no plain listener: {line}");
+    let addr: std::net::SocketAddr = line
+        .split("listen_tls=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let got = fetch_new_connection(addr, &ca, "/tls").await.unwrap();
+    assert_eq!(got.body, "from the origin");
+    assert_eq!(got.cert, old.der());
+
+    new.write(dir.path(), "server");
+    signal(&child, "-HUP");
+    wait_for("TLS certificate reloaded");
+    let got = fetch_new_connection(addr, &ca, "/tls").await.unwrap();
+    assert_eq!(
+        got.cert,
+        new.der(),
+        "new connections get the new certificate"
+    );
+
+    std::fs::write(&key, "not a key").unwrap();
+    signal(&child, "-HUP");
+    let line = wait_for("not reloaded");
+    assert!(
+        line.contains("server.key"),
+        "the log says which file: {line}"
+    );
+    let got = fetch_new_connection(addr, &ca, "/tls").await.unwrap();
+    assert_eq!(
+        got.cert,
+        new.der(),
+        "the previous certificate is still served"
+    );
+    assert_eq!(got.body, "from the origin");
+
+    signal(&child, "-TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
 }

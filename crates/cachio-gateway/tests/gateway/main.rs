@@ -4,9 +4,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod certs;
 mod cli;
 mod coalescing;
 mod disk;
+mod https_upstream;
 mod interim;
 mod protocol;
 mod purge;
@@ -14,3 +16,4 @@ mod purge;
 mod redis;
 mod shutdown;
 mod stale;
+mod tls_listener;
