@@ -88,7 +88,9 @@
 //! ```
 
 mod config;
+mod forwarded;
 mod hop;
+mod hygiene;
 mod interim;
 mod metrics;
 mod proxy;
@@ -117,6 +119,8 @@ use tower::Layer;
 
 pub use cachio_tower::{CacheStats, StatsSnapshot};
 pub use config::{Config, DEFAULT_LISTEN, Mode};
+pub use forwarded::{Cidr, ForwardedHeaders};
+pub use hygiene::REWRITE_HEADERS;
 pub use proxy::ACCESS_LOG_TARGET;
 pub use serve::{serve, serve_threaded};
 
@@ -235,6 +239,9 @@ pub struct GatewayBuilder {
     targeted_fields: Option<Vec<HeaderName>>,
     coalesce_timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
+    forwarding: forwarded::Forwarding,
+    hygiene: hygiene::Settings,
+    separate_admin: bool,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -260,6 +267,9 @@ impl fmt::Debug for GatewayBuilder {
             .field("upstream_idle", &self.upstream_idle)
             .field("store_set_cookie", &self.store_set_cookie)
             .field("targeted_fields", &self.targeted_fields)
+            .field("forwarding", &self.forwarding)
+            .field("hygiene", &self.hygiene)
+            .field("separate_admin", &self.separate_admin)
             .finish_non_exhaustive()
     }
 }
@@ -527,6 +537,16 @@ impl GatewayBuilder {
         }
     }
 
+    /// Serves the admin routes (`/_cachio/…` and the `PURGE` method) only on
+    /// [`Gateway::admin_router`], for a listener of their own, instead of beside the proxy (off by
+    /// default). The main router then answers `/_cachio/…` with `404` and `PURGE` with `405`.
+    pub fn separate_admin(self, separate: bool) -> Self {
+        Self {
+            separate_admin: separate,
+            ..self
+        }
+    }
+
     /// The clock the cache reads the time from (the system clock by default). For tests:
     /// [`cachio_core::clock::ManualClock`] moves time by hand.
     pub fn clock<C: Clock>(self, clock: C) -> Self {
@@ -541,13 +561,24 @@ impl GatewayBuilder {
     /// # Errors
     ///
     /// [`GatewayError::Upstream`] for an upstream that is not an `http://` URL with a host,
-    /// [`GatewayError::Disk`] when the disk tier cannot be opened, and
+    /// [`GatewayError::Config`] for a [passed header](Self::pass_headers) that is a forwarding
+    /// field, [`GatewayError::Disk`] when the disk tier cannot be opened, and
     /// [`GatewayError::DiskUnsupported`] when a disk tier was asked for without the `disk`
     /// feature, [`GatewayError::Redis`] when the Redis tier cannot be set up (it does not need
     /// Redis to be up), [`GatewayError::RedisUnsupported`] when it was asked for without the
     /// `redis` feature, and [`GatewayError::Config`] when both a disk and a Redis tier were.
     pub fn build(self) -> Result<Gateway, GatewayError> {
         let origin = Origin::parse(&self.upstream).map_err(GatewayError::Upstream)?;
+        if let Some(name) = self
+            .hygiene
+            .pass
+            .iter()
+            .find(|n| forwarded::is_forwarding(n))
+        {
+            return Err(GatewayError::Config(format!(
+                "{name} is a forwarding field: trust its senders as proxies instead of passing it"
+            )));
+        }
         if let Some(target) = &self.redis {
             if self.disk.is_some() {
                 return Err(GatewayError::Config(
@@ -658,6 +689,7 @@ enum RedisTarget {
 #[derive(Clone)]
 pub struct Gateway {
     router: Router,
+    admin: Router,
     stats: Arc<CacheStats>,
     metrics: Arc<dyn Fn() -> String + Send + Sync>,
 }
@@ -702,12 +734,22 @@ impl Gateway {
             targeted_fields: None,
             coalesce_timeout: cachio_tower::DEFAULT_COALESCE_TIMEOUT,
             clock: None,
+            forwarding: forwarded::Forwarding::default(),
+            hygiene: hygiene::Settings::default(),
+            separate_admin: false,
         }
     }
 
     /// The router: the proxy as its fallback, and the `/_cachio/` routes. Cheap to clone.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// The admin routes alone (`/_cachio/metrics`, `/_cachio/purge/…`, and the `PURGE` method
+    /// on any path), for a listener of their own; see [`GatewayBuilder::separate_admin`]. Any
+    /// other request gets `404`. Cheap to clone.
+    pub fn admin_router(&self) -> Router {
+        self.admin.clone()
     }
 
     /// The router, consuming the gateway.
@@ -770,6 +812,9 @@ fn assemble<St: Store + StoreGauges>(store: St, b: &GatewayBuilder, origin: Orig
         Mode::Private => (CacheLayer::private(store.clone()), Policy::private()),
     };
     let mut policy = policy.store_set_cookie(b.store_set_cookie || b.mode == Mode::Private);
+    if !b.hygiene.heuristics {
+        policy = policy.heuristic_percent(0);
+    }
     if let Some(fields) = &b.targeted_fields {
         policy = policy.targeted_fields(fields.clone());
     }
@@ -798,23 +843,36 @@ fn assemble<St: Store + StoreGauges>(store: St, b: &GatewayBuilder, origin: Orig
             token: b.purge_token.clone(),
             tag_headers: b.tag_headers.clone(),
         },
+        forwarding: b.forwarding.clone(),
+        dropped: b.hygiene.dropped(),
+        purge_method: !b.separate_admin,
     });
     let proxy = Proxy {
         cache: layer.layer(upstream),
         shared: shared.clone(),
     };
-    let router = Router::new()
+    let admin = Router::new()
         .route("/_cachio/metrics", get(metrics_route::<St>))
         .route("/_cachio/purge/url", post(purge::by_url::<St>))
         .route("/_cachio/purge/prefix", post(purge::by_prefix::<St>))
         .route("/_cachio/purge/tag", post(purge::by_tag::<St>))
         .route("/_cachio", any(not_found))
-        .route("/_cachio/{*rest}", any(not_found))
-        .with_state(shared.clone())
-        .fallback_service(proxy);
+        .route("/_cachio/{*rest}", any(not_found));
+    let router = if b.separate_admin {
+        Router::new()
+            .route("/_cachio", any(not_found))
+            .route("/_cachio/{*rest}", any(not_found))
+    } else {
+        admin.clone().with_state(shared.clone())
+    }
+    .fallback_service(proxy);
+    let admin = admin
+        .fallback(admin_fallback::<St>)
+        .with_state(shared.clone());
     let render = shared.clone();
     Gateway {
         router,
+        admin,
         stats,
         metrics: Arc::new(move || render_metrics(&render)),
     }
@@ -840,6 +898,18 @@ async fn metrics_route<St: Store + StoreGauges>(State(shared): State<Arc<Shared<
         render_metrics(&shared),
     )
         .into_response()
+}
+
+/// The admin router's answer to other paths: `PURGE` purges the URL, anything else is `404`.
+async fn admin_fallback<St: Store>(
+    State(shared): State<Arc<Shared<St>>>,
+    req: http::Request<axum::body::Body>,
+) -> Response {
+    if req.method().as_str() == "PURGE" {
+        purge::purge_method(shared, req).await
+    } else {
+        not_found().await
+    }
 }
 
 async fn not_found() -> Response {

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -37,9 +38,13 @@ fn spawn_connection(
     let peer = stream.peer_addr().ok();
     // The connection's requests forward the origin's interim responses through its I/O.
     let (io, interim) = InterimIo::new(stream);
+    // The peer's address, as axum's `ConnectInfo`: the forwarding fields are set from it.
     let service =
         TowerToHyperService::new(router.map_request(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(interim.clone());
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(ConnectInfo(peer));
+            }
             req
         }));
     let conn = builder

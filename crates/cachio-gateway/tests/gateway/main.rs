@@ -7,6 +7,8 @@ mod support;
 mod cli;
 mod coalescing;
 mod disk;
+mod forwarded;
+mod hygiene;
 mod interim;
 mod protocol;
 mod purge;
