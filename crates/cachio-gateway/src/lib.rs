@@ -5,8 +5,10 @@
 //! [`CacheLayer`] over memory (and optionally disk, or a Redis shared by a fleet of gateways,
 //! see [`GatewayBuilder::redis_url`]). It forwards the
 //! method, the path and the query byte for byte and every header field except the hop-by-hop
-//! ones (RFC 9110 §7.6.1), appends `Via`, streams bodies both ways, and invents no freshness
-//! unless told to ([`GatewayBuilder::default_ttl`]). The origin's interim responses (`103 Early
+//! ones (RFC 9110 §7.6.1) and those it owns or drops (below), appends `Via`, streams bodies both
+//! ways, and invents no lifetime unless told to ([`GatewayBuilder::default_ttl`]); a response
+//! with `Last-Modified` and no explicit lifetime is heuristically fresh for a tenth of its age, up
+//! to a day, unless [`GatewayBuilder::heuristics`] is off. The origin's interim responses (`103 Early
 //! Hints`, `102 Processing`) reach HTTP/1.1 clients as they arrive when the router runs under
 //! [`serve`] or [`serve_threaded`]; they are never stored. Concurrent misses for one URL share one
 //! origin fetch; stale responses are revalidated in the background within
@@ -27,7 +29,25 @@
 //! Purging needs the token set with [`GatewayBuilder::purge_token`], sent as
 //! `Authorization: Bearer TOKEN` or `X-Purge-Token: TOKEN`: without it the answer is `401`, with
 //! a wrong one `403`, and with no token configured purging is off (`403`). Paths under
-//! `/_cachio/` are never proxied.
+//! `/_cachio/` are never proxied. With [`GatewayBuilder::separate_admin`] these routes are served
+//! only by [`Gateway::admin_router`], for a listener of their own.
+//!
+//! # Request hygiene
+//!
+//! Whatever changes an origin's answer without being part of the cache key lets one client choose
+//! what the next clients get (cache poisoning), so by default the gateway:
+//!
+//! - drops the forwarding fields a client sends (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`,
+//!   `X-Host`, ...) and sets `Forwarded` and `X-Forwarded-For`/`-Proto`/`-Host` from the
+//!   connection ([`GatewayBuilder::forwarded_headers`]); a [trusted
+//!   proxy](GatewayBuilder::trusted_proxies)'s fields are kept and appended to;
+//! - answers `400` to a request with more than one `Host`, an invalid one, or one that is not
+//!   the authority of an absolute-form target (RFC 9112 §3.2), and to a request whose body is
+//!   malformed;
+//! - drops the [`REWRITE_HEADERS`] ([`GatewayBuilder::pass_headers`],
+//!   [`GatewayBuilder::drop_headers`]);
+//! - in shared mode, stores a response to a request with `Cookie` or `Authorization` only with an
+//!   explicit lifetime: no heuristic freshness (web cache deception).
 //!
 //! Every proxied response carries `Cache-Status` (RFC 9211). Each request runs in a `tracing`
 //! span named `request`, and ends with one `INFO` event on the target [`ACCESS_LOG_TARGET`]
@@ -466,7 +486,9 @@ impl GatewayBuilder {
     /// The freshness lifetime given to storable responses that carry no explicit one (no
     /// `max-age`, `s-maxage`, `Expires` or `CDN-Cache-Control: max-age`). `None`, the default,
     /// invents nothing: such responses get RFC 9111's heuristic freshness only when they have a
-    /// `Last-Modified`.
+    /// `Last-Modified` (see [`heuristics`](Self::heuristics)). In shared mode, a response to a
+    /// request with `Cookie` or `Authorization` gets neither: it is not stored without an
+    /// explicit lifetime.
     pub fn default_ttl(self, ttl: Option<Duration>) -> Self {
         Self {
             default_ttl: ttl,

@@ -70,7 +70,7 @@ struct Args {
     grace_secs: Option<u64>,
 
     /// Give responses without explicit freshness (max-age, s-maxage, Expires) this lifetime.
-    /// Unset by default: the gateway invents no freshness.
+    /// Unset by default: the gateway invents no lifetime (see --heuristics for Last-Modified).
     #[arg(long, value_name = "SECS")]
     default_ttl_secs: Option<u64>,
 
