@@ -164,6 +164,66 @@ async fn rfc9111_4_2_2_no_heuristic_without_last_modified() {
     assert_eq!(h.count(), 2);
 }
 
+/// Web cache deception: `/account/profile.css` answered with the account page, with only a
+/// `Last-Modified`. A shared cache gives no heuristic freshness to a response to a request with
+/// credentials, so the next client never gets it; an explicit lifetime is still honoured.
+#[tokio::test]
+async fn rfc9111_4_2_2_shared_cache_uses_no_heuristic_for_a_request_with_cookie_or_authorization() {
+    let h = Harness::shared(|s| {
+        let whom = s.header("cookie").or(s.header("authorization"));
+        let body = whom.map_or_else(|| "anonymous".to_owned(), |w| format!("account of {w}"));
+        let r = ok("")
+            .body(body)
+            .header("last-modified", &http_date(-100_000));
+        if s.path() == "/explicit.css" {
+            r.cc("max-age=60")
+        } else {
+            r
+        }
+    })
+    .await;
+    for (i, (name, value)) in [
+        ("cookie", "session=alice"),
+        ("authorization", "Bearer alice"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = format!("/account/profile{i}.css");
+        let own = h.send(h.req(&path).header(name, value)).await;
+        assert_eq!(own.text(), format!("account of {value}"));
+        assert!(
+            !own.cache_status().contains("stored"),
+            "{name}: {}",
+            own.cache_status()
+        );
+        let other = h.get(&path).await;
+        assert_eq!(other.text(), "anonymous", "{name}");
+        assert!(!other.is_hit(), "{name}: {}", other.cache_status());
+    }
+    assert_eq!(h.count(), 4);
+    // Without credentials the heuristic applies as before.
+    h.get("/public.css").await;
+    assert!(h.get("/public.css").await.is_hit());
+    // With an explicit lifetime a response to a request with a cookie is stored.
+    h.send(h.req("/explicit.css").header("cookie", "session=alice"))
+        .await;
+    assert!(h.get("/explicit.css").await.is_hit());
+    assert_eq!(h.count(), 6);
+}
+
+#[tokio::test]
+async fn rfc9111_4_2_2_heuristic_percent_zero_turns_heuristics_off() {
+    let layer = CacheLayer::shared(memory()).policy(Policy::shared().heuristic_percent(0));
+    let h = Harness::with(layer, |_| {
+        ok("x").header("last-modified", &http_date(-100_000))
+    })
+    .await;
+    h.get("/r").await;
+    assert!(!h.get("/r").await.is_hit());
+    assert_eq!(h.count(), 2);
+}
+
 #[tokio::test]
 async fn rfc8246_immutable_not_revalidated_on_reload() {
     let h = Harness::private(|s| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
-use crate::{GatewayBuilder, GatewayError, ServerTls};
+use crate::{Cidr, ForwardedHeaders, GatewayBuilder, GatewayError, ServerTls};
 
 /// The listen address when none is given: `127.0.0.1:8080`.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -123,6 +123,19 @@ pub struct Config {
     pub redis_cert: Option<PathBuf>,
     /// The PEM file of the client certificate's private key; needs `redis-cert`.
     pub redis_key: Option<PathBuf>,
+    /// The forwarding fields set on requests to the origin.
+    pub forwarded_headers: Option<ForwardedHeaders>,
+    /// The addresses (CIDR ranges) of proxies whose forwarding fields are kept and appended to.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Request headers of the dropped ones (rewrite headers) that go to the origin after all.
+    pub pass_headers: Option<Vec<String>>,
+    /// More request headers to drop before the cache and the origin.
+    pub drop_headers: Option<Vec<String>>,
+    /// Whether heuristic freshness (RFC 9111 §4.2.2) is used.
+    pub heuristics: Option<bool>,
+    /// An address of its own for the admin routes (`/_cachio/…`, `PURGE`), which the main
+    /// address then does not serve.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -195,6 +208,12 @@ impl Config {
             redis_ca: over.redis_ca.or(self.redis_ca),
             redis_cert: over.redis_cert.or(self.redis_cert),
             redis_key: over.redis_key.or(self.redis_key),
+            forwarded_headers: over.forwarded_headers.or(self.forwarded_headers),
+            trusted_proxies: over.trusted_proxies.or(self.trusted_proxies),
+            pass_headers: over.pass_headers.or(self.pass_headers),
+            drop_headers: over.drop_headers.or(self.drop_headers),
+            heuristics: over.heuristics.or(self.heuristics),
+            admin_listen: over.admin_listen.or(self.admin_listen),
         }
     }
 
@@ -255,9 +274,10 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// [`GatewayError::Config`] when `upstream` is missing, a tag header is not a valid
-    /// field name, both `redis-url` and `redis-cluster` are set, or only one of `redis-cert`
-    /// and `redis-key` is, or of `upstream-cert` and `upstream-key`.
+    /// [`GatewayError::Config`] when `upstream` is missing, a tag, passed or dropped header is
+    /// not a valid field name, a trusted proxy is not an address or CIDR range, both
+    /// `redis-url` and `redis-cluster` are set, or only one of `redis-cert` and `redis-key` is,
+    /// or of `upstream-cert` and `upstream-key`.
     pub fn builder(&self) -> Result<GatewayBuilder, GatewayError> {
         let upstream = self
             .upstream
@@ -358,6 +378,25 @@ impl Config {
                     "upstream-cert and upstream-key go together: give both or neither".into(),
                 ));
             }
+        }
+        if let Some(set) = self.forwarded_headers {
+            b = b.forwarded_headers(set);
+        }
+        if let Some(ranges) = &self.trusted_proxies {
+            let ranges: Vec<Cidr> = ranges.iter().map(|r| r.parse()).collect::<Result<_, _>>()?;
+            b = b.trusted_proxies(ranges);
+        }
+        if let Some(names) = &self.pass_headers {
+            b = b.pass_headers(header_names(names)?);
+        }
+        if let Some(names) = &self.drop_headers {
+            b = b.drop_headers(header_names(names)?);
+        }
+        if let Some(on) = self.heuristics {
+            b = b.heuristics(on);
+        }
+        if self.admin_listen.is_some() {
+            b = b.separate_admin(true);
         }
         Ok(b)
     }

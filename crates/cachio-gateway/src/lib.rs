@@ -5,8 +5,10 @@
 //! [`CacheLayer`] over memory (and optionally disk, or a Redis shared by a fleet of gateways,
 //! see [`GatewayBuilder::redis_url`]). It forwards the
 //! method, the path and the query byte for byte and every header field except the hop-by-hop
-//! ones (RFC 9110 §7.6.1), appends `Via`, streams bodies both ways, and invents no freshness
-//! unless told to ([`GatewayBuilder::default_ttl`]). The origin's interim responses (`103 Early
+//! ones (RFC 9110 §7.6.1) and those it owns or drops (below), appends `Via`, streams bodies both
+//! ways, and invents no lifetime unless told to ([`GatewayBuilder::default_ttl`]); a response
+//! with `Last-Modified` and no explicit lifetime is heuristically fresh for a tenth of its age, up
+//! to a day, unless [`GatewayBuilder::heuristics`] is off. The origin's interim responses (`103 Early
 //! Hints`, `102 Processing`) reach HTTP/1.1 clients as they arrive when the router runs under
 //! [`serve`] or [`serve_threaded`]; they are never stored. Concurrent misses for one URL share one
 //! origin fetch; stale responses are revalidated in the background within
@@ -27,7 +29,25 @@
 //! Purging needs the token set with [`GatewayBuilder::purge_token`], sent as
 //! `Authorization: Bearer TOKEN` or `X-Purge-Token: TOKEN`: without it the answer is `401`, with
 //! a wrong one `403`, and with no token configured purging is off (`403`). Paths under
-//! `/_cachio/` are never proxied.
+//! `/_cachio/` are never proxied. With [`GatewayBuilder::separate_admin`] these routes are served
+//! only by [`Gateway::admin_router`], for a listener of their own.
+//!
+//! # Request hygiene
+//!
+//! Whatever changes an origin's answer without being part of the cache key lets one client choose
+//! what the next clients get (cache poisoning), so by default the gateway:
+//!
+//! - drops the forwarding fields a client sends (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`,
+//!   `X-Host`, ...) and sets `Forwarded` and `X-Forwarded-For`/`-Proto`/`-Host` from the
+//!   connection ([`GatewayBuilder::forwarded_headers`]); a [trusted
+//!   proxy](GatewayBuilder::trusted_proxies)'s fields are kept and appended to;
+//! - answers `400` to a request with more than one `Host`, an invalid one, or one that is not
+//!   the authority of an absolute-form target (RFC 9112 §3.2), and to a request whose body is
+//!   malformed;
+//! - drops the [`REWRITE_HEADERS`] ([`GatewayBuilder::pass_headers`],
+//!   [`GatewayBuilder::drop_headers`]);
+//! - in shared mode, stores a response to a request with `Cookie` or `Authorization` only with an
+//!   explicit lifetime: no heuristic freshness (web cache deception).
 //!
 //! Every proxied response carries `Cache-Status` (RFC 9211). Each request runs in a `tracing`
 //! span named `request`, and ends with one `INFO` event on the target [`ACCESS_LOG_TARGET`]
@@ -96,7 +116,9 @@
 
 mod config;
 mod connect;
+mod forwarded;
 mod hop;
+mod hygiene;
 mod interim;
 mod metrics;
 mod proxy;
@@ -126,6 +148,8 @@ use tower::Layer;
 
 pub use cachio_tower::{CacheStats, StatsSnapshot};
 pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Mode};
+pub use forwarded::{Cidr, ForwardedHeaders};
+pub use hygiene::REWRITE_HEADERS;
 pub use proxy::ACCESS_LOG_TARGET;
 pub use serve::{Listeners, serve, serve_threaded, serve_tls};
 pub use tls::ServerTls;
@@ -251,6 +275,9 @@ pub struct GatewayBuilder {
     targeted_fields: Option<Vec<HeaderName>>,
     coalesce_timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
+    forwarding: forwarded::Forwarding,
+    hygiene: hygiene::Settings,
+    separate_admin: bool,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -277,6 +304,9 @@ impl fmt::Debug for GatewayBuilder {
             .field("upstream_idle", &self.upstream_idle)
             .field("store_set_cookie", &self.store_set_cookie)
             .field("targeted_fields", &self.targeted_fields)
+            .field("forwarding", &self.forwarding)
+            .field("hygiene", &self.hygiene)
+            .field("separate_admin", &self.separate_admin)
             .finish_non_exhaustive()
     }
 }
@@ -519,7 +549,9 @@ impl GatewayBuilder {
     /// The freshness lifetime given to storable responses that carry no explicit one (no
     /// `max-age`, `s-maxage`, `Expires` or `CDN-Cache-Control: max-age`). `None`, the default,
     /// invents nothing: such responses get RFC 9111's heuristic freshness only when they have a
-    /// `Last-Modified`.
+    /// `Last-Modified` (see [`heuristics`](Self::heuristics)). In shared mode, a response to a
+    /// request with `Cookie` or `Authorization` gets neither: it is not stored without an
+    /// explicit lifetime.
     pub fn default_ttl(self, ttl: Option<Duration>) -> Self {
         Self {
             default_ttl: ttl,
@@ -590,6 +622,16 @@ impl GatewayBuilder {
         }
     }
 
+    /// Serves the admin routes (`/_cachio/…` and the `PURGE` method) only on
+    /// [`Gateway::admin_router`], for a listener of their own, instead of beside the proxy (off by
+    /// default). The main router then answers `/_cachio/…` with `404` and `PURGE` with `405`.
+    pub fn separate_admin(self, separate: bool) -> Self {
+        Self {
+            separate_admin: separate,
+            ..self
+        }
+    }
+
     /// The clock the cache reads the time from (the system clock by default). For tests:
     /// [`cachio_core::clock::ManualClock`] moves time by hand.
     pub fn clock<C: Clock>(self, clock: C) -> Self {
@@ -606,7 +648,7 @@ impl GatewayBuilder {
     /// [`GatewayError::Upstream`] for an upstream that is not an `http://` or `https://` URL
     /// with a host, [`GatewayError::Tls`] when the upstream's CA or client certificate files
     /// cannot be read or used, [`GatewayError::Config`] when they are given for an `http://`
-    /// upstream,
+    /// upstream or for a [passed header](Self::pass_headers) that is a forwarding field,
     /// [`GatewayError::Disk`] when the disk tier cannot be opened, and
     /// [`GatewayError::DiskUnsupported`] when a disk tier was asked for without the `disk`
     /// feature, [`GatewayError::Redis`] when the Redis tier cannot be set up (it does not need
@@ -614,6 +656,16 @@ impl GatewayBuilder {
     /// `redis` feature, and [`GatewayError::Config`] when both a disk and a Redis tier were.
     pub fn build(self) -> Result<Gateway, GatewayError> {
         let origin = Origin::parse(&self.upstream).map_err(GatewayError::Upstream)?;
+        if let Some(name) = self
+            .hygiene
+            .pass
+            .iter()
+            .find(|n| forwarded::is_forwarding(n))
+        {
+            return Err(GatewayError::Config(format!(
+                "{name} is a forwarding field: trust its senders as proxies instead of passing it"
+            )));
+        }
         let connector = Connector::new(&origin.scheme, &self.upstream_tls, self.upstream_timeout)?;
         let origin = (origin, connector);
         if let Some(target) = &self.redis {
@@ -734,6 +786,7 @@ enum RedisTarget {
 #[derive(Clone)]
 pub struct Gateway {
     router: Router,
+    admin: Router,
     stats: Arc<CacheStats>,
     metrics: Arc<dyn Fn() -> String + Send + Sync>,
 }
@@ -780,12 +833,22 @@ impl Gateway {
             targeted_fields: None,
             coalesce_timeout: cachio_tower::DEFAULT_COALESCE_TIMEOUT,
             clock: None,
+            forwarding: forwarded::Forwarding::default(),
+            hygiene: hygiene::Settings::default(),
+            separate_admin: false,
         }
     }
 
     /// The router: the proxy as its fallback, and the `/_cachio/` routes. Cheap to clone.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// The admin routes alone (`/_cachio/metrics`, `/_cachio/purge/…`, and the `PURGE` method
+    /// on any path), for a listener of their own; see [`GatewayBuilder::separate_admin`]. Any
+    /// other request gets `404`. Cheap to clone.
+    pub fn admin_router(&self) -> Router {
+        self.admin.clone()
     }
 
     /// The router, consuming the gateway.
@@ -853,6 +916,9 @@ fn assemble<St: Store + StoreGauges>(
         Mode::Private => (CacheLayer::private(store.clone()), Policy::private()),
     };
     let mut policy = policy.store_set_cookie(b.store_set_cookie || b.mode == Mode::Private);
+    if !b.hygiene.heuristics {
+        policy = policy.heuristic_percent(0);
+    }
     if let Some(fields) = &b.targeted_fields {
         policy = policy.targeted_fields(fields.clone());
     }
@@ -881,23 +947,36 @@ fn assemble<St: Store + StoreGauges>(
             token: b.purge_token.clone(),
             tag_headers: b.tag_headers.clone(),
         },
+        forwarding: b.forwarding.clone(),
+        dropped: b.hygiene.dropped(),
+        purge_method: !b.separate_admin,
     });
     let proxy = Proxy {
         cache: layer.layer(upstream),
         shared: shared.clone(),
     };
-    let router = Router::new()
+    let admin = Router::new()
         .route("/_cachio/metrics", get(metrics_route::<St>))
         .route("/_cachio/purge/url", post(purge::by_url::<St>))
         .route("/_cachio/purge/prefix", post(purge::by_prefix::<St>))
         .route("/_cachio/purge/tag", post(purge::by_tag::<St>))
         .route("/_cachio", any(not_found))
-        .route("/_cachio/{*rest}", any(not_found))
-        .with_state(shared.clone())
-        .fallback_service(proxy);
+        .route("/_cachio/{*rest}", any(not_found));
+    let router = if b.separate_admin {
+        Router::new()
+            .route("/_cachio", any(not_found))
+            .route("/_cachio/{*rest}", any(not_found))
+    } else {
+        admin.clone().with_state(shared.clone())
+    }
+    .fallback_service(proxy);
+    let admin = admin
+        .fallback(admin_fallback::<St>)
+        .with_state(shared.clone());
     let render = shared.clone();
     Gateway {
         router,
+        admin,
         stats,
         metrics: Arc::new(move || render_metrics(&render)),
     }
@@ -923,6 +1002,18 @@ async fn metrics_route<St: Store + StoreGauges>(State(shared): State<Arc<Shared<
         render_metrics(&shared),
     )
         .into_response()
+}
+
+/// The admin router's answer to other paths: `PURGE` purges the URL, anything else is `404`.
+async fn admin_fallback<St: Store>(
+    State(shared): State<Arc<Shared<St>>>,
+    req: http::Request<axum::body::Body>,
+) -> Response {
+    if req.method().as_str() == "PURGE" {
+        purge::purge_method(shared, req).await
+    } else {
+        not_found().await
+    }
 }
 
 async fn not_found() -> Response {

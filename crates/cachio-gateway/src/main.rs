@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cachio_gateway::{Config, Listeners, Mode, ServerTls};
+use cachio_gateway::{Config, ForwardedHeaders, Listeners, Mode, ServerTls};
 use clap::Parser;
 
 /// A caching reverse proxy (RFC 9111) in front of one HTTP or HTTPS origin.
@@ -101,7 +101,7 @@ struct Args {
     grace_secs: Option<u64>,
 
     /// Give responses without explicit freshness (max-age, s-maxage, Expires) this lifetime.
-    /// Unset by default: the gateway invents no freshness.
+    /// Unset by default: the gateway invents no lifetime (see --heuristics for Last-Modified).
     #[arg(long, value_name = "SECS")]
     default_ttl_secs: Option<u64>,
 
@@ -174,6 +174,44 @@ struct Args {
     #[arg(long, value_name = "FILE", requires = "redis_cert")]
     redis_key: Option<PathBuf>,
 
+    /// The forwarding fields set on requests to the origin, from the connection (the client's
+    /// address, the scheme, its Host): `forwarded` (RFC 7239), `x-forwarded` (X-Forwarded-For,
+    /// -Proto, -Host), `both` or `none` [default: both]. Whatever it is, the forwarding fields a
+    /// client sends (Forwarded, X-Forwarded-*, X-Real-IP, X-Host, ...) are dropped unless it is a
+    /// --trusted-proxy: an origin that reflects them would otherwise let one client poison what
+    /// the cache serves to all.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    forwarded_headers: Option<ForwardedHeaders>,
+
+    /// A proxy in front of the gateway (address or CIDR range, repeatable) whose forwarding
+    /// fields are kept: the gateway appends to its X-Forwarded-For and Forwarded [default: none].
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<String>,
+
+    /// A request header the gateway would drop that goes to the origin after all (repeatable).
+    /// Dropped by default: X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method,
+    /// X-Method-Override (they make common origins serve another path or method than the cache
+    /// keys on), and those of --drop-header.
+    #[arg(long = "pass-header", value_name = "NAME")]
+    pass_headers: Vec<String>,
+
+    /// A request header to drop before the cache and the origin see the request, besides the
+    /// rewrite headers (repeatable).
+    #[arg(long = "drop-header", value_name = "NAME")]
+    drop_headers: Vec<String>,
+
+    /// `on`: a response with Last-Modified and no explicit lifetime is fresh for a tenth of its
+    /// age, up to a day (RFC 9111 §4.2.2) [default]; `off`: only explicit lifetimes (and
+    /// --default-ttl-secs). In shared mode a response to a request with Cookie or Authorization
+    /// never gets heuristic freshness and is stored only with an explicit lifetime.
+    #[arg(long, value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
+    heuristics: Option<bool>,
+
+    /// Serve the admin routes (/_cachio/metrics, /_cachio/purge/..., PURGE) on this address
+    /// only, not on --listen.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+
     /// Read settings from this TOML file; command-line options override it.
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -213,6 +251,12 @@ impl Args {
         flags.redis_ca = self.redis_ca;
         flags.redis_cert = self.redis_cert;
         flags.redis_key = self.redis_key;
+        flags.forwarded_headers = self.forwarded_headers;
+        flags.trusted_proxies = (!self.trusted_proxies.is_empty()).then_some(self.trusted_proxies);
+        flags.pass_headers = (!self.pass_headers.is_empty()).then_some(self.pass_headers);
+        flags.drop_headers = (!self.drop_headers.is_empty()).then_some(self.drop_headers);
+        flags.heuristics = self.heuristics;
+        flags.admin_listen = self.admin_listen;
         Ok((flags, self.config))
     }
 }
@@ -277,7 +321,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // The first signal starts a graceful shutdown; a second one exits at once. The handlers are
     // in place before the gateway says it listens, so a signal right after start-up is never
     // met by the default action (an abrupt exit).
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let (first_tx, first_rx) = tokio::sync::watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     std::thread::Builder::new()
         .name("cachio-signals".into())
@@ -308,7 +352,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             };
             rt.block_on(async {
                 signals.next(reload.as_ref()).await;
-                let _ = first_tx.send(());
+                let _ = first_tx.send(true);
                 signals.next(reload.as_ref()).await;
                 tracing::warn!("second signal: exiting without waiting for requests in flight");
                 std::process::exit(130);
@@ -317,6 +361,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     ready_rx
         .recv()
         .map_err(|_| std::io::Error::other("the signal thread stopped"))??;
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin = match config.admin_listen {
+        Some(addr) => Some(serve_admin(
+            std::net::TcpListener::bind(addr)?,
+            gateway.admin_router(),
+            stopped(first_rx.clone()),
+        )?),
+        None => None,
+    };
     tracing::info!(
         listen = %plain.map_or_else(|| "none".into(), |a| a.to_string()),
         listen_tls = %secure.map_or_else(|| "none".into(), |a| a.to_string()),
@@ -324,11 +379,36 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         workers,
         "cachio-gateway listening"
     );
-    cachio_gateway::serve_threaded(listeners, gateway.into_router(), workers, async {
-        let _ = first_rx.await;
-    })?;
+    cachio_gateway::serve_threaded(listeners, gateway.into_router(), workers, stopped(first_rx))?;
+    if let Some(admin) = admin {
+        let _ = admin.join();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves the admin routes on a thread of their own until `shutdown` completes.
+fn serve_admin(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listener = {
+        let _in_runtime = rt.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    tracing::info!(admin = %listener.local_addr()?, "admin routes listening");
+    std::thread::Builder::new()
+        .name("cachio-admin".into())
+        .spawn(move || {
+            if let Err(e) = rt.block_on(cachio_gateway::serve(listener, router, shutdown)) {
+                tracing::error!(error = %e, "the admin listener failed");
+            }
+        })
 }
 
 /// SIGTERM and Ctrl-C (SIGINT), and SIGHUP (reload the TLS certificate), listened for from the

@@ -1,11 +1,13 @@
-//! The proxy service: the outer layer around the cache. It answers `PURGE`, removes hop-by-hop
-//! fields, turns what the cache could not answer into 502/504, appends `Via`, counts responses
-//! and writes the access log.
+//! The proxy service: the outer layer around the cache. It refuses malformed requests, answers
+//! `PURGE`, removes hop-by-hop fields and the headers the gateway owns or drops, sets the
+//! forwarding fields, turns what the cache could not answer into 502/504 (or 400 when the
+//! client's body was at fault), appends `Via`, counts responses and writes the access log.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -20,7 +22,9 @@ use http_body::{Frame, SizeHint};
 use tower::Service;
 use tracing::Instrument;
 
+use crate::forwarded::Forwarding;
 use crate::hop::{self, Via};
+use crate::hygiene::{self, Dropped};
 use crate::interim;
 use crate::metrics::Metrics;
 use crate::purge::{self, PurgeSettings};
@@ -39,6 +43,11 @@ pub(crate) struct Shared<St> {
     pub(crate) cache_name: String,
     pub(crate) via: Via,
     pub(crate) purge: PurgeSettings,
+    pub(crate) forwarding: Forwarding,
+    /// The request headers removed before the cache (the rewrite headers and the like).
+    pub(crate) dropped: Dropped,
+    /// Whether the `PURGE` method is answered here (not when the admin routes are separate).
+    pub(crate) purge_method: bool,
 }
 
 /// The proxy: `PURGE`, then the cache over the origin, then error mapping.
@@ -61,7 +70,9 @@ type Cached<St> =
 
 enum Work<St: Store> {
     Purge(Box<Request<Body>>),
-    Cache(Cached<St>),
+    /// The request's body flag is set when reading its body failed.
+    Cache(Cached<St>, Option<Arc<AtomicBool>>),
+    Refuse(Box<Response<Body>>),
 }
 
 impl<St: Store> Service<Request<Body>> for Proxy<St> {
@@ -86,10 +97,19 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
             (req.method().clone(), path)
         });
         let mut interim = None;
-        let work = if req.method().as_str() == "PURGE" {
-            Work::Purge(Box::new(req))
+        let work = if let Err(why) = hygiene::check_host(&req) {
+            Work::Refuse(Box::new(hygiene::bad_request(why)))
+        } else if req.method().as_str() == "PURGE" {
+            if shared.purge_method {
+                Work::Purge(Box::new(req))
+            } else {
+                Work::Refuse(Box::new(purge_elsewhere()))
+            }
         } else {
             hop::strip(req.headers_mut());
+            shared.dropped.strip(req.headers_mut());
+            shared.forwarding.apply(&mut req);
+            let body_failed = hygiene::watch_body(&mut req);
             // An HTTP/1.1 client gets the origin's interim responses (RFC 9110 §15.2).
             interim = req
                 .extensions_mut()
@@ -99,15 +119,21 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
             if let Some(i) = &interim {
                 req.extensions_mut().insert(i.sender());
             }
-            Work::Cache(self.cache.call(req))
+            Work::Cache(self.cache.call(req), body_failed)
         };
         let fut = async move {
             let mut res = match work {
                 Work::Purge(req) => purge::purge_method(shared.clone(), *req).await,
-                Work::Cache(fut) => match fut.await {
+                Work::Cache(fut, body_failed) => match fut.await {
                     Ok(res) => res.map(Body::new),
+                    // The origin got no whole request because the client's body was malformed
+                    // (or cut short): the client's error.
+                    Err(_) if hygiene::body_failed(body_failed.as_ref()) => {
+                        hygiene::bad_request("the request body is malformed or incomplete")
+                    }
                     Err(e) => error_response(&e, &shared.cache_name),
                 },
+                Work::Refuse(res) => *res,
             };
             // The interim responses go out before the final one, and no later one after it.
             if let Some(i) = interim {
@@ -139,6 +165,17 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
         };
         Box::pin(fut.instrument(span))
     }
+}
+
+/// The answer to `PURGE` when the admin routes are served on a listener of their own.
+fn purge_elsewhere() -> Response<Body> {
+    let mut res = Response::new(Body::from(
+        "405 Method Not Allowed: PURGE is served on the admin listener\n",
+    ));
+    *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// The answer when the origin gave none and nothing stored could stand in: 504 for a timeout,

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use http::header::{HOST, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
@@ -74,10 +75,15 @@ where
 {
     // The connection's requests forward the origin's interim responses through its I/O.
     let (io, interim) = InterimIo::new(io);
+    // The peer's address, as axum's `ConnectInfo`: the forwarding fields are set from it.
     let service =
         TowerToHyperService::new(router.map_request(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(interim.clone());
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(ConnectInfo(peer));
+            }
             if secure {
+                req.extensions_mut().insert(crate::forwarded::Secure);
                 to_origin_form(&mut req);
             }
             req

@@ -118,7 +118,10 @@ impl Policy {
     }
 
     /// The share of `Date − Last-Modified` taken as heuristic freshness (RFC 9111 §4.2.2), in
-    /// percent; 10 by default, 0 turns heuristic freshness off.
+    /// percent; 10 by default, 0 turns heuristic freshness off. Whatever it is, a shared cache
+    /// gives no heuristic freshness to a response to a request that carried `Cookie` or
+    /// `Authorization`: it stores such a response only with explicit freshness (see
+    /// [`NotStorable::Credentials`]).
     #[must_use]
     pub fn heuristic_percent(mut self, percent: u32) -> Self {
         self.heuristic_percent = percent;
@@ -301,6 +304,20 @@ impl Policy {
         }
         if parsed.vary.is_none() {
             return Err(NotStorable::VaryStar);
+        }
+        // A response to a request with credentials may be personal even when the origin forgot
+        // to say so (`/account/profile.css` answered with the account page): a shared cache
+        // gives it no heuristic freshness (§4.2.2), so it is stored only with a lifetime the
+        // origin stated. Without one it would be served, or revalidated by validators that may
+        // not tell users apart, to every client: web cache deception.
+        if self.is_shared()
+            && (req_headers.contains_key(header::COOKIE)
+                || req_headers.contains_key(header::AUTHORIZATION))
+            && !(cc.max_age.is_some()
+                || cc.s_maxage.is_some()
+                || (!targeted && parsed.expires.is_some()))
+        {
+            return Err(NotStorable::Credentials);
         }
         let explicit = cc.public
             || (!self.is_shared() && (cc.private || !cc.private_fields.is_empty()))
@@ -717,6 +734,10 @@ pub enum NotStorable {
     Authorization,
     /// A shared cache and a response that sets cookies.
     SetCookie,
+    /// A shared cache, a request with `Cookie` or `Authorization`, and a response without
+    /// explicit freshness (`max-age`, `s-maxage`, `Expires`): a shared cache does not give such
+    /// a response heuristic freshness (§4.2.2), since it may be one user's.
+    Credentials,
     /// `must-understand` with a status code this cache does not implement.
     MustUnderstand,
     /// `Vary: *`: the response could never be selected.
@@ -733,6 +754,7 @@ impl NotStorable {
             NotStorable::Private => "private",
             NotStorable::Authorization => "authorization",
             NotStorable::SetCookie => "set-cookie",
+            NotStorable::Credentials => "credentials",
             NotStorable::MustUnderstand => "must-understand",
             NotStorable::VaryStar => "vary-star",
         }

@@ -256,7 +256,12 @@ fn rfc9111_3_5_authorization_prevents_shared_storage() {
 #[test]
 fn rfc9111_3_5_public_s_maxage_and_must_revalidate_allow_authorized_responses() {
     let req = [("authorization", "Bearer x")];
-    for cc in ["public", "s-maxage=60", "must-revalidate, max-age=60"] {
+    // Each with a lifetime: without one a shared cache does not store it (§4.2.2, below).
+    for cc in [
+        "public, max-age=60",
+        "s-maxage=60",
+        "must-revalidate, max-age=60",
+    ] {
         assert_eq!(
             storable(
                 &Policy::shared(),
@@ -280,6 +285,55 @@ fn rfc9111_3_5_public_s_maxage_and_must_revalidate_allow_authorized_responses() 
         ),
         Err(NotStorable::Authorization)
     );
+}
+
+#[test]
+fn rfc9111_4_2_2_a_shared_cache_gives_no_heuristic_freshness_to_a_response_to_credentials() {
+    let shared = Policy::shared();
+    let lm = ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT");
+    let public = ("cache-control", "public");
+    // Without credentials: storable, with heuristic freshness.
+    assert_eq!(get(&shared, 200, &[lm]), Ok(()));
+    let cookie = [("cookie", "session=1")];
+    let auth = [("authorization", "Bearer x")];
+    // (`Authorization` without `public` is refused earlier, by §3.5.)
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Fields<'_>, Fields<'_>); 6] = [
+        (&cookie, &[lm]),
+        (&cookie, &[("etag", "\"v1\"")]),
+        (&cookie, &[public]),
+        (&cookie, &[public, lm]),
+        (&auth, &[public]),
+        (&auth, &[public, lm]),
+    ];
+    for (req, resp) in cases {
+        assert_eq!(
+            storable(&shared, Method::GET, req, 200, resp),
+            Err(NotStorable::Credentials),
+            "{req:?} {resp:?}"
+        );
+    }
+    // A lifetime the origin states is enough.
+    for req in [&cookie, &auth] {
+        for resp in [
+            &[("cache-control", "public, max-age=60")][..],
+            &[("cache-control", "s-maxage=60")],
+            &[public, ("expires", "Mon, 01 Jan 2024 00:00:00 GMT")],
+            &[("cdn-cache-control", "public, max-age=60")],
+        ] {
+            assert_eq!(
+                storable(&shared, Method::GET, req, 200, resp),
+                Ok(()),
+                "{req:?} {resp:?}"
+            );
+        }
+    }
+    // A private cache is one user's: its heuristics stay.
+    assert_eq!(
+        storable(&Policy::private(), Method::GET, &cookie, 200, &[lm]),
+        Ok(())
+    );
+    assert_eq!(NotStorable::Credentials.as_str(), "credentials");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The `cachio-gateway` binary: its help, a TOML file under command-line flags, SIGTERM, and
-//! an HTTPS listener whose certificate SIGHUP reloads.
+//! The `cachio-gateway` binary: its help, a TOML file under command-line flags, SIGTERM, an
+//! HTTPS listener whose certificate SIGHUP reloads, and the hygiene settings with a separate
+//! admin listener.
 
 use crate::certs::{Ca, fetch_new_connection};
 use crate::support;
@@ -40,6 +41,12 @@ fn help_explains_every_option() {
         "--upstream-ca",
         "--upstream-cert",
         "--upstream-key",
+        "--forwarded-headers",
+        "--trusted-proxy",
+        "--pass-header",
+        "--drop-header",
+        "--heuristics",
+        "--admin-listen",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
@@ -197,6 +204,96 @@ async fn https_only_with_the_certificate_reloaded_on_sighup() {
     assert_eq!(got.body, "from the origin");
 
     signal(&child, "-TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hygiene_settings_from_a_file_and_the_admin_listener() {
+    let origin = Origin::start(|_req| async { ok("max-age=60", "from the origin") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"{}\"\nlisten = \"127.0.0.1:0\"\nworkers = 1\n\
+             forwarded-headers = \"x-forwarded\"\ntrusted-proxies = [\"10.0.0.0/8\"]\n\
+             drop-headers = [\"x-my-override\"]\nheuristics = false\n",
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--admin-listen", "127.0.0.1:0", "--heuristics", "on"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut admin, mut main) = (None, None);
+    while admin.is_none() || main.is_none() {
+        let line = lines
+            .next()
+            .expect("the gateway logs its addresses")
+            .unwrap();
+        let field = |name: &str| {
+            line.split(name)
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        };
+        admin = admin.or(field(" admin="));
+        main = main.or(field(" listen="));
+    }
+    let (admin, main) = (admin.unwrap(), main.unwrap());
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let c = client();
+    let got = support::send(
+        &c,
+        "GET",
+        &format!("http://{main}/p"),
+        &[("x-forwarded-for", "6.6.6.6"), ("x-my-override", "1")],
+    )
+    .await;
+    assert_eq!(got.body, "from the origin");
+    let seen = origin.state.last();
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert!(!seen.headers.contains_key("forwarded"), "x-forwarded only");
+    assert!(!seen.headers.contains_key("x-my-override"));
+    assert_eq!(
+        get(&c, &format!("http://{main}/_cachio/metrics"))
+            .await
+            .status,
+        404
+    );
+    let metrics = get(&c, &format!("http://{admin}/_cachio/metrics")).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        std::str::from_utf8(&metrics.body)
+            .unwrap()
+            .contains("cachio_misses_total 1")
+    );
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
