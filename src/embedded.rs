@@ -31,7 +31,9 @@ pub type EmbeddedStore = Tiered<MokaStore, FjallStore>;
 /// # Errors
 ///
 /// As [`DiskStoreBuilder::open`](crate::DiskStoreBuilder::open): the directory is already open
-/// (in this process or another), cannot be created or read, or is damaged beyond recovery.
+/// (in this process or another), or cannot be created. A directory that cannot be opened as a
+/// store (damaged, another format version, unreadable) is moved aside to
+/// `<dir>.corrupt-<seconds>` and the cache starts empty.
 ///
 /// # Example
 ///

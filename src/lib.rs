@@ -117,7 +117,7 @@ pub use cachio_moka::{MokaStore as MemoryStore, MokaStoreBuilder as MemoryStoreB
 
 #[cfg(feature = "disk")]
 pub use cachio_fjall::{
-    Durability, FjallStore as DiskStore, FjallStoreBuilder as DiskStoreBuilder, ReadMode,
+    Durability, FjallStore as DiskStore, FjallStoreBuilder as DiskStoreBuilder, OnDamage, ReadMode,
 };
 
 #[cfg(feature = "redis")]

@@ -222,3 +222,21 @@ async fn requests_can_be_spawned_on_other_tasks() {
     let res = second.await.unwrap().unwrap();
     assert!(is_hit(&res), "{}", status(&res));
 }
+
+#[tokio::test]
+async fn a_cache_directory_that_cannot_be_opened_is_moved_aside_and_the_client_starts() {
+    let origin = origin::start(Listen::http(), None, fresh()).await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("cache");
+    std::fs::write(&dir, b"a file where the cache directory should be").unwrap();
+    let client = cachio::Client::new(&dir).expect("the client starts without the damaged cache");
+    let res = client.get(&origin.http("/after")).await.unwrap();
+    assert_eq!(res.into_body().text().await.unwrap(), "hello");
+    assert!(dir.is_dir(), "a new cache directory");
+    let aside: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("cache.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged one is kept aside: {aside:?}");
+}

@@ -113,9 +113,12 @@
 //! unknown format version (of the record or of its metadata) is logged with a `tracing` warning,
 //! read as a miss, and removed. A chunk that is missing or fails its check ends the body with an
 //! [`ErrorKind::Corrupt`] error, never with wrong bytes, and its entry is removed too. fjall checksums its own blocks and
-//! journal too; if its files are damaged beyond that, [`FjallStore::open`] or a read returns an
-//! error. No stored byte can make this crate panic, and a panic inside fjall is caught and
-//! returned as an error.
+//! journal too. A directory it cannot open (files damaged beyond what fjall's recovery repairs,
+//! another format version, a file in its place, unreadable) is moved aside to
+//! `<dir>.corrupt-<seconds>` and the store starts empty, with an `error` event
+//! ([`OnDamage::Recover`], the default; [`OnDamage::Fail`] returns the error instead): a cache
+//! holds nothing that cannot be fetched again. No stored byte can make this crate panic, and a
+//! panic inside fjall is caught and returned as an error.
 //!
 //! # Durability
 //!
@@ -209,6 +212,7 @@
 //! [fjall]: https://docs.rs/fjall/3
 
 mod body;
+mod damage;
 mod engine;
 mod record;
 mod writer;
@@ -230,6 +234,7 @@ use tokio::sync::oneshot;
 
 pub use body::FjallBody;
 use body::{FirstRead, READ_AHEAD, READ_INLINE};
+pub use damage::OnDamage;
 
 use engine::{Engine, MAX_KEY_LEN, ReadGuard, Settings};
 use record::Record;
@@ -379,6 +384,8 @@ pub struct FjallStore {
 struct Shared {
     engine: Arc<Engine>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Where a directory that could not be opened was moved at open.
+    moved_aside: Option<PathBuf>,
 }
 
 impl Drop for Shared {
@@ -486,7 +493,22 @@ impl FjallStore {
             write_queue: DEFAULT_WRITE_QUEUE_BYTES,
             cache_bytes: DEFAULT_CACHE_BYTES,
             read_mode: ReadMode::default(),
+            on_damage: OnDamage::default(),
         }
+    }
+
+    /// Where the directory was moved when it could not be opened as a store ([`OnDamage::Recover`]):
+    /// `None` when it opened as it was.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = cachio_fjall::FjallStore::open(dir.path()).unwrap();
+    /// assert_eq!(store.moved_aside(), None);
+    /// ```
+    pub fn moved_aside(&self) -> Option<&Path> {
+        self.shared.moved_aside.as_deref()
     }
 
     /// The store's directory.
@@ -825,9 +847,16 @@ pub struct FjallStoreBuilder {
     write_queue: u64,
     cache_bytes: u64,
     read_mode: ReadMode,
+    on_damage: OnDamage,
 }
 
 impl FjallStoreBuilder {
+    /// Sets what opening does with a directory it cannot open as a store (default
+    /// [`OnDamage::Recover`]: move it aside and start empty).
+    pub fn on_damage(self, on_damage: OnDamage) -> Self {
+        Self { on_damage, ..self }
+    }
+
     /// Sets the disk budget in bytes (default [`DEFAULT_BUDGET_BYTES`]): the most the entries'
     /// accounted sizes may add up to. See the [crate] documentation for what the disk holds
     /// beyond it.
@@ -904,8 +933,10 @@ impl FjallStoreBuilder {
     ///
     /// - [`ErrorKind::Unavailable`] when the directory is already open, in this process or
     ///   another;
-    /// - [`ErrorKind::Io`] when the directory cannot be created or read;
-    /// - [`ErrorKind::Corrupt`] when fjall finds its files damaged beyond recovery.
+    /// - [`ErrorKind::Io`] when the directory cannot be created, or (with [`OnDamage::Recover`])
+    ///   a directory that cannot be opened cannot be moved aside either;
+    /// - with [`OnDamage::Fail`], [`ErrorKind::Io`] when the directory cannot be read and
+    ///   [`ErrorKind::Corrupt`] when fjall finds its files damaged beyond recovery.
     pub fn open(self) -> Result<FjallStore, StoreError> {
         let settings = Settings {
             budget: self.budget,
@@ -921,7 +952,23 @@ impl FjallStoreBuilder {
             read_mode: self.read_mode,
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        let (engine, recovered) = Engine::open(&self.path, settings, tx)?;
+        let mut moved_aside = None;
+        let (engine, recovered) = match Engine::open(&self.path, settings.clone(), tx.clone()) {
+            Err(err)
+                if self.on_damage == OnDamage::Recover && damage::is_damage(&self.path, &err) =>
+            {
+                let aside = damage::move_aside(&self.path)?;
+                tracing::error!(
+                    dir = %self.path.display(),
+                    moved_to = %aside.display(),
+                    error = %err,
+                    "cachio-fjall: the store could not be opened; it was moved aside and starts empty"
+                );
+                moved_aside = Some(aside);
+                Engine::open(&self.path, settings, tx)?
+            }
+            opened => opened?,
+        };
         let engine = Arc::new(engine);
         let worker = WriterThread::new(Arc::clone(&engine), recovered);
         let thread = std::thread::Builder::new()
@@ -937,6 +984,7 @@ impl FjallStoreBuilder {
             shared: Arc::new(Shared {
                 engine,
                 thread: Mutex::new(Some(thread)),
+                moved_aside,
             }),
         })
     }

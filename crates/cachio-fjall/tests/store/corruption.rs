@@ -1,11 +1,12 @@
-//! Damaged stored bytes give misses or errors, never wrong bytes or a panic.
+//! Damaged stored bytes give misses or errors, never wrong bytes or a panic; a directory that
+//! cannot be opened is moved aside and the store starts empty.
 
 use crate::common;
 
 use std::path::Path;
 
 use cachio_core::store::ErrorKind;
-use cachio_fjall::{FjallStore, ReadMode};
+use cachio_fjall::{FjallStore, OnDamage, ReadMode};
 use common::{body, get, header, put};
 use fjall::{Database, KeyspaceCreateOptions};
 
@@ -242,7 +243,8 @@ async fn damaged_chunks(mode: ReadMode) {
     assert_eq!(check_all(&store).await, (4, 4, 0));
 }
 
-/// Bytes flipped in every file of the database, one file at a time.
+/// Bytes flipped in every file of the database, one file at a time: the store opens every time,
+/// with what is intact or (when fjall cannot open it) empty, and never serves a wrong byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_files_give_errors_or_misses_never_wrong_bytes() {
     let pristine = tempfile::tempdir().unwrap();
@@ -252,6 +254,7 @@ async fn damaged_files_give_errors_or_misses_never_wrong_bytes() {
     files.retain(|f| !f.ends_with("cachio-fjall.lock") && !f.ends_with("lock"));
     assert!(files.len() > 5, "{files:?}");
     let mut outcomes = std::collections::BTreeMap::new();
+    let mut moved = 0;
     for file in &files {
         let rel = file.strip_prefix(pristine.path()).unwrap();
         if std::fs::metadata(file).unwrap().len() == 0 {
@@ -267,25 +270,130 @@ async fn damaged_files_give_errors_or_misses_never_wrong_bytes() {
         offsets.dedup();
         for at in offsets {
             let copy = tempfile::tempdir().unwrap();
-            copy_dir(pristine.path(), copy.path());
-            let target = copy.path().join(rel);
+            let dir = copy.path().join("store");
+            copy_dir(pristine.path(), &dir);
+            let target = dir.join(rel);
             let mut bytes = std::fs::read(&target).unwrap();
             bytes[at as usize] ^= 0x5a;
             std::fs::write(&target, bytes).unwrap();
-            let outcome = match FjallStore::open(copy.path()) {
-                Err(e) => format!("open failed ({:?})", e.kind()),
-                Ok(store) => {
-                    let (hits, misses, errors) = check_all(&store).await;
-                    store.run_pending_tasks().await.ok();
-                    format!("{hits} hits, {misses} misses, {errors} errors")
-                }
-            };
-            outcomes.insert(format!("{} @{at}", rel.display()), outcome);
+            let what = format!("{} @{at}", rel.display());
+            let store = FjallStore::open(&dir)
+                .unwrap_or_else(|e| panic!("{what}: the store did not open: {e}"));
+            let (hits, misses, errors) = check_all(&store).await;
+            if let Some(aside) = store.moved_aside() {
+                moved += 1;
+                assert!(
+                    aside.is_dir(),
+                    "{what}: the damaged directory is kept aside"
+                );
+                assert_eq!(
+                    (hits, errors),
+                    (0, 0),
+                    "{what}: a store moved aside starts empty"
+                );
+            }
+            store.run_pending_tasks().await.ok();
+            outcomes.insert(
+                what,
+                format!(
+                    "{hits} hits, {misses} misses, {errors} errors, moved aside: {}",
+                    store.moved_aside().is_some()
+                ),
+            );
         }
     }
     for (file, outcome) in &outcomes {
         eprintln!("{file}: {outcome}");
     }
+    assert!(
+        moved > 0,
+        "some damage needs the directory moved aside: {outcomes:#?}"
+    );
+}
+
+/// With [`OnDamage::Fail`], the damage is an error and the directory stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_damage_fail_a_damaged_directory_is_an_error_left_in_place() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    populate(&dir, true).await;
+    let journal = dir.join("db").join("0.jnl");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let written = bytes.iter().rposition(|&b| b != 0).unwrap();
+    bytes[written / 2] ^= 0x5a;
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let err = FjallStore::builder(&dir)
+        .on_damage(OnDamage::Fail)
+        .open()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert_eq!(std::fs::read(&journal).unwrap(), bytes, "left as it was");
+    assert_eq!(siblings(root.path()), ["store"]);
+
+    // The default recovers: the same directory opens, empty, and the damaged one is kept.
+    let store = FjallStore::open(&dir).unwrap();
+    assert_eq!(check_all(&store).await, (0, KEYS, 0));
+    let aside = store.moved_aside().unwrap().to_owned();
+    assert_eq!(
+        std::fs::read(aside.join("db").join("0.jnl")).unwrap(),
+        bytes
+    );
+}
+
+/// A file where the directory should be, and damage found twice: each is moved aside, and only
+/// the latest damaged copy is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_in_the_way_is_moved_aside_and_one_damaged_copy_is_kept() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    std::fs::write(&dir, b"first").unwrap();
+    let store = FjallStore::open(&dir).unwrap();
+    let first = store.moved_aside().unwrap().to_owned();
+    assert_eq!(std::fs::read(&first).unwrap(), b"first");
+    put(&store, "k", "v", &body(1, 1000), 1000, None)
+        .await
+        .unwrap();
+    drop(store);
+
+    // Again: the first damaged copy goes, the second is kept, and the new store works.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"second").unwrap();
+    let store = FjallStore::open(&dir).unwrap();
+    let second = store.moved_aside().unwrap().to_owned();
+    assert_eq!(std::fs::read(&second).unwrap(), b"second");
+    let names = siblings(root.path());
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("store.corrupt-")),
+        "{names:?}"
+    );
+    put(&store, "k", "v", &body(2, 1000), 1000, None)
+        .await
+        .unwrap();
+    assert!(get(&store, "k").await.unwrap().is_some());
+}
+
+/// A directory another store has open is not damage: an error, and nothing is moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_in_use_is_an_error_and_is_not_moved() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    let first = FjallStore::open(&dir).unwrap();
+    let err = FjallStore::open(&dir).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(siblings(root.path()), ["store"]);
+    drop(first);
+}
+
+/// The names in `dir`, sorted.
+fn siblings(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 fn list(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
