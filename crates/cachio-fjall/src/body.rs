@@ -46,6 +46,12 @@ impl FirstRead {
         }
     }
 
+    /// The error that stopped the read before a single chunk was read: the body is damaged from
+    /// its first byte.
+    pub(crate) fn failed_at_once(&self) -> Option<&StoreError> {
+        self.error.as_ref().filter(|_| self.chunks.is_empty())
+    }
+
     /// Reads the first `n` chunks of `rec`'s body (the whole body if it has no more), with
     /// `rec`'s generation pinned by a [`ReadGuard`].
     pub(crate) fn read(engine: &Engine, rec: &Record, n: u32) -> Self {

@@ -111,8 +111,10 @@
 //! Records and chunks carry CRC-32s over their keys and contents, verified on every read; index
 //! items carry one over their values. A record that fails its check, is truncated, or has an
 //! unknown format version (of the record or of its metadata) is logged with a `tracing` warning,
-//! read as a miss, and removed. A chunk that is missing or fails its check ends the body with an
-//! [`ErrorKind::Corrupt`] error, never with wrong bytes, and its entry is removed too. fjall checksums its own blocks and
+//! read as a miss, and removed. A body whose first chunk is missing or fails its check is found
+//! in [`get`](Store::get), before anything is sent: a miss, and the entry is removed. A later
+//! chunk that is missing or fails its check ends the body with an [`ErrorKind::Corrupt`] error,
+//! never with wrong bytes, and its entry is removed too. fjall checksums its own blocks and
 //! journal too. A directory it cannot open (files damaged beyond what fjall's recovery repairs,
 //! another format version, a file in its place, unreadable) is moved aside to
 //! `<dir>.corrupt-<seconds>` and the store starts empty, with an `error` event
@@ -730,7 +732,27 @@ impl Store for FjallStore {
                 .await
                 .map_err(|e| StoreError::new(ErrorKind::Other, format!("a read failed: {e}")))??
         };
-        Ok(found.map(|(rec, meta, guard, first)| Hit {
+        let Some((rec, meta, guard, first)) = found else {
+            return Ok(None);
+        };
+        // A body damaged from its first chunk is found before anything is sent: a miss (and the
+        // entry goes), so the caller fetches the response again instead of getting a body that
+        // fails at once.
+        if let Some(e) = first.failed_at_once()
+            && matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::UnknownFormat)
+        {
+            tracing::warn!(
+                key,
+                error = %e,
+                "cachio-fjall: a stored body is damaged from its start, treating it as a miss and removing its entry"
+            );
+            engine.send_hint(Job::RemoveIfSame {
+                key: key.to_owned(),
+                record: rec,
+            });
+            return Ok(None);
+        }
+        Ok(Some(Hit {
             meta,
             body: FjallBody::new(key, rec, guard, first),
         }))
