@@ -70,6 +70,15 @@
 //! [`serve_threaded`] given [`Listeners`] with a TLS listener, serve HTTPS (HTTP/2 and HTTP/1.1
 //! by ALPN) with a [`ServerTls`] certificate that [`ServerTls::reload`] replaces in place.
 //!
+//! # Several sites
+//!
+//! [`Gateway::sites`] puts one gateway and one store in front of several [`Site`]s, each chosen by
+//! the request's `Host` (then its path prefix) with its own upstream, purge token and cache
+//! options; a host no site names gets `421 Misdirected Request` unless a site is the
+//! [default](Site::default_site). Each site's keys start with its name, so sites never share or
+//! purge each other's entries. [`KeyOptions`] shapes the keys: headers and cookies added, query
+//! parameters dropped or sorted ([`GatewayBuilder::cache_key`], [`GatewayBuilder::debug_key`]).
+//!
 //! # TLS to the origin
 //!
 //! An `https://` upstream is reached over TLS with its host as server name, HTTP/2 when it
@@ -907,12 +916,14 @@ impl Gateway {
         self.router
     }
 
-    /// The cache layer's counters.
+    /// The cache layer's counters (with several sites, the first site's; `/_cachio/metrics`
+    /// reports the site the request's `Host` selects).
     pub fn stats(&self) -> Arc<CacheStats> {
         self.stats.clone()
     }
 
-    /// What `GET /_cachio/metrics` answers: every counter in the Prometheus text format.
+    /// What `GET /_cachio/metrics` answers: every counter in the Prometheus text format (with
+    /// several sites, the first site's).
     pub fn metrics(&self) -> String {
         (self.metrics)()
     }

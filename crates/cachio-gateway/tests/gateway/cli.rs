@@ -47,6 +47,11 @@ fn help_explains_every_option() {
         "--drop-header",
         "--heuristics",
         "--admin-listen",
+        "--key-header",
+        "--key-cookie",
+        "--key-drop-query",
+        "--key-sort-query",
+        "--debug-key",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
