@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
-use crate::{Cidr, ForwardedHeaders, GatewayBuilder, GatewayError, ServerTls};
+use crate::{Cidr, ForwardedHeaders, GatewayBuilder, GatewayError, KeyOptions, ServerTls, Site};
 
 /// The listen address when none is given: `127.0.0.1:8080`.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -136,6 +136,167 @@ pub struct Config {
     /// An address of its own for the admin routes (`/_cachio/…`, `PURGE`), which the main
     /// address then does not serve.
     pub admin_listen: Option<SocketAddr>,
+    /// Request headers whose values are part of the cache key.
+    pub key_headers: Option<Vec<String>>,
+    /// Cookies whose values are part of the cache key.
+    pub key_cookies: Option<Vec<String>>,
+    /// Query parameters left out of the cache key (`utm_*`: a prefix).
+    pub key_drop_query: Option<Vec<String>>,
+    /// Whether the query parameters are sorted in the cache key.
+    pub key_sort_query: Option<bool>,
+    /// Whether `Cache-Status` shows the cache key.
+    pub debug_key: Option<bool>,
+    /// The sites (`[[site]]` tables), instead of one `upstream`.
+    pub site: Option<Vec<SiteConfig>>,
+}
+
+/// One `[[site]]` table: a [`Site`]. Unset keys take the file's top-level settings.
+///
+/// # Example
+///
+/// ```
+/// use cachio_gateway::Config;
+///
+/// let config = Config::from_toml(r#"
+///     memory-mb = 256
+///
+///     [[site]]
+///     name = "shop"
+///     host = ["shop.example", "www.shop.example"]
+///     upstream = "http://127.0.0.1:9001"
+///     purge-token = "shop-token"
+///     key-drop-query = ["utm_*", "fbclid", "gclid"]
+///     key-sort-query = true
+///
+///     [[site]]
+///     name = "blog"
+///     host = ["blog.example"]
+///     upstream = "http://127.0.0.1:9002"
+///     default = true
+/// "#)?;
+/// let sites = config.site.as_deref().unwrap_or_default();
+/// assert_eq!(sites[1].host, ["blog.example"]);
+/// let gateway = config.builder()?.build()?;
+/// # let _ = gateway;
+/// # Ok::<(), cachio_gateway::GatewayError>(())
+/// ```
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct SiteConfig {
+    /// The site's name: its keys' prefix and its name in `Cache-Status` (default: its first
+    /// host).
+    pub name: Option<String>,
+    /// The hosts it answers for (ports ignored, any case).
+    #[serde(default)]
+    pub host: Vec<String>,
+    /// Its origin.
+    pub upstream: Option<String>,
+    /// Only paths under this prefix.
+    pub path_prefix: Option<String>,
+    /// Whether it answers the hosts no site names (else they get `421`).
+    #[serde(default)]
+    pub default: bool,
+    /// Shared or private.
+    pub mode: Option<Mode>,
+    /// The lifetime of responses that state none, in seconds.
+    pub default_ttl_secs: Option<u64>,
+    /// The grace period, in seconds.
+    pub grace_secs: Option<u64>,
+    /// Request headers whose values are part of the cache key.
+    pub key_headers: Option<Vec<String>>,
+    /// Cookies whose values are part of the cache key.
+    pub key_cookies: Option<Vec<String>>,
+    /// Query parameters left out of the cache key.
+    pub key_drop_query: Option<Vec<String>>,
+    /// Whether the query parameters are sorted in the cache key.
+    pub key_sort_query: Option<bool>,
+    /// The token that purges this site's entries.
+    pub purge_token: Option<String>,
+    /// The CAs to trust for an `https://` upstream (PEM).
+    pub upstream_ca: Option<PathBuf>,
+    /// The client certificate for an `https://` upstream (PEM); needs `upstream-key`.
+    pub upstream_cert: Option<PathBuf>,
+    /// The key of `upstream-cert` (PEM).
+    pub upstream_key: Option<PathBuf>,
+}
+
+/// The key options of a file or a site table; `None` when none is set.
+fn key_options(
+    headers: Option<&Vec<String>>,
+    cookies: Option<&Vec<String>>,
+    drop: Option<&Vec<String>>,
+    sort: Option<bool>,
+) -> Result<Option<KeyOptions>, GatewayError> {
+    if headers.is_none() && cookies.is_none() && drop.is_none() && sort.is_none() {
+        return Ok(None);
+    }
+    let mut key = KeyOptions::new().sort_query(sort.unwrap_or(false));
+    for name in header_names(headers.map_or(&[][..], Vec::as_slice))? {
+        key = key.header(name);
+    }
+    for c in cookies.into_iter().flatten() {
+        key = key.cookie(c.clone());
+    }
+    for q in drop.into_iter().flatten() {
+        key = key.drop_query(q.clone());
+    }
+    Ok(Some(key))
+}
+
+impl SiteConfig {
+    /// The [`Site`] of this table; `n` is its place in the file, for messages.
+    fn site(&self, n: usize) -> Result<Site, GatewayError> {
+        let label = match &self.name {
+            Some(name) => format!("site `{name}`"),
+            None => format!("site {n}"),
+        };
+        let bad = |m: &str| Err(GatewayError::Config(format!("{label} ([[site]] {n}): {m}")));
+        if self.host.is_empty() && !self.default {
+            return bad("no host: give host = [\"example.com\"]");
+        }
+        let Some(upstream) = &self.upstream else {
+            return bad("no upstream: give upstream = \"http://...\"");
+        };
+        let name = match (&self.name, self.host.first()) {
+            (Some(name), _) => name.clone(),
+            (None, Some(host)) => host.to_ascii_lowercase(),
+            (None, None) => return bad("a default site without a host needs a name"),
+        };
+        let mut site = Site::new(name, upstream.clone())
+            .hosts(self.host.iter().cloned())
+            .default_site(self.default)
+            .purge_token(self.purge_token.clone());
+        if let Some(p) = &self.path_prefix {
+            site = site.path_prefix(p.clone());
+        }
+        if let Some(mode) = self.mode {
+            site = site.mode(mode);
+        }
+        if let Some(s) = self.default_ttl_secs {
+            site = site.default_ttl(Duration::from_secs(s));
+        }
+        if let Some(s) = self.grace_secs {
+            site = site.grace(Duration::from_secs(s));
+        }
+        if let Some(key) = key_options(
+            self.key_headers.as_ref(),
+            self.key_cookies.as_ref(),
+            self.key_drop_query.as_ref(),
+            self.key_sort_query,
+        )? {
+            site = site.cache_key(key);
+        }
+        if let Some(ca) = &self.upstream_ca {
+            site = site.upstream_ca(ca.clone());
+        }
+        match (&self.upstream_cert, &self.upstream_key) {
+            (Some(cert), Some(key)) => site = site.upstream_client_cert(cert.clone(), key.clone()),
+            (None, None) => {}
+            _ => return bad("upstream-cert and upstream-key go together: give both or neither"),
+        }
+        Ok(site)
+    }
 }
 
 impl Config {
@@ -214,6 +375,12 @@ impl Config {
             drop_headers: over.drop_headers.or(self.drop_headers),
             heuristics: over.heuristics.or(self.heuristics),
             admin_listen: over.admin_listen.or(self.admin_listen),
+            key_headers: over.key_headers.or(self.key_headers),
+            key_cookies: over.key_cookies.or(self.key_cookies),
+            key_drop_query: over.key_drop_query.or(self.key_drop_query),
+            key_sort_query: over.key_sort_query.or(self.key_sort_query),
+            debug_key: over.debug_key.or(self.debug_key),
+            site: over.site.or(self.site),
         }
     }
 
@@ -279,11 +446,39 @@ impl Config {
     /// `redis-url` and `redis-cluster` are set, or only one of `redis-cert` and `redis-key` is,
     /// or of `upstream-cert` and `upstream-key`.
     pub fn builder(&self) -> Result<GatewayBuilder, GatewayError> {
-        let upstream = self
-            .upstream
-            .clone()
-            .ok_or_else(|| GatewayError::Config("no upstream: give --upstream URL".into()))?;
-        let mut b = crate::Gateway::builder(upstream);
+        let mut b = match (&self.upstream, self.site.as_deref()) {
+            (Some(_), Some(sites)) if !sites.is_empty() => {
+                return Err(GatewayError::Config(
+                    "give upstream or [[site]] tables, not both".into(),
+                ));
+            }
+            (Some(upstream), _) => crate::Gateway::builder(upstream.clone()),
+            (None, Some(sites)) if !sites.is_empty() => {
+                let sites = sites
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| s.site(i + 1))
+                    .collect::<Result<Vec<_>, _>>()?;
+                crate::sites::validate(&sites)?;
+                crate::Gateway::sites(sites)
+            }
+            (None, _) => {
+                return Err(GatewayError::Config(
+                    "no upstream: give --upstream URL (or [[site]] tables in the file)".into(),
+                ));
+            }
+        };
+        if let Some(key) = key_options(
+            self.key_headers.as_ref(),
+            self.key_cookies.as_ref(),
+            self.key_drop_query.as_ref(),
+            self.key_sort_query,
+        )? {
+            b = b.cache_key(key);
+        }
+        if let Some(on) = self.debug_key {
+            b = b.debug_key(on);
+        }
         if let Some(mode) = self.mode {
             b = b.mode(mode);
         }

@@ -70,6 +70,15 @@
 //! [`serve_threaded`] given [`Listeners`] with a TLS listener, serve HTTPS (HTTP/2 and HTTP/1.1
 //! by ALPN) with a [`ServerTls`] certificate that [`ServerTls::reload`] replaces in place.
 //!
+//! # Several sites
+//!
+//! [`Gateway::sites`] puts one gateway and one store in front of several [`Site`]s, each chosen by
+//! the request's `Host` (then its path prefix) with its own upstream, purge token and cache
+//! options; a host no site names gets `421 Misdirected Request` unless a site is the
+//! [default](Site::default_site). Each site's keys start with its name, so sites never share or
+//! purge each other's entries. [`KeyOptions`] shapes the keys: headers and cookies added, query
+//! parameters dropped or sorted ([`GatewayBuilder::cache_key`], [`GatewayBuilder::debug_key`]).
+//!
 //! # TLS to the origin
 //!
 //! An `https://` upstream is reached over TLS with its host as server name, HTTP/2 when it
@@ -120,10 +129,12 @@ mod forwarded;
 mod hop;
 mod hygiene;
 mod interim;
+mod key;
 mod metrics;
 mod proxy;
 mod purge;
 mod serve;
+mod sites;
 mod tls;
 mod upstream;
 
@@ -147,19 +158,22 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tower::Layer;
 
 pub use cachio_tower::{CacheStats, StatsSnapshot};
-pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Mode};
+pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Mode, SiteConfig};
 pub use forwarded::{Cidr, ForwardedHeaders};
 pub use hygiene::REWRITE_HEADERS;
+pub use key::KeyOptions;
 pub use proxy::ACCESS_LOG_TARGET;
 pub use serve::{Listeners, serve, serve_threaded, serve_tls};
+pub use sites::Site;
 pub use tls::ServerTls;
 
-use crate::connect::{Connector, UpstreamTls};
+use crate::connect::UpstreamTls;
 use crate::hop::Via;
 use crate::metrics::{Metrics, StoreGauges};
 use crate::proxy::{Proxy, Shared};
 use crate::purge::PurgeSettings;
-use crate::upstream::{Origin, Upstream};
+use crate::sites::{Dispatch, Resolved, Route};
+use crate::upstream::Upstream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -278,6 +292,9 @@ pub struct GatewayBuilder {
     forwarding: forwarded::Forwarding,
     hygiene: hygiene::Settings,
     separate_admin: bool,
+    sites: Vec<Site>,
+    cache_key: KeyOptions,
+    debug_key: bool,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -307,6 +324,9 @@ impl fmt::Debug for GatewayBuilder {
             .field("forwarding", &self.forwarding)
             .field("hygiene", &self.hygiene)
             .field("separate_admin", &self.separate_admin)
+            .field("sites", &self.sites)
+            .field("cache_key", &self.cache_key)
+            .field("debug_key", &self.debug_key)
             .finish_non_exhaustive()
     }
 }
@@ -632,6 +652,24 @@ impl GatewayBuilder {
         }
     }
 
+    /// How cache keys are made (by default the URL alone): request headers and cookies to add,
+    /// query parameters to drop or sort; see [`KeyOptions`]. A [`Site`] may have its own.
+    pub fn cache_key(self, key: KeyOptions) -> Self {
+        Self {
+            cache_key: key,
+            ..self
+        }
+    }
+
+    /// Adds the cache key to every `Cache-Status` (its `key` parameter, RFC 9211 §2.6); off by
+    /// default, since it shows the keyed headers and cookies to the client.
+    pub fn debug_key(self, on: bool) -> Self {
+        Self {
+            debug_key: on,
+            ..self
+        }
+    }
+
     /// The clock the cache reads the time from (the system clock by default). For tests:
     /// [`cachio_core::clock::ManualClock`] moves time by hand.
     pub fn clock<C: Clock>(self, clock: C) -> Self {
@@ -655,7 +693,6 @@ impl GatewayBuilder {
     /// Redis to be up), [`GatewayError::RedisUnsupported`] when it was asked for without the
     /// `redis` feature, and [`GatewayError::Config`] when both a disk and a Redis tier were.
     pub fn build(self) -> Result<Gateway, GatewayError> {
-        let origin = Origin::parse(&self.upstream).map_err(GatewayError::Upstream)?;
         if let Some(name) = self
             .hygiene
             .pass
@@ -666,8 +703,7 @@ impl GatewayBuilder {
                 "{name} is a forwarding field: trust its senders as proxies instead of passing it"
             )));
         }
-        let connector = Connector::new(&origin.scheme, &self.upstream_tls, self.upstream_timeout)?;
-        let origin = (origin, connector);
+        let origin = sites::resolve(&self)?;
         if let Some(target) = &self.redis {
             if self.disk.is_some() {
                 return Err(GatewayError::Config(
@@ -708,7 +744,7 @@ impl GatewayBuilder {
     fn build_redis(
         &self,
         target: &RedisTarget,
-        origin: (Origin, Connector),
+        origin: Vec<Resolved>,
     ) -> Result<Gateway, GatewayError> {
         let memory = MokaStore::builder()
             .max_capacity_bytes(self.memory_bytes)
@@ -749,11 +785,7 @@ impl GatewayBuilder {
     }
 
     #[cfg(not(feature = "redis"))]
-    fn build_redis(
-        &self,
-        _: &RedisTarget,
-        _: (Origin, Connector),
-    ) -> Result<Gateway, GatewayError> {
+    fn build_redis(&self, _: &RedisTarget, _: Vec<Resolved>) -> Result<Gateway, GatewayError> {
         Err(GatewayError::RedisUnsupported)
     }
 }
@@ -788,7 +820,7 @@ pub struct Gateway {
     router: Router,
     admin: Router,
     stats: Arc<CacheStats>,
-    metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    metrics: RenderMetrics,
 }
 
 impl fmt::Debug for Gateway {
@@ -836,6 +868,34 @@ impl Gateway {
             forwarding: forwarded::Forwarding::default(),
             hygiene: hygiene::Settings::default(),
             separate_admin: false,
+            sites: Vec::new(),
+            cache_key: KeyOptions::default(),
+            debug_key: false,
+        }
+    }
+
+    /// A builder for a gateway in front of several sites, one store for all, each request
+    /// going to the site its `Host` (then its path) selects; see [`Site`]. The builder's
+    /// settings are every site's defaults.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_gateway::{Gateway, Site};
+    ///
+    /// let gateway = Gateway::sites([
+    ///     Site::new("shop", "http://127.0.0.1:9001").hosts(["shop.example"]),
+    ///     Site::new("blog", "http://127.0.0.1:9002").hosts(["blog.example"]).default_site(true),
+    /// ])
+    /// .memory_bytes(128 << 20)
+    /// .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn sites<I: IntoIterator<Item = Site>>(sites: I) -> GatewayBuilder {
+        GatewayBuilder {
+            sites: sites.into_iter().collect(),
+            ..Self::builder("")
         }
     }
 
@@ -856,12 +916,14 @@ impl Gateway {
         self.router
     }
 
-    /// The cache layer's counters.
+    /// The cache layer's counters (with several sites, the first site's; `/_cachio/metrics`
+    /// reports the site the request's `Host` selects).
     pub fn stats(&self) -> Arc<CacheStats> {
         self.stats.clone()
     }
 
-    /// What `GET /_cachio/metrics` answers: every counter in the Prometheus text format.
+    /// What `GET /_cachio/metrics` answers: every counter in the Prometheus text format (with
+    /// several sites, the first site's).
     pub fn metrics(&self) -> String {
         (self.metrics)()
     }
@@ -895,27 +957,63 @@ fn explicit_freshness(headers: &HeaderMap) -> bool {
         .is_some_and(|cc| cc.max_age.is_some())
 }
 
+/// The routers of every site over one store, and a dispatch by `Host` when there are several.
 fn assemble<St: Store + StoreGauges>(
     store: St,
     b: &GatewayBuilder,
-    (origin, connector): (Origin, Connector),
+    sites: Vec<Resolved>,
 ) -> Gateway {
+    let implicit = sites.len() == 1 && sites[0].hosts.is_empty();
+    let default = sites.iter().position(|s| s.default);
+    let mut routes = Vec::with_capacity(sites.len());
+    let mut first = None;
+    for site in sites {
+        let (route, stats, metrics) = assemble_site(store.clone(), b, site);
+        first.get_or_insert((stats, metrics));
+        routes.push(route);
+    }
+    let (stats, metrics) = first.expect("a gateway has a site");
+    if implicit && let Some(route) = routes.pop() {
+        return Gateway {
+            router: route.router,
+            admin: route.admin,
+            stats,
+            metrics,
+        };
+    }
+    let routes: Arc<[Route]> = routes.into();
+    Gateway {
+        router: Router::new().fallback_service(Dispatch::new(routes.clone(), default, false)),
+        admin: Router::new().fallback_service(Dispatch::new(routes, default, true)),
+        stats,
+        metrics,
+    }
+}
+
+type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// One site's proxy and admin routes over the shared store.
+fn assemble_site<St: Store + StoreGauges>(
+    store: St,
+    b: &GatewayBuilder,
+    site: Resolved,
+) -> (Route, Arc<CacheStats>, RenderMetrics) {
     let metrics = Arc::new(Metrics::default());
-    let via = Via::new(&b.cache_name);
+    let via = Via::new(&site.name);
     let upstream = Upstream::new(
-        origin,
-        connector,
+        site.origin,
+        site.connector,
         b.rewrite_host,
         b.upstream_timeout,
         b.upstream_idle,
         via.clone(),
         metrics.clone(),
     );
-    let (layer, policy) = match b.mode {
+    let (layer, policy) = match site.mode {
         Mode::Shared => (CacheLayer::shared(store.clone()), Policy::shared()),
         Mode::Private => (CacheLayer::private(store.clone()), Policy::private()),
     };
-    let mut policy = policy.store_set_cookie(b.store_set_cookie || b.mode == Mode::Private);
+    let mut policy = policy.store_set_cookie(b.store_set_cookie || site.mode == Mode::Private);
     if !b.hygiene.heuristics {
         policy = policy.heuristic_percent(0);
     }
@@ -924,16 +1022,21 @@ fn assemble<St: Store + StoreGauges>(
     }
     let mut layer = layer
         .policy(policy)
-        .cache_name(b.cache_name.clone())
+        .cache_name(site.name.clone())
         .max_object_size(b.max_object_bytes)
-        .grace(b.grace)
+        .grace(site.grace)
         .coalesce_timeout(b.coalesce_timeout);
     if let Some(clock) = &b.clock {
         layer = layer.clock(SharedClock(clock.clone()));
     }
-    if let Some(ttl) = b.default_ttl {
+    if let Some(ttl) = site.default_ttl {
         layer =
             layer.ttl_override(move |_req, res| (!explicit_freshness(&res.headers)).then_some(ttl));
+    }
+    let keys = Arc::new(site.key);
+    if !keys.is_default() {
+        let k = keys.clone();
+        layer = layer.key_fn(move |parts| k.key(parts));
     }
     let stats = layer.stats();
     let shared = Arc::new(Shared {
@@ -941,15 +1044,17 @@ fn assemble<St: Store + StoreGauges>(
         layer: layer.clone(),
         stats: stats.clone(),
         metrics,
-        cache_name: b.cache_name.clone(),
+        cache_name: site.name,
         via,
         purge: PurgeSettings {
-            token: b.purge_token.clone(),
+            token: site.purge_token,
             tag_headers: b.tag_headers.clone(),
         },
         forwarding: b.forwarding.clone(),
         dropped: b.hygiene.dropped(),
         purge_method: !b.separate_admin,
+        keys,
+        debug_key: b.debug_key,
     });
     let proxy = Proxy {
         cache: layer.layer(upstream),
@@ -973,13 +1078,13 @@ fn assemble<St: Store + StoreGauges>(
     let admin = admin
         .fallback(admin_fallback::<St>)
         .with_state(shared.clone());
-    let render = shared.clone();
-    Gateway {
+    let route = Route {
+        hosts: site.hosts,
+        path_prefix: site.path_prefix,
         router,
         admin,
-        stats,
-        metrics: Arc::new(move || render_metrics(&render)),
-    }
+    };
+    (route, stats, Arc::new(move || render_metrics(&shared)))
 }
 
 fn render_metrics<St: Store + StoreGauges>(shared: &Shared<St>) -> String {

@@ -212,6 +212,30 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
 
+    /// A request header whose value is part of the cache key (repeatable), e.g.
+    /// --key-header accept-language.
+    #[arg(long = "key-header", value_name = "NAME")]
+    key_headers: Vec<String>,
+
+    /// A cookie whose value is part of the cache key (repeatable). A request with Cookie still
+    /// gets no heuristic freshness in shared mode.
+    #[arg(long = "key-cookie", value_name = "NAME")]
+    key_cookies: Vec<String>,
+
+    /// A query parameter left out of the cache key (repeatable); a trailing * makes it a
+    /// prefix, e.g. --key-drop-query 'utm_*' --key-drop-query fbclid.
+    #[arg(long = "key-drop-query", value_name = "NAME")]
+    key_drop_query: Vec<String>,
+
+    /// Sort the query parameters by name in the cache key, so ?a=1&b=2 and ?b=2&a=1 share an
+    /// entry [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    key_sort_query: Option<bool>,
+
+    /// Show the cache key in Cache-Status (its key parameter, RFC 9211) [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    debug_key: Option<bool>,
+
     /// Read settings from this TOML file; command-line options override it.
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -257,6 +281,11 @@ impl Args {
         flags.drop_headers = (!self.drop_headers.is_empty()).then_some(self.drop_headers);
         flags.heuristics = self.heuristics;
         flags.admin_listen = self.admin_listen;
+        flags.key_headers = (!self.key_headers.is_empty()).then_some(self.key_headers);
+        flags.key_cookies = (!self.key_cookies.is_empty()).then_some(self.key_cookies);
+        flags.key_drop_query = (!self.key_drop_query.is_empty()).then_some(self.key_drop_query);
+        flags.key_sort_query = self.key_sort_query;
+        flags.debug_key = self.debug_key;
         Ok((flags, self.config))
     }
 }

@@ -26,6 +26,7 @@ use crate::forwarded::Forwarding;
 use crate::hop::{self, Via};
 use crate::hygiene::{self, Dropped};
 use crate::interim;
+use crate::key::{self, KeyShape};
 use crate::metrics::Metrics;
 use crate::purge::{self, PurgeSettings};
 use crate::upstream::{Upstream, UpstreamError};
@@ -48,6 +49,10 @@ pub(crate) struct Shared<St> {
     pub(crate) dropped: Dropped,
     /// Whether the `PURGE` method is answered here (not when the admin routes are separate).
     pub(crate) purge_method: bool,
+    /// The site's cache key function (the layer's, when it is not the default one).
+    pub(crate) keys: Arc<KeyShape>,
+    /// Whether `Cache-Status` shows the key.
+    pub(crate) debug_key: bool,
 }
 
 /// The proxy: `PURGE`, then the cache over the origin, then error mapping.
@@ -97,6 +102,7 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
             (req.method().clone(), path)
         });
         let mut interim = None;
+        let mut shown_key = None;
         let work = if let Err(why) = hygiene::check_host(&req) {
             Work::Refuse(Box::new(hygiene::bad_request(why)))
         } else if req.method().as_str() == "PURGE" {
@@ -119,6 +125,11 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
             if let Some(i) = &interim {
                 req.extensions_mut().insert(i.sender());
             }
+            if shared.debug_key {
+                let (parts, body) = req.into_parts();
+                shown_key = Some(shared.keys.key(&parts));
+                req = Request::from_parts(parts, body);
+            }
             Work::Cache(self.cache.call(req), body_failed)
         };
         let fut = async move {
@@ -138,6 +149,9 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
             // The interim responses go out before the final one, and no later one after it.
             if let Some(i) = interim {
                 i.finish().await;
+            }
+            if let Some(k) = shown_key {
+                with_key(&mut res, &k);
             }
             res.headers_mut()
                 .append(header::VIA, shared.via.for_version(http::Version::HTTP_11));
@@ -164,6 +178,21 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
             Ok(res)
         };
         Box::pin(fut.instrument(span))
+    }
+}
+
+/// Adds the cache key to the response's `Cache-Status` (RFC 9211 §2.6).
+fn with_key(res: &mut Response<Body>, k: &str) {
+    let Some(status) = res
+        .headers()
+        .get(CACHE_STATUS)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let value = format!("{status}; key={}", key::sf_string(k));
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        res.headers_mut().insert(CACHE_STATUS, v);
     }
 }
 

@@ -6,12 +6,12 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use cachio_core::Meta;
-use cachio_core::key::primary_key;
 use cachio_core::store::{ErrorKind, Store};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode, Uri};
 use serde::Deserialize;
 
+use crate::key::KeyShape;
 use crate::metrics::PurgeKind;
 use crate::proxy::Shared;
 
@@ -127,21 +127,37 @@ fn get_for(target: &str, host: Option<&HeaderValue>) -> Result<Request<()>, Reje
     req.body(()).map_err(|_| bad())
 }
 
-/// The cache key of `req`.
-fn key_of(req: &Request<()>) -> String {
+/// The cache key of `req`, as the site's cache computes it.
+fn key_of(keys: &KeyShape, req: &Request<()>) -> String {
     let (parts, ()) = req.clone().into_parts();
-    primary_key(&parts)
+    keys.key(&parts)
 }
 
-/// Removes the stored responses of one URL: its primary key, which also makes every `Vary`
-/// variant unreachable. It takes the cache's own invalidation path, so no response on its way
-/// from the origin when the purge came is stored after it. Returns how many entries went (0 or 1).
+/// What every key of `req`'s URL starts with, whatever its keyed headers and cookies.
+fn url_key_of(keys: &KeyShape, req: &Request<()>) -> String {
+    let (parts, ()) = req.clone().into_parts();
+    keys.url_key(&parts)
+}
+
+/// Removes the stored responses of one URL: its key, which also makes every `Vary` variant
+/// unreachable, and, when the site keys on headers or cookies, the keys of the URL's other
+/// header and cookie values. It takes the cache's own invalidation path, so no response on its
+/// way from the origin when the purge came is stored after it. Returns how many entries went.
 async fn purge_url<St: Store>(shared: &Shared<St>, get: &Request<()>) -> Result<u64, Reject> {
-    let key = key_of(get);
+    let key = key_of(&shared.keys, get);
     let existed = matches!(shared.store.get(&key).await, Ok(Some(_)));
     match shared.layer.invalidate(get).await {
         Ok(()) => {
-            let n = u64::from(existed);
+            let mut n = u64::from(existed);
+            if shared.keys.has_extras() {
+                // A store that cannot enumerate its keys purges the one the request names.
+                let others = format!("{} ", url_key_of(&shared.keys, get));
+                n += shared
+                    .layer
+                    .purge(move |stored, _| stored.starts_with(&others))
+                    .await
+                    .unwrap_or(0);
+            }
             shared.metrics.purge(PurgeKind::Url, n);
             tracing::info!(key, purged = n, "purged a URL");
             Ok(n)
@@ -255,7 +271,7 @@ pub(crate) async fn by_prefix<St: Store>(
         Err(res) => return res.into_response(),
     };
     let key = match get_for(prefix, host.as_ref()) {
-        Ok(get) => key_of(&get),
+        Ok(get) => url_key_of(&shared.keys, &get),
         Err(res) => return res.into_response(),
     };
     let k = key.clone();
@@ -302,9 +318,11 @@ pub(crate) async fn by_tag<St: Store>(
     };
     let names = shared.purge.tag_headers.clone();
     let t2 = tag.clone();
+    // Only this site's entries: its keys start with its name.
+    let site = shared.keys.site_prefix().to_owned();
     match shared
         .layer
-        .purge(move |_, meta| tagged(meta, &names, &t2))
+        .purge(move |stored, meta| stored.starts_with(&site) && tagged(meta, &names, &t2))
         .await
     {
         Ok(n) => {
@@ -362,13 +380,19 @@ mod tests {
     #[test]
     fn keys_of_paths_and_urls() {
         let host = HeaderValue::from_static("Example.com");
+        let plain = KeyShape::default();
         assert_eq!(
-            key_of(&get_for("/a?b", Some(&host)).unwrap()),
+            key_of(&plain, &get_for("/a?b", Some(&host)).unwrap()),
             "http://example.com/a?b"
         );
         assert_eq!(
-            key_of(&get_for("http://h:8/a", None).unwrap()),
+            key_of(&plain, &get_for("http://h:8/a", None).unwrap()),
             "http://h:8/a"
+        );
+        let site = KeyShape::new(Some("shop"), crate::KeyOptions::new().cookie("c"));
+        assert_eq!(
+            key_of(&site, &get_for("/a", Some(&host)).unwrap()),
+            "[shop]http://example.com/a c:c"
         );
         assert!(get_for("/a", None).is_err());
     }

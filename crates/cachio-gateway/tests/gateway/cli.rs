@@ -47,6 +47,11 @@ fn help_explains_every_option() {
         "--drop-header",
         "--heuristics",
         "--admin-listen",
+        "--key-header",
+        "--key-cookie",
+        "--key-drop-query",
+        "--key-sort-query",
+        "--debug-key",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
@@ -306,4 +311,60 @@ async fn the_hygiene_settings_from_a_file_and_the_admin_listener() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_with_two_sites_and_debug_key() {
+    let a = Origin::start(|_req| async { ok("max-age=60", "site a") }).await;
+    let b = Origin::start(|_req| async { ok("max-age=60", "site b") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nworkers = 1\n\
+             [[site]]\nname = \"a\"\nhost = [\"a.test\"]\nupstream = \"{}\"\n\
+             key-drop-query = [\"utm_*\"]\n\
+             [[site]]\nname = \"b\"\nhost = [\"b.test\"]\nupstream = \"{}\"\n",
+            a.url(),
+            b.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--debug-key")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the gateway logs its address").unwrap();
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let c = client();
+    let url = format!("http://{addr}/p?utm_source=x");
+    let got = support::send(&c, "GET", &url, &[("host", "a.test")]).await;
+    assert_eq!(got.body, "site a");
+    assert_eq!(
+        got.cache_status(),
+        "a; fwd=uri-miss; fwd-status=200; stored; key=\"[a]http://a.test/p\""
+    );
+    let got = support::send(&c, "GET", &url, &[("host", "b.test")]).await;
+    assert_eq!(got.body, "site b");
+    assert!(
+        got.cache_status()
+            .ends_with("key=\"[b]http://b.test/p?utm_source=x\""),
+        "{}",
+        got.cache_status()
+    );
+    let got = support::send(&c, "GET", &url, &[("host", "c.test")]).await;
+    assert_eq!(got.status, 421);
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -17,5 +17,6 @@ mod purge;
 #[cfg(all(feature = "redis", feature = "cli"))]
 mod redis;
 mod shutdown;
+mod sites;
 mod stale;
 mod tls_listener;
