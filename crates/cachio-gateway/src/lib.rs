@@ -900,7 +900,7 @@ fn assemble<St: Store + StoreGauges>(
     b: &GatewayBuilder,
     (origin, connector): (Origin, Connector),
 ) -> Gateway {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(&b.cache_name));
     let via = Via::new(&b.cache_name);
     let upstream = Upstream::new(
         origin,
@@ -939,7 +939,6 @@ fn assemble<St: Store + StoreGauges>(
     let shared = Arc::new(Shared {
         store,
         layer: layer.clone(),
-        stats: stats.clone(),
         metrics,
         cache_name: b.cache_name.clone(),
         via,
@@ -951,8 +950,10 @@ fn assemble<St: Store + StoreGauges>(
         dropped: b.hygiene.dropped(),
         purge_method: !b.separate_admin,
     });
+    // The layer's counters go to the gateway's recorder, registered as its service is made.
+    let cache = ::metrics::with_local_recorder(shared.metrics.recorder(), || layer.layer(upstream));
     let proxy = Proxy {
-        cache: layer.layer(upstream),
+        cache,
         shared: shared.clone(),
     };
     let admin = Router::new()
@@ -983,14 +984,7 @@ fn assemble<St: Store + StoreGauges>(
 }
 
 fn render_metrics<St: Store + StoreGauges>(shared: &Shared<St>) -> String {
-    let mut out = metrics::render(
-        &shared.stats.snapshot(),
-        &shared.metrics,
-        &shared.store.tiers(),
-        shared.store.evictions(),
-    );
-    shared.store.render_extra(&mut out);
-    out
+    shared.metrics.render(&shared.store)
 }
 
 async fn metrics_route<St: Store + StoreGauges>(State(shared): State<Arc<Shared<St>>>) -> Response {
