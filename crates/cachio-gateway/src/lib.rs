@@ -998,7 +998,7 @@ fn assemble_site<St: Store + StoreGauges>(
     b: &GatewayBuilder,
     site: Resolved,
 ) -> (Route, Arc<CacheStats>, RenderMetrics) {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(&site.name));
     let via = Via::new(&site.name);
     let upstream = Upstream::new(
         site.origin,
@@ -1042,7 +1042,6 @@ fn assemble_site<St: Store + StoreGauges>(
     let shared = Arc::new(Shared {
         store,
         layer: layer.clone(),
-        stats: stats.clone(),
         metrics,
         cache_name: site.name,
         via,
@@ -1056,8 +1055,10 @@ fn assemble_site<St: Store + StoreGauges>(
         keys,
         debug_key: b.debug_key,
     });
+    // The layer's counters go to the gateway's recorder, registered as its service is made.
+    let cache = ::metrics::with_local_recorder(shared.metrics.recorder(), || layer.layer(upstream));
     let proxy = Proxy {
-        cache: layer.layer(upstream),
+        cache,
         shared: shared.clone(),
     };
     let admin = Router::new()
@@ -1088,14 +1089,7 @@ fn assemble_site<St: Store + StoreGauges>(
 }
 
 fn render_metrics<St: Store + StoreGauges>(shared: &Shared<St>) -> String {
-    let mut out = metrics::render(
-        &shared.stats.snapshot(),
-        &shared.metrics,
-        &shared.store.tiers(),
-        shared.store.evictions(),
-    );
-    shared.store.render_extra(&mut out);
-    out
+    shared.metrics.render(&shared.store)
 }
 
 async fn metrics_route<St: Store + StoreGauges>(State(shared): State<Arc<Shared<St>>>) -> Response {

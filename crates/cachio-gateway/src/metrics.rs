@@ -1,63 +1,21 @@
-//! The gateway's own counters and the Prometheus text rendering of `/_cachio/metrics`.
+//! The gateway's metrics: the cache layer's counters and the gateway's own, kept by a Prometheus
+//! recorder of the `metrics` facade that belongs to the gateway (not installed globally), and
+//! rendered in the Prometheus text format for `/_cachio/metrics`.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cachio_tower::StatsSnapshot;
+use metrics::{Counter, Histogram, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// The name of the origin latency histogram.
+const LATENCY: &str = "cachio_origin_request_duration_seconds";
 
 /// The upper bounds of the origin latency histogram's buckets, in seconds.
 const LATENCY_BOUNDS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
-
-/// A fixed-bucket histogram of durations.
-#[derive(Debug)]
-pub(crate) struct Histogram {
-    /// Counts per bucket (not cumulative); the last is `+Inf`.
-    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
-    sum_nanos: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Histogram {
-    pub(crate) fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BOUNDS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(LATENCY_BOUNDS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BOUNDS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[LATENCY_BOUNDS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
-    }
-}
 
 /// Why a call to the origin failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,18 +33,64 @@ pub(crate) enum PurgeKind {
     Tag,
 }
 
-/// The gateway's counters, beside the cache layer's [`cachio_tower::CacheStats`].
-#[derive(Debug, Default)]
+/// The gateway's recorder, and the handles of its own counters (the cache layer registers its
+/// own in the same recorder when the proxy's service is made).
 pub(crate) struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
     /// Responses by status class: 1xx to 5xx, then anything else.
-    responses: [AtomicU64; 6],
-    pub(crate) origin_latency: Histogram,
-    origin_errors: [AtomicU64; 3],
-    purges: [AtomicU64; 3],
-    purged_entries: AtomicU64,
+    responses: [Counter; 6],
+    origin_latency: Histogram,
+    origin_errors: [Counter; 3],
+    purges: [Counter; 3],
+    purged_entries: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Metrics {
+    /// A recorder with the gateway's counters of the cache named `cache` registered in it.
+    pub(crate) fn new(cache: &str) -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &LATENCY_BOUNDS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let cache = cache.to_owned();
+        let (responses, origin_latency, origin_errors, purges, purged_entries) =
+            metrics::with_local_recorder(&recorder, || {
+                describe();
+                let by = |name: &'static str, label: &'static str, value: &'static str| metrics::counter!(name, "cache" => cache.clone(), label => value);
+                (
+                    ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
+                        .map(|c| by("cachio_gateway_responses_total", "class", c)),
+                    metrics::histogram!(LATENCY, "cache" => cache.clone()),
+                    ["connect", "timeout", "other"]
+                        .map(|k| by("cachio_origin_errors_total", "kind", k)),
+                    ["url", "prefix", "tag"].map(|k| by("cachio_purges_total", "kind", k)),
+                    metrics::counter!("cachio_purged_entries_total", "cache" => cache.clone()),
+                )
+            });
+        Self {
+            recorder,
+            handle,
+            responses,
+            origin_latency,
+            origin_errors,
+            purges,
+            purged_entries,
+        }
+    }
+
+    /// The recorder the cache layer's counters are to be registered in.
+    pub(crate) fn recorder(&self) -> &dyn Recorder {
+        &self.recorder
+    }
+
     pub(crate) fn response(&self, status: http::StatusCode) {
         let class = (status.as_u16() / 100) as usize;
         let i = if (1..=5).contains(&class) {
@@ -94,17 +98,121 @@ impl Metrics {
         } else {
             5
         };
-        self.responses[i].fetch_add(1, Ordering::Relaxed);
+        self.responses[i].increment(1);
+    }
+
+    pub(crate) fn origin_latency(&self, d: Duration) {
+        self.origin_latency.record(d.as_secs_f64());
     }
 
     pub(crate) fn origin_error(&self, kind: OriginError) {
-        self.origin_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+        self.origin_errors[kind as usize].increment(1);
     }
 
     pub(crate) fn purge(&self, kind: PurgeKind, removed: u64) {
-        self.purges[kind as usize].fetch_add(1, Ordering::Relaxed);
-        self.purged_entries.fetch_add(removed, Ordering::Relaxed);
+        self.purges[kind as usize].increment(1);
+        self.purged_entries.increment(removed);
     }
+
+    /// The Prometheus text exposition of everything the gateway counts, with the store's sizes
+    /// and counters read now.
+    pub(crate) fn render(&self, store: &dyn StoreGauges) -> String {
+        metrics::with_local_recorder(&self.recorder, || {
+            for t in store.tiers() {
+                metrics::gauge!("cachio_store_bytes", "tier" => t.name).set(t.bytes as f64);
+                metrics::gauge!("cachio_store_capacity_bytes", "tier" => t.name)
+                    .set(t.capacity as f64);
+                metrics::gauge!("cachio_store_entries", "tier" => t.name).set(t.entries as f64);
+            }
+            metrics::counter!("cachio_evictions_total").absolute(store.evictions());
+            store.record_extra();
+        });
+        self.handle.render()
+    }
+}
+
+/// Describes the gateway's series and the store's to the current recorder.
+fn describe() {
+    let counters = [
+        (
+            "cachio_gateway_responses_total",
+            "Responses sent by the proxy, by status class.",
+        ),
+        (
+            "cachio_origin_errors_total",
+            "Calls to the origin that failed, by cause.",
+        ),
+        ("cachio_purges_total", "Purge requests served, by kind."),
+        ("cachio_purged_entries_total", "Entries removed by purges."),
+        ("cachio_evictions_total", "Entries evicted to make room."),
+        (
+            "cachio_fleet_subscriptions_total",
+            "Subscriptions to the fleet's invalidations made (each empties the memory tier).",
+        ),
+        (
+            "cachio_fleet_invalidations_published_total",
+            "Invalidation messages published to the fleet.",
+        ),
+        (
+            "cachio_fleet_publish_failures_total",
+            "Invalidation messages that could not be published.",
+        ),
+        (
+            "cachio_fleet_invalidations_received_total",
+            "Invalidation messages received from other nodes.",
+        ),
+        (
+            "cachio_redis_timeouts_total",
+            "Redis calls that did not answer within the timeout.",
+        ),
+        (
+            "cachio_redis_unavailable_total",
+            "Redis calls that found Redis unreachable.",
+        ),
+        (
+            "cachio_redis_refused_total",
+            "Redis calls refused at once by the open circuit breaker.",
+        ),
+        (
+            "cachio_redis_errors_total",
+            "Redis calls answered with an error.",
+        ),
+        (
+            "cachio_redis_corrupt_total",
+            "Redis entries found corrupt or incomplete (and removed).",
+        ),
+        (
+            "cachio_redis_breaker_opened_total",
+            "Times the Redis circuit breaker opened.",
+        ),
+    ];
+    for (name, help) in counters {
+        metrics::describe_counter!(name, Unit::Count, help);
+    }
+    metrics::describe_histogram!(
+        LATENCY,
+        Unit::Seconds,
+        "Time from sending a request to the origin to its response head (or error)."
+    );
+    metrics::describe_gauge!(
+        "cachio_store_bytes",
+        Unit::Bytes,
+        "Bytes held by each storage tier."
+    );
+    metrics::describe_gauge!(
+        "cachio_store_capacity_bytes",
+        Unit::Bytes,
+        "The byte budget of each storage tier."
+    );
+    metrics::describe_gauge!(
+        "cachio_store_entries",
+        Unit::Count,
+        "Entries held by each storage tier."
+    );
+    metrics::describe_gauge!(
+        "cachio_fleet_subscribed",
+        "Whether this node is subscribed to the fleet's invalidations (and so uses its cache)."
+    );
 }
 
 /// The size of one storage tier.
@@ -122,10 +230,8 @@ pub(crate) trait StoreGauges {
     fn tiers(&self) -> Vec<Tier>;
     /// Entries removed to make room, over all tiers that count them.
     fn evictions(&self) -> u64;
-    /// Appends the store's own counters, if it has any.
-    fn render_extra(&self, out: &mut String) {
-        let _ = out;
-    }
+    /// Records the store's own counters and gauges, if it has any, in the current recorder.
+    fn record_extra(&self) {}
 }
 
 impl StoreGauges for cachio_moka::MokaStore {
@@ -174,257 +280,31 @@ impl StoreGauges for cachio_redis::FleetStore<cachio_moka::MokaStore> {
         self.local().evictions()
     }
 
-    fn render_extra(&self, out: &mut String) {
+    fn record_extra(&self) {
         let fleet = self.stats();
-        let _ = writeln!(
-            out,
-            "# HELP cachio_fleet_subscribed Whether this node is subscribed to the fleet's invalidations (and so uses its cache)."
-        );
-        let _ = writeln!(out, "# TYPE cachio_fleet_subscribed gauge");
-        let _ = writeln!(
-            out,
-            "cachio_fleet_subscribed {}",
-            u8::from(fleet.subscribed)
-        );
-        counter(
-            out,
-            "cachio_fleet_subscriptions_total",
-            "Subscriptions to the fleet's invalidations made (each empties the memory tier).",
-            fleet.subscriptions,
-        );
-        counter(
-            out,
-            "cachio_fleet_invalidations_published_total",
-            "Invalidation messages published to the fleet.",
-            fleet.published,
-        );
-        counter(
-            out,
-            "cachio_fleet_publish_failures_total",
-            "Invalidation messages that could not be published.",
-            fleet.publish_failures,
-        );
-        counter(
-            out,
-            "cachio_fleet_invalidations_received_total",
-            "Invalidation messages received from other nodes.",
-            fleet.received,
-        );
+        metrics::gauge!("cachio_fleet_subscribed").set(f64::from(u8::from(fleet.subscribed)));
         let redis = self.redis().stats();
-        counter(
-            out,
-            "cachio_redis_timeouts_total",
-            "Redis calls that did not answer within the timeout.",
-            redis.timeouts,
-        );
-        counter(
-            out,
-            "cachio_redis_unavailable_total",
-            "Redis calls that found Redis unreachable.",
-            redis.unavailable,
-        );
-        counter(
-            out,
-            "cachio_redis_refused_total",
-            "Redis calls refused at once by the open circuit breaker.",
-            redis.refused,
-        );
-        counter(
-            out,
-            "cachio_redis_errors_total",
-            "Redis calls answered with an error.",
-            redis.errors,
-        );
-        counter(
-            out,
-            "cachio_redis_corrupt_total",
-            "Redis entries found corrupt or incomplete (and removed).",
-            redis.corrupt,
-        );
-        counter(
-            out,
-            "cachio_redis_breaker_opened_total",
-            "Times the Redis circuit breaker opened.",
-            redis.breaker_opened,
-        );
+        for (name, value) in [
+            ("cachio_fleet_subscriptions_total", fleet.subscriptions),
+            (
+                "cachio_fleet_invalidations_published_total",
+                fleet.published,
+            ),
+            (
+                "cachio_fleet_publish_failures_total",
+                fleet.publish_failures,
+            ),
+            ("cachio_fleet_invalidations_received_total", fleet.received),
+            ("cachio_redis_timeouts_total", redis.timeouts),
+            ("cachio_redis_unavailable_total", redis.unavailable),
+            ("cachio_redis_refused_total", redis.refused),
+            ("cachio_redis_errors_total", redis.errors),
+            ("cachio_redis_corrupt_total", redis.corrupt),
+            ("cachio_redis_breaker_opened_total", redis.breaker_opened),
+        ] {
+            metrics::counter!(name).absolute(value);
+        }
     }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// The Prometheus text exposition (format 0.0.4) of everything the gateway counts.
-pub(crate) fn render(s: &StatsSnapshot, m: &Metrics, tiers: &[Tier], evictions: u64) -> String {
-    let mut out = String::with_capacity(4096);
-    counter(
-        &mut out,
-        "cachio_requests_total",
-        "Requests that reached the cache layer.",
-        s.requests,
-    );
-    counter(
-        &mut out,
-        "cachio_hits_total",
-        "Requests answered from the store without the origin.",
-        s.hits,
-    );
-    counter(
-        &mut out,
-        "cachio_misses_total",
-        "Requests that found nothing usable stored.",
-        s.misses,
-    );
-    counter(
-        &mut out,
-        "cachio_stale_total",
-        "Stale responses served (max-stale, stale-while-revalidate, stale-if-error, grace).",
-        s.stale,
-    );
-    let _ = writeln!(
-        out,
-        "# HELP cachio_revalidations_total Conditional requests sent to validate a stored response."
-    );
-    let _ = writeln!(out, "# TYPE cachio_revalidations_total counter");
-    let _ = writeln!(
-        out,
-        "cachio_revalidations_total{{kind=\"foreground\"}} {}",
-        s.revalidations
-    );
-    let _ = writeln!(
-        out,
-        "cachio_revalidations_total{{kind=\"background\"}} {}",
-        s.background_revalidations
-    );
-    counter(
-        &mut out,
-        "cachio_not_modified_total",
-        "304 answers that freshened a stored response.",
-        s.not_modified,
-    );
-    counter(
-        &mut out,
-        "cachio_coalesced_total",
-        "Requests that waited for another request's fetch of the same key.",
-        s.coalesced,
-    );
-    counter(
-        &mut out,
-        "cachio_stores_total",
-        "Responses written to the store.",
-        s.stores,
-    );
-    counter(
-        &mut out,
-        "cachio_stored_bytes_total",
-        "Body bytes written to the store.",
-        s.stored_bytes,
-    );
-    counter(
-        &mut out,
-        "cachio_bypassed_total",
-        "Requests passed through the cache.",
-        s.bypassed,
-    );
-    counter(
-        &mut out,
-        "cachio_invalidations_total",
-        "Invalidations by unsafe methods (RFC 9111 section 4.4).",
-        s.invalidations,
-    );
-    counter(
-        &mut out,
-        "cachio_store_errors_total",
-        "Store operations that failed.",
-        s.store_errors,
-    );
-    counter(
-        &mut out,
-        "cachio_evictions_total",
-        "Entries evicted to make room.",
-        evictions,
-    );
-
-    let _ = writeln!(
-        out,
-        "# HELP cachio_store_bytes Bytes held by each storage tier."
-    );
-    let _ = writeln!(out, "# TYPE cachio_store_bytes gauge");
-    for t in tiers {
-        let _ = writeln!(out, "cachio_store_bytes{{tier=\"{}\"}} {}", t.name, t.bytes);
-    }
-    let _ = writeln!(
-        out,
-        "# HELP cachio_store_capacity_bytes The byte budget of each storage tier."
-    );
-    let _ = writeln!(out, "# TYPE cachio_store_capacity_bytes gauge");
-    for t in tiers {
-        let _ = writeln!(
-            out,
-            "cachio_store_capacity_bytes{{tier=\"{}\"}} {}",
-            t.name, t.capacity
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP cachio_store_entries Entries held by each storage tier."
-    );
-    let _ = writeln!(out, "# TYPE cachio_store_entries gauge");
-    for t in tiers {
-        let _ = writeln!(
-            out,
-            "cachio_store_entries{{tier=\"{}\"}} {}",
-            t.name, t.entries
-        );
-    }
-
-    let _ = writeln!(
-        out,
-        "# HELP cachio_gateway_responses_total Responses sent by the proxy, by status class."
-    );
-    let _ = writeln!(out, "# TYPE cachio_gateway_responses_total counter");
-    for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
-        .iter()
-        .enumerate()
-    {
-        let v = m.responses[i].load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "cachio_gateway_responses_total{{class=\"{class}\"}} {v}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP cachio_origin_errors_total Calls to the origin that failed, by cause."
-    );
-    let _ = writeln!(out, "# TYPE cachio_origin_errors_total counter");
-    for (i, kind) in ["connect", "timeout", "other"].iter().enumerate() {
-        let v = m.origin_errors[i].load(Ordering::Relaxed);
-        let _ = writeln!(out, "cachio_origin_errors_total{{kind=\"{kind}\"}} {v}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP cachio_purges_total Purge requests served, by kind."
-    );
-    let _ = writeln!(out, "# TYPE cachio_purges_total counter");
-    for (i, kind) in ["url", "prefix", "tag"].iter().enumerate() {
-        let v = m.purges[i].load(Ordering::Relaxed);
-        let _ = writeln!(out, "cachio_purges_total{{kind=\"{kind}\"}} {v}");
-    }
-    counter(
-        &mut out,
-        "cachio_purged_entries_total",
-        "Entries removed by purges.",
-        m.purged_entries.load(Ordering::Relaxed),
-    );
-    m.origin_latency.render(
-        &mut out,
-        "cachio_origin_request_duration_seconds",
-        "Time from sending a request to the origin to its response head (or error).",
-    );
-    out
 }
 
 #[cfg(test)]
@@ -433,26 +313,51 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(500));
-        h.observe(Duration::from_millis(7));
-        h.observe(Duration::from_secs(120));
-        let mut out = String::new();
-        h.render(&mut out, "x", "help");
-        assert!(out.contains("x_bucket{le=\"0.001\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"0.01\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"60\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_count 3\n"), "{out}");
+        let m = Metrics::new("c");
+        m.origin_latency(Duration::from_micros(500));
+        m.origin_latency(Duration::from_millis(7));
+        m.origin_latency(Duration::from_secs(120));
+        let out = m.render(&cachio_moka::MokaStore::new(1 << 20));
+        let x = LATENCY;
+        assert!(
+            out.contains(&format!("{x}_bucket{{cache=\"c\",le=\"0.001\"}} 1\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{x}_bucket{{cache=\"c\",le=\"0.01\"}} 2\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{x}_bucket{{cache=\"c\",le=\"60\"}} 2\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{x}_bucket{{cache=\"c\",le=\"+Inf\"}} 3\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{x}_count{{cache=\"c\"}} 3\n")),
+            "{out}"
+        );
     }
 
     #[test]
     fn status_classes() {
-        let m = Metrics::default();
+        let m = Metrics::new("c");
         m.response(http::StatusCode::OK);
         m.response(http::StatusCode::BAD_GATEWAY);
-        let out = render(&StatsSnapshot::default(), &m, &[], 0);
-        assert!(out.contains("cachio_gateway_responses_total{class=\"2xx\"} 1\n"));
-        assert!(out.contains("cachio_gateway_responses_total{class=\"5xx\"} 1\n"));
+        let out = m.render(&cachio_moka::MokaStore::new(1 << 20));
+        assert!(
+            out.contains("cachio_gateway_responses_total{cache=\"c\",class=\"2xx\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cachio_gateway_responses_total{cache=\"c\",class=\"5xx\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cachio_store_capacity_bytes{tier=\"memory\"} 1048576\n"),
+            "{out}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use cachio_core::policy::status::{CacheStatus, Fwd};
 use cachio_core::store::Store;
-use cachio_tower::{CACHE_STATUS, Cache, CacheLayer, CacheStats, ResponseFuture};
+use cachio_tower::{CACHE_STATUS, Cache, CacheLayer, ResponseFuture, StoreOutcome};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
@@ -39,7 +39,6 @@ pub(crate) struct Shared<St> {
     pub(crate) store: St,
     /// The cache's layer: purges go through it, to be ordered with the fetches in flight.
     pub(crate) layer: CacheLayer<St>,
-    pub(crate) stats: Arc<CacheStats>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) cache_name: String,
     pub(crate) via: Via,
@@ -158,7 +157,12 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
             shared.metrics.response(res.status());
             if let Some((method, path)) = log {
                 let cache_status = res.headers().get(CACHE_STATUS).cloned();
-                let entry = AccessLog {
+                // hyper stops reading a body once it has its `Content-Length`, so a body may never
+                // report its end to the log: every announced byte sent makes it complete.
+                let length = (method != Method::HEAD)
+                    .then(|| content_length(res.headers()))
+                    .flatten();
+                let entry = AccessLog(Some(Entry {
                     span: tracing::Span::current(),
                     method,
                     path,
@@ -166,8 +170,10 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
                     cache_status,
                     start,
                     bytes: 0,
+                    length,
                     complete: false,
-                };
+                    outcome: res.extensions().get::<StoreOutcome>().cloned(),
+                }));
                 res = res.map(|body| {
                     Body::new(Logged {
                         inner: body,
@@ -249,8 +255,21 @@ fn error_response(e: &UpstreamError, cache_name: &str) -> Response<Body> {
     res
 }
 
-/// One access log line, written when the response body ends or is dropped.
-struct AccessLog {
+/// The `Content-Length` of a response, when it has a valid one.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// One access log line, written when the response body ends or is dropped (or, when the body is
+/// still being stored then, once the store has it or has given up).
+struct AccessLog(Option<Entry>);
+
+struct Entry {
     span: tracing::Span,
     method: Method,
     path: String,
@@ -258,11 +277,21 @@ struct AccessLog {
     cache_status: Option<HeaderValue>,
     start: Instant,
     bytes: u64,
+    /// The response's `Content-Length` (not for `HEAD`).
+    length: Option<u64>,
     complete: bool,
+    /// Whether the body reached the store; absent when it was not being stored.
+    outcome: Option<StoreOutcome>,
 }
 
-impl Drop for AccessLog {
-    fn drop(&mut self) {
+impl AccessLog {
+    fn entry(&mut self) -> &mut Entry {
+        self.0.as_mut().expect("the entry is taken only on drop")
+    }
+}
+
+impl Entry {
+    fn write(&self, stored: bool) {
         let _entered = self.span.enter();
         let cache_status = self
             .cache_status
@@ -277,9 +306,35 @@ impl Drop for AccessLog {
             cache_status,
             bytes = self.bytes,
             complete = self.complete,
+            stored,
             duration_ms = self.start.elapsed().as_secs_f64() * 1e3,
             "request"
         );
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        let Some(entry) = self.0.take() else {
+            return;
+        };
+        match entry.outcome.as_ref().map(StoreOutcome::get) {
+            None => entry.write(false),
+            Some(Some(stored)) => entry.write(stored),
+            // The commit runs on a task of its own; the line waits for its outcome.
+            Some(None) => match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        let stored = match &entry.outcome {
+                            Some(o) => o.wait().await,
+                            None => false,
+                        };
+                        entry.write(stored);
+                    });
+                }
+                Err(_) => entry.write(false),
+            },
+        }
     }
 }
 
@@ -293,7 +348,7 @@ impl Drop for Logged {
     fn drop(&mut self) {
         // hyper may never poll a body that is empty from the start (HEAD, 304).
         if http_body::Body::is_end_stream(&self.inner) {
-            self.log.complete = true;
+            self.log.entry().complete = true;
         }
     }
 }
@@ -308,17 +363,19 @@ impl http_body::Body for Logged {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
+        let end = match &frame {
             Some(Ok(f)) => {
+                let entry = this.log.entry();
                 if let Some(d) = f.data_ref() {
-                    this.log.bytes += d.len() as u64;
+                    entry.bytes += d.len() as u64;
                 }
-                if this.inner.is_end_stream() {
-                    this.log.complete = true;
-                }
+                entry.length == Some(entry.bytes) || this.inner.is_end_stream()
             }
-            None => this.log.complete = true,
-            Some(Err(_)) => {}
+            None => true,
+            Some(Err(_)) => false,
+        };
+        if end {
+            this.log.entry().complete = true;
         }
         Poll::Ready(frame)
     }

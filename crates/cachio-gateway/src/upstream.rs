@@ -226,7 +226,7 @@ impl Service<Request<Body>> for Upstream {
                 let fut = client.request(req);
                 result = send(fut, deadline, timeout).await;
             }
-            metrics.origin_latency.observe(start.elapsed());
+            metrics.origin_latency(start.elapsed());
             match result {
                 Ok(mut res) => {
                     hop::strip(res.headers_mut());

@@ -10,6 +10,8 @@ use cachio_core::Meta;
 use cachio_core::store::{Store, StoreWriter};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+
+use crate::outcome::Signal;
 use tokio::task::JoinHandle;
 
 /// The error type of [`ResponseBody`].
@@ -49,7 +51,9 @@ pub(crate) struct Capture<St: Store> {
     pub(crate) limit: u64,
     /// `Content-Length`, when the response declared one: the body must match it to be stored.
     pub(crate) expected: Option<u64>,
-    pub(crate) commit: Box<dyn FnOnce(St::Writer, u64) -> CommitFuture + Send>,
+    pub(crate) commit: Box<dyn FnOnce(St::Writer, u64, Signal) -> CommitFuture + Send>,
+    /// Says whether the body got stored; dropped with an abandoned capture ("not stored").
+    pub(crate) signal: Signal,
 }
 
 pub(crate) type CommitFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -123,7 +127,7 @@ fn start_commit<St: Store>(capture: Option<Box<Capture<St>>>) -> Option<JoinHand
         tracing::debug!(expected = ?c.expected, written = c.written, "body length differs from Content-Length; not stored");
         return None;
     }
-    let fut = (c.commit)(c.writer, c.written);
+    let fut = (c.commit)(c.writer, c.written, c.signal);
     Some(tokio::spawn(fut))
 }
 

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use crate::coalesce::Flights;
 use crate::hit_status::HitStatus;
 use crate::service::{Cache, Ctx};
-use crate::stats::CacheStats;
+use crate::stats::{CacheStats, Event, Recorded};
 
 /// A function that computes the cache key of a request.
 pub type KeyFn = dyn Fn(&request::Parts) -> String + Send + Sync;
@@ -84,12 +84,36 @@ pub(crate) struct Config {
     pub(crate) flights: Arc<Flights>,
     /// Counters; shared by clones.
     pub(crate) stats: Arc<CacheStats>,
+    /// The counters' `metrics` handles, registered when the first service is made (once the
+    /// cache name is known); a changed configuration registers its own.
+    pub(crate) recorded: OnceLock<Recorded>,
 }
 
 impl Config {
     /// The name this cache gives itself in `Cache-Status`.
     pub(crate) fn cache_name(&self) -> &str {
         self.hit_status.name()
+    }
+
+    /// The `metrics` handles, registered with the current recorder on first use.
+    pub(crate) fn recorded(&self) -> &Recorded {
+        self.recorded
+            .get_or_init(|| Recorded::register(self.cache_name()))
+    }
+
+    /// Counts `event` (see [`CacheStats`]).
+    pub(crate) fn count(&self, event: Event) {
+        self.stats.count(self.recorded(), event);
+    }
+
+    /// Counts a fresh hit served at once.
+    pub(crate) fn fresh_hit(&self) {
+        self.stats.fresh_hit(self.recorded());
+    }
+
+    /// Counts a response of `len` body bytes written to the store.
+    pub(crate) fn stored(&self, len: u64) {
+        self.stats.stored(self.recorded(), len);
     }
 }
 
@@ -108,6 +132,7 @@ impl Clone for Config {
             hit_for_miss: self.hit_for_miss,
             flights: self.flights.clone(),
             stats: self.stats.clone(),
+            recorded: OnceLock::new(),
         }
     }
 }
@@ -140,6 +165,7 @@ impl<St> CacheLayer<St> {
                 hit_for_miss: DEFAULT_HIT_FOR_MISS,
                 flights: Arc::default(),
                 stats: Arc::default(),
+                recorded: OnceLock::new(),
             }),
         }
     }
@@ -148,6 +174,7 @@ impl<St> CacheLayer<St> {
         let config = Arc::make_mut(&mut self.config);
         // A changed configuration is another one (services made before may have used this one).
         config.id = crate::memo::layer_id();
+        config.recorded = OnceLock::new();
         config
     }
 
@@ -388,6 +415,8 @@ impl<S, St: Clone> Layer<S> for CacheLayer<St> {
     type Service = Cache<S, St>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        // The `metrics` handles are registered here, once, with the recorder current now.
+        self.config.recorded();
         Cache {
             inner,
             cx: Arc::new(Ctx {

@@ -40,6 +40,7 @@ mod hit_status;
 mod layer;
 mod memo;
 mod mode;
+mod outcome;
 mod service;
 mod stats;
 
@@ -50,6 +51,7 @@ pub use layer::{
     TtlFn,
 };
 pub use mode::CacheMode;
+pub use outcome::StoreOutcome;
 pub use service::{CACHE_STATUS, Cache};
 pub use stats::{CacheStats, StatsSnapshot};
 

@@ -22,7 +22,8 @@ use crate::future::ResponseFuture;
 use crate::layer::{CacheLayer, Config};
 use crate::memo;
 use crate::mode::CacheMode;
-use crate::stats::{add, bump};
+use crate::outcome::{Signal, StoreOutcome};
+use crate::stats::Event;
 
 /// The `Cache-Status` field name (RFC 9211).
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -166,7 +167,7 @@ where
         let first = match read {
             Some(Ok(Some(hit))) => match serve_fresh(&self.cx.config, &parts, &req_cc, hit) {
                 Ok(res) => {
-                    bump(&self.cx.config.stats.local().fresh_hits);
+                    self.cx.config.fresh_hit();
                     return ResponseFuture::ready(Ok(res));
                 }
                 // Not a plain fresh hit: the usual path takes it from here with what the store
@@ -177,7 +178,7 @@ where
         };
         let key = user_key.unwrap_or_else(|| primary_key(&parts));
         let (cx, inner) = self.take();
-        bump(&cx.config.stats.local().requests);
+        cx.config.count(Event::Request);
         ResponseFuture::boxed(Box::pin(handle_key(
             cx, inner, parts, body, mode, key, req_cc, first, since,
         )))
@@ -332,7 +333,7 @@ async fn lookup<St: Store>(
         Ok(Some(hit)) => hit,
         Ok(None) => return Lookup::UriMiss,
         Err(e) => {
-            bump(&cx.config.stats.local().store_errors);
+            cx.config.count(Event::StoreError);
             tracing::warn!(key, error = %e, "cache store read failed; treated as a miss");
             return Lookup::UriMiss;
         }
@@ -363,7 +364,7 @@ async fn lookup<St: Store>(
                 },
                 Ok(None) => Lookup::VaryMiss { index },
                 Err(e) => {
-                    bump(&cx.config.stats.local().store_errors);
+                    cx.config.count(Event::StoreError);
                     tracing::warn!(key = vkey, error = %e, "cache store read failed; treated as a miss");
                     Lookup::VaryMiss { index }
                 }
@@ -413,9 +414,9 @@ where
     St: Store,
 {
     let mode = request_mode(&req);
-    bump(&cx.config.stats.local().requests);
+    cx.config.count(Event::Request);
     if mode == CacheMode::NoStore || !matches!(*req.method(), Method::GET | Method::HEAD) {
-        bump(&cx.config.stats.local().bypassed);
+        cx.config.count(Event::Bypass);
     }
     match *req.method() {
         // An unsafe request invalidates what it changes (RFC 9111 §4.4) even when it bypasses the
@@ -471,7 +472,7 @@ where
         if only_if_cached {
             return Ok(gateway_timeout(&cx));
         }
-        bump(&cx.config.stats.local().misses);
+        cx.config.count(Event::Miss);
         if parts.method == Method::HEAD {
             return Box::pin(reload_head(&cx, inner, parts, body, &key)).await;
         }
@@ -512,9 +513,9 @@ where
                     let stored = (store_key, meta.clone(), index);
                     spawn_revalidation(&cx, inner, &parts, &key, stored, since);
                 }
-                bump(&cx.config.stats.local().hits);
+                cx.config.count(Event::Hit);
                 if eval.verdict != Verdict::Fresh && eval.lifetime <= eval.age {
-                    bump(&cx.config.stats.local().stale);
+                    cx.config.count(Event::Stale);
                 }
                 let status = cx.config.hit_status.get(eval.ttl_secs());
                 return Ok(serve_stored(&parts, stored, eval.age, stored_body, status));
@@ -583,7 +584,7 @@ where
             .await
         }
         Next::Fetch(fwd, index) => {
-            bump(&cx.config.stats.local().misses);
+            cx.config.count(Event::Miss);
             Box::pin(fetch_and_store(
                 &cx, inner, parts, body, &key, fwd, index, guard, since,
             ))
@@ -613,7 +614,7 @@ async fn wait_for_flight<St: Store, ResB>(
     mode: CacheMode,
     fwd: Fwd,
 ) -> AfterWait<ResB, St> {
-    bump(&cx.config.stats.local().coalesced);
+    cx.config.count(Event::Coalesced);
     let Outcome::Stored(code) = coalesce::wait(rx, cx.config.coalesce_timeout).await else {
         return AfterWait::Proceed;
     };
@@ -759,7 +760,7 @@ pub(crate) async fn invalidate<St: Store>(
     parts: &request::Parts,
 ) -> Result<(), StoreError> {
     let key = request_key(config, parts);
-    bump(&config.stats.local().invalidations);
+    config.count(Event::Invalidation);
     // Not while a fetch of the key commits: one that checked for invalidations before this one
     // would land after the removal, visible until it looks again.
     let _writing = config.flights.write_lock(&key).await;
@@ -767,7 +768,7 @@ pub(crate) async fn invalidate<St: Store>(
     // this request is dropped during the removal.
     config.flights.invalidate(&key);
     let removed = store.delete(&key).await.inspect_err(|e| {
-        bump(&config.stats.local().store_errors);
+        config.count(Event::StoreError);
         tracing::warn!(key, error = %e, "cache invalidation failed");
     });
     // And noted again once it has gone: a request that took its mark after the first note may
@@ -790,7 +791,7 @@ where
     config.flights.invalidate_all();
     let purged = store.purge(matches).await.inspect_err(|e| {
         if e.kind() != cachio_core::store::ErrorKind::Unsupported {
-            bump(&config.stats.local().store_errors);
+            config.count(Event::StoreError);
             tracing::warn!(error = %e, "cache purge failed");
         }
     });
@@ -1001,7 +1002,7 @@ where
     };
     let fwd_parts = validation_parts(&parts, stored, false);
     let head_through = fwd_parts.method == Method::HEAD;
-    bump(&cx.config.stats.local().revalidations);
+    cx.config.count(Event::Revalidation);
     let request_time = cx.now();
     let result = inner.call(Request::from_parts(fwd_parts, body)).await;
     let response_time = cx.now();
@@ -1149,7 +1150,7 @@ fn serve_if_error<ResB, St: Store>(
         status = status.fwd_status(code);
     }
     let status = status.ttl(eval.ttl_secs()).detail("stale-if-error");
-    bump(&cx.config.stats.local().stale);
+    cx.config.count(Event::Stale);
     serve_stored(parts, stored, eval.age, body, status.to_header_value())
 }
 
@@ -1213,7 +1214,7 @@ fn stored_length<B: Body>(stored: &ResponseMeta, body: &B) -> Option<u64> {
 /// Removes the entry under `store_key` (a store failure is counted and logged).
 async fn remove<St: Store>(cx: &Ctx<St>, store_key: &str) {
     if let Err(e) = cx.store.delete(store_key).await {
-        bump(&cx.config.stats.local().store_errors);
+        cx.config.count(Event::StoreError);
         tracing::warn!(key = store_key, error = %e, "removing a stored response failed");
     }
 }
@@ -1298,7 +1299,7 @@ async fn apply_not_modified<St: Store>(
         cx.config
             .policy
             .merge_not_modified(stored, headers_304, request_time, response_time)?;
-    bump(&cx.config.stats.local().not_modified);
+    cx.config.count(Event::NotModified);
     Some(
         write_update(
             cx,
@@ -1355,7 +1356,7 @@ async fn write_update<St: Store>(
         .update(store_key, previous, updated.clone(), ttl)
         .await
     {
-        bump(&cx.config.stats.local().store_errors);
+        cx.config.count(Event::StoreError);
         tracing::warn!(key = store_key, error = %e, "writing an updated stored response failed");
     }
     updated
@@ -1623,7 +1624,10 @@ where
     status = status.stored(capture.is_some());
     head.headers.append(CACHE_STATUS, status.to_header_value());
     let body = match capture {
-        Some(c) => ResponseBody::tee(body, c),
+        Some((c, outcome)) => {
+            head.extensions.insert(outcome);
+            ResponseBody::tee(body, c)
+        }
         None => ResponseBody::passthrough(body),
     };
     Ok(Response::from_parts(head, body))
@@ -1645,7 +1649,7 @@ async fn begin_capture<St: Store>(
     expected: Option<u64>,
     guard: Option<FlightGuard>,
     (code, since): (u16, u64),
-) -> Option<Capture<St>> {
+) -> Option<(Capture<St>, StoreOutcome)> {
     let names = meta
         .fields()
         .get_all(&header::VARY)
@@ -1682,84 +1686,91 @@ async fn begin_capture<St: Store>(
     let writer = match store.begin(&store_key) {
         Ok(w) => w,
         Err(e) => {
-            bump(&cx.config.stats.local().store_errors);
+            cx.config.count(Event::StoreError);
             tracing::warn!(key = store_key, error = %e, "cache store refused a write");
             return None;
         }
     };
     let meta = Arc::new(Meta::Response(meta));
     let config = cx.config.clone();
-    let commit = Box::new(move |writer: St::Writer, len: u64| -> CommitFuture {
-        Box::pin(async move {
-            // A change to the resource (RFC 9111 §4.4) since the request went out: the response
-            // may describe it as it was before. (Checked again once committed, for a change that
-            // lands meanwhile.)
-            let invalidated = || config.flights.invalidated_since(&primary, since);
-            // The check and the writes are one step for invalidations of the key: none removes
-            // the entry between them, to have it land afterwards.
-            let _writing = config.flights.write_lock(&primary).await;
-            if invalidated() {
-                tracing::debug!(
-                    key = primary,
-                    "invalidated while it was fetched; not stored"
-                );
-                return;
-            }
-            if !commit_entry(writer, meta, Some(ttl), &store_key).await {
-                bump(&config.stats.local().store_errors);
-                return;
-            }
-            if invalidated() {
-                let _ = store.delete(&store_key).await;
-                return;
-            }
-            bump(&config.stats.local().stores);
-            add(&config.stats.local().stored_bytes, len);
-            config.flights.clear_pass(&primary);
-            if let Some((mut index, hash)) = index {
-                index.variants.retain(|h| *h != hash);
-                index.variants.push(hash);
-                while index.variants.len() > max_variants {
-                    let old = index.variants.remove(0);
-                    let old_key = variant_key_from_hash(&primary, index.epoch, old);
-                    let _ = store.delete(&old_key).await;
+    let commit = Box::new(
+        move |writer: St::Writer, len: u64, signal: Signal| -> CommitFuture {
+            Box::pin(async move {
+                // A change to the resource (RFC 9111 §4.4) since the request went out: the response
+                // may describe it as it was before. (Checked again once committed, for a change that
+                // lands meanwhile.)
+                let invalidated = || config.flights.invalidated_since(&primary, since);
+                // The check and the writes are one step for invalidations of the key: none removes
+                // the entry between them, to have it land afterwards.
+                let _writing = config.flights.write_lock(&primary).await;
+                if invalidated() {
+                    tracing::debug!(
+                        key = primary,
+                        "invalidated while it was fetched; not stored"
+                    );
+                    return;
                 }
-                let index_ttl = ttl.saturating_add(Duration::from_secs(24 * 3600));
-                match store.begin(&primary) {
-                    Ok(w) => {
-                        commit_entry(
-                            w,
-                            Arc::new(Meta::Variants(index)),
-                            Some(index_ttl),
-                            &primary,
-                        )
-                        .await;
-                        // An invalidation that removed the index while the variant was written
-                        // must not find it back: the index lists the variants stored before it.
-                        if invalidated() {
-                            let _ = store.delete(&primary).await;
-                            let _ = store.delete(&store_key).await;
-                            return;
+                if !commit_entry(writer, meta, Some(ttl), &store_key).await {
+                    config.count(Event::StoreError);
+                    return;
+                }
+                if invalidated() {
+                    let _ = store.delete(&store_key).await;
+                    return;
+                }
+                config.stored(len);
+                signal.stored();
+                config.flights.clear_pass(&primary);
+                if let Some((mut index, hash)) = index {
+                    index.variants.retain(|h| *h != hash);
+                    index.variants.push(hash);
+                    while index.variants.len() > max_variants {
+                        let old = index.variants.remove(0);
+                        let old_key = variant_key_from_hash(&primary, index.epoch, old);
+                        let _ = store.delete(&old_key).await;
+                    }
+                    let index_ttl = ttl.saturating_add(Duration::from_secs(24 * 3600));
+                    match store.begin(&primary) {
+                        Ok(w) => {
+                            commit_entry(
+                                w,
+                                Arc::new(Meta::Variants(index)),
+                                Some(index_ttl),
+                                &primary,
+                            )
+                            .await;
+                            // An invalidation that removed the index while the variant was written
+                            // must not find it back: the index lists the variants stored before it.
+                            if invalidated() {
+                                let _ = store.delete(&primary).await;
+                                let _ = store.delete(&store_key).await;
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(key = primary, error = %e, "cache store refused the variant index")
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(key = primary, error = %e, "cache store refused the variant index")
-                    }
                 }
-            }
-            // Waiters look the entry up only now that it (and its variant index) is visible.
-            if let Some(g) = guard {
-                g.finish(Outcome::Stored(code));
-            }
-        })
-    });
-    Some(Capture {
-        writer,
-        written: 0,
-        limit,
-        expected,
-        commit,
-    })
+                // Waiters look the entry up only now that it (and its variant index) is visible.
+                if let Some(g) = guard {
+                    g.finish(Outcome::Stored(code));
+                }
+            })
+        },
+    );
+    let (signal, outcome) = Signal::new();
+    Some((
+        Capture {
+            writer,
+            written: 0,
+            limit,
+            expected,
+            commit,
+            signal,
+        },
+        outcome,
+    ))
 }
 
 /// The variant key for a hash already computed (`variant_key` hashes the values itself).
@@ -1795,7 +1806,7 @@ fn spawn_revalidation<S, St, ReqB, ResB>(
         Join::Leader(g) => g,
         Join::Waiter(_) => return,
     };
-    bump(&cx.config.stats.local().background_revalidations);
+    cx.config.count(Event::BackgroundRevalidation);
     let cx = Arc::clone(cx);
     let fwd_parts = validation_parts(parts, stored, true);
     let key = key.to_owned();

@@ -1,6 +1,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use metrics::Counter;
+
 /// Counters of what a cache did, shared by every clone of a [`CacheLayer`](crate::CacheLayer) and
 /// the services it made.
 ///
@@ -133,6 +135,156 @@ impl CacheStats {
     }
 }
 
+/// What the layer counts: each event adds one to a counter of [`CacheStats`] and to its
+/// `metrics` counter (see [`Recorded`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Event {
+    Request,
+    Hit,
+    Miss,
+    Stale,
+    Revalidation,
+    BackgroundRevalidation,
+    NotModified,
+    Coalesced,
+    Bypass,
+    Invalidation,
+    StoreError,
+}
+
+/// The layer's counters as handles of the `metrics` facade, registered once, with the recorder
+/// in place then, under a `cache` label (the cache name). Each increments without a lookup; with
+/// no recorder installed each is a no-op.
+pub(crate) struct Recorded {
+    requests: Counter,
+    hits: Counter,
+    misses: Counter,
+    stale: Counter,
+    revalidations: Counter,
+    background_revalidations: Counter,
+    not_modified: Counter,
+    coalesced: Counter,
+    stores: Counter,
+    stored_bytes: Counter,
+    bypassed: Counter,
+    invalidations: Counter,
+    store_errors: Counter,
+}
+
+/// The names and descriptions of the counters the layer records, as `metrics` sees them.
+const DESCRIPTIONS: [(&str, &str); 12] = [
+    (
+        "cachio_requests_total",
+        "Requests that reached the cache layer.",
+    ),
+    (
+        "cachio_hits_total",
+        "Requests answered from the store without the origin.",
+    ),
+    (
+        "cachio_misses_total",
+        "Requests that found nothing usable stored.",
+    ),
+    (
+        "cachio_stale_total",
+        "Stale responses served (max-stale, stale-while-revalidate, stale-if-error, grace).",
+    ),
+    (
+        "cachio_revalidations_total",
+        "Conditional requests sent to validate a stored response.",
+    ),
+    (
+        "cachio_not_modified_total",
+        "304 answers that freshened a stored response.",
+    ),
+    (
+        "cachio_coalesced_total",
+        "Requests that waited for another request's fetch of the same key.",
+    ),
+    ("cachio_stores_total", "Responses written to the store."),
+    (
+        "cachio_stored_bytes_total",
+        "Body bytes written to the store.",
+    ),
+    (
+        "cachio_bypassed_total",
+        "Requests passed through the cache.",
+    ),
+    (
+        "cachio_invalidations_total",
+        "Invalidations by unsafe methods (RFC 9111 section 4.4).",
+    ),
+    ("cachio_store_errors_total", "Store operations that failed."),
+];
+
+impl Recorded {
+    /// Registers the counters of the cache named `cache` with the current recorder.
+    pub(crate) fn register(cache: &str) -> Self {
+        for (name, help) in DESCRIPTIONS {
+            metrics::describe_counter!(name, metrics::Unit::Count, help);
+        }
+        let cache = cache.to_owned();
+        let counter = |name: &'static str| metrics::counter!(name, "cache" => cache.clone());
+        let revalidations = |kind: &'static str| metrics::counter!("cachio_revalidations_total", "cache" => cache.clone(), "kind" => kind);
+        Self {
+            requests: counter("cachio_requests_total"),
+            hits: counter("cachio_hits_total"),
+            misses: counter("cachio_misses_total"),
+            stale: counter("cachio_stale_total"),
+            revalidations: revalidations("foreground"),
+            background_revalidations: revalidations("background"),
+            not_modified: counter("cachio_not_modified_total"),
+            coalesced: counter("cachio_coalesced_total"),
+            stores: counter("cachio_stores_total"),
+            stored_bytes: counter("cachio_stored_bytes_total"),
+            bypassed: counter("cachio_bypassed_total"),
+            invalidations: counter("cachio_invalidations_total"),
+            store_errors: counter("cachio_store_errors_total"),
+        }
+    }
+}
+
+impl CacheStats {
+    /// Counts `event` in this thread's stripe and in its `metrics` counter.
+    pub(crate) fn count(&self, recorded: &Recorded, event: Event) {
+        let s = self.local();
+        let (atomic, counter) = match event {
+            Event::Request => (&s.requests, &recorded.requests),
+            Event::Hit => (&s.hits, &recorded.hits),
+            Event::Miss => (&s.misses, &recorded.misses),
+            Event::Stale => (&s.stale, &recorded.stale),
+            Event::Revalidation => (&s.revalidations, &recorded.revalidations),
+            Event::BackgroundRevalidation => (
+                &s.background_revalidations,
+                &recorded.background_revalidations,
+            ),
+            Event::NotModified => (&s.not_modified, &recorded.not_modified),
+            Event::Coalesced => (&s.coalesced, &recorded.coalesced),
+            Event::Bypass => (&s.bypassed, &recorded.bypassed),
+            Event::Invalidation => (&s.invalidations, &recorded.invalidations),
+            Event::StoreError => (&s.store_errors, &recorded.store_errors),
+        };
+        bump(atomic);
+        counter.increment(1);
+    }
+
+    /// Counts a fresh hit served at once: one request and one hit.
+    pub(crate) fn fresh_hit(&self, recorded: &Recorded) {
+        bump(&self.local().fresh_hits);
+        recorded.requests.increment(1);
+        recorded.hits.increment(1);
+    }
+
+    /// Counts a response written to the store, of `len` body bytes.
+    pub(crate) fn stored(&self, recorded: &Recorded, len: u64) {
+        let s = self.local();
+        bump(&s.stores);
+        add(&s.stored_bytes, len);
+        recorded.stores.increment(1);
+        recorded.stored_bytes.increment(len);
+    }
+}
+
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -167,6 +319,71 @@ mod tests {
         assert_eq!(snap.hits, 4000);
         assert_eq!(snap.stored_bytes, 24_000);
         assert_eq!(snap.misses, 0);
+    }
+
+    /// The counters of every series named `cachio_*` in `recorder`, as `name{labels} value`.
+    fn recorded(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<String> {
+        let mut out: Vec<String> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| {
+                let metrics_util::debugging::DebugValue::Counter(n) = value else {
+                    return None;
+                };
+                let key = key.key();
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                Some(format!("{}{{{}}} {n}", key.name(), labels.join(",")))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn the_counters_reach_the_metrics_recorder() {
+        use http_body_util::{BodyExt, Full};
+        use tower::{Layer, ServiceExt};
+
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let origin = tower::service_fn(|_req: http::Request<Full<bytes::Bytes>>| async {
+            let res = http::Response::builder()
+                .header("cache-control", "max-age=60")
+                .body(Full::from("hello"))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(res)
+        });
+        let layer =
+            crate::CacheLayer::private(cachio_moka::MokaStore::new(1 << 20)).cache_name("api");
+        // The handles are registered when the service is made: they count into this recorder
+        // from then on, wherever the requests run.
+        let cache = metrics::with_local_recorder(&recorder, || layer.layer(origin));
+        for _ in 0..3 {
+            let req = http::Request::get("http://example.com/a")
+                .body(Full::default())
+                .unwrap();
+            let res = cache.clone().oneshot(req).await.unwrap();
+            res.into_body().collect().await.unwrap();
+        }
+        let got = recorded(&snapshotter);
+        for want in [
+            "cachio_requests_total{cache=api} 3",
+            "cachio_hits_total{cache=api} 2",
+            "cachio_misses_total{cache=api} 1",
+            "cachio_stores_total{cache=api} 1",
+            "cachio_stored_bytes_total{cache=api} 5",
+            "cachio_revalidations_total{cache=api,kind=foreground} 0",
+            "cachio_revalidations_total{cache=api,kind=background} 0",
+            "cachio_store_errors_total{cache=api} 0",
+        ] {
+            assert!(got.iter().any(|l| l == want), "{want} not in {got:#?}");
+        }
+        let snap = layer.stats().snapshot();
+        assert_eq!((snap.requests, snap.hits, snap.misses), (3, 2, 1));
     }
 
     #[test]

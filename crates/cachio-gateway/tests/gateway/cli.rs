@@ -288,7 +288,7 @@ async fn the_hygiene_settings_from_a_file_and_the_admin_listener() {
     assert!(
         std::str::from_utf8(&metrics.body)
             .unwrap()
-            .contains("cachio_misses_total 1")
+            .contains("cachio_misses_total{cache=\"cachio\"} 1")
     );
 
     let pid = child.id().to_string();

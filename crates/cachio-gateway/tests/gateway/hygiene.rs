@@ -242,7 +242,7 @@ async fn the_admin_routes_can_have_a_listener_of_their_own() {
     assert!(
         std::str::from_utf8(&metrics.body)
             .unwrap()
-            .contains("cachio_hits_total 1")
+            .contains("cachio_hits_total{cache=\"cachio\"} 1")
     );
     assert_eq!(get(&c, &format!("http://{admin}/p")).await.status, 404);
     let host = gw.addr.to_string();

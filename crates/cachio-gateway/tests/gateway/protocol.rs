@@ -249,14 +249,14 @@ async fn metrics_and_unknown_admin_routes() {
     );
     let text = std::str::from_utf8(&got.body).unwrap();
     for line in [
-        "cachio_hits_total 1",
-        "cachio_misses_total 1",
-        "cachio_stores_total 1",
-        "cachio_stored_bytes_total 1",
-        "cachio_revalidations_total{kind=\"background\"} 0",
-        "cachio_coalesced_total 0",
-        "cachio_gateway_responses_total{class=\"2xx\"} 2",
-        "cachio_origin_request_duration_seconds_count 1",
+        "cachio_hits_total{cache=\"cachio\"} 1",
+        "cachio_misses_total{cache=\"cachio\"} 1",
+        "cachio_stores_total{cache=\"cachio\"} 1",
+        "cachio_stored_bytes_total{cache=\"cachio\"} 1",
+        "cachio_revalidations_total{cache=\"cachio\",kind=\"background\"} 0",
+        "cachio_coalesced_total{cache=\"cachio\"} 0",
+        "cachio_gateway_responses_total{cache=\"cachio\",class=\"2xx\"} 2",
+        "cachio_origin_request_duration_seconds_count{cache=\"cachio\"} 1",
         "cachio_evictions_total 0",
     ] {
         assert!(
@@ -265,7 +265,11 @@ async fn metrics_and_unknown_admin_routes() {
         );
     }
     assert!(text.contains("cachio_store_bytes{tier=\"memory\"} "));
-    assert!(text.contains("cachio_origin_request_duration_seconds_bucket{le=\"+Inf\"} 1"));
+    assert!(
+        text.contains(
+            "cachio_origin_request_duration_seconds_bucket{cache=\"cachio\",le=\"+Inf\"} 1"
+        )
+    );
 
     assert_eq!(get(&c, &gw.url("/_cachio/nope")).await.status, 404);
     assert_eq!(origin.state.count(), 1, "admin paths are never proxied");

@@ -189,7 +189,7 @@ async fn admin_routes_purge_by_url_prefix_and_tag() {
 
     let metrics = gw.gateway.metrics();
     assert!(
-        metrics.contains("cachio_purges_total{kind=\"tag\"} 2"),
+        metrics.contains("cachio_purges_total{cache=\"cachio\",kind=\"tag\"} 2"),
         "{metrics}"
     );
 }

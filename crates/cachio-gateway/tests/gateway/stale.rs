@@ -192,7 +192,7 @@ async fn an_origin_that_is_down_gets_stale_responses_within_stale_if_error_then_
         .sum();
     assert_eq!(errors, 2, "{metrics}");
     assert!(
-        metrics.contains("cachio_gateway_responses_total{class=\"5xx\"} 1"),
+        metrics.contains("cachio_gateway_responses_total{cache=\"cachio\",class=\"5xx\"} 1"),
         "{metrics}"
     );
 }
