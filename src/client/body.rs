@@ -37,11 +37,10 @@ pub struct Body {
 impl Body {
     pub(crate) fn new<B>(body: B) -> Self
     where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
     {
         Self {
-            inner: body.map_err(Into::into).boxed_unsync(),
+            inner: UnsyncBoxBody::new(body),
         }
     }
 
