@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use metrics::{Counter, Histogram, Recorder, Unit};
+use metrics::{Counter, Histogram, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -86,11 +86,6 @@ impl Metrics {
         }
     }
 
-    /// The recorder the cache layer's counters are to be registered in.
-    pub(crate) fn recorder(&self) -> &dyn Recorder {
-        &self.recorder
-    }
-
     pub(crate) fn response(&self, status: http::StatusCode) {
         let class = (status.as_u16() / 100) as usize;
         let i = if (1..=5).contains(&class) {
@@ -115,9 +110,10 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of everything the gateway counts, with the store's sizes
-    /// and counters read now.
-    pub(crate) fn render(&self, store: &dyn StoreGauges) -> String {
+    /// and counters read now, and what `more` records (the cache layer's counters).
+    pub(crate) fn render(&self, store: &dyn StoreGauges, more: impl FnOnce()) -> String {
         metrics::with_local_recorder(&self.recorder, || {
+            more();
             for t in store.tiers() {
                 metrics::gauge!("cachio_store_bytes", "tier" => t.name).set(t.bytes as f64);
                 metrics::gauge!("cachio_store_capacity_bytes", "tier" => t.name)
@@ -317,7 +313,7 @@ mod tests {
         m.origin_latency(Duration::from_micros(500));
         m.origin_latency(Duration::from_millis(7));
         m.origin_latency(Duration::from_secs(120));
-        let out = m.render(&cachio_moka::MokaStore::new(1 << 20));
+        let out = m.render(&cachio_moka::MokaStore::new(1 << 20), || {});
         let x = LATENCY;
         assert!(
             out.contains(&format!("{x}_bucket{{cache=\"c\",le=\"0.001\"}} 1\n")),
@@ -346,7 +342,7 @@ mod tests {
         let m = Metrics::new("c");
         m.response(http::StatusCode::OK);
         m.response(http::StatusCode::BAD_GATEWAY);
-        let out = m.render(&cachio_moka::MokaStore::new(1 << 20));
+        let out = m.render(&cachio_moka::MokaStore::new(1 << 20), || {});
         assert!(
             out.contains("cachio_gateway_responses_total{cache=\"c\",class=\"2xx\"} 1\n"),
             "{out}"

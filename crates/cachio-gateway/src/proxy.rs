@@ -1,6 +1,6 @@
 //! The proxy service: the outer layer around the cache. It refuses malformed requests, answers
-//! `PURGE`, removes hop-by-hop fields and the headers the gateway owns or drops, sets the
-//! forwarding fields, turns what the cache could not answer into 502/504 (or 400 when the
+//! `PURGE`, removes hop-by-hop fields and the headers the gateway drops (the origin client sets
+//! the forwarding fields), turns what the cache could not answer into 502/504 (or 400 when the
 //! client's body was at fault), appends `Via`, counts responses and writes the access log.
 
 use std::convert::Infallible;
@@ -22,7 +22,6 @@ use http_body::{Frame, SizeHint};
 use tower::Service;
 use tracing::Instrument;
 
-use crate::forwarded::Forwarding;
 use crate::hop::{self, Via};
 use crate::hygiene::{self, Dropped};
 use crate::interim;
@@ -43,7 +42,6 @@ pub(crate) struct Shared<St> {
     pub(crate) cache_name: String,
     pub(crate) via: Via,
     pub(crate) purge: PurgeSettings,
-    pub(crate) forwarding: Forwarding,
     /// The request headers removed before the cache (the rewrite headers and the like).
     pub(crate) dropped: Dropped,
     /// Whether the `PURGE` method is answered here (not when the admin routes are separate).
@@ -113,7 +111,6 @@ impl<St: Store> Service<Request<Body>> for Proxy<St> {
         } else {
             hop::strip(req.headers_mut());
             shared.dropped.strip(req.headers_mut());
-            shared.forwarding.apply(&mut req);
             let body_failed = hygiene::watch_body(&mut req);
             // An HTTP/1.1 client gets the origin's interim responses (RFC 9110 §15.2).
             interim = req

@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
 use crate::connect::Connector;
+use crate::forwarded::Forwarding;
 use crate::hop::{self, Via};
 use crate::interim;
 use crate::metrics::{Metrics, OriginError};
@@ -121,6 +122,19 @@ struct Settings {
     rewrite_host: bool,
     timeout: Option<Duration>,
     via: Via,
+    forwarding: Forwarding,
+}
+
+/// What the gateway does to every request it sends to the origin, beside pointing it there.
+pub(crate) struct Outgoing {
+    /// Send the origin's authority as `Host` instead of the client's.
+    pub(crate) rewrite_host: bool,
+    /// The `Via` entry to append.
+    pub(crate) via: Via,
+    /// The forwarding fields to set (and the client's to drop). They are set here, on the
+    /// requests that reach the origin only: a hit costs nothing for them, and the cache never
+    /// sees a client's `X-Forwarded-*` differently from the origin.
+    pub(crate) forwarding: Forwarding,
 }
 
 /// The origin as a tower service: rewrites the target to the origin, removes hop-by-hop fields,
@@ -130,7 +144,9 @@ struct Settings {
 /// `poll_ready` is always ready (the client pools connections itself).
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    client: Client<Connector, Body>,
+    // Behind an `Arc`: the proxy's service, and so this, is cloned for every request, hits
+    // included, and hyper's client with its connector is many reference counts to clone.
+    client: Arc<Client<Connector, Body>>,
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
 }
@@ -139,10 +155,9 @@ impl Upstream {
     pub(crate) fn new(
         origin: Origin,
         connector: Connector,
-        rewrite_host: bool,
+        outgoing: Outgoing,
         timeout: Option<Duration>,
         idle: Duration,
-        via: Via,
         metrics: Arc<Metrics>,
     ) -> Self {
         // An `https` origin that offers HTTP/2 by ALPN gets it; the request's version is left
@@ -155,13 +170,14 @@ impl Upstream {
         let origin_host = HeaderValue::from_str(origin.authority.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Self {
-            client,
+            client: Arc::new(client),
             settings: Arc::new(Settings {
                 origin,
                 origin_host,
-                rewrite_host,
+                rewrite_host: outgoing.rewrite_host,
                 timeout,
-                via,
+                via: outgoing.via,
+                forwarding: outgoing.forwarding,
             }),
             metrics,
         }
@@ -179,8 +195,9 @@ impl Service<Request<Body>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let s = &self.settings;
+        s.forwarding.apply(&mut req);
         let (mut parts, body) = req.into_parts();
         let uri = match s.origin.uri_for(parts.uri.path_and_query()) {
             Ok(uri) => uri,

@@ -97,6 +97,50 @@ pub struct StatsSnapshot {
     pub store_errors: u64,
 }
 
+impl StatsSnapshot {
+    /// Sets the layer's counters of the cache named `cache` in the current `metrics` recorder to
+    /// these values (`Counter::absolute`), under the names and labels the layer counts them by.
+    ///
+    /// For a recorder that is read now and then (a metrics endpoint): the layer then needs no
+    /// recorder of its own while it serves, and a hit touches only its thread's counters.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_tower::StatsSnapshot;
+    ///
+    /// let snapshot = StatsSnapshot::default();
+    /// // With a recorder installed (globally or with `metrics::with_local_recorder`), this sets
+    /// // `cachio_hits_total{cache="api"}` and the others.
+    /// snapshot.record("api");
+    /// ```
+    pub fn record(&self, cache: &str) {
+        for (name, help) in DESCRIPTIONS {
+            metrics::describe_counter!(name, metrics::Unit::Count, help);
+        }
+        let set = |name: &'static str, value: u64| {
+            metrics::counter!(name, "cache" => cache.to_owned()).absolute(value);
+        };
+        let revalidations = |kind: &'static str, value: u64| {
+            metrics::counter!("cachio_revalidations_total", "cache" => cache.to_owned(), "kind" => kind)
+                .absolute(value);
+        };
+        set("cachio_requests_total", self.requests);
+        set("cachio_hits_total", self.hits);
+        set("cachio_misses_total", self.misses);
+        set("cachio_stale_total", self.stale);
+        revalidations("foreground", self.revalidations);
+        revalidations("background", self.background_revalidations);
+        set("cachio_not_modified_total", self.not_modified);
+        set("cachio_coalesced_total", self.coalesced);
+        set("cachio_stores_total", self.stores);
+        set("cachio_stored_bytes_total", self.stored_bytes);
+        set("cachio_bypassed_total", self.bypassed);
+        set("cachio_invalidations_total", self.invalidations);
+        set("cachio_store_errors_total", self.store_errors);
+    }
+}
+
 impl CacheStats {
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
