@@ -131,10 +131,11 @@ impl Client {
         &self,
         url: &str,
     ) -> impl Future<Output = Result<Response<Body>, Error>> + Send + 'static {
-        let req = url.parse::<Uri>().map_err(Error::url).and_then(|uri| {
-            Request::get(uri)
-                .body(RequestBody::default())
-                .map_err(Error::url)
+        let req = url.parse::<Uri>().map_err(Error::url).map(|uri| {
+            // `GET` is a new request's method: only the URI is set.
+            let mut req = Request::new(RequestBody::default());
+            *req.uri_mut() = uri;
+            req
         });
         self.send(req)
     }
