@@ -226,10 +226,7 @@ mod tests {
     #[tokio::test]
     async fn a_single_chunk_is_returned_without_a_copy() {
         let chunk = Bytes::from(vec![7u8; 4096]);
-        let got = Body::new(body_of(chunk.clone()))
-            .bytes()
-            .await
-            .unwrap();
+        let got = Body::new(body_of(chunk.clone())).bytes().await.unwrap();
         assert_eq!(got.as_ptr(), chunk.as_ptr(), "the same bytes, shared");
     }
 }
