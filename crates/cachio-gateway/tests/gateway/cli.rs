@@ -95,14 +95,18 @@ async fn a_config_file_under_flags_and_a_graceful_sigterm() {
     );
     assert_eq!(got.headers["via"], "1.1 from-flag");
 
-    let pid = child.id().to_string();
+    stop_gracefully(&mut child);
+    let log = log.join().unwrap().join("\n");
+    assert!(log.contains("SIGTERM"), "{log}");
     assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+        log.contains("cachio_gateway::access") && log.contains("status=200"),
+        "one access line per request:\n{log}"
     );
+}
+
+/// Sends SIGTERM and waits (up to 10 s) for a clean exit.
+fn stop_gracefully(child: &mut std::process::Child) {
+    signal(child, "-TERM");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -115,12 +119,6 @@ async fn a_config_file_under_flags_and_a_graceful_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
-    let log = log.join().unwrap().join("\n");
-    assert!(log.contains("SIGTERM"), "{log}");
-    assert!(
-        log.contains("cachio_gateway::access") && log.contains("status=200"),
-        "one access line per request:\n{log}"
-    );
 }
 
 fn signal(child: &std::process::Child, sig: &str) {
@@ -208,19 +206,7 @@ async fn https_only_with_the_certificate_reloaded_on_sighup() {
     );
     assert_eq!(got.body, "from the origin");
 
-    signal(&child, "-TERM");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still running after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
+    stop_gracefully(&mut child);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,26 +277,7 @@ async fn the_hygiene_settings_from_a_file_and_the_admin_listener() {
             .contains("cachio_misses_total{cache=\"cachio\"} 1")
     );
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still running after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
+    stop_gracefully(&mut child);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
