@@ -125,6 +125,43 @@ pub trait Store: Clone + Send + Sync + 'static {
             "this store cannot enumerate its entries",
         )))
     }
+
+    /// Lists every stored entry: its key and a copy of its metadata, in no particular order.
+    ///
+    /// Tools that look inside a cache (listing, export) are built on this; bodies are read with
+    /// [`get`](Store::get) one entry at a time. The default lists through [`purge`](Store::purge)
+    /// with a predicate that keeps every entry, so any store that can purge can be listed.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] from stores that cannot enumerate their entries.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_core::store::{Store, StoreError};
+    ///
+    /// async fn count<S: Store>(store: &S) -> Result<usize, StoreError> {
+    ///     Ok(store.scan().await?.len())
+    /// }
+    /// ```
+    fn scan(&self) -> impl Future<Output = Result<Vec<(String, Meta)>, StoreError>> + Send {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let listed = self.purge(move |key: &str, meta: &Meta| {
+            sink.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((key.to_owned(), meta.clone()));
+            false
+        });
+        async move {
+            listed.await?;
+            let mut seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Ok(std::mem::take(&mut *seen))
+        }
+    }
 }
 
 /// Writes one entry's body as it streams, then makes the entry visible.

@@ -205,6 +205,18 @@ impl<A: Store, B: Store> Store for Tiered<A, B> {
         // held more (entries whose second-tier copy had already gone).
         Ok(second.max(first.unwrap_or(0)))
     }
+
+    async fn scan(&self) -> Result<Vec<(String, Meta)>, StoreError> {
+        // The second tier holds every entry; the first only copies, listed when their
+        // second-tier copy has gone.
+        let mut listed = self.second.scan().await?;
+        let known: std::collections::HashSet<String> =
+            listed.iter().map(|(key, _)| key.clone()).collect();
+        if let Ok(first) = self.first.scan().await {
+            listed.extend(first.into_iter().filter(|(key, _)| !known.contains(key)));
+        }
+        Ok(listed)
+    }
 }
 
 /// Writes one entry to both tiers.

@@ -445,6 +445,10 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
         self.inner.store.max_body_size()
     }
 
+    async fn scan(&self) -> Result<Vec<(String, Meta)>, StoreError> {
+        self.inner.store.scan().await
+    }
+
     async fn purge<F>(&self, matches: F) -> Result<u64, StoreError>
     where
         F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,

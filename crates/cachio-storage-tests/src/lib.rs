@@ -26,6 +26,7 @@
 //! - [`overwrite`]: of two sequential commits, the second wins;
 //! - [`delete`]: a deleted entry is gone, others stay, deleting nothing is not an error;
 //! - [`purge`]: a purge removes exactly the entries its predicate picks and counts them;
+//! - [`scan`]: a scan lists every entry once, with its metadata, and removes nothing;
 //! - [`update_meta`]: an update replaces the metadata and keeps the body; updating a missing key
 //!   returns `false` and creates nothing;
 //! - [`concurrent_writers`]: two interleaved writers of one key leave one complete entry, never a
@@ -105,6 +106,7 @@ macro_rules! __behaviours {
             overwrite
             delete
             purge
+            scan
             update_meta
             update_of_a_replaced_entry
             update_racing_delete_and_commit
@@ -543,6 +545,50 @@ pub async fn purge<S: Store>(store: S) {
     expect_none(&store, CHECK, "http://a/y/1", "after a metadata purge").await;
     let (_, body) = expect_hit(&store, CHECK, "http://b/x/1").await;
     assert_eq!(body, b"4", "{CHECK}: an entry the predicate did not pick");
+}
+
+/// `scan` lists every entry exactly once, with its metadata, and removes nothing.
+///
+/// # Panics
+///
+/// When the store fails the check.
+pub async fn scan<S: Store>(store: S) {
+    const CHECK: &str = "scan";
+    put(&store, "http://s/1", sample_meta("one"), &[b"1"]).await;
+    put(&store, "http://s/2", sample_meta("two"), &[b"2"]).await;
+    put(&store, "http://s/3", sample_meta("three"), &[b"3"]).await;
+    store
+        .delete("http://s/3")
+        .await
+        .unwrap_or_else(|e| panic!("{CHECK}: delete failed: {e}"));
+
+    let mut listed = store
+        .scan()
+        .await
+        .unwrap_or_else(|e| panic!("{CHECK}: scan failed: {e}"));
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
+    let tags: Vec<(&str, Option<String>)> = listed
+        .iter()
+        .map(|(key, meta)| {
+            let tag = meta.as_response().and_then(|r| {
+                r.headers()
+                    .get("x-tag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            });
+            (key.as_str(), tag)
+        })
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            ("http://s/1", Some("one".to_owned())),
+            ("http://s/2", Some("two".to_owned()))
+        ],
+        "{CHECK}: every entry once, with its metadata, and nothing deleted"
+    );
+    let (_, body) = expect_hit(&store, CHECK, "http://s/1").await;
+    assert_eq!(body, b"1", "{CHECK}: an entry after a scan");
 }
 
 /// An update of the entry that was read replaces its metadata and keeps its body; updating a
