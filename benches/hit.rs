@@ -9,6 +9,11 @@
 //! shared or virtual one) skews their ratio. The bench therefore ends with the ratio of cachio to
 //! the bare service measured interleaved: rounds of [`BATCH`] requests to each, in alternating
 //! order, and the median and quartiles of the per-round ratios.
+//!
+//! For a profiler, `--profile=layer` (or `--profile=bare`) runs only 1 KiB hits through cachio (or
+//! the bare service), `CACHIO_BENCH_HITS` of them (2 000 000 by default):
+//! `valgrind --tool=callgrind <bench binary> --profile=layer` with `CACHIO_BENCH_HITS=100000`
+//! gives the instructions per hit as the total over the hits.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -167,5 +172,41 @@ where
     start.elapsed() / BATCH
 }
 
+/// Hits of 1 KiB and nothing else, for a profiler (see the module documentation).
+fn profile(what: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let uri = "http://origin.example/api/items?page=1";
+    let hits: u32 = std::env::var("CACHIO_BENCH_HITS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000_000);
+    let bare = origin(Prebuilt::new(1 << 10));
+    let cachio =
+        CacheLayer::private(MemoryStore::new(64 << 20)).layer(origin(Prebuilt::new(1 << 10)));
+    rt.block_on(async {
+        fetch(&cachio, uri).await;
+        for _ in 0..hits {
+            if what == "bare" {
+                std::hint::black_box(fetch(&bare, uri).await);
+            } else {
+                std::hint::black_box(fetch(&cachio, uri).await);
+            }
+        }
+    });
+}
+
 criterion_group!(benches, hit, interleaved_ratio);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(what) =
+        std::env::args().find_map(|a| a.strip_prefix("--profile=").map(str::to_owned))
+    {
+        profile(&what);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
