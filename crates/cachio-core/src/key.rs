@@ -91,9 +91,25 @@ pub fn write_primary_key(req: &Parts, out: &mut String) {
 /// assert_eq!(a, variant_key("http://x/", 7, &en));
 /// ```
 pub fn variant_key(primary: &str, epoch: u64, values: &[Option<HeaderValue>]) -> String {
+    variant_key_for_hash(primary, epoch, variant_hash(values))
+}
+
+/// The [`variant_key`] of the values whose [`variant_hash`] is `hash`: what a variant index
+/// records of each variant.
+///
+/// # Example
+///
+/// ```
+/// use http::HeaderValue;
+/// use cachio_core::key::{variant_hash, variant_key, variant_key_for_hash};
+///
+/// let en = [Some(HeaderValue::from_static("en"))];
+/// assert_eq!(variant_key_for_hash("http://x/", 7, variant_hash(&en)), variant_key("http://x/", 7, &en));
+/// ```
+pub fn variant_key_for_hash(primary: &str, epoch: u64, hash: u64) -> String {
     let mut key = String::with_capacity(primary.len() + 40);
     key.push_str(primary);
-    let _ = write!(key, "\u{0}v{epoch:016x}:{:016x}", variant_hash(values));
+    let _ = write!(key, "\u{0}v{epoch:016x}:{hash:016x}");
     key
 }
 

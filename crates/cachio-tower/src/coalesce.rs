@@ -1,14 +1,22 @@
-//! Request coalescing: one origin fetch per key at a time, others wait for its result;
+//! Request coalescing: one origin fetch per key at a time, others wait for its result; and
 //! "hit-for-miss" memory of keys whose responses cannot be stored, so their traffic is not
-//! serialised behind one another; and the keys invalidated while fetches were on their way.
+//! serialised behind one another.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cachio_core::locks::KeyLocks;
+use cachio_core::policy::status::Fwd;
+use cachio_core::store::Store;
+use http::{Method, header};
 use tokio::sync::watch;
+
+use crate::config::Ctx;
+use crate::lookup::{Found, Lookup, lookup};
+use crate::mode::CacheMode;
+use crate::serve::serve_stored;
+use crate::service::{Incoming, Next, Res, servable};
+use crate::stats::Event;
 
 /// What became of a fetch others are waiting for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,41 +31,12 @@ pub(crate) enum Outcome {
     Failed,
 }
 
-/// The fetches in flight, the keys known to be uncacheable, and the keys invalidated lately.
+/// The fetches in flight and the keys known to be uncacheable.
 #[derive(Default)]
 pub(crate) struct Flights {
     inflight: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
     pass: Mutex<HashMap<String, Instant>>,
-    /// How many invalidations this layer has made; a request notes it before it first reads
-    /// the store.
-    invalidations: AtomicU64,
-    invalidated: Mutex<Invalidated>,
-    writes: WriteLocks,
 }
-
-/// [`KeyLocks`] with [`WRITE_LOCKS`] shares: see [`Flights::write_lock`].
-struct WriteLocks(KeyLocks);
-
-/// How many write locks a layer has: commits of keys that share one wait for each other.
-const WRITE_LOCKS: usize = 256;
-
-impl Default for WriteLocks {
-    fn default() -> Self {
-        Self(KeyLocks::new(WRITE_LOCKS))
-    }
-}
-
-/// The keys invalidated, each with the count of invalidations that its latest made.
-#[derive(Default)]
-struct Invalidated {
-    keys: HashMap<String, u64>,
-    /// Invalidations of keys no longer listed (forgotten, past the capacity) counted up to here.
-    floor: u64,
-}
-
-/// The most invalidated keys remembered; past it they are all forgotten at once, and every fetch
-/// that started before is treated as having seen its key invalidated.
-const INVALIDATED_CAPACITY: usize = 16 * 1024;
 
 /// How a request takes part in coalescing.
 pub(crate) enum Join {
@@ -139,54 +118,6 @@ impl Flights {
         let mut pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
         pass.remove(key);
     }
-
-    /// The lock that makes an invalidation of `key` (its mark and its removal) and the commit
-    /// of a fetch of it (its check for invalidations and its writes) happen one after the other.
-    /// Without it, a commit that checked before an invalidation could land after the removal,
-    /// and be served until it looked again and removed itself: after the request that
-    /// invalidated had its answer.
-    pub(crate) async fn write_lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        self.writes.0.lock(key).await
-    }
-
-    /// Every write lock, for a purge that may remove any key: see [`write_lock`](Self::write_lock).
-    pub(crate) async fn write_lock_all(&self) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
-        self.writes.0.lock_all().await
-    }
-
-    /// A mark of this moment, which a request takes before it first reads the store, for
-    /// [`invalidated_since`](Self::invalidated_since).
-    pub(crate) fn mark(&self) -> u64 {
-        self.invalidations.load(Ordering::Acquire)
-    }
-
-    /// Notes that `key` was invalidated (RFC 9111 §4.4).
-    pub(crate) fn invalidate(&self, key: &str) {
-        let mut inv = self.invalidated.lock().unwrap_or_else(|p| p.into_inner());
-        let n = self.invalidations.fetch_add(1, Ordering::AcqRel) + 1;
-        if inv.keys.len() >= INVALIDATED_CAPACITY {
-            inv.keys.clear();
-            inv.floor = n;
-        } else {
-            inv.keys.insert(key.to_owned(), n);
-        }
-    }
-
-    /// Notes that every key may have been invalidated: a purge whose keys are known only to the
-    /// store. Every fetch that took its mark before counts as invalidated.
-    pub(crate) fn invalidate_all(&self) {
-        let mut inv = self.invalidated.lock().unwrap_or_else(|p| p.into_inner());
-        let n = self.invalidations.fetch_add(1, Ordering::AcqRel) + 1;
-        inv.keys.clear();
-        inv.floor = n;
-    }
-
-    /// Whether `key` may have been invalidated after `mark` was taken: a response fetched since
-    /// may describe the resource as it was before the change, and is not to be stored.
-    pub(crate) fn invalidated_since(&self, key: &str, mark: u64) -> bool {
-        let inv = self.invalidated.lock().unwrap_or_else(|p| p.into_inner());
-        inv.floor > mark || inv.keys.get(key).is_some_and(|&n| n > mark)
-    }
 }
 
 /// Held by the request that fetches a key; tells the waiters the outcome when finished, and
@@ -244,53 +175,115 @@ pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>, timeout: Duration) ->
         .unwrap_or(Outcome::Failed)
 }
 
+/// What coalescing made of a request that needs the origin.
+pub(crate) enum Coalesced<ResB, St: Store> {
+    /// It waited for another's fetch, whose stored result answers it.
+    Served(Res<ResB, St>),
+    /// It goes to the origin for `Next`, leading the flight of its key when it holds a guard.
+    Go(Next<St::Body>, Option<FlightGuard>),
+}
+
+/// Joins the flight of the request's key, if it may: leads it, or waits for it and is answered
+/// from what it stored.
+pub(crate) async fn coalesce<ResB, St: Store>(
+    cx: &Ctx<St>,
+    req: &Incoming,
+    next: Next<St::Body>,
+) -> Coalesced<ResB, St> {
+    let flights = &cx.config.flights;
+    if !coalescable(cx, req) || flights.is_pass(&req.key) {
+        return Coalesced::Go(next, None);
+    }
+    // A `Range` request waits for a whole fetch in flight (and is then answered from what it
+    // stored), but does not lead one: its own answer is a part, which cannot be stored.
+    let join = if req.parts.headers.contains_key(header::RANGE) {
+        flights.waiter(&req.key).map(Join::Waiter)
+    } else {
+        Some(flights.join(&req.key))
+    };
+    match join {
+        None => Coalesced::Go(next, None),
+        Some(Join::Leader(g)) => Coalesced::Go(next, Some(g)),
+        Some(Join::Waiter(rx)) => {
+            let fwd = match &next {
+                Next::Revalidate(_) => Fwd::Stale,
+                Next::Fetch(fwd, _) => *fwd,
+            };
+            match wait_for_flight(cx, rx, req, fwd).await {
+                AfterWait::Serve(res) => Coalesced::Served(res),
+                // What the other request stored cannot be used as it is (stale already, or the
+                // request asks for validation): validate it, and with it the stale serving rules
+                // (stale-if-error, grace) apply.
+                AfterWait::Revalidate(found) => Coalesced::Go(Next::Revalidate(found), None),
+                // Not storable, failed, timed out, or another variant: go to the origin without
+                // waiting again.
+                AfterWait::Proceed => Coalesced::Go(next, None),
+            }
+        }
+    }
+}
+
+enum AfterWait<ResB, St: Store> {
+    /// Answer with this (the stored result serves the request).
+    Serve(Res<ResB, St>),
+    /// A stored response is there but needs validation first (it went stale meanwhile, say).
+    Revalidate(Found<St::Body>),
+    /// Go to the origin as planned.
+    Proceed,
+}
+
+/// Waits for another request's fetch of `key` and answers from what it stored, if that serves
+/// this request.
+async fn wait_for_flight<ResB, St: Store>(
+    cx: &Ctx<St>,
+    rx: watch::Receiver<Outcome>,
+    req: &Incoming,
+    fwd: Fwd,
+) -> AfterWait<ResB, St> {
+    cx.config.count(Event::Coalesced);
+    let Outcome::Stored(code) = wait(rx, cx.config.coalesce_timeout).await else {
+        return AfterWait::Proceed;
+    };
+    let Lookup::Found(found) = lookup(cx, &req.key, &req.parts.headers, None).await else {
+        return AfterWait::Proceed;
+    };
+    let eval = cx
+        .config
+        .policy
+        .evaluate(&req.cc, found.response(), found.at);
+    if !servable(req.mode, eval.verdict) {
+        return AfterWait::Revalidate(found);
+    }
+    let status = cx
+        .status(fwd)
+        .fwd_status(code)
+        .collapsed(true)
+        .ttl(eval.ttl_secs());
+    let Found { meta, body, .. } = found;
+    let stored = meta.as_response().expect("lookup only finds responses");
+    AfterWait::Serve(serve_stored(
+        &req.parts,
+        stored,
+        eval.age,
+        body,
+        status.to_header_value(),
+    ))
+}
+
+/// everyone asking (no `no-store`, and in a shared cache no credentials of its own).
+fn coalescable<St>(cx: &Ctx<St>, req: &Incoming) -> bool {
+    cx.config.coalesce
+        && req.parts.method == Method::GET
+        && matches!(req.mode, CacheMode::Default | CacheMode::ForceCache)
+        && !req.cc.no_store
+        && !req.cc.no_cache
+        && !(cx.config.policy.mode() == cachio_core::Mode::Shared
+            && req.parts.headers.contains_key(header::AUTHORIZATION))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_fetch_sees_the_invalidations_of_its_key_made_after_its_mark() {
-        let flights = Flights::default();
-        flights.invalidate("earlier");
-        let mark = flights.mark();
-        assert!(
-            !flights.invalidated_since("earlier", mark),
-            "before the mark"
-        );
-        flights.invalidate("k");
-        assert!(flights.invalidated_since("k", mark));
-        assert!(!flights.invalidated_since("other", mark));
-        assert!(
-            !flights.invalidated_since("k", flights.mark()),
-            "a later fetch"
-        );
-
-        // Past the capacity every key is forgotten, and every earlier fetch counts as invalidated.
-        let before = flights.mark();
-        for i in 0..=INVALIDATED_CAPACITY {
-            flights.invalidate(&i.to_string());
-        }
-        assert!(flights.invalidated_since("never-invalidated", before));
-        assert!(!flights.invalidated_since("never-invalidated", flights.mark()));
-    }
-
-    #[test]
-    fn a_purge_of_every_key_invalidates_every_earlier_fetch_and_no_later_one() {
-        let flights = Flights::default();
-        flights.invalidate("k");
-        let before = flights.mark();
-        flights.invalidate_all();
-        assert!(flights.invalidated_since("k", before));
-        assert!(flights.invalidated_since("never-named", before));
-        let after = flights.mark();
-        assert!(!flights.invalidated_since("k", after));
-        flights.invalidate("k");
-        assert!(
-            flights.invalidated_since("k", after),
-            "keys are noted again"
-        );
-        assert!(!flights.invalidated_since("other", after));
-    }
 
     #[tokio::test]
     async fn waiters_see_the_leaders_outcome_and_the_flight_ends() {

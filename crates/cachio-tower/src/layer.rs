@@ -1,3 +1,5 @@
+//! The layer and its options.
+
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -8,16 +10,12 @@ use cachio_core::store::{Store, StoreError};
 use http::{request, response};
 use tower_layer::Layer;
 
-use crate::coalesce::Flights;
+use crate::config::{Config, Ctx};
 use crate::hit_status::HitStatus;
-use crate::service::{Cache, Ctx};
-use crate::stats::{CacheStats, Event, Recorded};
-
-/// A function that computes the cache key of a request.
-pub type KeyFn = dyn Fn(&request::Parts) -> String + Send + Sync;
-
-/// A function that may override the freshness lifetime of a response before it is stored.
-pub type TtlFn = dyn Fn(&request::Parts, &response::Parts) -> Option<Duration> + Send + Sync;
+use crate::hooks::{KeyFn, TtlFn};
+use crate::invalidate;
+use crate::service::Cache;
+use crate::stats::CacheStats;
 
 /// How long a request waits for another's fetch of the same key by default: 10 seconds.
 pub const DEFAULT_COALESCE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,76 +65,6 @@ pub struct CacheLayer<St> {
     pub(crate) config: Arc<Config>,
 }
 
-pub(crate) struct Config {
-    /// Unique to this configuration (clones get their own): see [`memo`](crate::memo).
-    pub(crate) id: u64,
-    pub(crate) policy: Policy,
-    pub(crate) clock: Arc<dyn Clock>,
-    /// The cache name, and the `Cache-Status` values of its hits.
-    pub(crate) hit_status: HitStatus,
-    pub(crate) max_object_size: u64,
-    pub(crate) key_fn: Option<Arc<KeyFn>>,
-    pub(crate) ttl_fn: Option<Arc<TtlFn>>,
-    pub(crate) coalesce: bool,
-    pub(crate) coalesce_timeout: Duration,
-    pub(crate) hit_for_miss: Duration,
-    /// Fetches in flight and keys known to be uncacheable; shared by clones.
-    pub(crate) flights: Arc<Flights>,
-    /// Counters; shared by clones.
-    pub(crate) stats: Arc<CacheStats>,
-    /// The counters' `metrics` handles, registered when the first service is made (once the
-    /// cache name is known); a changed configuration registers its own.
-    pub(crate) recorded: OnceLock<Recorded>,
-}
-
-impl Config {
-    /// The name this cache gives itself in `Cache-Status`.
-    pub(crate) fn cache_name(&self) -> &str {
-        self.hit_status.name()
-    }
-
-    /// The `metrics` handles, registered with the current recorder on first use.
-    pub(crate) fn recorded(&self) -> &Recorded {
-        self.recorded
-            .get_or_init(|| Recorded::register(self.cache_name()))
-    }
-
-    /// Counts `event` (see [`CacheStats`]).
-    pub(crate) fn count(&self, event: Event) {
-        self.stats.count(self.recorded(), event);
-    }
-
-    /// Counts a fresh hit served at once.
-    pub(crate) fn fresh_hit(&self) {
-        self.stats.fresh_hit(self.recorded());
-    }
-
-    /// Counts a response of `len` body bytes written to the store.
-    pub(crate) fn stored(&self, len: u64) {
-        self.stats.stored(self.recorded(), len);
-    }
-}
-
-impl Clone for Config {
-    fn clone(&self) -> Self {
-        Self {
-            id: crate::memo::layer_id(),
-            policy: self.policy.clone(),
-            clock: self.clock.clone(),
-            hit_status: self.hit_status.clone(),
-            max_object_size: self.max_object_size,
-            key_fn: self.key_fn.clone(),
-            ttl_fn: self.ttl_fn.clone(),
-            coalesce: self.coalesce,
-            coalesce_timeout: self.coalesce_timeout,
-            hit_for_miss: self.hit_for_miss,
-            flights: self.flights.clone(),
-            stats: self.stats.clone(),
-            recorded: OnceLock::new(),
-        }
-    }
-}
-
 impl<St> CacheLayer<St> {
     /// A private cache (one user's) over `store`.
     pub fn private(store: St) -> Self {
@@ -164,6 +92,7 @@ impl<St> CacheLayer<St> {
                 coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
                 hit_for_miss: DEFAULT_HIT_FOR_MISS,
                 flights: Arc::default(),
+                invalidations: Arc::default(),
                 stats: Arc::default(),
                 recorded: OnceLock::new(),
             }),
@@ -201,26 +130,39 @@ impl<St> CacheLayer<St> {
         self
     }
 
-    /// Replaces the cache key function (by default scheme, authority, path and query; see
-    /// [`cachio_core::key::primary_key`]). Requests with equal keys share stored responses.
+    /// Replaces the cache key (by default scheme, authority, path and query; see
+    /// [`cachio_core::key::primary_key`]) with the one `key` computes. Requests with equal keys
+    /// share stored responses.
     #[must_use]
-    pub fn key_fn<F>(mut self, f: F) -> Self
-    where
-        F: Fn(&request::Parts) -> String + Send + Sync + 'static,
-    {
-        self.config_mut().key_fn = Some(Arc::new(f));
+    pub fn key_by<K: KeyFn>(mut self, key: K) -> Self {
+        self.config_mut().key_fn = Some(Arc::new(key));
         self
     }
 
-    /// Overrides the freshness lifetime of the responses for which `f` returns `Some`, in place
+    /// [`key_by`](Self::key_by) for a closure, whose argument's type this signature gives.
+    #[must_use]
+    pub fn key_fn<F>(self, f: F) -> Self
+    where
+        F: Fn(&request::Parts) -> String + Send + Sync + 'static,
+    {
+        self.key_by(f)
+    }
+
+    /// Overrides the freshness lifetime of the responses for which `ttl` returns `Some`, in place
     /// of the one their header fields give. The response must still be storable.
     #[must_use]
-    pub fn ttl_override<F>(mut self, f: F) -> Self
+    pub fn ttl_by<T: TtlFn>(mut self, ttl: T) -> Self {
+        self.config_mut().ttl_fn = Some(Arc::new(ttl));
+        self
+    }
+
+    /// [`ttl_by`](Self::ttl_by) for a closure, whose arguments' types this signature gives.
+    #[must_use]
+    pub fn ttl_override<F>(self, f: F) -> Self
     where
         F: Fn(&request::Parts, &response::Parts) -> Option<Duration> + Send + Sync + 'static,
     {
-        self.config_mut().ttl_fn = Some(Arc::new(f));
-        self
+        self.ttl_by(f)
     }
 
     /// The cap on heuristic freshness (RFC 9111 §4.2.2); one day by default.
@@ -287,6 +229,7 @@ impl<St> CacheLayer<St> {
         // Another store is another cache: its own fetches in flight, its own counters.
         let config = self.config_mut();
         config.flights = Arc::default();
+        config.invalidations = Arc::default();
         config.stats = Arc::default();
         CacheLayer {
             store,
@@ -338,8 +281,8 @@ impl<St> CacheLayer<St> {
     where
         St: Store,
     {
-        let (parts, ()) = crate::service::request_parts(req);
-        crate::service::invalidate(&self.store, &self.config, &parts).await
+        let (parts, ()) = invalidate::request_parts(req);
+        invalidate::invalidate(&self.store, &self.config, &parts).await
     }
 
     /// Removes every stored entry for which `matches(key, meta)` holds and returns how many went:
@@ -394,7 +337,7 @@ impl<St> CacheLayer<St> {
         St: Store,
         F: Fn(&str, &cachio_core::Meta) -> bool + Send + Sync + 'static,
     {
-        crate::service::purge(&self.store, &self.config, matches).await
+        invalidate::purge(&self.store, &self.config, matches).await
     }
 
     /// The clock the cache reads time from ([`SystemClock`] by default); tests use
@@ -417,13 +360,13 @@ impl<S, St: Clone> Layer<S> for CacheLayer<St> {
     fn layer(&self, inner: S) -> Self::Service {
         // The `metrics` handles are registered here, once, with the recorder current now.
         self.config.recorded();
-        Cache {
+        Cache::new(
             inner,
-            cx: Arc::new(Ctx {
+            Ctx {
                 store: self.store.clone(),
                 config: self.config.clone(),
-            }),
-        }
+            },
+        )
     }
 }
 

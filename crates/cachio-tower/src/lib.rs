@@ -33,22 +33,30 @@
 //!
 //! See [`CacheLayer`] for the options and [`CacheMode`] for per-request modes.
 
+mod background;
 mod body;
+mod capture;
 mod coalesce;
+mod config;
 mod future;
 mod hit_status;
+mod hooks;
+mod invalidate;
 mod layer;
+mod lookup;
 mod memo;
 mod mode;
 mod outcome;
+mod revalidate;
+mod serve;
 mod service;
 mod stats;
 
 pub use body::{BoxError, ResponseBody};
 pub use future::ResponseFuture;
+pub use hooks::{KeyFn, TtlFn};
 pub use layer::{
-    CacheLayer, DEFAULT_COALESCE_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_MAX_OBJECT_SIZE, KeyFn,
-    TtlFn,
+    CacheLayer, DEFAULT_COALESCE_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_MAX_OBJECT_SIZE,
 };
 pub use mode::CacheMode;
 pub use outcome::StoreOutcome;

@@ -1,0 +1,114 @@
+//! What every request of a cache reads: its configuration, and the store beside it.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use cachio_core::clock::Clock;
+use cachio_core::policy::Policy;
+use cachio_core::policy::status::{CacheStatus, Fwd};
+
+use crate::coalesce::Flights;
+use crate::hit_status::HitStatus;
+use crate::hooks::{KeyFn, TtlFn};
+use crate::invalidate::Invalidations;
+use crate::stats::{CacheStats, Event, Recorded};
+
+/// The options of a cache, set on its [`CacheLayer`](crate::CacheLayer) and shared by the
+/// services it makes.
+pub(crate) struct Config {
+    /// Unique to this configuration (clones get their own): see [`memo`](crate::memo).
+    pub(crate) id: u64,
+    pub(crate) policy: Policy,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The cache name, and the `Cache-Status` values of its hits.
+    pub(crate) hit_status: HitStatus,
+    pub(crate) max_object_size: u64,
+    pub(crate) key_fn: Option<Arc<dyn KeyFn>>,
+    pub(crate) ttl_fn: Option<Arc<dyn TtlFn>>,
+    pub(crate) coalesce: bool,
+    pub(crate) coalesce_timeout: Duration,
+    pub(crate) hit_for_miss: Duration,
+    /// Fetches in flight and keys known to be uncacheable; shared by clones.
+    pub(crate) flights: Arc<Flights>,
+    /// The invalidations made, for the fetches in flight to check; shared by clones.
+    pub(crate) invalidations: Arc<Invalidations>,
+    /// Counters; shared by clones.
+    pub(crate) stats: Arc<CacheStats>,
+    /// The counters' `metrics` handles, registered when the first service is made (once the
+    /// cache name is known); a changed configuration registers its own.
+    pub(crate) recorded: OnceLock<Recorded>,
+}
+
+impl Config {
+    /// The key `parts` is stored under: the user's key function's, or the primary key.
+    pub(crate) fn key(&self, parts: &http::request::Parts) -> String {
+        match &self.key_fn {
+            Some(f) => f.key(parts),
+            None => cachio_core::key::primary_key(parts),
+        }
+    }
+
+    /// The name this cache gives itself in `Cache-Status`.
+    pub(crate) fn cache_name(&self) -> &str {
+        self.hit_status.name()
+    }
+
+    /// The `metrics` handles, registered with the current recorder on first use.
+    pub(crate) fn recorded(&self) -> &Recorded {
+        self.recorded
+            .get_or_init(|| Recorded::register(self.cache_name()))
+    }
+
+    /// Counts `event` (see [`CacheStats`]).
+    pub(crate) fn count(&self, event: Event) {
+        self.stats.count(self.recorded(), event);
+    }
+
+    /// Counts a fresh hit served at once.
+    pub(crate) fn fresh_hit(&self) {
+        self.stats.fresh_hit(self.recorded());
+    }
+
+    /// Counts a response of `len` body bytes written to the store.
+    pub(crate) fn stored(&self, len: u64) {
+        self.stats.stored(self.recorded(), len);
+    }
+}
+
+impl Clone for Config {
+    fn clone(&self) -> Self {
+        Self {
+            id: crate::memo::layer_id(),
+            policy: self.policy.clone(),
+            clock: self.clock.clone(),
+            hit_status: self.hit_status.clone(),
+            max_object_size: self.max_object_size,
+            key_fn: self.key_fn.clone(),
+            ttl_fn: self.ttl_fn.clone(),
+            coalesce: self.coalesce,
+            coalesce_timeout: self.coalesce_timeout,
+            hit_for_miss: self.hit_for_miss,
+            flights: self.flights.clone(),
+            invalidations: self.invalidations.clone(),
+            stats: self.stats.clone(),
+            recorded: OnceLock::new(),
+        }
+    }
+}
+
+/// What a request's handling needs of the cache: the store and the configuration.
+pub(crate) struct Ctx<St> {
+    pub(crate) store: St,
+    pub(crate) config: Arc<Config>,
+}
+
+impl<St> Ctx<St> {
+    pub(crate) fn now(&self) -> SystemTime {
+        self.config.clock.now()
+    }
+
+    /// The `Cache-Status` of a request that went forward for `fwd`.
+    pub(crate) fn status(&self, fwd: Fwd) -> CacheStatus {
+        CacheStatus::forward(self.config.cache_name(), fwd)
+    }
+}
