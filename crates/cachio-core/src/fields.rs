@@ -303,19 +303,6 @@ impl Fields {
         self.iter().any(|l| l.is(name))
     }
 
-    /// The bytes of the packed buffer.
-    pub(crate) fn block_len(&self) -> usize {
-        self.block.len()
-    }
-
-    /// The same lines in a buffer of their own, which shares no reference count with this one.
-    pub(crate) fn copied(&self) -> Fields {
-        Fields {
-            block: Bytes::copy_from_slice(&self.block),
-            ..*self
-        }
-    }
-
     /// A header map of every line, with room for `extra` more fields. The values share this
     /// buffer (nothing is copied).
     pub fn to_header_map(&self, extra: usize) -> HeaderMap {

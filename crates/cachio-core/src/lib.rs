@@ -17,7 +17,6 @@ pub mod cache_control;
 pub mod clock;
 mod date;
 pub mod fields;
-mod intern;
 pub mod key;
 pub mod locks;
 pub mod meta;

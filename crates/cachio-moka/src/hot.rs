@@ -5,7 +5,9 @@
 //! batches): about as much work as the rest of a cache hit together. The hot index is a plain
 //! sharded hash table beside moka that holds a copy of the handles of each entry that keeps its
 //! header map (see [Kept header maps](crate#kept-header-maps)); a hit found there is one hash, one
-//! lookup and the clones of the handles.
+//! lookup and the clones of the handles. Measured with the `hit` bench (1 KiB, interleaved ratio of
+//! a hit to the bare service, median of three runs): without the index a hit takes 1.65× the bare
+//! service instead of 1.46× (7 600 instructions instead of 6 500, callgrind).
 //!
 //! Readers take no lock: each shard's table is an immutable snapshot behind an [`ArcSwap`], whose
 //! load writes nothing other threads read, so hits on many cores do not contend for a lock's

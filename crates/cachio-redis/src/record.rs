@@ -18,7 +18,7 @@
 //! | end − 4 | 4 | CRC-32 of every byte before it |
 
 use bytes::Bytes;
-use cachio_core::meta::Meta;
+use cachio_core::meta::{Meta, Reader};
 use cachio_core::store::{ErrorKind, StoreError};
 
 /// The version of the record layout this crate writes and reads.
@@ -180,36 +180,6 @@ fn corrupt(what: &'static str) -> StoreError {
     StoreError::new(ErrorKind::Corrupt, what)
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or_else(|| corrupt("length overflow"))?;
-        let s = self
-            .bytes
-            .get(self.pos..end)
-            .ok_or_else(|| corrupt("truncated record"))?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn u32(&mut self) -> Result<u32, StoreError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self) -> Result<u64, StoreError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
-    }
-}
-
 /// Decodes a record, checking its CRC and its lengths.
 ///
 /// # Errors
@@ -237,10 +207,8 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Record, StoreError> {
         return Err(corrupt("record checksum mismatch"));
     }
     let inline = bytes[4] & FLAG_INLINE != 0;
-    let mut r = Reader {
-        bytes: &bytes[..body_end],
-        pos: 5,
-    };
+    let mut r = Reader::new(&bytes[..body_end]);
+    r.take(5)?;
     let generation = r.u64()?;
     let len = r.u64()?;
     let count = r.u32()?;
@@ -249,14 +217,14 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Record, StoreError> {
         .map_err(|_| corrupt("cache key is not UTF-8"))?
         .to_owned();
     let meta_len = r.u32()? as usize;
-    let meta_start = r.pos;
+    let meta_start = r.position();
     r.take(meta_len)?;
     let meta = bytes.slice(meta_start..meta_start + meta_len);
     let body = if inline {
         if count != 0 {
             return Err(corrupt("inline record with chunks"));
         }
-        let start = r.pos;
+        let start = r.position();
         if (body_end - start) as u64 != len {
             return Err(corrupt("inline body length mismatch"));
         }
@@ -266,7 +234,7 @@ pub(crate) fn decode(bytes: Bytes) -> Result<Record, StoreError> {
         for _ in 0..count {
             crcs.push(r.u32()?);
         }
-        if r.pos != body_end {
+        if r.position() != body_end {
             return Err(corrupt("trailing bytes in record"));
         }
         let chunk = crate::CHUNK_SIZE as u64;
