@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use cachio::{CACHE_STATUS, CacheLayer, MemoryStore};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use http_cache::{MokaCache, MokaManager};
 use http_cache_tower::HttpCacheLayer;
 use tower::Layer;

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use cachio_core::clock::Clock;
 use cachio_core::policy::Policy;
 use cachio_core::policy::status::{CacheStatus, Fwd};
+use http::HeaderValue;
 
 use crate::coalesce::Flights;
-use crate::hit_status::HitStatus;
 use crate::hooks::{KeyFn, TtlFn};
 use crate::invalidate::Invalidations;
 use crate::stats::{CacheStats, Event, Recorded};
@@ -16,12 +16,10 @@ use crate::stats::{CacheStats, Event, Recorded};
 /// The options of a cache, set on its [`CacheLayer`](crate::CacheLayer) and shared by the
 /// services it makes.
 pub(crate) struct Config {
-    /// Unique to this configuration (clones get their own): see [`memo`](crate::memo).
-    pub(crate) id: u64,
     pub(crate) policy: Policy,
     pub(crate) clock: Arc<dyn Clock>,
-    /// The cache name, and the `Cache-Status` values of its hits.
-    pub(crate) hit_status: HitStatus,
+    /// The name this cache gives itself in `Cache-Status`.
+    pub(crate) name: String,
     pub(crate) max_object_size: u64,
     pub(crate) key_fn: Option<Arc<dyn KeyFn>>,
     pub(crate) ttl_fn: Option<Arc<dyn TtlFn>>,
@@ -50,7 +48,12 @@ impl Config {
 
     /// The name this cache gives itself in `Cache-Status`.
     pub(crate) fn cache_name(&self) -> &str {
-        self.hit_status.name()
+        &self.name
+    }
+
+    /// The `Cache-Status` of a hit with `ttl` seconds of freshness left (RFC 9211).
+    pub(crate) fn hit_status(&self, ttl: i64) -> HeaderValue {
+        CacheStatus::hit(&self.name, ttl).to_header_value()
     }
 
     /// The `metrics` handles, registered with the current recorder on first use.
@@ -78,10 +81,9 @@ impl Config {
 impl Clone for Config {
     fn clone(&self) -> Self {
         Self {
-            id: crate::memo::layer_id(),
             policy: self.policy.clone(),
             clock: self.clock.clone(),
-            hit_status: self.hit_status.clone(),
+            name: self.name.clone(),
             max_object_size: self.max_object_size,
             key_fn: self.key_fn.clone(),
             ttl_fn: self.ttl_fn.clone(),

@@ -11,7 +11,6 @@ use http::{request, response};
 use tower_layer::Layer;
 
 use crate::config::{Config, Ctx};
-use crate::hit_status::HitStatus;
 use crate::hooks::{KeyFn, TtlFn};
 use crate::invalidate;
 use crate::service::Cache;
@@ -81,10 +80,9 @@ impl<St> CacheLayer<St> {
         Self {
             store,
             config: Arc::new(Config {
-                id: crate::memo::layer_id(),
                 policy,
                 clock: Arc::new(SystemClock),
-                hit_status: HitStatus::new("cachio"),
+                name: "cachio".to_owned(),
                 max_object_size: DEFAULT_MAX_OBJECT_SIZE,
                 key_fn: None,
                 ttl_fn: None,
@@ -102,7 +100,6 @@ impl<St> CacheLayer<St> {
     fn config_mut(&mut self) -> &mut Config {
         let config = Arc::make_mut(&mut self.config);
         // A changed configuration is another one (services made before may have used this one).
-        config.id = crate::memo::layer_id();
         config.recorded = OnceLock::new();
         config
     }
@@ -118,7 +115,7 @@ impl<St> CacheLayer<St> {
     /// The name this cache gives itself in `Cache-Status` (RFC 9211); `cachio` by default.
     #[must_use]
     pub fn cache_name(mut self, name: impl Into<String>) -> Self {
-        self.config_mut().hit_status = HitStatus::new(&name.into());
+        self.config_mut().name = name.into();
         self
     }
 
@@ -387,9 +384,9 @@ mod tests {
         let store = cachio_moka::MokaStore::new(1 << 20);
         let a = super::CacheLayer::private(store.clone()).cache_name("a");
         let b = super::CacheLayer::private(store).cache_name("b");
-        assert_eq!(a.config.hit_status.get(60), "a; hit; ttl=60");
-        assert_eq!(b.config.hit_status.get(60), "b; hit; ttl=60");
-        assert_eq!(a.config.hit_status.get(-3), "a; hit; ttl=-3");
+        assert_eq!(a.config.hit_status(60), "a; hit; ttl=60");
+        assert_eq!(b.config.hit_status(60), "b; hit; ttl=60");
+        assert_eq!(a.config.hit_status(-3), "a; hit; ttl=-3");
         assert_eq!(b.config.cache_name(), "b");
     }
 }

@@ -4,41 +4,16 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cachio_core::key::{variant_key, write_primary_key};
+use cachio_core::key::variant_key;
 use cachio_core::meta::{Meta, ResponseMeta, VaryIndex};
 use cachio_core::policy::vary;
 use cachio_core::store::{Hit, Store, StoreError};
-use http::request;
 
 use crate::config::Ctx;
 use crate::stats::Event;
 
 /// A store read, as `get` gives it.
 pub(crate) type Read<B> = Result<Option<Hit<B>>, StoreError>;
-
-/// Runs `f` with the primary key of `parts`, written in a buffer this thread reuses (a new one
-/// when that is in use).
-pub(crate) fn with_primary_key<R>(parts: &request::Parts, f: impl FnOnce(&str) -> R) -> R {
-    thread_local! {
-        static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    }
-    KEY.with(|cell| {
-        let mut own = String::new();
-        let mut shared = cell.try_borrow_mut();
-        let buf = match &mut shared {
-            Ok(buf) => &mut **buf,
-            Err(_) => &mut own,
-        };
-        buf.clear();
-        write_primary_key(parts, buf);
-        let out = f(buf);
-        // A very long URI does not keep its buffer.
-        if buf.capacity() > 4096 {
-            *buf = String::new();
-        }
-        out
-    })
-}
 
 /// The outcome of looking a request up.
 pub(crate) enum Lookup<B> {
@@ -132,27 +107,5 @@ impl<B> Found<B> {
     /// The key it is stored under, for a request whose key is `key`.
     pub(crate) fn store_key<'a>(&'a self, key: &'a str) -> &'a str {
         self.variant_key.as_deref().unwrap_or(key)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts(uri: &str) -> request::Parts {
-        http::Request::get(uri).body(()).unwrap().into_parts().0
-    }
-
-    #[test]
-    fn a_key_read_within_a_key_read_gets_a_buffer_of_its_own() {
-        let (a, b) = (parts("http://a.example/x"), parts("https://B.example/y?z"));
-        let seen = with_primary_key(&a, |outer| {
-            let inner = with_primary_key(&b, str::to_owned);
-            (outer.to_owned(), inner)
-        });
-        assert_eq!(seen.0, "http://a.example/x");
-        assert_eq!(seen.1, "https://b.example/y?z");
-        // The shared buffer is cleared between uses.
-        assert_eq!(with_primary_key(&b, str::to_owned), "https://b.example/y?z");
     }
 }

@@ -16,7 +16,6 @@ use http_body::Body;
 
 use crate::body::ResponseBody;
 use crate::config::{Config, Ctx};
-use crate::memo;
 use crate::service::{CACHE_STATUS, Res};
 use crate::stats::Event;
 
@@ -33,31 +32,17 @@ pub(crate) fn serve_fresh<ResB, St: Store>(
     let Meta::Response(stored) = &*meta else {
         return Err(Hit { meta, body });
     };
-    let now = config.clock.now();
-    // What `evaluate` reads of the request: without any, a hit at the same reading of the clock
-    // is fresh for the same reasons (see `memo`).
-    let plain = req_cc.max_age.is_none()
-        && req_cc.min_fresh.is_none()
-        && req_cc.max_stale.is_none()
-        && !req_cc.no_cache;
-    if plain && let Some((age, status)) = memo::get(config.id, &meta, now) {
-        return Ok(serve_built(parts, stored, age, body, status));
-    }
-    let eval = config.policy.evaluate(req_cc, stored, now);
+    let eval = config.policy.evaluate(req_cc, stored, config.clock.now());
     if eval.verdict != Verdict::Fresh {
         return Err(Hit { meta, body });
     }
-    let status = config.hit_status.get(eval.ttl_secs());
-    let age = policy::age_value(eval.age);
-    if plain {
-        memo::put(config.id, &meta, now, &age, &status);
-    }
-    Ok(serve_built(parts, stored, age, body, status))
+    let status = config.hit_status(eval.ttl_secs());
+    Ok(serve_stored(parts, stored, eval.age, body, status))
 }
 
+/// Builds a response from a stored one (RFC 9111 §4): the stored header fields, a current `Age`
 /// (§5.1), and `Cache-Status`; a `304` when the client's own condition holds (§4.3.2); no body
 /// for `HEAD`.
-#[inline]
 pub(crate) fn serve_stored<ResB, St: Store>(
     parts: &request::Parts,
     stored: &ResponseMeta,
@@ -65,18 +50,7 @@ pub(crate) fn serve_stored<ResB, St: Store>(
     body: St::Body,
     status: HeaderValue,
 ) -> Res<ResB, St> {
-    serve_built(parts, stored, policy::age_value(age), body, status)
-}
-
-/// [`serve_stored`] with the `Age` value made.
-#[inline]
-fn serve_built<ResB, St: Store>(
-    parts: &request::Parts,
-    stored: &ResponseMeta,
-    age: HeaderValue,
-    body: St::Body,
-    status: HeaderValue,
-) -> Res<ResB, St> {
+    let age = policy::age_value(age);
     let fields = &parts.headers;
     let conditional = !fields.is_empty()
         && (fields.contains_key(header::IF_NONE_MATCH)
@@ -89,12 +63,7 @@ fn serve_built<ResB, St: Store>(
         let mut res = Response::new(ResponseBody::cached(body));
         *res.status_mut() = stored.status();
         *res.version_mut() = stored.version();
-        let empty = std::mem::replace(res.headers_mut(), stored.hit_headers(age, status));
-        // A new response's map holds no allocation (no capacity): nothing to free, and its drop
-        // costs as much as the rest of the response's assembly.
-        if empty.capacity() == 0 {
-            std::mem::forget(empty);
-        }
+        *res.headers_mut() = stored.hit_headers(age, status);
         return res;
     }
     let (code, headers, body) = if conditional

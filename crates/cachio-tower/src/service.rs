@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use cachio_core::cache_control::CacheControl;
-use cachio_core::key::primary_key;
 use cachio_core::meta::{Meta, VaryIndex};
 use cachio_core::policy::status::{CacheStatus, Fwd};
 use cachio_core::policy::{self, Verdict};
@@ -28,7 +27,7 @@ use crate::coalesce::{self, Coalesced};
 use crate::config::Ctx;
 use crate::future::ResponseFuture;
 use crate::invalidate::{self, forward_unsafe};
-use crate::lookup::{Found, Lookup, Read, lookup, with_primary_key};
+use crate::lookup::{Found, Lookup, Read, lookup};
 use crate::mode::CacheMode;
 use crate::revalidate::{reload_head, revalidate};
 use crate::serve::{gateway_timeout, serve_fresh, serve_stored};
@@ -162,20 +161,8 @@ where
         // Taken before the store is read: what the read finds is checked against the
         // invalidations made after it.
         let since = self.cx.config.invalidations.mark();
-        // A user's key is made once. The default key is written in a buffer for the read, and
-        // made again, owned, only when the request goes on past a fresh hit.
-        let (user_key, read) = match &self.cx.config.key_fn {
-            Some(f) => {
-                let key = f.key(&parts);
-                let read = self.cx.store.try_get(&key);
-                (Some(key), read)
-            }
-            None => (
-                None,
-                with_primary_key(&parts, |key| self.cx.store.try_get(key)),
-            ),
-        };
-        let first = match read {
+        let key = self.cx.config.key(&parts);
+        let first = match self.cx.store.try_get(&key) {
             Some(Ok(Some(hit))) => match serve_fresh(&self.cx.config, &parts, &cc, hit) {
                 Ok(res) => {
                     self.cx.config.fresh_hit();
@@ -187,7 +174,6 @@ where
             },
             read => read,
         };
-        let key = user_key.unwrap_or_else(|| primary_key(&parts));
         let (cx, inner) = self.take();
         cx.config.count(Event::Request);
         let req = Incoming {
@@ -418,7 +404,7 @@ fn use_stored<ResB, St: Store>(
     if eval.verdict != Verdict::Fresh && eval.lifetime <= eval.age {
         cx.config.count(Event::Stale);
     }
-    let status = cx.config.hit_status.get(eval.ttl_secs());
+    let status = cx.config.hit_status(eval.ttl_secs());
     let Found {
         meta,
         body,
