@@ -5,9 +5,8 @@
 //! format with a version, so that an entry written by another version is read as a miss, never
 //! misread.
 //!
-//! The module holds the data; [`codec`] its binary format (with the byte [`Reader`](codec::Reader)
-//! stores that write their own records share), and a private part the header maps that hits of a
-//! memory store clone ([`MapBudget`]).
+//! Stores that frame their own records around the encoded metadata read them with the same byte
+//! [`Reader`]. A memory store bounds the header maps its heads keep for hits with a [`MapBudget`].
 
 mod codec;
 mod facts;
