@@ -59,11 +59,6 @@
 //! from a prebuilt response pays, and sets the two values in place. The maps of entries that are
 //! never read are never built.
 //!
-//! The values of one map share one reference count, which every clone writes: a hot entry's hits
-//! on several cores would all write that count's cache line. So a thread's first hit on an entry
-//! makes it a copy of its own (one per thread, up to 8, each from its own copy of the packed
-//! lines, counted against the same budget), and its later hits clone that copy.
-//!
 //! The maps are bounded: [`MokaStoreBuilder::header_map_share`] of the capacity
 //! ([`DEFAULT_HEADER_MAP_SHARE`], 1/16, by default) is set aside for them, and the entries get
 //! the rest. A map's bytes (an estimate of its allocations, [`MokaStore::header_map_bytes`]) are
