@@ -286,28 +286,28 @@ fn every_flag_has_a_case() {
     }
 }
 
+/// Flags that give other values than the file of the next test for some of its settings.
+const FLAGS: &[&str] = &[
+    "--memory-mb",
+    "16",
+    "--mode",
+    "shared",
+    "--heuristics",
+    "on",
+    "--key-header",
+    "accept-language",
+    "--redis-cluster",
+    "redis://b:2,redis://c:3",
+    "--upstream",
+    "http://127.0.0.1:7",
+];
+
 #[test]
 fn a_flag_beats_the_file_and_the_file_beats_the_default() {
     let file = "upstream = \"http://127.0.0.1:9\"\nmemory-mb = 8\ncache-name = \"edge\"\n\
                 mode = \"private\"\nheuristics = false\nkey-headers = [\"accept\"]\n\
                 redis-cluster = [\"redis://a:1\"]";
-    let config = flags_over_file(
-        file,
-        &[
-            "--memory-mb",
-            "16",
-            "--mode",
-            "shared",
-            "--heuristics",
-            "on",
-            "--key-header",
-            "accept-language",
-            "--redis-cluster",
-            "redis://b:2,redis://c:3",
-            "--upstream",
-            "http://127.0.0.1:7",
-        ],
-    );
+    let config = flags_over_file(file, FLAGS);
     let expected = Gateway::builder("http://127.0.0.1:7")
         .memory_bytes(16 << 20)
         .cache_name("edge")
@@ -317,23 +317,9 @@ fn a_flag_beats_the_file_and_the_file_beats_the_default() {
         .redis_cluster(["redis://b:2", "redis://c:3"]);
     assert_eq!(seen(&config.builder().unwrap()), seen(&expected));
     // The same through `merge`, with the flags as a `Config` of their own.
-    let flags = Cli::try_parse_from([
-        "cachio-gateway",
-        "--memory-mb",
-        "16",
-        "--mode",
-        "shared",
-        "--heuristics",
-        "on",
-        "--key-header",
-        "accept-language",
-        "--redis-cluster",
-        "redis://b:2,redis://c:3",
-        "--upstream",
-        "http://127.0.0.1:7",
-    ])
-    .unwrap()
-    .settings;
+    let flags = Cli::try_parse_from(["cachio-gateway"].iter().chain(FLAGS))
+        .unwrap()
+        .settings;
     let merged = Config::from_toml(file).unwrap().merge(flags);
     assert_eq!(merged, config);
     // No flag: the file's settings stay; nothing anywhere: the builder's defaults.
