@@ -162,9 +162,7 @@ pub use serve::{Listeners, serve, serve_threaded, serve_tls};
 pub use sites::Site;
 pub use tls::ServerTls;
 
-use crate::connect::UpstreamTls;
 use crate::router::{RenderMetrics, SharedClock};
-use crate::sites::SiteSettings;
 use crate::tiers::Tiers;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -211,11 +209,9 @@ pub const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(4);
 #[derive(Debug)]
 #[must_use]
 pub struct GatewayBuilder {
-    upstream: String,
-    /// The cache options a site may set for itself: the single upstream's, and the defaults of
-    /// the [sites](Gateway::sites).
-    site: SiteSettings,
-    upstream_tls: UpstreamTls,
+    /// The single upstream, as a site (named by `cache_name` when built, answering for every
+    /// host); its cache options are also the defaults of the [sites](Gateway::sites).
+    site: Site,
     /// The memory tier, and a disk or Redis tier behind it (`tiers.rs`).
     tiers: Tiers,
     cache_name: String,
@@ -238,9 +234,11 @@ pub struct GatewayBuilder {
 
 impl GatewayBuilder {
     /// Shared (the default) or private; see [`Mode`].
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.site.mode = Some(mode);
-        self
+    pub fn mode(self, mode: Mode) -> Self {
+        Self {
+            site: self.site.mode(mode),
+            ..self
+        }
     }
 
     /// For an `https://` upstream: trusts only the certificate authorities in this PEM file,
@@ -260,9 +258,11 @@ impl GatewayBuilder {
     /// # let _ = gateway;
     /// # Ok::<(), cachio_gateway::GatewayError>(())
     /// ```
-    pub fn upstream_ca(mut self, pem_file: impl Into<PathBuf>) -> Self {
-        self.upstream_tls = self.upstream_tls.ca(pem_file);
-        self
+    pub fn upstream_ca(self, pem_file: impl Into<PathBuf>) -> Self {
+        Self {
+            site: self.site.upstream_ca(pem_file),
+            ..self
+        }
     }
 
     /// For an `https://` upstream that asks for a client certificate (mutual TLS): presents
@@ -281,12 +281,14 @@ impl GatewayBuilder {
     /// # Ok::<(), cachio_gateway::GatewayError>(())
     /// ```
     pub fn upstream_client_cert(
-        mut self,
+        self,
         cert_file: impl Into<PathBuf>,
         key_file: impl Into<PathBuf>,
     ) -> Self {
-        self.upstream_tls = self.upstream_tls.client_cert(cert_file, key_file);
-        self
+        Self {
+            site: self.site.upstream_client_cert(cert_file, key_file),
+            ..self
+        }
     }
 
     /// The name the gateway gives itself in `Cache-Status` and `Via` (`cachio` by default).
@@ -296,9 +298,11 @@ impl GatewayBuilder {
     }
 
     /// The token that allows purging (`None`, the default, turns purging off).
-    pub fn purge_token(mut self, token: Option<String>) -> Self {
-        self.site.purge_token = token.filter(|t| !t.is_empty());
-        self
+    pub fn purge_token(self, token: Option<String>) -> Self {
+        Self {
+            site: self.site.purge_token(token.filter(|t| !t.is_empty())),
+            ..self
+        }
     }
 
     /// The response header fields whose values are the surrogate keys (tags) that
@@ -312,9 +316,11 @@ impl GatewayBuilder {
     /// How long past its freshness a stored response may be served when the origin fails or
     /// answers 5xx, whatever its `stale-if-error` says (zero, the default, leaves it to
     /// `stale-if-error`).
-    pub fn grace(mut self, grace: Duration) -> Self {
-        self.site.grace = Some(grace);
-        self
+    pub fn grace(self, grace: Duration) -> Self {
+        Self {
+            site: self.site.grace(grace),
+            ..self
+        }
     }
 
     /// The freshness lifetime given to storable responses that carry no explicit one (no
@@ -324,7 +330,7 @@ impl GatewayBuilder {
     /// request with `Cookie` or `Authorization` gets neither: it is not stored without an
     /// explicit lifetime.
     pub fn default_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.site.default_ttl = ttl;
+        self.site.settings.default_ttl = ttl;
         self
     }
 
@@ -389,9 +395,11 @@ impl GatewayBuilder {
 
     /// How cache keys are made (by default the URL alone): request headers and cookies to add,
     /// query parameters to drop or sort; see [`KeyOptions`]. A [`Site`] may have its own.
-    pub fn cache_key(mut self, key: KeyOptions) -> Self {
-        self.site.cache_key = Some(key);
-        self
+    pub fn cache_key(self, key: KeyOptions) -> Self {
+        Self {
+            site: self.site.cache_key(key),
+            ..self
+        }
     }
 
     /// Adds the cache key to every `Cache-Status` (its `key` parameter, RFC 9211 §2.6); off by
@@ -475,9 +483,7 @@ impl Gateway {
     /// passed on, and [`DEFAULT_UPSTREAM_TIMEOUT`].
     pub fn builder(upstream: impl Into<String>) -> GatewayBuilder {
         GatewayBuilder {
-            upstream: upstream.into(),
-            site: SiteSettings::default(),
-            upstream_tls: UpstreamTls::default(),
+            site: Site::new(String::new(), upstream),
             tiers: Tiers::default(),
             cache_name: "cachio".to_owned(),
             tag_headers: vec![

@@ -296,9 +296,7 @@ pub(crate) fn resolve(b: &GatewayBuilder) -> Result<Vec<Resolved>, GatewayError>
         let implicit = Site {
             name: b.cache_name.clone(),
             default: true,
-            settings: b.site.clone(),
-            upstream_tls: b.upstream_tls.clone(),
-            ..Site::new(String::new(), b.upstream.clone())
+            ..b.site.clone()
         };
         let none = SiteSettings::default();
         return Ok(vec![Resolved::new(
@@ -308,7 +306,7 @@ pub(crate) fn resolve(b: &GatewayBuilder) -> Result<Vec<Resolved>, GatewayError>
             b.upstream_timeout,
         )?]);
     }
-    if !b.upstream.is_empty() {
+    if !b.site.upstream.is_empty() {
         return Err(GatewayError::Config(
             "give one upstream or sites, not both".into(),
         ));
@@ -317,7 +315,7 @@ pub(crate) fn resolve(b: &GatewayBuilder) -> Result<Vec<Resolved>, GatewayError>
     b.sites
         .iter()
         .map(|site| {
-            Resolved::new(site, &b.site, Some(&site.name), b.upstream_timeout)
+            Resolved::new(site, &b.site.settings, Some(&site.name), b.upstream_timeout)
                 .map_err(|e| GatewayError::Config(format!("site `{}`: {e}", site.name)))
         })
         .collect()

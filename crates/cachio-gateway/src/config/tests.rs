@@ -22,7 +22,7 @@ const UPSTREAM: &str = "http://127.0.0.1:9";
 
 /// What a builder holds, its purge token included (its `Debug` hides the token).
 fn seen(b: &GatewayBuilder) -> String {
-    format!("{b:?} token={:?}", b.site.purge_token)
+    format!("{b:?} token={:?}", b.site.settings.purge_token)
 }
 
 fn from_flags(flags: &[&str]) -> Config {
