@@ -2,7 +2,7 @@
 //! and the `cachio-gateway` binary.
 //!
 //! The gateway forwards every request to one origin and keeps what RFC 9111 allows in a
-//! [`CacheLayer`] over memory (and optionally disk, or a Redis shared by a fleet of gateways,
+//! [`CacheLayer`](cachio_tower::CacheLayer) over memory (and optionally disk, or a Redis shared by a fleet of gateways,
 //! see [`GatewayBuilder::redis_url`]). It forwards the
 //! method, the path and the query byte for byte and every header field except the hop-by-hop
 //! ones (RFC 9110 §7.6.1) and those it owns or drops (below), appends `Via`, streams bodies both
@@ -62,11 +62,19 @@
 //! | `redis-tls` | yes | TLS to Redis: `rediss://` URLs, [`GatewayBuilder::redis_ca`], [`GatewayBuilder::redis_client_cert`] (rustls) |
 //! | `cli` | yes | the `cachio-gateway` binary's command line (clap, tracing-subscriber) |
 //!
+//! # Settings from a file or a command line
+//!
+//! [`Config`] holds every setting of the binary, one field each: the same field is a key of the
+//! TOML file (`memory-mb = 256`), a flag of `cachio-gateway` (`--memory-mb 256`, with the `cli`
+//! feature), and, through [`Config::builder`], a call of the [`GatewayBuilder`] method of the
+//! same meaning (`memory_bytes(256 << 20)`). A flag given beats the file, which beats the
+//! default.
+//!
 //! # Serving
 //!
 //! [`serve`] runs a router on the current tokio runtime; [`serve_threaded`] (what the binary
-//! uses) runs one single-threaded runtime per core, which answers cache hits markedly faster on
-//! small machines. Both speak HTTP/1.1 and h2c and shut down gracefully. [`serve_tls`], and
+//! uses) runs it on a number of threads, each a single-threaded runtime accepting its share of
+//! the connections. Both speak HTTP/1.1 and h2c and shut down gracefully. [`serve_tls`], and
 //! [`serve_threaded`] given [`Listeners`] with a TLS listener, serve HTTPS (HTTP/2 and HTTP/1.1
 //! by ALPN) with a [`ServerTls`] certificate that [`ServerTls::reload`] replaces in place.
 //!

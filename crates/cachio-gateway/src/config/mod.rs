@@ -71,6 +71,9 @@ pub enum Mode {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 #[non_exhaustive]
+// The fields' docs are also their `--help` text, where `[default: 64]` and `host[:port]` are
+// plain text, not links.
+#[allow(rustdoc::broken_intra_doc_links)]
 pub struct Config {
     /// The origin to forward to: http://host[:port][/path-prefix] or https://... (TLS with
     /// the host as server name, HTTP/2 when the origin offers it).
