@@ -52,209 +52,205 @@ type Set = fn(GatewayBuilder) -> GatewayBuilder;
 
 /// Every setting: its flags, its TOML, and the builder calls it stands for (`None` for the
 /// binary's own settings: listeners and workers).
-fn cases() -> Vec<(&'static [&'static str], &'static str, Option<Set>)> {
-    vec![
-        (
-            &["--listen", "127.0.0.1:1"],
-            "listen = \"127.0.0.1:1\"",
-            None,
-        ),
-        (
-            &["--listen-tls", "127.0.0.1:2"],
-            "listen-tls = \"127.0.0.1:2\"",
-            None,
-        ),
-        (
-            &["--tls-cert", "c.pem", "--tls-key", "k.pem"],
-            "tls-cert = \"c.pem\"\ntls-key = \"k.pem\"",
-            None,
-        ),
-        (&["--workers", "3"], "workers = 3", None),
-        (
-            &["--upstream-ca", "ca.pem"],
-            "upstream-ca = \"ca.pem\"",
-            Some(|b| b.upstream_ca("ca.pem")),
-        ),
-        (
-            &["--upstream-cert", "c.pem", "--upstream-key", "k.pem"],
-            "upstream-cert = \"c.pem\"\nupstream-key = \"k.pem\"",
-            Some(|b| b.upstream_client_cert("c.pem", "k.pem")),
-        ),
-        (
-            &["--mode", "private"],
-            "mode = \"private\"",
-            Some(|b| b.mode(Mode::Private)),
-        ),
-        (
-            &["--memory-mb", "3"],
-            "memory-mb = 3",
-            Some(|b| b.memory_bytes(3 << 20)),
-        ),
-        (
-            &["--disk-dir", "d", "--disk-mb", "5"],
-            "disk-dir = \"d\"\ndisk-mb = 5",
-            Some(|b| b.disk("d", 5 << 20)),
-        ),
-        (
-            &["--disk-dir", "d"],
-            "disk-dir = \"d\"",
-            Some(|b| b.disk("d", crate::DEFAULT_DISK_BYTES)),
-        ),
-        (
-            &["--max-object-mb", "2"],
-            "max-object-mb = 2",
-            Some(|b| b.max_object_bytes(2 << 20)),
-        ),
-        (
-            &["--cache-name", "edge"],
-            "cache-name = \"edge\"",
-            Some(|b| b.cache_name("edge")),
-        ),
-        (
-            &["--purge-token", "t0k"],
-            "purge-token = \"t0k\"",
-            Some(|b| b.purge_token(Some("t0k".into()))),
-        ),
-        (
-            &["--grace-secs", "7"],
-            "grace-secs = 7",
-            Some(|b| b.grace(Duration::from_secs(7))),
-        ),
-        (
-            &["--default-ttl-secs", "9"],
-            "default-ttl-secs = 9",
-            Some(|b| b.default_ttl(Some(Duration::from_secs(9)))),
-        ),
-        (
-            &["--rewrite-host"],
-            "rewrite-host = true",
-            Some(|b| b.rewrite_host(true)),
-        ),
-        (
-            &["--upstream-timeout-secs", "0"],
-            "upstream-timeout-secs = 0",
-            Some(|b| b.upstream_timeout(None)),
-        ),
-        (
-            &["--upstream-idle-secs", "2"],
-            "upstream-idle-secs = 2",
-            Some(|b| b.upstream_idle_timeout(Duration::from_secs(2))),
-        ),
-        (
-            &["--store-set-cookie", "true"],
-            "store-set-cookie = true",
-            Some(|b| b.store_set_cookie(true)),
-        ),
-        (
-            &["--targeted-field", "x-a", "--targeted-field", "x-b"],
-            "targeted-fields = [\"x-a\", \"x-b\"]",
-            Some(|b| {
-                b.targeted_fields(vec![
-                    HeaderName::from_static("x-a"),
-                    HeaderName::from_static("x-b"),
-                ])
-            }),
-        ),
-        (
-            &["--tag-header", "x-tags"],
-            "tag-headers = [\"x-tags\"]",
-            Some(|b| b.tag_headers(vec![HeaderName::from_static("x-tags")])),
-        ),
-        (
-            &["--redis-url", "redis://127.0.0.1:1/"],
-            "redis-url = \"redis://127.0.0.1:1/\"",
-            Some(|b| b.redis_url("redis://127.0.0.1:1/")),
-        ),
-        (
-            &["--redis-cluster", "redis://a:1,redis://b:2"],
-            "redis-cluster = [\"redis://a:1\", \"redis://b:2\"]",
-            Some(|b| b.redis_cluster(["redis://a:1", "redis://b:2"])),
-        ),
-        (
-            &["--redis-prefix", "shop"],
-            "redis-prefix = \"shop\"",
-            Some(|b| b.redis_prefix("shop")),
-        ),
-        (
-            &["--redis-timeout-ms", "20"],
-            "redis-timeout-ms = 20",
-            Some(|b| b.redis_timeout(Duration::from_millis(20))),
-        ),
-        (
-            &["--redis-ca", "ca.pem"],
-            "redis-ca = \"ca.pem\"",
-            Some(|b| b.redis_ca("ca.pem")),
-        ),
-        (
-            &["--redis-cert", "c.pem", "--redis-key", "k.pem"],
-            "redis-cert = \"c.pem\"\nredis-key = \"k.pem\"",
-            Some(|b| b.redis_client_cert("c.pem", "k.pem")),
-        ),
-        (
-            &["--forwarded-headers", "none"],
-            "forwarded-headers = \"none\"",
-            Some(|b| b.forwarded_headers(ForwardedHeaders::None)),
-        ),
-        (
-            &["--trusted-proxy", "10.0.0.0/8"],
-            "trusted-proxies = [\"10.0.0.0/8\"]",
-            Some(|b| b.trusted_proxies(["10.0.0.0/8".parse().unwrap()])),
-        ),
-        (
-            &["--pass-header", "x-original-url"],
-            "pass-headers = [\"x-original-url\"]",
-            Some(|b| b.pass_headers(vec![HeaderName::from_static("x-original-url")])),
-        ),
-        (
-            &["--drop-header", "x-debug"],
-            "drop-headers = [\"x-debug\"]",
-            Some(|b| b.drop_headers(vec![HeaderName::from_static("x-debug")])),
-        ),
-        (
-            &["--heuristics", "off"],
-            "heuristics = false",
-            Some(|b| b.heuristics(false)),
-        ),
-        (
-            &["--admin-listen", "127.0.0.1:3"],
-            "admin-listen = \"127.0.0.1:3\"",
-            Some(|b| b.separate_admin(true)),
-        ),
-        (
-            &["--key-header", "accept-language"],
-            "key-headers = [\"accept-language\"]",
-            Some(|b| {
-                b.cache_key(KeyOptions::new().header(HeaderName::from_static("accept-language")))
-            }),
-        ),
-        (
-            &["--key-cookie", "lang"],
-            "key-cookies = [\"lang\"]",
-            Some(|b| b.cache_key(KeyOptions::new().cookie("lang"))),
-        ),
-        (
-            &["--key-drop-query", "utm_*"],
-            "key-drop-query = [\"utm_*\"]",
-            Some(|b| b.cache_key(KeyOptions::new().drop_query("utm_*"))),
-        ),
-        (
-            &["--key-sort-query"],
-            "key-sort-query = true",
-            Some(|b| b.cache_key(KeyOptions::new().sort_query(true))),
-        ),
-        (
-            &["--debug-key"],
-            "debug-key = true",
-            Some(|b| b.debug_key(true)),
-        ),
-    ]
-}
+const CASES: &[(&[&str], &str, Option<Set>)] = &[
+    (
+        &["--listen", "127.0.0.1:1"],
+        "listen = \"127.0.0.1:1\"",
+        None,
+    ),
+    (
+        &["--listen-tls", "127.0.0.1:2"],
+        "listen-tls = \"127.0.0.1:2\"",
+        None,
+    ),
+    (
+        &["--tls-cert", "c.pem", "--tls-key", "k.pem"],
+        "tls-cert = \"c.pem\"\ntls-key = \"k.pem\"",
+        None,
+    ),
+    (&["--workers", "3"], "workers = 3", None),
+    (
+        &["--upstream-ca", "ca.pem"],
+        "upstream-ca = \"ca.pem\"",
+        Some(|b| b.upstream_ca("ca.pem")),
+    ),
+    (
+        &["--upstream-cert", "c.pem", "--upstream-key", "k.pem"],
+        "upstream-cert = \"c.pem\"\nupstream-key = \"k.pem\"",
+        Some(|b| b.upstream_client_cert("c.pem", "k.pem")),
+    ),
+    (
+        &["--mode", "private"],
+        "mode = \"private\"",
+        Some(|b| b.mode(Mode::Private)),
+    ),
+    (
+        &["--memory-mb", "3"],
+        "memory-mb = 3",
+        Some(|b| b.memory_bytes(3 << 20)),
+    ),
+    (
+        &["--disk-dir", "d", "--disk-mb", "5"],
+        "disk-dir = \"d\"\ndisk-mb = 5",
+        Some(|b| b.disk("d", 5 << 20)),
+    ),
+    (
+        &["--disk-dir", "d"],
+        "disk-dir = \"d\"",
+        Some(|b| b.disk("d", crate::DEFAULT_DISK_BYTES)),
+    ),
+    (
+        &["--max-object-mb", "2"],
+        "max-object-mb = 2",
+        Some(|b| b.max_object_bytes(2 << 20)),
+    ),
+    (
+        &["--cache-name", "edge"],
+        "cache-name = \"edge\"",
+        Some(|b| b.cache_name("edge")),
+    ),
+    (
+        &["--purge-token", "t0k"],
+        "purge-token = \"t0k\"",
+        Some(|b| b.purge_token(Some("t0k".into()))),
+    ),
+    (
+        &["--grace-secs", "7"],
+        "grace-secs = 7",
+        Some(|b| b.grace(Duration::from_secs(7))),
+    ),
+    (
+        &["--default-ttl-secs", "9"],
+        "default-ttl-secs = 9",
+        Some(|b| b.default_ttl(Some(Duration::from_secs(9)))),
+    ),
+    (
+        &["--rewrite-host"],
+        "rewrite-host = true",
+        Some(|b| b.rewrite_host(true)),
+    ),
+    (
+        &["--upstream-timeout-secs", "0"],
+        "upstream-timeout-secs = 0",
+        Some(|b| b.upstream_timeout(None)),
+    ),
+    (
+        &["--upstream-idle-secs", "2"],
+        "upstream-idle-secs = 2",
+        Some(|b| b.upstream_idle_timeout(Duration::from_secs(2))),
+    ),
+    (
+        &["--store-set-cookie", "true"],
+        "store-set-cookie = true",
+        Some(|b| b.store_set_cookie(true)),
+    ),
+    (
+        &["--targeted-field", "x-a", "--targeted-field", "x-b"],
+        "targeted-fields = [\"x-a\", \"x-b\"]",
+        Some(|b| {
+            b.targeted_fields(vec![
+                HeaderName::from_static("x-a"),
+                HeaderName::from_static("x-b"),
+            ])
+        }),
+    ),
+    (
+        &["--tag-header", "x-tags"],
+        "tag-headers = [\"x-tags\"]",
+        Some(|b| b.tag_headers(vec![HeaderName::from_static("x-tags")])),
+    ),
+    (
+        &["--redis-url", "redis://127.0.0.1:1/"],
+        "redis-url = \"redis://127.0.0.1:1/\"",
+        Some(|b| b.redis_url("redis://127.0.0.1:1/")),
+    ),
+    (
+        &["--redis-cluster", "redis://a:1,redis://b:2"],
+        "redis-cluster = [\"redis://a:1\", \"redis://b:2\"]",
+        Some(|b| b.redis_cluster(["redis://a:1", "redis://b:2"])),
+    ),
+    (
+        &["--redis-prefix", "shop"],
+        "redis-prefix = \"shop\"",
+        Some(|b| b.redis_prefix("shop")),
+    ),
+    (
+        &["--redis-timeout-ms", "20"],
+        "redis-timeout-ms = 20",
+        Some(|b| b.redis_timeout(Duration::from_millis(20))),
+    ),
+    (
+        &["--redis-ca", "ca.pem"],
+        "redis-ca = \"ca.pem\"",
+        Some(|b| b.redis_ca("ca.pem")),
+    ),
+    (
+        &["--redis-cert", "c.pem", "--redis-key", "k.pem"],
+        "redis-cert = \"c.pem\"\nredis-key = \"k.pem\"",
+        Some(|b| b.redis_client_cert("c.pem", "k.pem")),
+    ),
+    (
+        &["--forwarded-headers", "none"],
+        "forwarded-headers = \"none\"",
+        Some(|b| b.forwarded_headers(ForwardedHeaders::None)),
+    ),
+    (
+        &["--trusted-proxy", "10.0.0.0/8"],
+        "trusted-proxies = [\"10.0.0.0/8\"]",
+        Some(|b| b.trusted_proxies(["10.0.0.0/8".parse().unwrap()])),
+    ),
+    (
+        &["--pass-header", "x-original-url"],
+        "pass-headers = [\"x-original-url\"]",
+        Some(|b| b.pass_headers(vec![HeaderName::from_static("x-original-url")])),
+    ),
+    (
+        &["--drop-header", "x-debug"],
+        "drop-headers = [\"x-debug\"]",
+        Some(|b| b.drop_headers(vec![HeaderName::from_static("x-debug")])),
+    ),
+    (
+        &["--heuristics", "off"],
+        "heuristics = false",
+        Some(|b| b.heuristics(false)),
+    ),
+    (
+        &["--admin-listen", "127.0.0.1:3"],
+        "admin-listen = \"127.0.0.1:3\"",
+        Some(|b| b.separate_admin(true)),
+    ),
+    (
+        &["--key-header", "accept-language"],
+        "key-headers = [\"accept-language\"]",
+        Some(|b| b.cache_key(KeyOptions::new().header(HeaderName::from_static("accept-language")))),
+    ),
+    (
+        &["--key-cookie", "lang"],
+        "key-cookies = [\"lang\"]",
+        Some(|b| b.cache_key(KeyOptions::new().cookie("lang"))),
+    ),
+    (
+        &["--key-drop-query", "utm_*"],
+        "key-drop-query = [\"utm_*\"]",
+        Some(|b| b.cache_key(KeyOptions::new().drop_query("utm_*"))),
+    ),
+    (
+        &["--key-sort-query"],
+        "key-sort-query = true",
+        Some(|b| b.cache_key(KeyOptions::new().sort_query(true))),
+    ),
+    (
+        &["--debug-key"],
+        "debug-key = true",
+        Some(|b| b.debug_key(true)),
+    ),
+];
 
 #[test]
 fn each_setting_by_flag_by_file_and_by_builder_lands_in_one_place() {
     let defaults = seen(&from_file("").builder().unwrap());
     assert_eq!(defaults, seen(&Gateway::builder(UPSTREAM)));
-    for (flags, toml, set) in cases() {
+    for &(flags, toml, set) in CASES {
         let by_flag = from_flags(flags);
         let by_file = from_file(toml);
         assert_eq!(by_flag, by_file, "{flags:?} and {toml}");
@@ -271,7 +267,7 @@ fn each_setting_by_flag_by_file_and_by_builder_lands_in_one_place() {
 
 #[test]
 fn every_flag_has_a_case() {
-    let flags: Vec<String> = cases()
+    let flags: Vec<String> = CASES
         .iter()
         .flat_map(|(flags, _, _)| flags.iter())
         .filter(|f| f.starts_with("--"))
