@@ -353,3 +353,13 @@ fn merge_of_a_setting_toml_cannot_hold_gives_the_flags_alone() {
     assert_eq!(merged.memory_mb, Some(16));
     assert_eq!(merged.cache_name.as_deref(), Some("edge"));
 }
+
+#[test]
+fn an_unknown_key_is_an_error() {
+    let err = Config::from_toml("memory-mbb = 8").unwrap_err().to_string();
+    assert!(err.contains("memory-mbb"), "{err}");
+    let err = Config::from_toml("[[site]]\nname = \"a\"\nmemory-mb = 8")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("memory-mb"), "{err}");
+}
