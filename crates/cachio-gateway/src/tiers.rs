@@ -12,7 +12,7 @@ use crate::{
     DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MEMORY_BYTES, Gateway, GatewayBuilder, GatewayError,
 };
 
-/// The store's settings.
+/// The store's settings: the memory tier, and a disk or a Redis tier behind it.
 #[derive(Debug)]
 pub(crate) struct Tiers {
     memory_bytes: u64,
@@ -187,8 +187,8 @@ impl GatewayBuilder {
 }
 
 impl Tiers {
-    /// The largest body the memory tier keeps: all of them alone, an eighth of its size at most
-    /// in front of a disk or Redis tier.
+    /// The memory tier. Alone it keeps every body the gateway stores; in front of a disk or
+    /// Redis tier, only those up to an eighth of its size (the larger stay in the tier behind).
     fn memory(&self, alone: bool) -> MokaStore {
         let max_body = if alone {
             self.max_object_bytes
