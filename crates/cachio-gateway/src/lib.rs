@@ -160,7 +160,7 @@ use cachio_core::clock::Clock;
 use http::header::HeaderName;
 
 pub use cachio_tower::{CacheStats, StatsSnapshot};
-pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Mode, SiteConfig};
+pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Mode, SiteConfig, SiteOptions};
 pub use error::GatewayError;
 pub use forwarded::{Cidr, ForwardedHeaders};
 pub use hygiene::REWRITE_HEADERS;

@@ -153,7 +153,7 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(
         listen = %plain.map_or_else(|| "none".into(), |a| a.to_string()),
         listen_tls = %secure.map_or_else(|| "none".into(), |a| a.to_string()),
-        upstream = config.upstream.as_deref().unwrap_or_default(),
+        upstream = config.site_options.upstream.as_deref().unwrap_or_default(),
         workers,
         "cachio-gateway listening"
     );

@@ -1,6 +1,7 @@
 //! The gateway's settings, defined once: [`Config`] is the TOML file, the command line (with the
 //! `cli` feature, as `clap` arguments) and, through [`Config::builder`], a [`GatewayBuilder`].
 
+mod options;
 mod site;
 #[cfg(all(test, feature = "cli"))]
 mod tests;
@@ -12,9 +13,12 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
 
-use crate::{Cidr, ForwardedHeaders, GatewayBuilder, GatewayError, KeyOptions, ServerTls};
+use crate::{Cidr, ForwardedHeaders, GatewayBuilder, GatewayError, ServerTls};
 
+pub use options::SiteOptions;
 pub use site::SiteConfig;
+
+use options::NoOtherKeys;
 
 /// The listen address when none is given: `127.0.0.1:8080`.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -42,7 +46,8 @@ pub enum Mode {
 /// is the command-line flag without its dashes (`memory-mb = 64` for `--memory-mb 64`; a
 /// repeatable flag's key is a list named in the plural: `--tag-header` gives `tag-headers`);
 /// absent settings take the defaults of [`GatewayBuilder`]. Each field's documentation is
-/// also its `--help` text.
+/// also its `--help` text. The settings a `[[site]]` table may give too are in
+/// [`site_options`](Self::site_options).
 ///
 /// With the `cli` feature it is a [`clap::Args`]: flatten it into a parser, and lay the
 /// flags over a file with `clap::FromArgMatches::update_from_arg_matches`, which replaces only
@@ -68,17 +73,18 @@ pub enum Mode {
 /// # Ok::<(), cachio_gateway::GatewayError>(())
 /// ```
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 #[non_exhaustive]
 // The fields' docs are also their `--help` text, where `[default: 64]` and `host[:port]` are
 // plain text, not links.
 #[allow(rustdoc::broken_intra_doc_links)]
 pub struct Config {
-    /// The origin to forward to: http://host[:port][/path-prefix] or https://... (TLS with
-    /// the host as server name, HTTP/2 when the origin offers it).
-    #[cfg_attr(feature = "cli", arg(long, value_name = "URL"))]
-    pub upstream: Option<String>,
+    /// The settings a `[[site]]` table may give too; here, the single upstream's, and every
+    /// site's defaults.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
+    pub site_options: SiteOptions,
 
     /// The address to listen on for plain HTTP [default: 127.0.0.1:8080, or none when
     /// --tls-cert is given].
@@ -99,31 +105,6 @@ pub struct Config {
     #[cfg_attr(feature = "cli", arg(long, value_name = "FILE", requires = "tls_cert"))]
     pub tls_key: Option<PathBuf>,
 
-    /// For an https:// upstream: trust only the certificate authorities in this PEM file,
-    /// instead of the built-in and system root certificates.
-    #[cfg_attr(feature = "cli", arg(long, value_name = "FILE"))]
-    pub upstream_ca: Option<PathBuf>,
-
-    /// For an https:// upstream that asks for a client certificate (mutual TLS): this PEM
-    /// certificate, with --upstream-key.
-    #[cfg_attr(
-        feature = "cli",
-        arg(long, value_name = "FILE", requires = "upstream_key")
-    )]
-    pub upstream_cert: Option<PathBuf>,
-
-    /// The private key (PEM) of --upstream-cert.
-    #[cfg_attr(
-        feature = "cli",
-        arg(long, value_name = "FILE", requires = "upstream_cert")
-    )]
-    pub upstream_key: Option<PathBuf>,
-
-    /// `shared`: a cache for every client (honours s-maxage and private) [default];
-    /// `private`: one user's cache.
-    #[cfg_attr(feature = "cli", arg(long, value_enum))]
-    pub mode: Option<Mode>,
-
     /// The memory tier's size in MiB [default: 64].
     #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
     pub memory_mb: Option<u64>,
@@ -143,29 +124,6 @@ pub struct Config {
     /// The name in Cache-Status and Via [default: cachio].
     #[cfg_attr(feature = "cli", arg(long, value_name = "NAME"))]
     pub cache_name: Option<String>,
-
-    /// The token that allows purging, sent as `Authorization: Bearer TOKEN` or
-    /// `X-Purge-Token: TOKEN`. Without one, purging is disabled.
-    #[cfg_attr(
-        feature = "cli",
-        arg(
-            long,
-            value_name = "TOKEN",
-            env = "CACHIO_PURGE_TOKEN",
-            hide_env_values = true
-        )
-    )]
-    pub purge_token: Option<String>,
-
-    /// Serve a stored response up to this many seconds past its freshness when the origin
-    /// fails or answers 5xx, whatever its stale-if-error says [default: 0].
-    #[cfg_attr(feature = "cli", arg(long, value_name = "SECS"))]
-    pub grace_secs: Option<u64>,
-
-    /// Give responses without explicit freshness (max-age, s-maxage, Expires) this lifetime.
-    /// Unset by default: the gateway invents no lifetime (see --heuristics for Last-Modified).
-    #[cfg_attr(feature = "cli", arg(long, value_name = "SECS"))]
-    pub default_ttl_secs: Option<u64>,
 
     /// Send the upstream's host as Host instead of the client's.
     #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"))]
@@ -286,26 +244,6 @@ pub struct Config {
     #[cfg_attr(feature = "cli", arg(long, value_name = "ADDR"))]
     pub admin_listen: Option<SocketAddr>,
 
-    /// A request header whose value is part of the cache key (repeatable), e.g.
-    /// --key-header accept-language.
-    #[cfg_attr(feature = "cli", arg(long = "key-header", value_name = "NAME"))]
-    pub key_headers: Option<Vec<String>>,
-
-    /// A cookie whose value is part of the cache key (repeatable). A request with Cookie still
-    /// gets no heuristic freshness in shared mode.
-    #[cfg_attr(feature = "cli", arg(long = "key-cookie", value_name = "NAME"))]
-    pub key_cookies: Option<Vec<String>>,
-
-    /// A query parameter left out of the cache key (repeatable); a trailing * makes it a
-    /// prefix, e.g. --key-drop-query 'utm_*' --key-drop-query fbclid.
-    #[cfg_attr(feature = "cli", arg(long = "key-drop-query", value_name = "NAME"))]
-    pub key_drop_query: Option<Vec<String>>,
-
-    /// Sort the query parameters by name in the cache key, so ?a=1&b=2 and ?b=2&a=1 share an
-    /// entry [default: false].
-    #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"))]
-    pub key_sort_query: Option<bool>,
-
     /// Show the cache key in Cache-Status (its key parameter, RFC 9211) [default: false].
     #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"))]
     pub debug_key: Option<bool>,
@@ -313,6 +251,11 @@ pub struct Config {
     /// The sites (`[[site]]` tables), instead of one `upstream`; in the file only.
     #[cfg_attr(feature = "cli", arg(skip))]
     pub site: Option<Vec<SiteConfig>>,
+
+    /// Refuses a key no setting takes.
+    #[serde(flatten, skip_serializing)]
+    #[cfg_attr(feature = "cli", arg(skip))]
+    other_keys: NoOtherKeys,
 }
 
 impl Config {
@@ -428,15 +371,15 @@ impl Config {
     /// or of `upstream-cert` and `upstream-key`.
     pub fn builder(&self) -> Result<GatewayBuilder, GatewayError> {
         let b = self.origins()?;
+        let b = self.upstream_options(b)?;
         let b = self.cache(b)?;
         let b = self.redis(b)?;
-        let b = self.upstream_tls(b)?;
         self.hygiene(b)
     }
 
     /// A builder for `upstream`, or for the `[[site]]` tables.
     fn origins(&self) -> Result<GatewayBuilder, GatewayError> {
-        match (&self.upstream, self.site.as_deref()) {
+        match (&self.site_options.upstream, self.site.as_deref()) {
             (Some(_), Some(sites)) if !sites.is_empty() => Err(GatewayError::Config(
                 "give upstream or [[site]] tables, not both".into(),
             )),
@@ -456,21 +399,21 @@ impl Config {
         }
     }
 
-    /// The tiers' sizes, the keys and the caching policy.
-    fn cache(&self, mut b: GatewayBuilder) -> Result<GatewayBuilder, GatewayError> {
-        if let Some(key) = key_options(
-            self.key_headers.as_ref(),
-            self.key_cookies.as_ref(),
-            self.key_drop_query.as_ref(),
-            self.key_sort_query,
-        )? {
-            b = b.cache_key(key);
+    /// The single upstream's options, which are also every site's defaults.
+    fn upstream_options(&self, mut b: GatewayBuilder) -> Result<GatewayBuilder, GatewayError> {
+        let options = &self.site_options;
+        b.site = options.apply(b.site).map_err(GatewayError::Config)?;
+        if let Some(token) = &options.purge_token {
+            // The builder's setter takes an empty token for none, where a site's keeps it.
+            b = b.purge_token(Some(token.clone()));
         }
+        Ok(b)
+    }
+
+    /// The tiers' sizes and the caching policy.
+    fn cache(&self, mut b: GatewayBuilder) -> Result<GatewayBuilder, GatewayError> {
         if let Some(on) = self.debug_key {
             b = b.debug_key(on);
-        }
-        if let Some(mode) = self.mode {
-            b = b.mode(mode);
         }
         if let Some(mb) = self.memory_mb {
             b = b.memory_bytes(mib(mb));
@@ -485,17 +428,8 @@ impl Config {
         if let Some(name) = &self.cache_name {
             b = b.cache_name(name.clone());
         }
-        if let Some(token) = &self.purge_token {
-            b = b.purge_token(Some(token.clone()));
-        }
         if let Some(names) = &self.tag_headers {
-            b = b.tag_headers(header_names(names)?);
-        }
-        if let Some(s) = self.grace_secs {
-            b = b.grace(Duration::from_secs(s));
-        }
-        if let Some(s) = self.default_ttl_secs {
-            b = b.default_ttl(Some(Duration::from_secs(s)));
+            b = b.tag_headers(header_names(names).map_err(GatewayError::Config)?);
         }
         if let Some(r) = self.rewrite_host {
             b = b.rewrite_host(r);
@@ -510,7 +444,7 @@ impl Config {
             b = b.store_set_cookie(store);
         }
         if let Some(names) = &self.targeted_fields {
-            b = b.targeted_fields(header_names(names)?);
+            b = b.targeted_fields(header_names(names).map_err(GatewayError::Config)?);
         }
         if let Some(on) = self.heuristics {
             b = b.heuristics(on);
@@ -559,19 +493,6 @@ impl Config {
         Ok(b)
     }
 
-    /// The certificates for an `https://` upstream.
-    fn upstream_tls(&self, mut b: GatewayBuilder) -> Result<GatewayBuilder, GatewayError> {
-        if let Some(ca) = &self.upstream_ca {
-            b = b.upstream_ca(ca.clone());
-        }
-        if let Some((cert, key)) = pair("upstream", &self.upstream_cert, &self.upstream_key)
-            .map_err(GatewayError::Config)?
-        {
-            b = b.upstream_client_cert(cert.clone(), key.clone());
-        }
-        Ok(b)
-    }
-
     /// The forwarding fields, the dropped headers and the admin listener.
     fn hygiene(&self, mut b: GatewayBuilder) -> Result<GatewayBuilder, GatewayError> {
         if let Some(set) = self.forwarded_headers {
@@ -582,10 +503,10 @@ impl Config {
             b = b.trusted_proxies(ranges);
         }
         if let Some(names) = &self.pass_headers {
-            b = b.pass_headers(header_names(names)?);
+            b = b.pass_headers(header_names(names).map_err(GatewayError::Config)?);
         }
         if let Some(names) = &self.drop_headers {
-            b = b.drop_headers(header_names(names)?);
+            b = b.drop_headers(header_names(names).map_err(GatewayError::Config)?);
         }
         if self.admin_listen.is_some() {
             b = b.separate_admin(true);
@@ -614,35 +535,11 @@ fn pair<'a>(
     }
 }
 
-/// The key options of a file or a site table; `None` when none is set.
-fn key_options(
-    headers: Option<&Vec<String>>,
-    cookies: Option<&Vec<String>>,
-    drop: Option<&Vec<String>>,
-    sort: Option<bool>,
-) -> Result<Option<KeyOptions>, GatewayError> {
-    if headers.is_none() && cookies.is_none() && drop.is_none() && sort.is_none() {
-        return Ok(None);
-    }
-    let mut key = KeyOptions::new().sort_query(sort.unwrap_or(false));
-    for name in header_names(headers.map_or(&[][..], Vec::as_slice))? {
-        key = key.header(name);
-    }
-    for c in cookies.into_iter().flatten() {
-        key = key.cookie(c.clone());
-    }
-    for q in drop.into_iter().flatten() {
-        key = key.drop_query(q.clone());
-    }
-    Ok(Some(key))
-}
-
-fn header_names(names: &[String]) -> Result<Vec<HeaderName>, GatewayError> {
+fn header_names(names: &[String]) -> Result<Vec<HeaderName>, String> {
     names
         .iter()
         .map(|n| {
-            HeaderName::try_from(n.as_str())
-                .map_err(|_| GatewayError::Config(format!("`{n}` is not a header name")))
+            HeaderName::try_from(n.as_str()).map_err(|_| format!("`{n}` is not a header name"))
         })
         .collect()
 }

@@ -1,11 +1,8 @@
 //! One `[[site]]` table of the TOML file.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
-use super::{Mode, key_options, pair};
+use super::options::{NoOtherKeys, SiteOptions};
 use crate::{GatewayError, Site};
 
 /// One `[[site]]` table: a [`Site`]. Unset keys take the file's top-level settings.
@@ -39,7 +36,7 @@ use crate::{GatewayError, Site};
 /// # Ok::<(), cachio_gateway::GatewayError>(())
 /// ```
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub struct SiteConfig {
     /// The site's name: its keys' prefix and its name in `Cache-Status` (default: its first
@@ -48,35 +45,18 @@ pub struct SiteConfig {
     /// The hosts it answers for (ports ignored, any case).
     #[serde(default)]
     pub host: Vec<String>,
-    /// Its origin.
-    pub upstream: Option<String>,
     /// Only paths under this prefix.
     pub path_prefix: Option<String>,
     /// Whether it answers the hosts no site names (else they get `421`).
     #[serde(default)]
     pub default: bool,
-    /// Shared or private.
-    pub mode: Option<Mode>,
-    /// The lifetime of responses that state none, in seconds.
-    pub default_ttl_secs: Option<u64>,
-    /// The grace period, in seconds.
-    pub grace_secs: Option<u64>,
-    /// Request headers whose values are part of the cache key.
-    pub key_headers: Option<Vec<String>>,
-    /// Cookies whose values are part of the cache key.
-    pub key_cookies: Option<Vec<String>>,
-    /// Query parameters left out of the cache key.
-    pub key_drop_query: Option<Vec<String>>,
-    /// Whether the query parameters are sorted in the cache key.
-    pub key_sort_query: Option<bool>,
-    /// The token that purges this site's entries.
-    pub purge_token: Option<String>,
-    /// The CAs to trust for an `https://` upstream (PEM).
-    pub upstream_ca: Option<PathBuf>,
-    /// The client certificate for an `https://` upstream (PEM); needs `upstream-key`.
-    pub upstream_cert: Option<PathBuf>,
-    /// The key of `upstream-cert` (PEM).
-    pub upstream_key: Option<PathBuf>,
+    /// Its upstream (required), and the options it sets for itself instead of taking the
+    /// file's top-level ones.
+    #[serde(flatten)]
+    pub options: SiteOptions,
+    /// Refuses a key no setting takes.
+    #[serde(flatten, skip_serializing)]
+    other_keys: NoOtherKeys,
 }
 
 impl SiteConfig {
@@ -90,7 +70,7 @@ impl SiteConfig {
         if self.host.is_empty() && !self.default {
             return Err(bad("no host: give host = [\"example.com\"]"));
         }
-        let Some(upstream) = &self.upstream else {
+        let Some(upstream) = &self.options.upstream else {
             return Err(bad("no upstream: give upstream = \"http://...\""));
         };
         let name = match (&self.name, self.host.first()) {
@@ -100,36 +80,10 @@ impl SiteConfig {
         };
         let mut site = Site::new(name, upstream.clone())
             .hosts(self.host.iter().cloned())
-            .default_site(self.default)
-            .purge_token(self.purge_token.clone());
+            .default_site(self.default);
         if let Some(p) = &self.path_prefix {
             site = site.path_prefix(p.clone());
         }
-        if let Some(mode) = self.mode {
-            site = site.mode(mode);
-        }
-        if let Some(s) = self.default_ttl_secs {
-            site = site.default_ttl(Duration::from_secs(s));
-        }
-        if let Some(s) = self.grace_secs {
-            site = site.grace(Duration::from_secs(s));
-        }
-        if let Some(key) = key_options(
-            self.key_headers.as_ref(),
-            self.key_cookies.as_ref(),
-            self.key_drop_query.as_ref(),
-            self.key_sort_query,
-        )? {
-            site = site.cache_key(key);
-        }
-        if let Some(ca) = &self.upstream_ca {
-            site = site.upstream_ca(ca.clone());
-        }
-        if let Some((cert, key)) =
-            pair("upstream", &self.upstream_cert, &self.upstream_key).map_err(|m| bad(&m))?
-        {
-            site = site.upstream_client_cert(cert.clone(), key.clone());
-        }
-        Ok(site)
+        self.options.apply(site).map_err(|m| bad(&m))
     }
 }

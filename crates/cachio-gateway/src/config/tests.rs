@@ -335,20 +335,26 @@ fn a_flag_beats_the_file_and_the_file_beats_the_default() {
 #[test]
 fn merge_of_a_setting_toml_cannot_hold_gives_the_flags_alone() {
     let file = Config::from_toml("cache-name = \"edge\"\nmemory-mb = 8").unwrap();
-    let mut over = Config::default();
-    over.memory_mb = Some(u64::MAX);
+    let over = Config {
+        memory_mb: Some(u64::MAX),
+        ..Config::default()
+    };
     assert_eq!(file.clone().merge(over.clone()), over);
     // A path that is not UTF-8 (which only Unix paths can be).
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;
-        let mut over = Config::default();
-        over.disk_dir = Some(std::ffi::OsStr::from_bytes(b"/tmp/\xff").into());
+        let over = Config {
+            disk_dir: Some(std::ffi::OsStr::from_bytes(b"/tmp/\xff").into()),
+            ..Config::default()
+        };
         assert_eq!(file.clone().merge(over.clone()), over);
     }
     // What TOML holds merges key by key.
-    let mut over = Config::default();
-    over.memory_mb = Some(16);
+    let over = Config {
+        memory_mb: Some(16),
+        ..Config::default()
+    };
     let merged = file.merge(over);
     assert_eq!(merged.memory_mb, Some(16));
     assert_eq!(merged.cache_name.as_deref(), Some("edge"));
