@@ -30,6 +30,28 @@ pub(crate) struct UpstreamTls {
     pub(crate) client_cert: Option<(PathBuf, PathBuf)>,
 }
 
+impl UpstreamTls {
+    /// Trusts only the CAs of this PEM file.
+    pub(crate) fn ca(self, pem_file: impl Into<PathBuf>) -> Self {
+        Self {
+            ca: Some(pem_file.into()),
+            ..self
+        }
+    }
+
+    /// Presents this certificate and key (PEM files).
+    pub(crate) fn client_cert(
+        self,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            client_cert: Some((cert_file.into(), key_file.into())),
+            ..self
+        }
+    }
+}
+
 /// Makes connections to the origin: TCP, then TLS when the upstream is `https://`. An `https`
 /// upstream's connections are TLS or nothing: a failed handshake fails the request.
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@ use std::str::FromStr;
 use axum::extract::ConnectInfo;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{GatewayBuilder, GatewayError};
 
@@ -24,7 +24,7 @@ use crate::{GatewayBuilder, GatewayError};
 ///
 /// Whichever it is, the forwarding fields a client sends are dropped unless the client is a
 /// [trusted proxy](GatewayBuilder::trusted_proxies).
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ForwardedHeaders {

@@ -4,12 +4,11 @@
 //! given with `--config` (keys are the option names without the dashes); options on the command
 //! line override the file.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cachio_gateway::{Config, ForwardedHeaders, Listeners, Mode, ServerTls};
-use clap::Parser;
+use cachio_gateway::{Config, Listeners, ServerTls};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// A caching reverse proxy (RFC 9111) in front of one HTTP or HTTPS origin.
 ///
@@ -21,272 +20,27 @@ use clap::Parser;
 /// filtered by RUST_LOG (default `info`: one line per request).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
-struct Args {
-    /// The origin to forward to: http://host[:port][/path-prefix] or https://... (TLS with
-    /// the host as server name, HTTP/2 when the origin offers it).
-    #[arg(long, value_name = "URL")]
-    upstream: Option<String>,
-
-    /// The address to listen on for plain HTTP [default: 127.0.0.1:8080, or none when
-    /// --tls-cert is given].
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-
-    /// The address to listen on for HTTPS, with --tls-cert and --tls-key
-    /// [default: 127.0.0.1:8443].
-    #[arg(long, value_name = "ADDR")]
-    listen_tls: Option<SocketAddr>,
-
-    /// Serve HTTPS with this certificate chain (PEM: the certificate, then its intermediates);
-    /// with --tls-key. Reloaded on SIGHUP; a file that cannot be used then keeps the old one.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-
-    /// The private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-
-    /// For an https:// upstream: trust only the certificate authorities in this PEM file,
-    /// instead of the built-in and system root certificates.
-    #[arg(long, value_name = "FILE")]
-    upstream_ca: Option<PathBuf>,
-
-    /// For an https:// upstream that asks for a client certificate (mutual TLS): this PEM
-    /// certificate, with --upstream-key.
-    #[arg(long, value_name = "FILE", requires = "upstream_key")]
-    upstream_cert: Option<PathBuf>,
-
-    /// The private key (PEM) of --upstream-cert.
-    #[arg(long, value_name = "FILE", requires = "upstream_cert")]
-    upstream_key: Option<PathBuf>,
-
-    /// `shared`: a cache for every client (honours s-maxage and private) [default];
-    /// `private`: one user's cache.
-    #[arg(long, value_enum)]
-    mode: Option<Mode>,
-
-    /// The memory tier's size in MiB [default: 64].
-    #[arg(long, value_name = "MIB")]
-    memory_mb: Option<u64>,
-
-    /// Keep a disk tier in this directory, behind the memory tier.
-    #[arg(long, value_name = "PATH")]
-    disk_dir: Option<PathBuf>,
-
-    /// The disk tier's budget in MiB [default: 1024].
-    #[arg(long, value_name = "MIB")]
-    disk_mb: Option<u64>,
-
-    /// The largest response body stored, in MiB; larger ones stream through [default: 64].
-    #[arg(long, value_name = "MIB")]
-    max_object_mb: Option<u64>,
-
-    /// The name in Cache-Status and Via [default: cachio].
-    #[arg(long, value_name = "NAME")]
-    cache_name: Option<String>,
-
-    /// The token that allows purging, sent as `Authorization: Bearer TOKEN` or
-    /// `X-Purge-Token: TOKEN`. Without one, purging is disabled.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "CACHIO_PURGE_TOKEN",
-        hide_env_values = true
-    )]
-    purge_token: Option<String>,
-
-    /// Serve a stored response up to this many seconds past its freshness when the origin
-    /// fails or answers 5xx, whatever its stale-if-error says [default: 0].
-    #[arg(long, value_name = "SECS")]
-    grace_secs: Option<u64>,
-
-    /// Give responses without explicit freshness (max-age, s-maxage, Expires) this lifetime.
-    /// Unset by default: the gateway invents no lifetime (see --heuristics for Last-Modified).
-    #[arg(long, value_name = "SECS")]
-    default_ttl_secs: Option<u64>,
-
-    /// Send the upstream's host as Host instead of the client's.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    rewrite_host: Option<bool>,
-
-    /// How long to wait to connect to the origin and for its response head; past it: a stale
-    /// response if allowed, else 504. 0 waits forever [default: 30].
-    #[arg(long, value_name = "SECS")]
-    upstream_timeout_secs: Option<u64>,
-
-    /// How long an idle connection to the origin is kept for reuse; keep it under the origin's
-    /// own idle timeout [default: 4].
-    #[arg(long, value_name = "SECS")]
-    upstream_idle_secs: Option<u64>,
-
-    /// In shared mode, also store responses that carry Set-Cookie (their cookies are then
-    /// served to every client) [default: false].
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    store_set_cookie: Option<bool>,
-
-    /// A targeted cache-control field obeyed over Cache-Control, most specific first
-    /// (repeatable; RFC 9213), e.g. --targeted-field surrogate-control --targeted-field
-    /// cdn-cache-control [default: cdn-cache-control in shared mode, none in private mode].
-    #[arg(long = "targeted-field", value_name = "NAME")]
-    targeted_fields: Vec<String>,
-
-    /// A response header whose values are surrogate keys for purge by tag (repeatable)
-    /// [default: surrogate-key and cache-tag].
-    #[arg(long = "tag-header", value_name = "NAME")]
-    tag_headers: Vec<String>,
-
-    /// Worker threads, each a single-threaded runtime serving its share of the connections
-    /// [default: the number of CPUs].
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
-
-    /// Share the cache with a fleet of gateways through this Redis server
-    /// (redis://[user:password@]host[:port][/db], or rediss://... for TLS): memory over Redis,
-    /// with purges and invalidations reaching every gateway's memory. While Redis is down the
-    /// cache steps aside.
-    #[arg(long, value_name = "URL", conflicts_with = "redis_cluster")]
-    redis_url: Option<String>,
-
-    /// Like --redis-url, on a Redis Cluster: the URLs of some of its nodes, comma-separated.
-    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
-    redis_cluster: Vec<String>,
-
-    /// The fleet's key prefix in Redis [default: cachio].
-    #[arg(long, value_name = "PREFIX")]
-    redis_prefix: Option<String>,
-
-    /// How long one Redis call may take before the cache steps aside for that request, in
-    /// milliseconds [default: 50].
-    #[arg(long, value_name = "MS")]
-    redis_timeout_ms: Option<u64>,
-
-    /// For a rediss:// Redis: trust the certificate authorities in this PEM file instead of the
-    /// system's root certificates.
-    #[arg(long, value_name = "FILE")]
-    redis_ca: Option<PathBuf>,
-
-    /// For a rediss:// Redis that asks for a client certificate (mutual TLS): this PEM
-    /// certificate, with --redis-key.
-    #[arg(long, value_name = "FILE", requires = "redis_key")]
-    redis_cert: Option<PathBuf>,
-
-    /// The private key (PEM) of --redis-cert.
-    #[arg(long, value_name = "FILE", requires = "redis_cert")]
-    redis_key: Option<PathBuf>,
-
-    /// The forwarding fields set on requests to the origin, from the connection (the client's
-    /// address, the scheme, its Host): `forwarded` (RFC 7239), `x-forwarded` (X-Forwarded-For,
-    /// -Proto, -Host), `both` or `none` [default: both]. Whatever it is, the forwarding fields a
-    /// client sends (Forwarded, X-Forwarded-*, X-Real-IP, X-Host, ...) are dropped unless it is a
-    /// --trusted-proxy: an origin that reflects them would otherwise let one client poison what
-    /// the cache serves to all.
-    #[arg(long, value_enum, value_name = "WHICH")]
-    forwarded_headers: Option<ForwardedHeaders>,
-
-    /// A proxy in front of the gateway (address or CIDR range, repeatable) whose forwarding
-    /// fields are kept: the gateway appends to its X-Forwarded-For and Forwarded [default: none].
-    #[arg(long = "trusted-proxy", value_name = "CIDR")]
-    trusted_proxies: Vec<String>,
-
-    /// A request header the gateway would drop that goes to the origin after all (repeatable).
-    /// Dropped by default: X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method,
-    /// X-Method-Override (they make common origins serve another path or method than the cache
-    /// keys on), and those of --drop-header.
-    #[arg(long = "pass-header", value_name = "NAME")]
-    pass_headers: Vec<String>,
-
-    /// A request header to drop before the cache and the origin see the request, besides the
-    /// rewrite headers (repeatable).
-    #[arg(long = "drop-header", value_name = "NAME")]
-    drop_headers: Vec<String>,
-
-    /// `on`: a response with Last-Modified and no explicit lifetime is fresh for a tenth of its
-    /// age, up to a day (RFC 9111 §4.2.2) [default]; `off`: only explicit lifetimes (and
-    /// --default-ttl-secs). In shared mode a response to a request with Cookie or Authorization
-    /// never gets heuristic freshness and is stored only with an explicit lifetime.
-    #[arg(long, value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
-    heuristics: Option<bool>,
-
-    /// Serve the admin routes (/_cachio/metrics, /_cachio/purge/..., PURGE) on this address
-    /// only, not on --listen.
-    #[arg(long, value_name = "ADDR")]
-    admin_listen: Option<SocketAddr>,
-
-    /// A request header whose value is part of the cache key (repeatable), e.g.
-    /// --key-header accept-language.
-    #[arg(long = "key-header", value_name = "NAME")]
-    key_headers: Vec<String>,
-
-    /// A cookie whose value is part of the cache key (repeatable). A request with Cookie still
-    /// gets no heuristic freshness in shared mode.
-    #[arg(long = "key-cookie", value_name = "NAME")]
-    key_cookies: Vec<String>,
-
-    /// A query parameter left out of the cache key (repeatable); a trailing * makes it a
-    /// prefix, e.g. --key-drop-query 'utm_*' --key-drop-query fbclid.
-    #[arg(long = "key-drop-query", value_name = "NAME")]
-    key_drop_query: Vec<String>,
-
-    /// Sort the query parameters by name in the cache key, so ?a=1&b=2 and ?b=2&a=1 share an
-    /// entry [default: false].
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    key_sort_query: Option<bool>,
-
-    /// Show the cache key in Cache-Status (its key parameter, RFC 9211) [default: false].
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    debug_key: Option<bool>,
+struct Cli {
+    #[command(flatten)]
+    settings: Config,
 
     /// Read settings from this TOML file; command-line options override it.
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
 }
 
-impl Args {
-    fn into_config(self) -> Result<(Config, Option<PathBuf>), cachio_gateway::GatewayError> {
-        let mut flags = Config::default();
-        flags.upstream = self.upstream;
-        flags.listen = self.listen;
-        flags.listen_tls = self.listen_tls;
-        flags.tls_cert = self.tls_cert;
-        flags.tls_key = self.tls_key;
-        flags.upstream_ca = self.upstream_ca;
-        flags.upstream_cert = self.upstream_cert;
-        flags.upstream_key = self.upstream_key;
-        flags.mode = self.mode;
-        flags.memory_mb = self.memory_mb;
-        flags.disk_dir = self.disk_dir;
-        flags.disk_mb = self.disk_mb;
-        flags.max_object_mb = self.max_object_mb;
-        flags.cache_name = self.cache_name;
-        flags.purge_token = self.purge_token;
-        flags.grace_secs = self.grace_secs;
-        flags.default_ttl_secs = self.default_ttl_secs;
-        flags.rewrite_host = self.rewrite_host;
-        flags.upstream_timeout_secs = self.upstream_timeout_secs;
-        flags.upstream_idle_secs = self.upstream_idle_secs;
-        flags.store_set_cookie = self.store_set_cookie;
-        flags.targeted_fields = (!self.targeted_fields.is_empty()).then_some(self.targeted_fields);
-        flags.tag_headers = (!self.tag_headers.is_empty()).then_some(self.tag_headers);
-        flags.workers = self.workers;
-        flags.redis_url = self.redis_url;
-        flags.redis_cluster = (!self.redis_cluster.is_empty()).then_some(self.redis_cluster);
-        flags.redis_prefix = self.redis_prefix;
-        flags.redis_timeout_ms = self.redis_timeout_ms;
-        flags.redis_ca = self.redis_ca;
-        flags.redis_cert = self.redis_cert;
-        flags.redis_key = self.redis_key;
-        flags.forwarded_headers = self.forwarded_headers;
-        flags.trusted_proxies = (!self.trusted_proxies.is_empty()).then_some(self.trusted_proxies);
-        flags.pass_headers = (!self.pass_headers.is_empty()).then_some(self.pass_headers);
-        flags.drop_headers = (!self.drop_headers.is_empty()).then_some(self.drop_headers);
-        flags.heuristics = self.heuristics;
-        flags.admin_listen = self.admin_listen;
-        flags.key_headers = (!self.key_headers.is_empty()).then_some(self.key_headers);
-        flags.key_cookies = (!self.key_cookies.is_empty()).then_some(self.key_cookies);
-        flags.key_drop_query = (!self.key_drop_query.is_empty()).then_some(self.key_drop_query);
-        flags.key_sort_query = self.key_sort_query;
-        flags.debug_key = self.debug_key;
-        Ok((flags, self.config))
+impl Cli {
+    /// The settings of the command line, laid over those of the `--config` file: a flag given
+    /// (or its environment variable) replaces the file's setting, the others stay.
+    fn settings() -> Result<Config, Box<dyn std::error::Error>> {
+        let matches = Cli::command().get_matches();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let Some(file) = cli.config else {
+            return Ok(cli.settings);
+        };
+        let mut config = Config::load(file)?;
+        config.update_from_arg_matches(&matches)?;
+        Ok(config)
     }
 }
 
@@ -299,7 +53,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(Args::parse()) {
+    match Cli::settings().and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let mut msg = e.to_string();
@@ -315,12 +69,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let (flags, file) = args.into_config()?;
-    let config = match file {
-        Some(path) => Config::load(path)?.merge(flags),
-        None => flags,
-    };
+fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let workers = config
         .workers
         .filter(|n| *n > 0)
@@ -404,7 +153,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(
         listen = %plain.map_or_else(|| "none".into(), |a| a.to_string()),
         listen_tls = %secure.map_or_else(|| "none".into(), |a| a.to_string()),
-        upstream = config.upstream.as_deref().unwrap_or_default(),
+        upstream = config.site_options.upstream.as_deref().unwrap_or_default(),
         workers,
         "cachio-gateway listening"
     );

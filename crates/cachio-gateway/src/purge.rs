@@ -202,6 +202,18 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// The `GET` request for `target` (the `url` or `prefix` parameter, answered `missing`
+    /// when absent) with the request's host or the `host` parameter.
+    fn request(
+        &self,
+        target: Option<&str>,
+        missing: &'static str,
+        headers: &HeaderMap,
+    ) -> Result<Request<()>, Reject> {
+        let target = target.ok_or_else(|| text(StatusCode::BAD_REQUEST, missing))?;
+        get_for(target, self.host(headers)?.as_ref())
+    }
+
     fn host(&self, headers: &HeaderMap) -> Result<Option<HeaderValue>, Reject> {
         match &self.host {
             Some(h) => HeaderValue::from_str(h)
@@ -232,25 +244,10 @@ pub(crate) async fn by_url<St: Store>(
     State(shared): State<Arc<Shared<St>>>,
     Query(t): Query<Target>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(res) = authorize(&shared.purge, &headers) {
-        return res.into_response();
-    }
-    let Some(url) = &t.url else {
-        return text(StatusCode::BAD_REQUEST, "400 Bad Request: give url=\n").into_response();
-    };
-    let host = match t.host(&headers) {
-        Ok(h) => h,
-        Err(res) => return res.into_response(),
-    };
-    let get = match get_for(url, host.as_ref()) {
-        Ok(get) => get,
-        Err(res) => return res.into_response(),
-    };
-    match purge_url(&shared, &get).await {
-        Ok(n) => purged(n),
-        Err(res) => res.into_response(),
-    }
+) -> Result<Response, Reject> {
+    authorize(&shared.purge, &headers)?;
+    let get = t.request(t.url.as_deref(), "400 Bad Request: give url=\n", &headers)?;
+    Ok(purged(purge_url(&shared, &get).await?))
 }
 
 /// `POST /_cachio/purge/prefix?prefix=URL-or-path[&host=H]`: every entry whose key starts with
@@ -259,34 +256,23 @@ pub(crate) async fn by_prefix<St: Store>(
     State(shared): State<Arc<Shared<St>>>,
     Query(t): Query<Target>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(res) = authorize(&shared.purge, &headers) {
-        return res.into_response();
-    }
-    let Some(prefix) = &t.prefix else {
-        return text(StatusCode::BAD_REQUEST, "400 Bad Request: give prefix=\n").into_response();
-    };
-    let host = match t.host(&headers) {
-        Ok(h) => h,
-        Err(res) => return res.into_response(),
-    };
-    let key = match get_for(prefix, host.as_ref()) {
-        Ok(get) => url_key_of(&shared.keys, &get),
-        Err(res) => return res.into_response(),
-    };
+) -> Result<Response, Reject> {
+    authorize(&shared.purge, &headers)?;
+    let get = t.request(
+        t.prefix.as_deref(),
+        "400 Bad Request: give prefix=\n",
+        &headers,
+    )?;
+    let key = url_key_of(&shared.keys, &get);
     let k = key.clone();
-    match shared
+    let n = shared
         .layer
         .purge(move |stored, _| stored.starts_with(&k))
         .await
-    {
-        Ok(n) => {
-            shared.metrics.purge(PurgeKind::Prefix, n);
-            tracing::info!(prefix = key, purged = n, "purged a prefix");
-            purged(n)
-        }
-        Err(e) => store_failed(&e).into_response(),
-    }
+        .map_err(|e| store_failed(&e))?;
+    shared.metrics.purge(PurgeKind::Prefix, n);
+    tracing::info!(prefix = key, purged = n, "purged a prefix");
+    Ok(purged(n))
 }
 
 /// Whether a stored response carries `tag` in one of `names` (values split on spaces and
@@ -309,29 +295,26 @@ pub(crate) async fn by_tag<St: Store>(
     State(shared): State<Arc<Shared<St>>>,
     Query(t): Query<Target>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(res) = authorize(&shared.purge, &headers) {
-        return res.into_response();
-    }
+) -> Result<Response, Reject> {
+    authorize(&shared.purge, &headers)?;
     let Some(tag) = t.tag.filter(|t| !t.is_empty()) else {
-        return text(StatusCode::BAD_REQUEST, "400 Bad Request: give tag=\n").into_response();
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: give tag=\n",
+        ));
     };
     let names = shared.purge.tag_headers.clone();
     let t2 = tag.clone();
     // Only this site's entries: its keys start with its name.
     let site = shared.keys.site_prefix().to_owned();
-    match shared
+    let n = shared
         .layer
         .purge(move |stored, meta| stored.starts_with(&site) && tagged(meta, &names, &t2))
         .await
-    {
-        Ok(n) => {
-            shared.metrics.purge(PurgeKind::Tag, n);
-            tracing::info!(tag, purged = n, "purged a tag");
-            purged(n)
-        }
-        Err(e) => store_failed(&e).into_response(),
-    }
+        .map_err(|e| store_failed(&e))?;
+    shared.metrics.purge(PurgeKind::Tag, n);
+    tracing::info!(tag, purged = n, "purged a tag");
+    Ok(purged(n))
 }
 
 #[cfg(test)]

@@ -1,20 +1,10 @@
 //! Several sites behind one gateway: each a [`Site`] with its own upstream and cache options,
-//! all over one store, chosen per request by its `Host` and then its path.
+//! all over one store (chosen per request in `dispatch.rs`). A site's options are a
+//! [`SiteSettings`], the gateway's too: what a site leaves unset is the gateway's.
 
-use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-
-use axum::Router;
-use axum::body::Body;
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use tower::{Service, ServiceExt};
 
 use crate::connect::{Connector, UpstreamTls};
 use crate::key::KeyShape;
@@ -47,7 +37,7 @@ use crate::{GatewayBuilder, GatewayError, KeyOptions, Mode};
 /// # let _ = gateway;
 /// # Ok::<(), cachio_gateway::GatewayError>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct Site {
     pub(crate) name: String,
@@ -55,28 +45,45 @@ pub struct Site {
     pub(crate) upstream: String,
     pub(crate) path_prefix: String,
     pub(crate) default: bool,
+    pub(crate) settings: SiteSettings,
+    pub(crate) upstream_tls: UpstreamTls,
+}
+
+/// The cache options each site may have of its own: a [`Site`] leaves unset those it takes from
+/// the gateway, whose own are the [`GatewayBuilder`]'s.
+#[derive(Clone, Default)]
+pub(crate) struct SiteSettings {
     pub(crate) mode: Option<Mode>,
     pub(crate) default_ttl: Option<Duration>,
     pub(crate) grace: Option<Duration>,
     pub(crate) cache_key: Option<KeyOptions>,
     pub(crate) purge_token: Option<String>,
-    pub(crate) upstream_tls: UpstreamTls,
 }
 
-impl fmt::Debug for Site {
+impl SiteSettings {
+    /// These settings, with the gateway's in place of those unset.
+    fn or(&self, gateway: &SiteSettings) -> SiteSettings {
+        SiteSettings {
+            mode: self.mode.or(gateway.mode),
+            default_ttl: self.default_ttl.or(gateway.default_ttl),
+            grace: self.grace.or(gateway.grace),
+            cache_key: self.cache_key.clone().or_else(|| gateway.cache_key.clone()),
+            purge_token: self
+                .purge_token
+                .clone()
+                .or_else(|| gateway.purge_token.clone()),
+        }
+    }
+}
+
+impl fmt::Debug for SiteSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Site")
-            .field("name", &self.name)
-            .field("hosts", &self.hosts)
-            .field("upstream", &self.upstream)
-            .field("path_prefix", &self.path_prefix)
-            .field("default", &self.default)
+        f.debug_struct("SiteSettings")
             .field("mode", &self.mode)
             .field("default_ttl", &self.default_ttl)
             .field("grace", &self.grace)
             .field("cache_key", &self.cache_key)
             .field("purge_token", &self.purge_token.as_ref().map(|_| "<set>"))
-            .field("upstream_tls", &self.upstream_tls)
             .finish()
     }
 }
@@ -93,11 +100,7 @@ impl Site {
             upstream: upstream.into(),
             path_prefix: String::new(),
             default: false,
-            mode: None,
-            default_ttl: None,
-            grace: None,
-            cache_key: None,
-            purge_token: None,
+            settings: SiteSettings::default(),
             upstream_tls: UpstreamTls::default(),
         }
     }
@@ -129,38 +132,38 @@ impl Site {
 
     /// Shared or private, instead of the gateway's.
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = Some(mode);
+        self.settings.mode = Some(mode);
         self
     }
 
     /// The lifetime of responses that state none, instead of the gateway's.
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = Some(ttl);
+        self.settings.default_ttl = Some(ttl);
         self
     }
 
     /// The grace period, instead of the gateway's.
     pub fn grace(mut self, grace: Duration) -> Self {
-        self.grace = Some(grace);
+        self.settings.grace = Some(grace);
         self
     }
 
     /// How this site's cache keys are made, instead of the gateway's.
     pub fn cache_key(mut self, key: KeyOptions) -> Self {
-        self.cache_key = Some(key);
+        self.settings.cache_key = Some(key);
         self
     }
 
     /// The token that purges this site's entries (and no other site's), instead of the
     /// gateway's.
     pub fn purge_token(mut self, token: Option<String>) -> Self {
-        self.purge_token = token;
+        self.settings.purge_token = token;
         self
     }
 
     /// For an `https://` upstream: trusts only the CAs in this PEM file.
     pub fn upstream_ca(mut self, pem_file: impl Into<PathBuf>) -> Self {
-        self.upstream_tls.ca = Some(pem_file.into());
+        self.upstream_tls = self.upstream_tls.ca(pem_file);
         self
     }
 
@@ -170,7 +173,7 @@ impl Site {
         cert_file: impl Into<PathBuf>,
         key_file: impl Into<PathBuf>,
     ) -> Self {
-        self.upstream_tls.client_cert = Some((cert_file.into(), key_file.into()));
+        self.upstream_tls = self.upstream_tls.client_cert(cert_file, key_file);
         self
     }
 }
@@ -258,31 +261,52 @@ pub(crate) struct Resolved {
     pub(crate) purge_token: Option<String>,
 }
 
+impl Resolved {
+    /// `site` with `gateway`'s settings in place of those it leaves unset; its keys start with
+    /// `[key_prefix]` when there is one.
+    fn new(
+        site: &Site,
+        gateway: &SiteSettings,
+        key_prefix: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, GatewayError> {
+        let origin = Origin::parse(&site.upstream).map_err(GatewayError::Upstream)?;
+        let connector = Connector::new(&origin.scheme, &site.upstream_tls, timeout)?;
+        let settings = site.settings.or(gateway);
+        Ok(Resolved {
+            name: site.name.clone(),
+            hosts: site.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            path_prefix: site.path_prefix.clone(),
+            default: site.default,
+            origin,
+            connector,
+            mode: settings.mode.unwrap_or_default(),
+            grace: settings.grace.unwrap_or_default(),
+            default_ttl: settings.default_ttl,
+            key: KeyShape::new(key_prefix, settings.cache_key.unwrap_or_default()),
+            purge_token: settings.purge_token,
+        })
+    }
+}
+
 /// The builder's sites, or the one implicit site of its upstream (every host, keys without a
 /// site name, so they stay those of a single-upstream gateway).
 pub(crate) fn resolve(b: &GatewayBuilder) -> Result<Vec<Resolved>, GatewayError> {
-    let connect = |upstream: &str, tls: &UpstreamTls| {
-        let origin = Origin::parse(upstream).map_err(GatewayError::Upstream)?;
-        let connector = Connector::new(&origin.scheme, tls, b.upstream_timeout)?;
-        Ok::<_, GatewayError>((origin, connector))
-    };
     if b.sites.is_empty() {
-        let (origin, connector) = connect(&b.upstream, &b.upstream_tls)?;
-        return Ok(vec![Resolved {
+        let implicit = Site {
             name: b.cache_name.clone(),
-            hosts: Vec::new(),
-            path_prefix: String::new(),
             default: true,
-            origin,
-            connector,
-            mode: b.mode,
-            grace: b.grace,
-            default_ttl: b.default_ttl,
-            key: KeyShape::new(None, b.cache_key.clone()),
-            purge_token: b.purge_token.clone(),
-        }]);
+            ..b.site.clone()
+        };
+        let none = SiteSettings::default();
+        return Ok(vec![Resolved::new(
+            &implicit,
+            &none,
+            None,
+            b.upstream_timeout,
+        )?]);
     }
-    if !b.upstream.is_empty() {
+    if !b.site.upstream.is_empty() {
         return Err(GatewayError::Config(
             "give one upstream or sites, not both".into(),
         ));
@@ -291,141 +315,15 @@ pub(crate) fn resolve(b: &GatewayBuilder) -> Result<Vec<Resolved>, GatewayError>
     b.sites
         .iter()
         .map(|site| {
-            let (origin, connector) = connect(&site.upstream, &site.upstream_tls)
-                .map_err(|e| GatewayError::Config(format!("site `{}`: {e}", site.name)))?;
-            Ok(Resolved {
-                name: site.name.clone(),
-                hosts: site.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-                path_prefix: site.path_prefix.clone(),
-                default: site.default,
-                origin,
-                connector,
-                mode: site.mode.unwrap_or(b.mode),
-                grace: site.grace.unwrap_or(b.grace),
-                default_ttl: site.default_ttl.or(b.default_ttl),
-                key: KeyShape::new(
-                    Some(&site.name),
-                    site.cache_key
-                        .clone()
-                        .unwrap_or_else(|| b.cache_key.clone()),
-                ),
-                purge_token: site.purge_token.clone().or_else(|| b.purge_token.clone()),
-            })
+            Resolved::new(site, &b.site.settings, Some(&site.name), b.upstream_timeout)
+                .map_err(|e| GatewayError::Config(format!("site `{}`: {e}", site.name)))
         })
         .collect()
-}
-
-/// A site's place in the routing table: its hosts (lowercase), its path prefix, its routers.
-pub(crate) struct Route {
-    pub(crate) hosts: Vec<String>,
-    pub(crate) path_prefix: String,
-    pub(crate) router: Router,
-    pub(crate) admin: Router,
-}
-
-/// Sends each request to the router of the site its `Host` (then path) selects, or of the
-/// default site, or answers `421 Misdirected Request`.
-#[derive(Clone)]
-pub(crate) struct Dispatch {
-    routes: Arc<[Route]>,
-    default: Option<usize>,
-    /// Whether this dispatches to the sites' admin routers.
-    admin: bool,
-}
-
-impl Dispatch {
-    pub(crate) fn new(routes: Arc<[Route]>, default: Option<usize>, admin: bool) -> Self {
-        Self {
-            routes,
-            default,
-            admin,
-        }
-    }
-
-    fn select<B>(&self, req: &Request<B>) -> Option<&Route> {
-        let host = host_of(req);
-        let path = req.uri().path();
-        host.and_then(|host| {
-            self.routes
-                .iter()
-                .filter(|r| r.hosts.contains(&host))
-                .filter(|r| under(path, &r.path_prefix))
-                .max_by_key(|r| r.path_prefix.len())
-        })
-        .or_else(|| self.default.and_then(|i| self.routes.get(i)))
-    }
-}
-
-/// Whether `path` is `prefix` or under it.
-fn under(path: &str, prefix: &str) -> bool {
-    prefix.is_empty()
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-/// The request's host, lowercase, without its port: from `Host`, else the target's authority.
-fn host_of<B>(req: &Request<B>) -> Option<String> {
-    let raw = match req.headers().get(header::HOST) {
-        Some(h) => h.to_str().ok()?,
-        None => req.uri().authority()?.as_str(),
-    };
-    let host = if let Some(v6) = raw.strip_prefix('[') {
-        v6.split_once(']').map_or(raw, |(h, _)| h)
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
-    };
-    Some(host.to_ascii_lowercase())
-}
-
-fn misdirected() -> Response<Body> {
-    let mut res = Response::new(Body::from(
-        "421 Misdirected Request: no site is configured for this host\n",
-    ));
-    *res.status_mut() = StatusCode::MISDIRECTED_REQUEST;
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-impl Service<Request<Body>> for Dispatch {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // A router is always ready.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let Some(route) = self.select(&req) else {
-            return Box::pin(std::future::ready(Ok(misdirected())));
-        };
-        let router = if self.admin {
-            route.admin.clone()
-        } else {
-            route.router.clone()
-        };
-        Box::pin(router.oneshot(req))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_and_prefixes() {
-        let req = |host: &str| Request::get("/").header("host", host).body(()).unwrap();
-        assert_eq!(host_of(&req("Shop.Example:8080")).unwrap(), "shop.example");
-        assert_eq!(host_of(&req("[::1]:80")).unwrap(), "::1");
-        assert_eq!(host_of(&req("a.b")).unwrap(), "a.b");
-        assert!(under("/api", "/api"));
-        assert!(under("/api/x", "/api"));
-        assert!(!under("/apis", "/api"));
-        assert!(under("/x", ""));
-    }
 
     #[test]
     fn validation() {
