@@ -97,6 +97,36 @@ impl FjallStore {
     }
 }
 
+impl FjallStore {
+    /// The body length of the entry under `key`, read from its record alone: no chunk is read
+    /// and nothing is written (an expired entry is not removed, no access time is touched), so
+    /// a tool that lists a store leaves it as it was. `None` when there is no readable record.
+    ///
+    /// This blocks on the disk read: call it where blocking is allowed.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be read.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = cachio_fjall::FjallStore::open(dir.path())?;
+    /// assert_eq!(store.body_len("https://example.com/")?, None);
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn body_len(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let engine = &self.shared.engine;
+        engine::guarded("reading a record", || {
+            let Some(raw) = engine.entries.get(key).map_err(db_error)? else {
+                return Ok(None);
+            };
+            Ok(Record::decode(key.as_bytes(), &raw).ok().map(|r| r.body_len))
+        })
+    }
+}
+
 /// Checks one record and its chunks; counts the good chunks into `report`.
 fn check_entry(
     engine: &engine::Engine,
@@ -160,6 +190,7 @@ mod tests {
             w.append(Bytes::from(vec![7u8; 100_000])).unwrap();
             w.commit(meta.clone(), None).await.unwrap();
         }
+        assert_eq!(store.body_len("http://a/").unwrap(), Some(100_000));
         let clean = store.verify(|_| {}).unwrap();
         assert!(clean.is_clean(), "{clean:?}");
         assert_eq!((clean.entries, clean.bytes), (2, 200_000));
