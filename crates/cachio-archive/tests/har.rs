@@ -316,6 +316,9 @@ fn good(url: &str, body: &str) -> String {
     )
 }
 
+/// What an import's error must satisfy.
+type Expect = Box<dyn Fn(&ArchiveError) -> bool>;
+
 #[tokio::test]
 async fn bad_input_is_an_error_naming_the_entry_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -349,7 +352,7 @@ async fn bad_input_is_an_error_naming_the_entry_and_writes_nothing() {
     assert_eq!(keys().await, ["https://x.example/kept"]);
 
     let first = good("https://x.example/first", "one");
-    let cases: Vec<(&str, String, Box<dyn Fn(&ArchiveError) -> bool>)> = vec![
+    let cases: Vec<(&str, String, Expect)> = vec![
         (
             "no-response",
             r#"{"startedDateTime": "2026-01-01T00:00:00Z", "request": {"method": "GET", "url": "https://x.example/lost"}}"#.into(),

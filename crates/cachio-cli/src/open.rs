@@ -1,7 +1,7 @@
 //! What a `DIR` argument is, and the store it opens as.
 //!
 //! Every kind of cache directory the command knows is recognised here, by the files it holds,
-//! and opened as one variant of [`Opened`]; the commands work on any [`Store`] through
+//! and opened as one variant of [`Opened`]; the commands work on any [`Store`](cachio_core::store::Store) through
 //! [`with_store!`](crate::with_store), and the few that need more of one kind ask for it by
 //! matching.
 //!

@@ -122,7 +122,9 @@ impl FjallStore {
             let Some(raw) = engine.entries.get(key).map_err(db_error)? else {
                 return Ok(None);
             };
-            Ok(Record::decode(key.as_bytes(), &raw).ok().map(|r| r.body_len))
+            Ok(Record::decode(key.as_bytes(), &raw)
+                .ok()
+                .map(|r| r.body_len))
         })
     }
 }

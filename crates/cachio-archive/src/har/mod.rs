@@ -31,12 +31,12 @@
 //! # Import
 //!
 //! The file is read twice, one entry at a time: a first pass checks every entry, and only
-//! when all of them pass does a second one write them. Bad input is an [`ArchiveError`] naming
+//! when all of them pass does a second one write them. Bad input is an [`ArchiveError`](crate::ArchiveError) naming
 //! the entry by its index and URL, and leaves the store as it was: invalid JSON, an entry
 //! without a request URL or a response, a body that is not valid base64 or whose length is
 //! not its `content.size`, invalid header lines, an invalid date. A body larger than
 //! [`ImportOptions::max_body_bytes`] (64 MiB unless set) or than the store accepts is
-//! [`ArchiveError::TooLarge`]. An import holds one entry in memory at a time (its body
+//! [`ArchiveError::TooLarge`](crate::ArchiveError::TooLarge). An import holds one entry in memory at a time (its body
 //! decoded, and its JSON as it is parsed).
 //!
 //! Some entries are not errors but are not stored either, as a cache would not store them:
@@ -54,7 +54,7 @@ pub(crate) use export::iso_time;
 mod import;
 
 pub use export::export_har;
-pub use import::{ImportOptions, ImportSummary, Skipped, import_har};
+pub use import::{DEFAULT_MAX_BODY_BYTES, ImportOptions, ImportSummary, Skipped, import_har};
 
 use http::{HeaderMap, Version, header};
 
