@@ -28,7 +28,7 @@ use cachio_core::store::Store;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use http::Version;
-use sha1::{Digest, Sha1};
+use sha1_smol::Sha1;
 
 use crate::catalog::{StoredResponse, catalog, read_body};
 use crate::{ArchiveError, ExportSummary};
@@ -38,7 +38,10 @@ fn record_id() -> String {
 }
 
 fn sha1_label(hasher: Sha1) -> String {
-    format!("sha1:{}", data_encoding::BASE32.encode(&hasher.finalize()))
+    format!(
+        "sha1:{}",
+        data_encoding::BASE32.encode(&hasher.digest().bytes())
+    )
 }
 
 fn warc_date(t: SystemTime) -> String {

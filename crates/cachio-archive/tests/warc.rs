@@ -12,7 +12,6 @@ use cachio_fjall::FjallStore;
 use cachio_tower::CacheLayer;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use sha1::{Digest, Sha1};
 use tower::{Layer, ServiceExt, service_fn};
 use warc::{RecordType, WarcHeader, WarcReader};
 
@@ -48,7 +47,10 @@ async fn origin(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infa
 }
 
 fn base32_sha1(data: &[u8]) -> String {
-    format!("sha1:{}", data_encoding::BASE32.encode(&Sha1::digest(data)))
+    format!(
+        "sha1:{}",
+        data_encoding::BASE32.encode(&sha1_smol::Sha1::from(data).digest().bytes())
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
