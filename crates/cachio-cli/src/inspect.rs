@@ -282,7 +282,11 @@ pub(crate) async fn show(
         writeln!(out, "  body:         {size}")?;
         writeln!(out, "  variants:     {}", r.variants)?;
         writeln!(out)?;
-        writeln!(out, "  {} {}", s.http_version, r.status)?;
+        let reason = http::StatusCode::from_u16(r.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        writeln!(out, "  {} {} {reason}", s.http_version, r.status)?;
         for (n, v) in &s.headers {
             writeln!(out, "  {n}: {v}")?;
         }
