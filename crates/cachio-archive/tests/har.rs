@@ -409,6 +409,20 @@ async fn bad_input_is_an_error_naming_the_entry_and_writes_nothing() {
         );
     }
 
+    // An entry whose JSON alone is far past the limit is refused as it is read, before it is
+    // all in memory.
+    let huge = good("https://x.example/huge", &"h".repeat(17 << 20));
+    let path = har_file(&dir, "huge", &[&first, &huge]);
+    let options = ImportOptions::new().max_body_bytes(64);
+    let err = import_har(&path, &store, &options, |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ArchiveError::TooLarge { at, .. } if at.index == 1),
+        "{err:?}"
+    );
+    assert_eq!(keys().await, ["https://x.example/kept"]);
+
     // Not a HAR at all.
     let path = dir.path().join("not.har");
     std::fs::write(&path, r#"{"log": {"version": "1.2"}}"#).unwrap();

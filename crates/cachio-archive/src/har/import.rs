@@ -275,9 +275,15 @@ fn prepare(
     let Some(content) = response.content else {
         return Err(bad("the response has no content".into()));
     };
-    let body = match (&content.text, content.encoding.as_deref()) {
+    let RawContent {
+        size,
+        text,
+        encoding,
+        encoded_body,
+    } = content;
+    let body = match (text, encoding.as_deref()) {
         (None, _) => {
-            if content.size.unwrap_or(0) > 0 {
+            if size.unwrap_or(0) > 0 {
                 return skip("the body was not saved in the file".into());
             }
             Bytes::new()
@@ -287,19 +293,23 @@ fn prepare(
             if text.len() as u64 / 4 * 3 > limit.saturating_add(3) {
                 return Err(ArchiveError::TooLarge { at, limit });
             }
-            let clean: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-            Bytes::from(
-                STANDARD
-                    .decode(clean.as_bytes())
-                    .map_err(|e| bad(format!("content.text is not valid base64: {e}")))?,
-            )
+            let decoded = STANDARD.decode(text.as_bytes()).or_else(|e| {
+                // Some tools wrap base64 in lines.
+                if text.bytes().any(|b| b.is_ascii_whitespace()) {
+                    let clean: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                    STANDARD.decode(clean.as_bytes())
+                } else {
+                    Err(e)
+                }
+            });
+            Bytes::from(decoded.map_err(|e| bad(format!("content.text is not valid base64: {e}")))?)
         }
-        (Some(text), None | Some("")) => Bytes::from(text.clone().into_bytes()),
+        (Some(text), None | Some("")) => Bytes::from(text.into_bytes()),
         (Some(_), Some(other)) => {
             return Err(bad(format!("unknown content.encoding {other:?}")));
         }
     };
-    if let Some(size) = content.size
+    if let Some(size) = size
         && size >= 0
         && u64::try_from(size).ok() != Some(body.len() as u64)
     {
@@ -312,7 +322,7 @@ fn prepare(
         return Err(ArchiveError::TooLarge { at, limit });
     }
     // A body saved decoded loses the coding its headers name (see the module docs).
-    if content_encoded(&headers) && content.encoded_body != Some(true) {
+    if content_encoded(&headers) && encoded_body != Some(true) {
         headers.remove(header::CONTENT_ENCODING);
         if headers.contains_key(header::CONTENT_LENGTH) {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -483,12 +493,17 @@ fn walk_entries<'f>(
     let file = std::fs::File::open(path)?;
     let used = Arc::new(AtomicU64::new(0));
     let tripped = Arc::new(AtomicBool::new(false));
-    let reader = Budgeted {
-        inner: BufReader::with_capacity(64 << 10, file),
-        used: used.clone(),
-        limit: entry_limit,
-        tripped: tripped.clone(),
-    };
+    // The parser reads a byte at a time from the buffer; the budget counts the buffer's reads
+    // from the file (64 KiB at a time).
+    let reader = BufReader::with_capacity(
+        64 << 10,
+        Budgeted {
+            inner: file,
+            used: used.clone(),
+            limit: entry_limit,
+            tripped: tripped.clone(),
+        },
+    );
     let current = Arc::new(AtomicUsize::new(0));
     let mut walk = Walk {
         on_entry,
