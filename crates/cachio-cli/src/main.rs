@@ -250,6 +250,7 @@ async fn run(command: Command) -> Result<bool, Failure> {
             shared,
             output,
         } => {
+            let created = !dir.exists();
             let opened = open::open_or_create(&dir)?;
             let policy = if shared {
                 Policy::shared()
@@ -257,7 +258,13 @@ async fn run(command: Command) -> Result<bool, Failure> {
                 Policy::private()
             };
             let max_body = max_body_mb.saturating_mul(1 << 20);
-            maintain::import(&opened, &file, policy, max_body, output.json).await?;
+            let imported = maintain::import(&opened, &file, policy, max_body, output.json).await;
+            if imported.is_err() && created {
+                // A failed import into a new directory leaves no directory behind.
+                drop(opened);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            imported?;
         }
     }
     Ok(true)

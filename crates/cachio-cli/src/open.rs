@@ -93,9 +93,19 @@ fn is_fjall(dir: &Path) -> bool {
     dir.join(FJALL_LOCK).is_file() || dir.join(FJALL_DB).is_dir()
 }
 
+/// The budget the command opens a disk store with: more than any directory holds, so that
+/// nothing is evicted while the command runs (the budget is not stored with the directory; the
+/// program that uses it applies its own when it opens it again).
+const NO_BUDGET: u64 = 1 << 50;
+
 fn open_fjall(dir: &Path) -> Result<Opened, OpenError> {
     // A damaged directory is reported, never moved aside: this command only looks.
-    match FjallStore::builder(dir).on_damage(OnDamage::Fail).open() {
+    let opened = FjallStore::builder(dir)
+        .on_damage(OnDamage::Fail)
+        .budget_bytes(NO_BUDGET)
+        .max_object_size(NO_BUDGET)
+        .open();
+    match opened {
         Ok(s) => Ok(Opened::Disk(s)),
         Err(e) if e.kind() == ErrorKind::Unavailable => Err(OpenError::InUse(dir.to_owned())),
         Err(e) => Err(OpenError::Store(dir.to_owned(), e)),

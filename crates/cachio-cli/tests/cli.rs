@@ -128,7 +128,28 @@ fn fill(dir: &Path) -> String {
         panic!("the layer did not store every response");
     });
     drop(runtime);
+    // Released by every process the other tests started meanwhile.
+    drop(open_when_free(dir));
     base
+}
+
+/// Opens `dir` with `cachio::embedded`, waiting while its lock is held. The tests run in
+/// parallel and spawn processes: a child forked while this process had the lock file open
+/// holds the lock until it executes the binary, a moment after.
+fn open_when_free(dir: &Path) -> cachio::EmbeddedStore {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match cachio::embedded(dir) {
+            Ok(store) => return store,
+            Err(e)
+                if e.kind() == cachio_core::ErrorKind::Unavailable
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 fn cachio(args: &[&str]) -> Output {
@@ -491,13 +512,17 @@ fn export_then_import_then_ls() {
             .collect()
     };
     assert_eq!(keys(&json(&["ls", s(&shop), "--json"])), keys(&rows));
+    // Into a new directory: none is left behind.
+    let new = tmp.path().join("new");
+    assert_eq!(cachio(&["import", s(&bad), s(&new)]).status.code(), Some(1));
+    assert!(!new.exists());
 }
 
 #[test]
 fn a_directory_in_use_or_of_another_kind_is_a_clear_error() {
     let (tmp, dir, _base) = filled();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let held = runtime.block_on(async { cachio::embedded(&dir).unwrap() });
+    let held = runtime.block_on(async { open_when_free(&dir) });
     for args in [
         vec!["ls", s(&dir)],
         vec!["verify", s(&dir)],

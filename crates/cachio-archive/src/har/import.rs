@@ -487,9 +487,11 @@ impl<'de> Visitor<'de> for Entries<'_, '_> {
 /// of entries.
 fn walk_entries<'f>(
     path: &Path,
-    entry_limit: u64,
+    body_limit: u64,
     on_entry: &'f mut OnEntry<'f>,
 ) -> Result<usize, ArchiveError> {
+    // An entry's JSON: its body in base64 (a third larger) and its heads.
+    let entry_limit = body_limit.saturating_mul(4) / 3 + (16 << 20);
     let file = std::fs::File::open(path)?;
     let used = Arc::new(AtomicU64::new(0));
     let tripped = Arc::new(AtomicBool::new(false));
@@ -524,7 +526,7 @@ fn walk_entries<'f>(
         if tripped.load(Ordering::Relaxed) {
             return Err(ArchiveError::TooLarge {
                 at: EntryRef::new(index, ""),
-                limit: entry_limit,
+                limit: body_limit,
             });
         }
         return Err(ArchiveError::Json {
@@ -595,15 +597,13 @@ pub async fn import_har<S: Store>(
     let limit = options
         .max_body_bytes
         .min(store.max_body_size().unwrap_or(u64::MAX));
-    // An entry's JSON: its body in base64 (a third larger) and its heads.
-    let entry_limit = limit.saturating_mul(4) / 3 + (16 << 20);
     let policy = options.policy.clone();
 
     // Pass 1: check every entry; note each resource's final Vary names.
     let plan = {
         let path = path.to_owned();
         let policy = policy.clone();
-        run_blocking(move || check_all(&path, &policy, limit, entry_limit)).await?
+        run_blocking(move || check_all(&path, &policy, limit)).await?
     };
 
     // Each resource that varies gets its index: the stored one if it has the same names.
@@ -631,7 +631,7 @@ pub async fn import_har<S: Store>(
         std::thread::spawn(move || {
             // Set once an entry's own error went to the writer, or the writer stopped.
             let mut stopped = false;
-            let result = walk_entries(&path, entry_limit, &mut |index, raw| {
+            let result = walk_entries(&path, limit, &mut |index, raw| {
                 let prepared = prepare(index, raw, &policy, limit);
                 let failed = prepared.is_err();
                 if tx.blocking_send(prepared).is_err() || failed {
@@ -706,14 +706,9 @@ struct Plan {
     vary: HashMap<String, Vec<HeaderName>>,
 }
 
-fn check_all(
-    path: &Path,
-    policy: &Policy,
-    limit: u64,
-    entry_limit: u64,
-) -> Result<Plan, ArchiveError> {
+fn check_all(path: &Path, policy: &Policy, limit: u64) -> Result<Plan, ArchiveError> {
     let mut vary = HashMap::new();
-    let entries = walk_entries(path, entry_limit, &mut |index, raw| {
+    let entries = walk_entries(path, limit, &mut |index, raw| {
         if let (_, Prepared::Store(ready)) = prepare(index, raw, policy, limit)? {
             vary.insert(ready.primary, ready.vary);
         }
