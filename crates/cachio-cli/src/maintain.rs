@@ -54,7 +54,17 @@ pub(crate) async fn purge(opened: &Opened, target: Target, json: bool) -> Result
                 url_of(k).starts_with(&prefix) || k.starts_with(&prefix)
             }).await)?,
         Target::Tag(tag, names) => {
-            with_store!(opened, s => s.purge(move |_, meta| tagged(meta, &names, &tag)).await)?
+            let n =
+                with_store!(opened, s => s.purge(move |_, meta| tagged(meta, &names, &tag)).await)?;
+            // The variant index of a resource whose every variant went is of no more use.
+            let left: std::collections::HashSet<String> = with_store!(opened, s => s.scan().await)?
+                .into_iter()
+                .filter(|(_, m)| m.as_response().is_some())
+                .map(|(k, _)| primary_of(&k).to_owned())
+                .collect();
+            n + with_store!(opened, s => s.purge(move |k, meta| {
+                matches!(meta, Meta::Variants(_)) && !left.contains(k)
+            }).await)?
         }
     };
     let mut out = std::io::stdout().lock();

@@ -50,6 +50,7 @@ async fn origin(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
             };
             b.header("cache-control", "max-age=3600")
                 .header("vary", "accept-language")
+                .header("surrogate-key", "greetings")
                 .body(Full::from(hello))
         }
         "/docs/a" | "/docs/b" => b
@@ -341,6 +342,21 @@ fn purge_by_url_prefix_and_tag() {
         "purged 2 entries\n"
     );
     assert_eq!(urls(&dir), ["/image", "/old"]);
+
+    // By a tag in a comma-separated `Cache-Tag`, on a fresh fill; and the variants of a
+    // tagged resource that varies, with their index.
+    let (_tmp2, dir2, _) = filled();
+    assert_eq!(
+        ok(&["purge", s(&dir2), "--tag", "manual"]),
+        "purged 2 entries\n"
+    );
+    assert_eq!(
+        ok(&["purge", s(&dir2), "--tag", "greetings"]),
+        "purged 3 entries\n"
+    );
+    let left = json(&["stats", s(&dir2), "--json"]);
+    assert_eq!(left["responses"], 3);
+    assert_eq!(left["variant_indexes"], 0);
 
     let out = cachio(&["purge", s(&dir)]);
     assert_eq!(out.status.code(), Some(2), "a target is required");
