@@ -46,6 +46,7 @@ async fn origin(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infa
             .header("content-type", "text/plain")
             .header("content-encoding", "gzip")
             .body(Full::new(Bytes::from(gzip(b"compressed text")))),
+        "/untyped" => b.body(Full::new(Bytes::from_static(b"plain words\n"))),
         "/moved" => b
             .status(StatusCode::MOVED_PERMANENTLY)
             .header("location", "/page")
@@ -73,6 +74,7 @@ async fn fill<S: Store>(store: &S) {
         ("/image", None),
         ("/zipped", None),
         ("/moved", None),
+        ("/untyped", None),
         ("/lang?x=1&y", Some("en")),
         ("/lang?x=1&y", Some("de")),
     ] {
@@ -89,7 +91,7 @@ async fn fill<S: Store>(store: &S) {
     }
     // The layer commits as the body ends; wait until every entry is there.
     for _ in 0..200 {
-        if store.scan().await.unwrap().len() == 7 {
+        if store.scan().await.unwrap().len() == 8 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -112,7 +114,7 @@ async fn export_import_export_is_byte_identical() {
 
     let json: serde_json::Value = serde_json::from_slice(&first).unwrap();
     let entries = json["log"]["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 6, "{json:#}");
+    assert_eq!(entries.len(), 7, "{json:#}");
     let by_url = |url: &str| -> Vec<&serde_json::Value> {
         entries
             .iter()
@@ -139,6 +141,10 @@ async fn export_import_export_is_byte_identical() {
     let zipped = by_url("https://site.example/zipped")[0];
     assert_eq!(zipped["response"]["content"]["_encodedBody"], true);
     assert_eq!(zipped["response"]["content"]["encoding"], "base64");
+    // No type, but UTF-8 text: text.
+    let untyped = &by_url("https://site.example/untyped")[0]["response"]["content"];
+    assert_eq!(untyped["text"], "plain words\n");
+    assert!(untyped.get("encoding").is_none());
     let moved = by_url("https://site.example/moved")[0];
     assert_eq!(moved["response"]["status"], 301);
     assert_eq!(moved["response"]["redirectURL"], "/page");
@@ -165,7 +171,7 @@ async fn export_import_export_is_byte_identical() {
     let summary = import_har(&path, &second_store, &ImportOptions::new(), |_, _| {})
         .await
         .unwrap();
-    assert_eq!(summary.imported, 6, "{:?}", summary.skipped);
+    assert_eq!(summary.imported, 7, "{:?}", summary.skipped);
     assert!(summary.skipped.is_empty());
     let second = har_of(&second_store).await;
     assert_eq!(

@@ -99,14 +99,17 @@ fn millis_between(a: SystemTime, b: SystemTime) -> f64 {
     micros as f64 / 1000.0
 }
 
-/// Whether the body goes out as text: a textual type, not content-coded.
-fn as_text(meta: &ResponseMeta) -> bool {
-    let mime = meta
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    textual(mime) && !content_encoded(meta.headers())
+/// Whether the body may go out as text, and whether its bytes must be looked at for that: a
+/// textual type may (if it is UTF-8), a body without a type may if it is UTF-8 without control
+/// characters; a content-coded body or another type goes out in base64.
+fn may_be_text(meta: &ResponseMeta) -> Option<bool> {
+    if content_encoded(meta.headers()) {
+        return None;
+    }
+    match meta.headers().get(header::CONTENT_TYPE) {
+        None => Some(true),
+        Some(v) => textual(v.to_str().unwrap_or("")).then_some(false),
+    }
 }
 
 /// Writes every response `store` holds to `out` as a HAR 1.2 log and gives what it wrote.
@@ -114,9 +117,9 @@ fn as_text(meta: &ResponseMeta) -> bool {
 /// Entries come in a stable order (by URL, then by the request values that selected each
 /// variant), one per line, so that two exports of the same entries are byte for byte the same
 /// and a diff of two exports shows the entries that changed. Each body is read from the store
-/// and written as it streams: textual bodies (by their `Content-Type`) that are UTF-8 and not
-/// content-coded as text (read twice: once to check them, once to write them), all others in
-/// base64. A content-coded body is written as stored (still coded), marked with
+/// and written as it streams: as text when it is UTF-8, not content-coded, and of a textual
+/// `Content-Type` (or of none, and free of control characters), read twice for that (once to
+/// check it, once to write it); all others in base64. A content-coded body is written as stored (still coded), marked with
 /// `content._encodedBody: true` so that [`import_har`](super::import_har) keeps its
 /// `Content-Encoding`. `progress` is called with (entries written, entries in all) after each
 /// entry.
@@ -190,14 +193,21 @@ async fn write_entry<S: Store, W: Write>(
 ) -> Result<u64, ArchiveError> {
     let meta = &entry.meta;
     let expected = Meta::Response(meta.clone());
-    let text = as_text(meta) && {
-        let mut check = Utf8Check::default();
-        read_body(store, &entry.key, Some(&expected), |c| {
-            check.push(c);
-            Ok(())
-        })
-        .await?;
-        check.is_utf8()
+    let text = match may_be_text(meta) {
+        None => false,
+        Some(untyped) => {
+            let mut check = Utf8Check::default();
+            let mut control = false;
+            read_body(store, &entry.key, Some(&expected), |c| {
+                check.push(c);
+                control |= untyped
+                    && c.iter()
+                        .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f);
+                Ok(())
+            })
+            .await?;
+            check.is_utf8() && !control
+        }
     };
 
     let url = entry.url();
