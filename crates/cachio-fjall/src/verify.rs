@@ -42,7 +42,7 @@ impl Verification {
     }
 }
 
-/// An entry that failed a check in [`FjallStore::verify`].
+/// An entry that failed a check in [`FjallStore::verify`], as listed in [`Verification::bad`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BadEntry {

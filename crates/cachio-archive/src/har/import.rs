@@ -82,6 +82,33 @@ impl ImportOptions {
 }
 
 /// An entry of the archive that was not stored, and why.
+///
+/// # Example
+///
+/// ```
+/// use cachio_archive::har::{ImportOptions, import_har};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("post.har");
+/// std::fs::write(&path, r#"{"log": {"entries": [{
+///     "startedDateTime": "2026-01-01T10:00:00Z",
+///     "request": {"method": "POST", "url": "https://example.com/form"},
+///     "response": {"status": 204, "headers": [], "content": {"size": 0}}
+/// }]}}"#)?;
+/// let store = cachio_moka::MokaStore::new(1 << 20);
+/// let summary = import_har(&path, &store, &ImportOptions::new(), |_, _| {}).await?;
+/// assert_eq!(summary.imported, 0);
+/// let skipped = &summary.skipped[0];
+/// assert_eq!(skipped.at.index, 0);
+/// assert_eq!(
+///     skipped.to_string(),
+///     "log.entries[0] (https://example.com/form): only GET responses are stored (method POST)"
+/// );
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {
     /// The entry.
@@ -96,7 +123,7 @@ impl fmt::Display for Skipped {
     }
 }
 
-/// What [`import_har`] did.
+/// What [`import_har`] did. See [`import_har`] and [`Skipped`] for examples.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct ImportSummary {
