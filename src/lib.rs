@@ -80,6 +80,7 @@
 //! | `client` | yes | [`Client`], a ready HTTP and HTTPS client with the cache built in (`memory`, `disk`, `tls`) |
 //! | `memory` + `disk` | yes | [`embedded`], [`Embedded`], [`EmbeddedStore`]: memory in front of disk |
 //! | `reqwest` | no | `cachio::reqwest` (`cachio-reqwest`): the cache as a `reqwest-middleware` middleware |
+//! | `archive` | no | `cachio::archive` (`cachio-archive`): HAR export and import, WARC export, of any store that lists its entries |
 //!
 //! # Crates
 //!
@@ -127,6 +128,9 @@ pub use cachio_redis::{
 
 #[cfg(feature = "reqwest")]
 pub use cachio_reqwest as reqwest;
+
+#[cfg(feature = "archive")]
+pub use cachio_archive as archive;
 
 #[cfg(all(feature = "memory", feature = "disk"))]
 pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedStore, embedded};

@@ -217,6 +217,7 @@ mod body;
 mod damage;
 mod engine;
 mod record;
+mod verify;
 mod writer;
 
 use std::fmt;
@@ -237,6 +238,7 @@ use tokio::sync::oneshot;
 pub use body::FjallBody;
 use body::{FirstRead, READ_AHEAD, READ_INLINE};
 pub use damage::OnDamage;
+pub use verify::{BadEntry, Verification};
 
 use engine::{Engine, MAX_KEY_LEN, ReadGuard, Settings};
 use record::Record;
