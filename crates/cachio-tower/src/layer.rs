@@ -80,6 +80,10 @@ pub(crate) struct Config {
     pub(crate) coalesce: bool,
     pub(crate) coalesce_timeout: Duration,
     pub(crate) hit_for_miss: Duration,
+    /// The mode of a request that carries no [`CacheMode`](crate::CacheMode).
+    pub(crate) default_mode: crate::CacheMode,
+    /// Whether responses RFC 9111 §3 would not store are stored too.
+    pub(crate) store_all: bool,
     /// Fetches in flight and keys known to be uncacheable; shared by clones.
     pub(crate) flights: Arc<Flights>,
     /// Counters; shared by clones.
@@ -130,6 +134,8 @@ impl Clone for Config {
             coalesce: self.coalesce,
             coalesce_timeout: self.coalesce_timeout,
             hit_for_miss: self.hit_for_miss,
+            default_mode: self.default_mode,
+            store_all: self.store_all,
             flights: self.flights.clone(),
             stats: self.stats.clone(),
             recorded: OnceLock::new(),
@@ -163,6 +169,8 @@ impl<St> CacheLayer<St> {
                 coalesce: true,
                 coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
                 hit_for_miss: DEFAULT_HIT_FOR_MISS,
+                default_mode: crate::CacheMode::Default,
+                store_all: false,
                 flights: Arc::default(),
                 stats: Arc::default(),
                 recorded: OnceLock::new(),
@@ -266,6 +274,50 @@ impl<St> CacheLayer<St> {
     pub fn grace(mut self, grace: Duration) -> Self {
         let c = self.config_mut();
         c.policy = c.policy.clone().grace(grace);
+        self
+    }
+
+    /// The mode of the requests that carry no [`CacheMode`](crate::CacheMode) extension
+    /// ([`CacheMode::Default`](crate::CacheMode::Default) unless set): a program that replays
+    /// recorded traffic sets [`CacheMode::OnlyIfCached`](crate::CacheMode::OnlyIfCached) once
+    /// here instead of on every request.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::{CacheLayer, CacheMode};
+    ///
+    /// let offline = CacheLayer::private(MokaStore::new(1 << 20)).default_mode(CacheMode::OnlyIfCached);
+    /// ```
+    #[must_use]
+    pub fn default_mode(mut self, mode: crate::CacheMode) -> Self {
+        self.config_mut().default_mode = mode;
+        self
+    }
+
+    /// Whether to store every complete `GET` response, also those RFC 9111 §3 says not to
+    /// (`no-store`, `private` in a shared cache, a status without freshness); off by default.
+    /// For stores that record traffic to replay it, not for caches: such an entry has no
+    /// freshness, so it is served only in the modes that serve whatever is stored
+    /// ([`CacheMode::ForceCache`](crate::CacheMode::ForceCache),
+    /// [`CacheMode::OnlyIfCached`](crate::CacheMode::OnlyIfCached)). Partial (`206`), `304`,
+    /// interim responses and `Vary: *` are never stored; an entry the rules would not keep is
+    /// given a year.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::{CacheLayer, CacheMode};
+    ///
+    /// let recorder = CacheLayer::private(MokaStore::new(1 << 20))
+    ///     .store_all(true)
+    ///     .default_mode(CacheMode::ForceCache);
+    /// ```
+    #[must_use]
+    pub fn store_all(mut self, on: bool) -> Self {
+        self.config_mut().store_all = on;
         self
     }
 

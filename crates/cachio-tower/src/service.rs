@@ -139,7 +139,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let mode = request_mode(&req);
+        let mode = request_mode(&self.cx.config, &req);
         if mode != CacheMode::Default || !matches!(*req.method(), Method::GET | Method::HEAD) {
             let (cx, inner) = self.take();
             return ResponseFuture::boxed(Box::pin(handle(cx, inner, req)));
@@ -205,11 +205,11 @@ pub(crate) fn request_parts<B>(req: &Request<B>) -> (request::Parts, ()) {
     head.into_parts()
 }
 
-fn request_mode<B>(req: &Request<B>) -> CacheMode {
+fn request_mode<B>(config: &Config, req: &Request<B>) -> CacheMode {
     req.extensions()
         .get::<CacheMode>()
         .copied()
-        .unwrap_or_default()
+        .unwrap_or(config.default_mode)
 }
 
 fn request_key(config: &Config, parts: &request::Parts) -> String {
@@ -413,7 +413,7 @@ where
     ResB: OriginBody,
     St: Store,
 {
-    let mode = request_mode(&req);
+    let mode = request_mode(&cx.config, &req);
     cx.config.count(Event::Request);
     if mode == CacheMode::NoStore || !matches!(*req.method(), Method::GET | Method::HEAD) {
         cx.config.count(Event::Bypass);
@@ -1554,14 +1554,15 @@ where
         .extensions
         .get::<CacheMode>()
         .copied()
-        .unwrap_or_default();
+        .unwrap_or(cx.config.default_mode);
 
     // A HEAD response has no body to store; only GET responses are stored.
     let storable = parts.method == Method::GET
         && mode != CacheMode::NoStore
-        && policy
+        && (policy
             .storable(&parts.method, &parts.headers, head.status, &head.headers)
-            .is_ok();
+            .is_ok()
+            || (cx.config.store_all && recordable(head.status, &head.headers)));
     let declared_len = content_length(&head.headers);
     let limit = cx
         .config
@@ -1584,7 +1585,10 @@ where
         if let Some(f) = &cx.config.ttl_fn {
             meta = meta.with_ttl_override(f(&parts, &head));
         }
-        let ttl = cx.config.policy.retention(&meta, response_time);
+        let mut ttl = cx.config.policy.retention(&meta, response_time);
+        if cx.config.store_all && ttl.is_zero() {
+            ttl = STORE_ALL_RETENTION;
+        }
         if !ttl.is_zero() {
             worth_storing = true;
             let code = head.status.as_u16();
@@ -1631,6 +1635,20 @@ where
         None => ResponseBody::passthrough(body),
     };
     Ok(Response::from_parts(head, body))
+}
+
+/// How long an entry stored only because of [`CacheLayer::store_all`](crate::CacheLayer::store_all)
+/// is kept by stores that expire entries.
+const STORE_ALL_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Whether [`CacheLayer::store_all`](crate::CacheLayer::store_all) stores a response of `status`
+/// with `headers`: a final, complete response whose variants can be told apart.
+fn recordable(status: StatusCode, headers: &http::HeaderMap) -> bool {
+    !(status.is_informational()
+        || status.as_u16() > 599
+        || status == StatusCode::PARTIAL_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
+        && vary::vary_names(headers).is_some()
 }
 
 /// Opens a writer for a response and prepares what its commit does: write the entry and, for a
