@@ -80,6 +80,7 @@
 //! | `client` | yes | [`Client`], a ready HTTP and HTTPS client with the cache built in (`memory`, `disk`, `tls`) |
 //! | `memory` + `disk` | yes | [`embedded`], [`Embedded`], [`EmbeddedStore`]: memory in front of disk |
 //! | `reqwest` | no | `cachio::reqwest` (`cachio-reqwest`): the cache as a `reqwest-middleware` middleware |
+//! | `cassette` | no | `cachio::cassette` (`cachio-cassette`): record HTTP to readable files and replay it in tests |
 //!
 //! # Crates
 //!
@@ -88,6 +89,7 @@
 //! - `cachio-moka`: the memory store, re-exported as [`MemoryStore`].
 //! - `cachio-fjall`: the disk store, re-exported as [`DiskStore`].
 //! - `cachio-reqwest`: the reqwest middleware, re-exported as `cachio::reqwest` (feature `reqwest`).
+//! - `cachio-cassette`: record and replay, re-exported as `cachio::cassette` (feature `cassette`).
 
 // On docs.rs, each item gated by a feature says which one.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -127,6 +129,9 @@ pub use cachio_redis::{
 
 #[cfg(feature = "reqwest")]
 pub use cachio_reqwest as reqwest;
+
+#[cfg(feature = "cassette")]
+pub use cachio_cassette as cassette;
 
 #[cfg(all(feature = "memory", feature = "disk"))]
 pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedStore, embedded};
