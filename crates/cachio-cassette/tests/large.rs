@@ -1,6 +1,7 @@
 //! A 64 MiB body records and replays with bounded memory: it streams to its file and back.
 //! Alone in its binary, so that no other test's memory counts in the figures.
 
+#[path = "cassette/support.rs"]
 mod support;
 
 use bytes::Bytes;

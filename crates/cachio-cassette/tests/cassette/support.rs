@@ -2,7 +2,7 @@
 //! the three ways to send requests through a cassette: the layer over a hyper client,
 //! `cachio::Client` and the reqwest middleware.
 
-#![allow(dead_code, reason = "each test binary uses part of the support")]
+#![allow(dead_code, reason = "the large-body test uses part of the support")]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -1,13 +1,13 @@
 //! Recording against a real origin on 127.0.0.1, then replaying with the origin stopped, through
 //! the layer, `cachio::Client` and the reqwest middleware.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 
+use crate::support::{Origin, Seen, snapshot};
 use cachio_cassette::{Cassette, Mode, Unmatched};
 use cachio_core::store::Store;
-use support::{Origin, Seen, snapshot};
 
 /// The exchanges every test records: a path and the request's fields.
 const EXCHANGES: &[(&str, &[(&str, &str)])] = &[
