@@ -257,10 +257,8 @@ impl Inner {
             f.write_all(&crate::file::render(&entry)).map_err(io)?;
         }
         let mut body = body;
-        if let Some(b) = body.as_mut() {
-            if let Some(f) = b.file.take() {
-                f.sync_data().map_err(io)?;
-            }
+        if let Some(f) = body.as_mut().and_then(|b| b.file.take()) {
+            f.sync_data().map_err(io)?;
         }
         let _visible = self.write_lock();
         match body.as_mut() {
