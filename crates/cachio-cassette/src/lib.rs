@@ -47,9 +47,11 @@
 //! # Files
 //!
 //! Names derive from the key: host and port, a slug of the path and query, and a short hash of
-//! the URL (`127.0.0.1_8080--users-7-1a2b3c4d5e6f.json` and `….body`); a variant of a resource
-//! that varies adds its hash (`….0123456789abcdef.json`), and the resource's own file lists its
-//! variants. JSON keys come in a fixed order, pretty-printed, with a final newline; field values
+//! the URL (`127.0.0.1_8080--users-7-1a2b3c4d5e6f.json`); the body file adds the CRC-32 of its
+//! bytes (`….1a2b3c4d.body`), so an entry file only ever names the body written with it. A variant
+//! of a resource that varies adds its hash (`….0123456789abcdef.json`), and the resource's own
+//! file lists its variants. To edit a body by hand, edit its file and the `length` the entry
+//! records; the name may stay. JSON keys come in a fixed order, pretty-printed, with a final newline; field values
 //! are written one byte a character (ISO-8859-1), so any value round-trips. A replay changes
 //! nothing on disk, and a recording holds no time of its own: the exchange's times are the
 //! `Date` the origin sent (a response without one keeps its times in `times_us`). So recording
@@ -256,8 +258,8 @@ impl Inner {
 
 /// The file names of one key's entry.
 pub(crate) struct Names {
+    pub(crate) stem: String,
     pub(crate) json: String,
-    pub(crate) body: String,
 }
 
 impl Names {
@@ -265,8 +267,14 @@ impl Names {
         let stem = file::stem(key);
         Self {
             json: format!("{stem}.json"),
-            body: format!("{stem}.body"),
+            stem,
         }
+    }
+
+    /// The name of a body file: named by its content's CRC-32 as well, so that an entry file
+    /// only ever names the body written with it, and a body recorded again keeps its name.
+    pub(crate) fn body(&self, crc: u32) -> String {
+        format!("{}.{crc:08x}.body", self.stem)
     }
 }
 
@@ -726,18 +734,13 @@ impl Store for Cassette {
         let key = key.to_owned();
         blocking(move || {
             let names = Names::of(&key);
-            // The body file the entry names, and the one its name gives (a file edited by hand may
-            // name another).
+            // With the body file the entry names.
             let named = std::fs::read(this.inner.dir.join(&names.json))
                 .ok()
                 .and_then(|b| file::parse(&b).ok())
                 .filter(|e| e.key() == key)
                 .and_then(|e| e.body().map(|b| b.file.clone()));
-            this.remove(&names.json, Some(&names.body))
-                .and_then(|()| match named {
-                    Some(b) if b != names.body => this.remove(&names.json, Some(&b)),
-                    _ => Ok(()),
-                })
+            this.remove(&names.json, named.as_deref())
                 .map_err(|e| StoreError::new(ErrorKind::Io, e))
         })
         .await

@@ -193,6 +193,7 @@ fn io(e: std::io::Error) -> StoreError {
 fn run(inner: &Inner, key: &str, rx: &mpsc::Receiver<Msg>, shared: &Shared) {
     let mut body: Option<Temp> = None;
     let mut len = 0u64;
+    let mut crc = crc32fast::Hasher::new();
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Chunk(chunk) => {
@@ -202,6 +203,7 @@ fn run(inner: &Inner, key: &str, rx: &mpsc::Receiver<Msg>, shared: &Shared) {
                         if body.is_none() {
                             body = Some(Temp::create(inner, "body")?);
                         }
+                        crc.update(&chunk);
                         let file = body.as_mut().and_then(|t| t.file.as_mut());
                         file.map_or(Ok(()), |f| f.write_all(&chunk))
                     })();
@@ -221,7 +223,7 @@ fn run(inner: &Inner, key: &str, rx: &mpsc::Receiver<Msg>, shared: &Shared) {
             Msg::Commit(meta, reply) => {
                 let result = match shared.failure() {
                     Some(e) => Err(e),
-                    None => inner.finish(key, &meta, body.take(), len),
+                    None => inner.finish(key, &meta, body.take(), len, crc.finalize()),
                 };
                 let _ = reply.send(result);
                 return;
@@ -238,6 +240,7 @@ impl Inner {
         meta: &Meta,
         body: Option<Temp>,
         len: u64,
+        crc: u32,
     ) -> Result<(), StoreError> {
         if matches!(meta, Meta::Variants(_)) && len > 0 {
             return Err(StoreError::new(
@@ -246,8 +249,9 @@ impl Inner {
             ));
         }
         let names = crate::Names::of(key);
+        let body_name = names.body(crc);
         let body_part = (len > 0).then(|| crate::file::BodyPart {
-            file: names.body.clone(),
+            file: body_name.clone(),
             length: len,
         });
         let entry = crate::file::to_file(key, meta, body_part, &self.redact)
@@ -261,15 +265,22 @@ impl Inner {
             f.sync_data().map_err(io)?;
         }
         let _visible = self.write_lock();
-        match body.as_mut() {
-            Some(b) => {
-                std::fs::rename(&b.path, self.dir.join(&names.body)).map_err(io)?;
-                b.kept = true;
-            }
-            None => remove_if_present(&self.dir.join(&names.body)).map_err(io)?,
+        // The body the entry names now, removed once the new entry is in place. A reader that
+        // read the old entry file then finds its own body, or none (a miss), never this one.
+        let old_body = std::fs::read(self.dir.join(&names.json))
+            .ok()
+            .and_then(|b| crate::file::parse(&b).ok())
+            .and_then(|e| e.body().map(|b| b.file.clone()))
+            .filter(|b| crate::file::plain_name(b) && (len == 0 || *b != body_name));
+        if let Some(b) = body.as_mut().filter(|_| len > 0) {
+            std::fs::rename(&b.path, self.dir.join(&body_name)).map_err(io)?;
+            b.kept = true;
         }
         std::fs::rename(&json.path, self.dir.join(&names.json)).map_err(io)?;
         json.kept = true;
+        if let Some(old) = old_body {
+            remove_if_present(&self.dir.join(old)).map_err(io)?;
+        }
         self.recorded(&names.json);
         Ok(())
     }

@@ -3,4 +3,5 @@
 mod contract;
 mod readme;
 mod replay;
+mod sharing;
 mod support;

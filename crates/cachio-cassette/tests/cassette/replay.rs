@@ -66,8 +66,15 @@ fn entry_file(dir: &Path, url: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no entry file for {url}"))
 }
 
+/// The body file an entry file names.
 fn body_file(json: &Path) -> PathBuf {
-    json.with_extension("body")
+    let text = std::fs::read_to_string(json).unwrap();
+    let name = text
+        .split("\"file\": \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no body file in {text}"));
+    json.with_file_name(name)
 }
 
 async fn record_then_replay(via: Via) {
