@@ -31,7 +31,16 @@ const AHEAD: usize = 4;
 /// let cassette = Cassette::builder(dir.path()).open()?;
 /// let mut w = cassette.begin("http://example.com/")?;
 /// w.append("hello".into())?;
-/// w.commit(cachio_storage_tests::sample_meta("x"), None).await?;
+/// # let now = std::time::SystemTime::now();
+/// let meta = cachio_core::meta::Meta::Response(cachio_core::meta::ResponseMeta::new(
+///     http::StatusCode::OK,
+///     http::Version::HTTP_11,
+///     http::HeaderMap::new(),
+///     Vec::new(),
+///     now,
+///     now,
+/// ));
+/// w.commit(std::sync::Arc::new(meta), None).await?;
 /// let hit = cassette.get("http://example.com/").await?.expect("recorded");
 /// let body: cachio_cassette::CassetteBody = hit.body;
 /// assert_eq!(body.collect().await?.to_bytes(), "hello");

@@ -15,6 +15,10 @@ pub const CLOSEST: HeaderName = HeaderName::from_static("cassette-closest");
 /// and URL and lists the closest recorded URLs, and whose `cassette-unmatched` and
 /// `cassette-closest` fields carry the same: [`Unmatched::from_response`] reads them back through
 /// a [`CacheLayer`](cachio_tower::CacheLayer), `cachio::Client` or the reqwest middleware alike.
+/// (The answer is a stored entry as far as the layer is concerned, so the layer adds its own
+/// `Cache-Status` after the cassette's.) A resource that varies, asked with request fields no
+/// recording of it matches, gets the layer's plain `504` instead: the cassette cannot tell which
+/// fields were asked for.
 ///
 /// # Example
 ///

@@ -69,7 +69,16 @@ impl Shared {
 /// let mut writer: cachio_cassette::CassetteWriter = cassette.begin("http://example.com/a")?;
 /// writer.append("part one, ".into())?;
 /// writer.append("part two".into())?;
-/// writer.commit(cachio_storage_tests::sample_meta("a"), None).await?;
+/// # let now = std::time::SystemTime::now();
+/// let meta = cachio_core::meta::Meta::Response(cachio_core::meta::ResponseMeta::new(
+///     http::StatusCode::OK,
+///     http::Version::HTTP_11,
+///     http::HeaderMap::new(),
+///     Vec::new(),
+///     now,
+///     now,
+/// ));
+/// writer.commit(std::sync::Arc::new(meta), None).await?;
 /// assert!(cassette.get("http://example.com/a").await?.is_some());
 /// # Ok(())
 /// # }
