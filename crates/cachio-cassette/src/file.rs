@@ -251,7 +251,15 @@ pub(crate) fn to_file(
                     }
                 }
             }
+            let asked = selected.clone();
             redact.apply(primary, &mut selected, &mut headers);
+            if selected != asked {
+                // Its name and its place in the resource's list of variants derive from the
+                // values, and a recording with other values could never be replayed.
+                return Err(
+                    "the response varies on a redacted request field: not recorded".to_owned(),
+                );
+            }
             if lined_up {
                 request.headers = names
                     .iter()

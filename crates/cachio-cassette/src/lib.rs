@@ -63,10 +63,11 @@
 //! # Redaction
 //!
 //! `Authorization`, `Cookie` and `Proxy-Authorization` are written as `REDACTED` wherever they
-//! would be recorded (the request fields a `Vary` selects, the response's fields); see
-//! [`CassetteBuilder::mask`], [`CassetteBuilder::remove`] and [`CassetteBuilder::redact_with`].
-//! A response that varies on a masked field cannot be replayed: its recorded value matches no
-//! request.
+//! would be recorded; see [`CassetteBuilder::mask`], [`CassetteBuilder::remove`] and
+//! [`CassetteBuilder::redact_with`]. The only request fields recorded are those a response's
+//! `Vary` selects, and a response that varies on a field redaction changes is not recorded at
+//! all (with a warning): its file name would derive from the secret, and a recording with another
+//! value could never be replayed. It goes to the network in every run but `Replay`.
 //!
 //! # What is recorded
 //!

@@ -125,11 +125,14 @@ fn answer(req: &Request<Incoming>) -> Response<OriginBody> {
         }
         "/secret" => {
             res = res
-                .header("vary", "authorization, cookie")
                 .header("set-cookie", "session=secret-set-cookie; HttpOnly")
                 .header("x-api-key", "secret-api-key")
                 .header("x-visible", "fine");
             full("nothing to hide\n")
+        }
+        "/per-user" => {
+            res = res.header("vary", "authorization");
+            full("for one user\n")
         }
         "/big" => {
             res = res
