@@ -386,6 +386,7 @@ impl CassetteBuilder {
             return Err(StoreError::new(ErrorKind::Other, e));
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| StoreError::new(ErrorKind::Io, e))?;
+        remove_abandoned(&self.dir);
         Ok(Cassette {
             inner: Arc::new(Inner {
                 dir: self.dir,
@@ -398,6 +399,32 @@ impl CassetteBuilder {
                 next_temp: AtomicU64::new(0),
             }),
         })
+    }
+}
+
+/// Removes the temporary files of writers whose process is gone (killed in the middle of a
+/// recording), where the system tells which processes run (`/proc`).
+fn remove_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.ends_with(".tmp"))
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

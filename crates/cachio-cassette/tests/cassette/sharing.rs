@@ -77,3 +77,23 @@ async fn a_reader_never_pairs_a_head_with_another_body() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 2, "one entry file and its body, nothing else");
 }
+
+#[tokio::test]
+async fn opening_removes_what_a_killed_writer_left() {
+    let dir = tempfile::tempdir().unwrap();
+    // No process has this id (above the kernel's largest); ours is writing right now.
+    let gone = dir.path().join(".999999999-0.body.tmp");
+    let ours = dir
+        .path()
+        .join(format!(".{}-7.body.tmp", std::process::id()));
+    let unrelated = dir.path().join(".keep");
+    for f in [&gone, &ours, &unrelated] {
+        std::fs::write(f, "x").unwrap();
+    }
+    Cassette::open(dir.path(), Mode::Replay).unwrap();
+    assert!(!gone.exists(), "a dead writer's file is removed");
+    assert!(
+        ours.exists() && unrelated.exists(),
+        "nothing else is touched"
+    );
+}
