@@ -81,6 +81,7 @@
 //! | `memory` + `disk` | yes | [`embedded`], [`Embedded`], [`EmbeddedStore`]: memory in front of disk |
 //! | `reqwest` | no | `cachio::reqwest` (`cachio-reqwest`): the cache as a `reqwest-middleware` middleware |
 //! | `archive` | no | `cachio::archive` (`cachio-archive`): HAR export and import, WARC export, of any store that lists its entries |
+//! | `cassette` | no | `cachio::cassette` (`cachio-cassette`): record HTTP to readable files and replay it in tests |
 //!
 //! # Crates
 //!
@@ -89,6 +90,7 @@
 //! - `cachio-moka`: the memory store, re-exported as [`MemoryStore`].
 //! - `cachio-fjall`: the disk store, re-exported as [`DiskStore`].
 //! - `cachio-reqwest`: the reqwest middleware, re-exported as `cachio::reqwest` (feature `reqwest`).
+//! - `cachio-cassette`: record and replay, re-exported as `cachio::cassette` (feature `cassette`).
 
 // On docs.rs, each item gated by a feature says which one.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -131,6 +133,8 @@ pub use cachio_reqwest as reqwest;
 
 #[cfg(feature = "archive")]
 pub use cachio_archive as archive;
+#[cfg(feature = "cassette")]
+pub use cachio_cassette as cassette;
 
 #[cfg(all(feature = "memory", feature = "disk"))]
 pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedStore, embedded};

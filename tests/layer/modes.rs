@@ -215,3 +215,75 @@ async fn rfc9111_4_3_5_reload_head_updates_or_invalidates_the_stored_get_respons
         }
     }
 }
+
+#[tokio::test]
+async fn a_default_mode_applies_to_requests_without_one() {
+    let layer =
+        cachio::CacheLayer::private(support::memory()).default_mode(CacheMode::OnlyIfCached);
+    let h = support::Harness::with(layer, |s| {
+        reply(200).cc("max-age=10").body(format!("#{}", s.n))
+    })
+    .await;
+    let offline = h.get("/r").await;
+    assert_eq!(offline.status, 504);
+    assert_eq!(h.count(), 0, "never the network");
+    // A request's own mode wins.
+    let fetched = h.send(h.req("/r").extension(CacheMode::Default)).await;
+    assert_eq!(fetched.text(), "#1");
+    h.advance(60);
+    // Stale, and served all the same: only-if-cached takes what is stored.
+    let replayed = h.get("/r").await;
+    assert!(replayed.is_hit(), "{}", replayed.cache_status());
+    assert_eq!(replayed.text(), "#1");
+    assert_eq!(h.count(), 1);
+}
+
+#[tokio::test]
+async fn store_all_stores_what_the_rules_forbid_but_never_a_part() {
+    for on in [false, true] {
+        let layer = cachio::CacheLayer::private(support::memory())
+            .store_all(on)
+            .default_mode(CacheMode::ForceCache);
+        let h = support::Harness::with(layer, |s| match s.path() {
+            "/no-store" => ok("kept").cc("no-store"),
+            "/private" => ok("mine")
+                .cc("private, max-age=60")
+                .header("set-cookie", "id=1"),
+            _ => reply(206).header("content-range", "bytes 0-0/2").body("p"),
+        })
+        .await;
+        for path in ["/no-store", "/private", "/part"] {
+            h.get(path).await;
+        }
+        let again = h.get("/no-store").await;
+        assert_eq!(again.is_hit(), on, "no-store with store_all({on})");
+        assert!(
+            h.get("/private").await.is_hit(),
+            "a private cache keeps private responses"
+        );
+        assert!(!h.get("/part").await.is_hit(), "a 206 is never stored");
+        assert_eq!(h.count(), if on { 4 } else { 5 });
+    }
+}
+
+/// A shared cache ignores `store_all`: one user's private response is never kept where another
+/// user could be served it (RFC 9111 §3.5), whatever the layer was told.
+#[tokio::test]
+async fn rfc9111_3_5_store_all_never_makes_a_shared_cache_keep_a_private_response() {
+    let layer = cachio::CacheLayer::shared(support::memory())
+        .store_all(true)
+        .default_mode(CacheMode::ForceCache);
+    let h = support::Harness::with(layer, |s| match s.path() {
+        "/private" => ok("mine").cc("private, max-age=60"),
+        _ => ok("kept").cc("no-store"),
+    })
+    .await;
+    for path in ["/private", "/no-store"] {
+        h.get(path).await;
+        assert!(
+            !h.get(path).await.is_hit(),
+            "{path} stored by a shared cache"
+        );
+    }
+    assert_eq!(h.count(), 4);
+}

@@ -220,12 +220,13 @@ fn storing(
         .extensions
         .get::<CacheMode>()
         .copied()
-        .unwrap_or_default();
+        .unwrap_or(config.default_mode);
     let storable = parts.method == Method::GET
         && mode != CacheMode::NoStore
-        && policy
+        && (policy
             .storable(&parts.method, &parts.headers, head.status, &head.headers)
-            .is_ok();
+            .is_ok()
+            || (store_all(config) && recordable(head.status, &head.headers)));
     if !storable {
         return None;
     }
@@ -240,8 +241,31 @@ fn storing(
     if let Some(f) = &config.ttl_fn {
         meta = meta.with_ttl_override(f.ttl(parts, head));
     }
-    let ttl = policy.retention(&meta, ex.response_time);
+    let mut ttl = policy.retention(&meta, ex.response_time);
+    if store_all(config) && ttl.is_zero() {
+        ttl = STORE_ALL_RETENTION;
+    }
     (!ttl.is_zero()).then_some((meta, ttl))
+}
+
+/// How long an entry stored only because of [`CacheLayer::store_all`](crate::CacheLayer::store_all)
+/// is kept by stores that expire entries.
+const STORE_ALL_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Whether [`CacheLayer::store_all`](crate::CacheLayer::store_all) is in force: in a private
+/// cache only, since a shared cache never keeps one user's private response for another.
+fn store_all(config: &Config) -> bool {
+    config.store_all && config.policy.mode() == cachio_core::policy::Mode::Private
+}
+
+/// Whether [`CacheLayer::store_all`](crate::CacheLayer::store_all) stores a response of `status`
+/// with `headers`: a final, complete response whose variants can be told apart.
+fn recordable(status: StatusCode, headers: &http::HeaderMap) -> bool {
+    !(status.is_informational()
+        || status.as_u16() > 599
+        || status == StatusCode::PARTIAL_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
+        && vary::vary_names(headers).is_some()
 }
 
 /// A response on its way into the store: its head, how long the store keeps it, the bounds its

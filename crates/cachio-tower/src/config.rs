@@ -26,6 +26,10 @@ pub(crate) struct Config {
     pub(crate) coalesce: bool,
     pub(crate) coalesce_timeout: Duration,
     pub(crate) hit_for_miss: Duration,
+    /// The mode of a request that carries no [`CacheMode`](crate::CacheMode).
+    pub(crate) default_mode: crate::CacheMode,
+    /// Whether responses RFC 9111 §3 would not store are stored too (a private cache only).
+    pub(crate) store_all: bool,
     /// Fetches in flight and keys known to be uncacheable; shared by clones.
     pub(crate) flights: Arc<Flights>,
     /// The invalidations made, for the fetches in flight to check; shared by clones.
@@ -90,6 +94,8 @@ impl Clone for Config {
             coalesce: self.coalesce,
             coalesce_timeout: self.coalesce_timeout,
             hit_for_miss: self.hit_for_miss,
+            default_mode: self.default_mode,
+            store_all: self.store_all,
             flights: self.flights.clone(),
             invalidations: self.invalidations.clone(),
             stats: self.stats.clone(),

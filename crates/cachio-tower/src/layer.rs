@@ -89,6 +89,8 @@ impl<St> CacheLayer<St> {
                 coalesce: true,
                 coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
                 hit_for_miss: DEFAULT_HIT_FOR_MISS,
+                default_mode: crate::CacheMode::Default,
+                store_all: false,
                 flights: Arc::default(),
                 invalidations: Arc::default(),
                 stats: Arc::default(),
@@ -205,6 +207,51 @@ impl<St> CacheLayer<St> {
     pub fn grace(mut self, grace: Duration) -> Self {
         let c = self.config_mut();
         c.policy = c.policy.clone().grace(grace);
+        self
+    }
+
+    /// The mode of the requests that carry no [`CacheMode`](crate::CacheMode) extension
+    /// ([`CacheMode::Default`](crate::CacheMode::Default) unless set): a program that replays
+    /// recorded traffic sets [`CacheMode::OnlyIfCached`](crate::CacheMode::OnlyIfCached) once
+    /// here instead of on every request.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::{CacheLayer, CacheMode};
+    ///
+    /// let offline = CacheLayer::private(MokaStore::new(1 << 20)).default_mode(CacheMode::OnlyIfCached);
+    /// ```
+    #[must_use]
+    pub fn default_mode(mut self, mode: crate::CacheMode) -> Self {
+        self.config_mut().default_mode = mode;
+        self
+    }
+
+    /// Whether to store every complete `GET` response, also those RFC 9111 §3 says not to
+    /// (`no-store`, `private` in a shared cache, a status without freshness); off by default.
+    /// For stores that record traffic to replay it, not for caches: such an entry has no
+    /// freshness, so it is served only in the modes that serve whatever is stored
+    /// ([`CacheMode::ForceCache`](crate::CacheMode::ForceCache),
+    /// [`CacheMode::OnlyIfCached`](crate::CacheMode::OnlyIfCached)). Partial (`206`), `304`,
+    /// interim responses and `Vary: *` are never stored; an entry the rules would not keep is
+    /// given a year. A shared cache ignores it: it never keeps one user's private response where
+    /// another could be served it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::{CacheLayer, CacheMode};
+    ///
+    /// let recorder = CacheLayer::private(MokaStore::new(1 << 20))
+    ///     .store_all(true)
+    ///     .default_mode(CacheMode::ForceCache);
+    /// ```
+    #[must_use]
+    pub fn store_all(mut self, on: bool) -> Self {
+        self.config_mut().store_all = on;
         self
     }
 

@@ -24,7 +24,7 @@ use crate::background::{Stale, spawn_revalidation};
 use crate::body::{BoxError, ResponseBody};
 use crate::capture::fetch_and_store;
 use crate::coalesce::{self, Coalesced};
-use crate::config::Ctx;
+use crate::config::{Config, Ctx};
 use crate::future::ResponseFuture;
 use crate::invalidate::{self, forward_unsafe};
 use crate::lookup::{Found, Lookup, Read, lookup};
@@ -149,7 +149,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let mode = request_mode(&req);
+        let mode = request_mode(&self.cx.config, &req);
         if mode != CacheMode::Default || !matches!(*req.method(), Method::GET | Method::HEAD) {
             let (cx, inner) = self.take();
             return ResponseFuture::boxed(Box::pin(handle(cx, inner, req)));
@@ -197,11 +197,11 @@ impl<S: Clone, St: Clone> Cache<S, St> {
     }
 }
 
-fn request_mode<B>(req: &Request<B>) -> CacheMode {
+fn request_mode<B>(config: &Config, req: &Request<B>) -> CacheMode {
     req.extensions()
         .get::<CacheMode>()
         .copied()
-        .unwrap_or_default()
+        .unwrap_or(config.default_mode)
 }
 
 /// A `GET` or `HEAD` the cache may answer, as it goes from phase to phase: its head, its mode and
@@ -270,7 +270,7 @@ where
     ResB: OriginBody,
     St: Store,
 {
-    let mode = request_mode(&req);
+    let mode = request_mode(&cx.config, &req);
     cx.config.count(Event::Request);
     if mode == CacheMode::NoStore || !matches!(*req.method(), Method::GET | Method::HEAD) {
         cx.config.count(Event::Bypass);
