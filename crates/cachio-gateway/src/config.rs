@@ -22,7 +22,7 @@ pub const DEFAULT_LISTEN_TLS: SocketAddr =
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-pub enum Mode {
+pub enum Sharing {
     /// A shared cache: honours `s-maxage`, `private`, and does not store responses to requests
     /// with `Authorization` unless the response allows it.
     #[default]
@@ -30,6 +30,10 @@ pub enum Mode {
     /// A private cache: one user's, storing `private` responses too.
     Private,
 }
+
+/// The former name of [`Sharing`].
+#[deprecated(note = "renamed to `Sharing`")]
+pub type Mode = Sharing;
 
 /// Every setting of the gateway, as read from a TOML file. Each key is the command-line flag
 /// without its dashes (`memory-mb = 64`); absent keys take the defaults of [`GatewayBuilder`].
@@ -75,7 +79,7 @@ pub struct Config {
     /// The PEM file of the upstream client certificate's private key; needs `upstream-cert`.
     pub upstream_key: Option<PathBuf>,
     /// Shared or private.
-    pub mode: Option<Mode>,
+    pub mode: Option<Sharing>,
     /// The memory tier's size in MiB.
     pub memory_mb: Option<u64>,
     /// The disk tier's directory.
@@ -198,7 +202,7 @@ pub struct SiteConfig {
     #[serde(default)]
     pub default: bool,
     /// Shared or private.
-    pub mode: Option<Mode>,
+    pub mode: Option<Sharing>,
     /// The lifetime of responses that state none, in seconds.
     pub default_ttl_secs: Option<u64>,
     /// The grace period, in seconds.

@@ -158,7 +158,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tower::Layer;
 
 pub use cachio_tower::{CacheStats, StatsSnapshot};
-pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Mode, SiteConfig};
+#[expect(deprecated)]
+pub use config::Mode;
+pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Sharing, SiteConfig};
 pub use forwarded::{Cidr, ForwardedHeaders};
 pub use hygiene::REWRITE_HEADERS;
 pub use key::KeyOptions;
@@ -249,10 +251,10 @@ impl std::error::Error for GatewayError {
 /// ```
 /// use std::time::Duration;
 ///
-/// use cachio_gateway::{Gateway, Mode};
+/// use cachio_gateway::{Gateway, Sharing};
 ///
 /// let gateway = Gateway::builder("http://127.0.0.1:9000")
-///     .mode(Mode::Shared)
+///     .mode(Sharing::Shared)
 ///     .memory_bytes(256 << 20)
 ///     .max_object_bytes(8 << 20)
 ///     .cache_name("edge-1")
@@ -267,7 +269,7 @@ impl std::error::Error for GatewayError {
 #[must_use]
 pub struct GatewayBuilder {
     upstream: String,
-    mode: Mode,
+    mode: Sharing,
     memory_bytes: u64,
     disk: Option<(PathBuf, u64)>,
     redis: Option<RedisTarget>,
@@ -332,8 +334,8 @@ impl fmt::Debug for GatewayBuilder {
 }
 
 impl GatewayBuilder {
-    /// Shared (the default) or private; see [`Mode`].
-    pub fn mode(self, mode: Mode) -> Self {
+    /// Shared (the default) or private; see [`Sharing`].
+    pub fn mode(self, mode: Sharing) -> Self {
         Self { mode, ..self }
     }
 
@@ -840,7 +842,7 @@ impl Gateway {
     pub fn builder(upstream: impl Into<String>) -> GatewayBuilder {
         GatewayBuilder {
             upstream: upstream.into(),
-            mode: Mode::Shared,
+            mode: Sharing::Shared,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             disk: None,
             redis: None,
@@ -1014,10 +1016,10 @@ fn assemble_site<St: Store + StoreGauges>(
         metrics.clone(),
     );
     let (layer, policy) = match site.mode {
-        Mode::Shared => (CacheLayer::shared(store.clone()), Policy::shared()),
-        Mode::Private => (CacheLayer::private(store.clone()), Policy::private()),
+        Sharing::Shared => (CacheLayer::shared(store.clone()), Policy::shared()),
+        Sharing::Private => (CacheLayer::private(store.clone()), Policy::private()),
     };
-    let mut policy = policy.store_set_cookie(b.store_set_cookie || site.mode == Mode::Private);
+    let mut policy = policy.store_set_cookie(b.store_set_cookie || site.mode == Sharing::Private);
     if !b.hygiene.heuristics {
         policy = policy.heuristic_percent(0);
     }

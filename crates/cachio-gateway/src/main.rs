@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cachio_gateway::{Config, ForwardedHeaders, Listeners, Mode, ServerTls};
+use cachio_gateway::{Config, ForwardedHeaders, Listeners, ServerTls, Sharing};
 use clap::Parser;
 
 /// A caching reverse proxy (RFC 9111) in front of one HTTP or HTTPS origin.
@@ -63,7 +63,7 @@ struct Args {
     /// `shared`: a cache for every client (honours s-maxage and private) [default];
     /// `private`: one user's cache.
     #[arg(long, value_enum)]
-    mode: Option<Mode>,
+    mode: Option<Sharing>,
 
     /// The memory tier's size in MiB [default: 64].
     #[arg(long, value_name = "MIB")]

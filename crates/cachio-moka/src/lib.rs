@@ -46,7 +46,7 @@
 //!
 //! # Kept header maps
 //!
-//! An entry keeps its header lines packed in one buffer (`cachio_core::fields::Fields`, about 10
+//! An entry keeps its header lines packed in one buffer (`cachio_core::backend::Fields`, about 10
 //! bytes of table and the name and value bytes per line), so that a hundred thousand small
 //! responses do not take a hundred thousand `HeaderMap`s (about 140 bytes per line). A hit must
 //! still answer with a `HeaderMap`, and building one from the packed lines (hashing and inserting
@@ -155,8 +155,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use cachio_core::backend::KeyLocks;
 use cachio_core::clock;
-use cachio_core::locks::KeyLocks;
 use cachio_core::meta::{MapBudget, Meta};
 use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
 use http_body::{Body, Frame, SizeHint};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cachio_core::locks::KeyLocks;
+use cachio_core::backend::KeyLocks;
 use tokio::sync::watch;
 
 /// What became of a fetch others are waiting for.

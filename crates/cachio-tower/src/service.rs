@@ -115,7 +115,7 @@ impl<S: fmt::Debug, St> fmt::Debug for Cache<S, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
             .field("inner", &self.inner)
-            .field("mode", &self.cx.config.policy.mode())
+            .field("sharing", &self.cx.config.policy.sharing())
             .field("cache_name", &self.cx.config.cache_name())
             .finish_non_exhaustive()
     }
@@ -688,7 +688,7 @@ fn coalescable<St: Store>(
         && matches!(mode, CacheMode::Default | CacheMode::ForceCache)
         && !req_cc.no_store
         && !req_cc.no_cache
-        && !(cx.config.policy.mode() == cachio_core::Mode::Shared
+        && !(cx.config.policy.sharing() == cachio_core::Sharing::Shared
             && parts.headers.contains_key(header::AUTHORIZATION))
 }
 
