@@ -944,6 +944,10 @@ impl Clock for SharedClock {
     fn now(&self) -> SystemTime {
         self.0.now()
     }
+
+    fn monotonic(&self) -> std::time::Duration {
+        self.0.monotonic()
+    }
 }
 
 /// Whether a response states its own freshness lifetime (RFC 9111 §4.2.1).
