@@ -230,6 +230,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cachio_core::clock::{Clock, SystemClock};
 use cachio_core::meta::Meta;
 use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
 use tokio::sync::oneshot;
@@ -238,7 +239,7 @@ pub use body::FjallBody;
 use body::{FirstRead, READ_AHEAD, READ_INLINE};
 pub use damage::OnDamage;
 
-use engine::{Engine, MAX_KEY_LEN, ReadGuard, Settings};
+use engine::{Engine, MAX_KEY_LEN, ReadGuard, Settings, StoreClock};
 use record::Record;
 use writer::{Job, Pending, WriterThread};
 
@@ -496,6 +497,7 @@ impl FjallStore {
             cache_bytes: DEFAULT_CACHE_BYTES,
             read_mode: ReadMode::default(),
             on_damage: OnDamage::default(),
+            clock: StoreClock(Arc::new(SystemClock)),
         }
     }
 
@@ -870,6 +872,7 @@ pub struct FjallStoreBuilder {
     cache_bytes: u64,
     read_mode: ReadMode,
     on_damage: OnDamage,
+    clock: StoreClock,
 }
 
 impl FjallStoreBuilder {
@@ -945,6 +948,40 @@ impl FjallStoreBuilder {
         Self { read_mode, ..self }
     }
 
+    /// The clock entries expire by, and whose time orders them for eviction ([`SystemClock`] by
+    /// default). Expiry times are kept on disk as wall-clock times, so they hold across
+    /// restarts. Give the store the clock the cache layer reads, so that a test that moves a
+    /// [`ManualClock`](cachio_core::clock::ManualClock) moves both.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// use cachio_core::clock::ManualClock;
+    /// use cachio_core::store::{Store, StoreWriter};
+    /// use cachio_fjall::FjallStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let clock = ManualClock::new(SystemTime::now());
+    /// let store = FjallStore::builder(dir.path()).clock(clock.clone()).open()?;
+    /// let writer = store.begin("k")?;
+    /// writer.commit(cachio_storage_tests::sample_meta("v"), Some(Duration::from_secs(60))).await?;
+    /// assert!(store.get("k").await?.is_some());
+    /// clock.advance(Duration::from_secs(60));
+    /// assert!(store.get("k").await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn clock<C: Clock>(self, clock: C) -> Self {
+        Self {
+            clock: StoreClock(Arc::new(clock)),
+            ..self
+        }
+    }
+
     /// Opens (or creates) the store: locks the directory, opens the database (fjall recovers
     /// its journal after a crash), reads the LRU index for the accounting, and starts the
     /// writer thread, which first deletes the chunks of writes a crash interrupted.
@@ -972,6 +1009,7 @@ impl FjallStoreBuilder {
             write_queue: self.write_queue,
             cache_bytes: self.cache_bytes,
             read_mode: self.read_mode,
+            clock: self.clock,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let mut moved_aside = None;

@@ -15,7 +15,7 @@ use fjall::{OwnedWriteBatch, PersistMode};
 use tokio::sync::{Notify, oneshot};
 
 use crate::Durability;
-use crate::engine::{Engine, Recovered, db_error, guarded, now_ms};
+use crate::engine::{Engine, Recovered, db_error, guarded};
 use crate::record::{self, Record};
 
 /// Work for the writer thread.
@@ -135,7 +135,7 @@ impl WriterThread {
         Self {
             tracked: recovered.tracked,
             count: recovered.count,
-            clock: recovered.max_atime.max(now_ms()),
+            clock: recovered.max_atime.max(e.settings.clock.now_ms()),
             lru_cursor: 0,
             exp_cursor: 0,
             orphans: Some((recovered.live, recovered.first_gen)),
@@ -318,7 +318,7 @@ impl WriterThread {
     }
 
     fn tick(&mut self) -> u64 {
-        self.clock = self.clock.max(now_ms());
+        self.clock = self.clock.max(self.e.settings.clock.now_ms());
         self.clock
     }
 
@@ -565,8 +565,9 @@ impl WriterThread {
         }
     }
 
-    fn expires(ttl: Option<Duration>) -> u64 {
-        ttl.map_or(0, |t| now_ms().saturating_add(ms(t)).max(1))
+    fn expires(&self, ttl: Option<Duration>) -> u64 {
+        let now = self.e.settings.clock.now_ms();
+        ttl.map_or(0, |t| now.saturating_add(ms(t)).max(1))
     }
 
     fn commit(
@@ -599,7 +600,7 @@ impl WriterThread {
             body_len: st.len,
             chunks: st.written,
             atime: self.tick(),
-            expires: Self::expires(ttl),
+            expires: self.expires(ttl),
             meta,
         };
         let bytes = rec.encode(key.as_bytes());
@@ -649,7 +650,7 @@ impl WriterThread {
             // Another entry was written under the key since `previous` was read.
             return Ok(false);
         }
-        if old.expired(now_ms()) {
+        if old.expired(self.e.settings.clock.now_ms()) {
             // Already a miss for readers: not there to update.
             self.remove_entry(key, &old, false)?;
             return Ok(false);
@@ -660,7 +661,7 @@ impl WriterThread {
         }
         let rec = Record {
             atime: self.tick(),
-            expires: Self::expires(ttl),
+            expires: self.expires(ttl),
             meta,
             ..old.clone()
         };
@@ -752,7 +753,7 @@ impl WriterThread {
 
     /// Removes every entry whose expiry time has passed.
     fn sweep(&mut self) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.e.settings.clock.now_ms();
         loop {
             let items = self
                 .e
