@@ -17,7 +17,7 @@ use cachio_core::store::{ErrorKind, StoreError};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
 
 use crate::record::{self, Record};
-use crate::writer::Job;
+use crate::worker::Job;
 use crate::{Durability, ReadMode};
 
 /// What the builder decided.

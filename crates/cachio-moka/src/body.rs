@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::entry::Chunks;
 
-/// The body of a [`MokaStore`] hit: yields the stored chunks, each a reference-counted clone of
+/// The body of a [`MokaStore`](crate::MokaStore) hit: yields the stored chunks, each a reference-counted clone of
 /// the [`Bytes`] that was committed (no copy). Its [`size_hint`](Body::size_hint) is exact.
 ///
 /// # Example

@@ -165,6 +165,11 @@ use cachio_core::store::{Hit, Store, StoreError};
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
+#[cfg(doc)]
+use {
+    bytes::Bytes,
+    cachio_core::store::{ErrorKind, StoreWriter},
+};
 
 pub use body::MokaBody;
 use engine::{Shared, WRITE_LOCKS};

@@ -17,9 +17,9 @@ const SMALL_CHUNK: usize = 4 * 1024;
 /// Merged runs of short chunks stop growing at this size.
 const MERGED_CHUNK: usize = 64 * 1024;
 
-/// Writes one entry into a [`MokaStore`]: collects the body's chunks (no copy) and inserts the
+/// Writes one entry into a [`MokaStore`](crate::MokaStore): collects the body's chunks (no copy) and inserts the
 /// entry at [`commit`](StoreWriter::commit). Dropping it stores nothing. Made by
-/// [`Store::begin`].
+/// [`Store::begin`](cachio_core::store::Store::begin).
 ///
 /// # Example
 ///

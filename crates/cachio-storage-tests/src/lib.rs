@@ -33,7 +33,7 @@
 //!   mix of bodies or a body with the other writer's metadata;
 //! - [`large_body_many_chunks`]: 8 MiB in 64 KiB chunks come back byte for byte, streamed;
 //! - [`empty_body`] and [`variants_round_trip`]: empty bodies and variant indexes
-//!   ([`Meta::Variants`]) are stored like any entry;
+//!   ([`Meta::Variants`](cachio_core::meta::Meta::Variants)) are stored like any entry;
 //! - [`distinct_keys`]: keys that differ only slightly name different entries;
 //! - [`hit_survives_overwrite`]: a hit being read while its key is overwritten yields its own
 //!   complete body or an error, never other bytes;
