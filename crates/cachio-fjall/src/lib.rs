@@ -100,7 +100,7 @@
 //! Where reads run is chosen with [`FjallStoreBuilder::read_mode`]; see [`ReadMode`]. A hit
 //! whose record and chunks are in memory (fjall's block cache, or the OS page cache) takes a
 //! few microseconds to read on the calling task, less than the hand-off to tokio's blocking
-//! pool and back (about 20 µs), so the default, [`ReadMode::Adaptive`], reads on the calling
+//! pool and back, so the default, [`ReadMode::Adaptive`], reads on the calling
 //! task as long as reads stay quick, and sends them to the blocking pool for a while when slow
 //! ones (the disk had to be read, or is slow) take more than about 1% of the time. Each read on
 //! the calling task takes a unit of tokio's cooperative budget, so a task that reads many hits
@@ -182,10 +182,8 @@
 //! - bodies being written and not yet committed, and bodies of removed entries that are still
 //!   being read (these are not bounded by the store: they are bounded by the callers).
 //!
-//! The eviction test writes ten times an 8 MiB budget and checks both fjall's count
-//! ([`FjallStore::disk_space`]) and the blocks allocated in the directory against this bound;
-//! in our runs a 16 MiB budget peaked at about 100 MiB allocated and a 128 MiB one at about
-//! 250 MiB.
+//! The `eviction` test checks both fjall's count ([`FjallStore::disk_space`]) and the blocks
+//! allocated in the directory against this bound.
 //!
 //! # Memory
 //!
@@ -193,12 +191,13 @@
 //! memtables + the write queue ([`DEFAULT_WRITE_QUEUE_BYTES`]) + about 512 KiB per body being
 //! read, whatever the body sizes: the writer thread waits for fjall's flushes when more than one
 //! memtable of bodies is waiting (fjall alone lets memory grow with the bytes written when
-//! writes outrun its flushes). A 1 GiB body written and read back grows the peak resident set
-//! of a process by about 35–40 MiB (checked by the `large_body` test, which allows 128 MiB).
+//! writes outrun its flushes). The `large_body` test checks that a 1 GiB body written and read
+//! back grows the peak resident set by less than 128 MiB.
 //!
 //! # Expiry
 //!
-//! An entry committed or updated with a `ttl` is a miss once the `ttl` has passed. A `get` that
+//! An entry committed or updated with a `ttl` is a miss once the `ttl` has passed on the store's
+//! clock ([`FjallStoreBuilder::clock`], the system clock by default). A `get` that
 //! finds it expired removes it; a sweep on the writer thread every
 //! [`sweep_interval`](FjallStoreBuilder::sweep_interval) (default [`DEFAULT_SWEEP_INTERVAL`])
 //! removes all expired entries through the expiry index. A `ttl` of zero stores nothing and
@@ -224,17 +223,16 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
-use cachio_core::store::{ErrorKind, StoreError};
+use cachio_core::store::StoreError;
 #[cfg(doc)]
 use {
     cachio_core::meta::Meta,
-    cachio_core::store::{Store, StoreWriter},
+    cachio_core::store::{ErrorKind, Store, StoreWriter},
 };
 
 pub use body::FjallBody;
@@ -242,9 +240,10 @@ pub use damage::OnDamage;
 pub use options::{Durability, ReadMode};
 pub use writer::{FjallWriter, READY_BELOW};
 
-use engine::{Engine, Settings, StoreClock};
-use store::ask;
-use worker::{Job, WriterThread};
+use engine::{Settings, StoreClock};
+use store::{Shared, ask};
+pub(crate) use store::{closed, too_large};
+use worker::Job;
 
 /// The budget of a store built without [`FjallStoreBuilder::budget_bytes`]: 1 GiB.
 pub const DEFAULT_BUDGET_BYTES: u64 = 1 << 30;
@@ -309,41 +308,6 @@ const BLOB_FILE_BYTES: u64 = 4 << 20;
 #[derive(Clone)]
 pub struct FjallStore {
     shared: Arc<Shared>,
-}
-
-struct Shared {
-    engine: Arc<Engine>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// Where a directory that could not be opened was moved at open.
-    moved_aside: Option<PathBuf>,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.engine.send(Job::Shutdown);
-        let thread = self
-            .thread
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
-    }
-}
-
-pub(crate) fn too_large(max: u64) -> StoreError {
-    StoreError::new(
-        ErrorKind::TooLarge,
-        format!("body larger than the limit of {max} bytes"),
-    )
-}
-
-pub(crate) fn closed() -> StoreError {
-    StoreError::new(
-        ErrorKind::Unavailable,
-        "the store's writer thread has stopped",
-    )
 }
 
 impl FjallStore {
@@ -778,41 +742,8 @@ impl FjallStoreBuilder {
             read_mode: self.read_mode,
             clock: self.clock,
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut moved_aside = None;
-        let (engine, recovered) = match Engine::open(&self.path, settings.clone(), tx.clone()) {
-            Err(err)
-                if self.on_damage == OnDamage::Recover && damage::is_damage(&self.path, &err) =>
-            {
-                let aside = damage::move_aside(&self.path)?;
-                tracing::error!(
-                    dir = %self.path.display(),
-                    moved_to = %aside.display(),
-                    error = %err,
-                    "cachio-fjall: the store could not be opened; it was moved aside and starts empty"
-                );
-                moved_aside = Some(aside);
-                Engine::open(&self.path, settings, tx)?
-            }
-            opened => opened?,
-        };
-        let engine = Arc::new(engine);
-        let worker = WriterThread::new(Arc::clone(&engine), recovered);
-        let thread = std::thread::Builder::new()
-            .name("cachio-fjall-writer".into())
-            .spawn(move || worker.run(rx))
-            .map_err(|e| {
-                StoreError::new(
-                    ErrorKind::Io,
-                    format!("cannot start the writer thread: {e}"),
-                )
-            })?;
         Ok(FjallStore {
-            shared: Arc::new(Shared {
-                engine,
-                thread: Mutex::new(Some(thread)),
-                moved_aside,
-            }),
+            shared: Arc::new(Shared::start(&self.path, settings, self.on_damage)?),
         })
     }
 }

@@ -1,8 +1,10 @@
-//! The [`Store`] contract on fjall: reads on the calling task or the blocking pool, writes
-//! through the writer thread.
+//! The store's shared state (the engine and its writer thread), and the [`Store`] contract on
+//! it: reads on the calling task or the blocking pool, writes through the writer thread.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cachio_core::meta::Meta;
@@ -10,10 +12,90 @@ use cachio_core::store::{ErrorKind, Hit, Store, StoreError};
 use tokio::sync::oneshot;
 
 use crate::body::{FirstRead, READ_AHEAD, READ_INLINE};
-use crate::engine::{self, Engine, MAX_KEY_LEN, ReadGuard};
+use crate::damage::{self, OnDamage};
+use crate::engine::{self, Engine, MAX_KEY_LEN, ReadGuard, Settings};
 use crate::record::Record;
-use crate::worker::Job;
-use crate::{FjallBody, FjallStore, FjallWriter, closed};
+use crate::worker::{Job, WriterThread};
+use crate::{FjallBody, FjallStore, FjallWriter};
+
+/// What every clone of a [`FjallStore`] shares: the engine and the writer thread.
+pub(crate) struct Shared {
+    pub(crate) engine: Arc<Engine>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Where a directory that could not be opened was moved at open.
+    pub(crate) moved_aside: Option<PathBuf>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.engine.send(Job::Shutdown);
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub(crate) fn too_large(max: u64) -> StoreError {
+    StoreError::new(
+        ErrorKind::TooLarge,
+        format!("body larger than the limit of {max} bytes"),
+    )
+}
+
+pub(crate) fn closed() -> StoreError {
+    StoreError::new(
+        ErrorKind::Unavailable,
+        "the store's writer thread has stopped",
+    )
+}
+
+impl Shared {
+    /// Opens the database in `path` (moving a damaged one aside, with [`OnDamage::Recover`]) and
+    /// starts the writer thread.
+    pub(crate) fn start(
+        path: &Path,
+        settings: Settings,
+        on_damage: OnDamage,
+    ) -> Result<Shared, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut moved_aside = None;
+        let (engine, recovered) = match Engine::open(path, settings.clone(), tx.clone()) {
+            Err(err) if on_damage == OnDamage::Recover && damage::is_damage(path, &err) => {
+                let aside = damage::move_aside(path)?;
+                tracing::error!(
+                    dir = %path.display(),
+                    moved_to = %aside.display(),
+                    error = %err,
+                    "cachio-fjall: the store could not be opened; it was moved aside and starts empty"
+                );
+                moved_aside = Some(aside);
+                Engine::open(path, settings, tx)?
+            }
+            opened => opened?,
+        };
+        let engine = Arc::new(engine);
+        let worker = WriterThread::new(Arc::clone(&engine), recovered);
+        let thread = std::thread::Builder::new()
+            .name("cachio-fjall-writer".into())
+            .spawn(move || worker.run(rx))
+            .map_err(|e| {
+                StoreError::new(
+                    ErrorKind::Io,
+                    format!("cannot start the writer thread: {e}"),
+                )
+            })?;
+        Ok(Shared {
+            engine,
+            thread: Mutex::new(Some(thread)),
+            moved_aside,
+        })
+    }
+}
 
 /// What a hit reads before its body is polled.
 type Found = (Record, Arc<Meta>, Option<ReadGuard>, FirstRead);

@@ -73,11 +73,9 @@
 //! first read win the room: a map is not moved to an entry that becomes hot later, it waits for
 //! room to be given back.
 //!
-//! The trade-off, with the default share: a store whose entries are read once or never gives
-//! up 1/16 of its capacity for nothing; a store with a hot set (the usual case) answers a hit
-//! on its first few thousand entries read with about 30% fewer instructions (a 1 KiB response
-//! with 11 fields: 10 000 instead of 14 200, against 4 600 for a service answering a prebuilt
-//! response). A kept map of 11 fields is counted at 1.8 KB, about what the entry itself takes.
+//! The trade-off: a store whose entries are read once or never gives up the share for nothing;
+//! a store with a hot set (the usual case) answers hits on its first entries read with fewer
+//! instructions (see the README's benchmark section for the figures).
 //!
 //! # Hot reads
 //!
@@ -98,12 +96,14 @@
 //!
 //! The store checks the expiry itself when it reads an entry (an expired entry is a miss and is
 //! removed then) instead of giving moka a per-entry expiry: moka would keep a timer-wheel node for
-//! every entry (about 48 bytes) and call back on every read. It reads a coarse monotonic clock
-//! ([`cachio_core::clock::monotonic`]): an entry may outlive its TTL by a few milliseconds, and a
-//! hit does not pay for a precise reading. The price: an expired entry that is
-//! never read again keeps its room until TinyLFU evicts it to make room for others, so
-//! [`MokaStore::entry_count`] and [`MokaStore::weighted_size`] include such entries, and
-//! [`MokaStore::evictions`] counts them when they go. The capacity is never exceeded either way.
+//! every entry and call back on every read. Expiry times are read from the store's clock
+//! ([`MokaStoreBuilder::clock`]): its [monotonic](cachio_core::clock::Clock::monotonic) reading,
+//! which for the default [`SystemClock`] is the kernel's coarse monotonic clock, so an entry may
+//! outlive its TTL by a few milliseconds and a hit does not pay for a precise reading. The price:
+//! an expired entry that is never read again keeps its room until TinyLFU evicts it to make room
+//! for others, so [`MokaStore::entry_count`] and [`MokaStore::weighted_size`] include such
+//! entries, and [`MokaStore::evictions`] counts them when they go. The capacity is never exceeded
+//! either way.
 //!
 //! # Example
 //!
