@@ -244,7 +244,7 @@ impl Policy {
     ///
     /// A targeted field holding only directives this cache does not know (such as
     /// `CDN-Cache-Control: none`) is still used: it silences `Cache-Control`.
-    pub fn response_directives<'a>(
+    pub(crate) fn response_directives<'a>(
         &self,
         headers: &HeaderMap,
         parsed: &'a meta::Parsed,
@@ -264,7 +264,7 @@ impl Policy {
     /// The directives of a stored response this cache obeys, as [`Policy::response_directives`]
     /// chooses them, from the values parsed when it was stored (a targeted field other than
     /// `CDN-Cache-Control` is parsed from its fields).
-    pub fn stored_directives(&self, meta: &ResponseMeta) -> (meta::Directives, bool) {
+    pub(crate) fn stored_directives(&self, meta: &ResponseMeta) -> (meta::Directives, bool) {
         for name in &self.targeted_fields {
             if *name == CDN_CACHE_CONTROL {
                 if let Some(cc) = meta.cdn_cache_control() {
@@ -296,5 +296,38 @@ pub fn request_directives(headers: &HeaderMap) -> CacheControl {
             no_cache: cache_control::pragma_no_cache(headers),
             ..CacheControl::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn headers(lines: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in lines {
+            h.append(*name, HeaderValue::from_static(value));
+        }
+        h
+    }
+
+    #[test]
+    fn rfc9213_2_2_the_directives_used_are_reported() {
+        let p = Policy::shared();
+        let h = headers(&[
+            ("cdn-cache-control", "max-age=5"),
+            ("cache-control", "max-age=60"),
+        ]);
+        let parsed = meta::Parsed::from_headers(&h);
+        let (cc, targeted) = p.response_directives(&h, &parsed);
+        assert!(targeted);
+        assert_eq!(cc.max_age, Some(5));
+        let h = headers(&[("cache-control", "max-age=60")]);
+        let parsed = meta::Parsed::from_headers(&h);
+        let (cc, targeted) = p.response_directives(&h, &parsed);
+        assert!(!targeted);
+        assert_eq!(cc.max_age, Some(60));
     }
 }
