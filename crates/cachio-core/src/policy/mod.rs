@@ -18,6 +18,10 @@
 //! | how long is it worth keeping? | [`Policy::retention`] | |
 //!
 //! Time always comes in as an argument: the layer reads it from a [`Clock`](crate::clock::Clock).
+//!
+//! The source follows RFC 9111's sections, one file each: `storing.rs` (§3), `freshness.rs`
+//! (§4.2, with serving stale responses), `validation.rs` (§4.3) and `invalidation.rs` (§4.4);
+//! this file holds [`Policy`] and the directives it obeys.
 
 mod freshness;
 mod invalidation;
