@@ -107,7 +107,9 @@ pub use client::Client;
 
 pub use cachio_core as core;
 pub use cachio_core::clock::{Clock, ManualClock, SystemClock};
-pub use cachio_core::policy::{Mode, Policy};
+#[expect(deprecated)]
+pub use cachio_core::policy::Mode;
+pub use cachio_core::policy::{Policy, Sharing};
 pub use cachio_core::store::{Store, StoreError, StoreWriter};
 pub use cachio_core::tiered::Tiered;
 pub use cachio_tower::{

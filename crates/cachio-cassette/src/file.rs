@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cachio_core::key::stable_hash;
+use cachio_core::backend::stable_hash;
 use cachio_core::meta::{Meta, ResponseMeta, VaryIndex, parse_http_date};
 use cachio_core::policy::vary::vary_names;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};

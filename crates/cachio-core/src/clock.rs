@@ -21,6 +21,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> SystemTime;
+
+    /// A reading that never goes back, for deadlines within this process (a store's expiries):
+    /// the time since an unspecified start. By default the process's [`monotonic`] reading; a
+    /// clock that tests move by hand moves this one too.
+    fn monotonic(&self) -> Duration {
+        monotonic()
+    }
+}
+
+/// A shared clock is a clock: a store and a layer can read the same one.
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> SystemTime {
+        (**self).now()
+    }
+
+    fn monotonic(&self) -> Duration {
+        (**self).monotonic()
+    }
 }
 
 /// The operating system's wall clock.
@@ -115,8 +133,10 @@ mod coarse {
 /// use cachio_core::clock::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000));
+/// let start = clock.monotonic();
 /// clock.advance(Duration::from_secs(5));
 /// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(1_005));
+/// assert_eq!(clock.monotonic() - start, Duration::from_secs(5));
 /// ```
 #[derive(Clone)]
 pub struct ManualClock {
@@ -153,6 +173,12 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.millis.load(Ordering::SeqCst))
+    }
+
+    /// The time since the Unix epoch: it moves with [`advance`](Self::advance), and goes back
+    /// only when [`set`](Self::set) moves the clock back.
+    fn monotonic(&self) -> Duration {
+        Duration::from_millis(self.millis.load(Ordering::SeqCst))
     }
 }
 

@@ -132,7 +132,7 @@ fn code(name: &HeaderName) -> u8 {
 /// # Example
 ///
 /// ```
-/// use cachio_core::fields::Fields;
+/// use cachio_core::backend::Fields;
 /// use http::{HeaderMap, HeaderValue};
 ///
 /// let mut map = HeaderMap::new();

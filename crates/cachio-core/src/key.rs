@@ -4,10 +4,12 @@
 //! it, because a `HEAD` is answered from a stored `GET` response; only `GET` responses are stored.
 
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 
 use http::request::Parts;
 use http::{HeaderValue, header};
+
+use crate::backend::Fnv;
 
 /// The primary cache key of a request: `scheme://authority/path?query`.
 ///
@@ -127,27 +129,6 @@ pub fn variant_hash(values: &[Option<HeaderValue>]) -> u64 {
             None => h.write_u8(2),
         }
     }
-    h.finish()
-}
-
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// Hashes a key with the same stable hash (for stores that shard or index by hash).
-pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    value.hash(&mut h);
     h.finish()
 }
 

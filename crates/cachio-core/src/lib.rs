@@ -8,17 +8,18 @@
 //!   and writes `Cache-Status` (RFC 9111, RFC 5861, RFC 9211, RFC 9213).
 //! - [`key`] computes cache keys.
 //! - [`range`] answers a `Range` request from a stored complete response.
-//! - [`meta`] is what a store keeps about an entry, with a versioned binary encoding; [`fields`]
-//!   packs a stored response's header fields.
+//! - [`meta`] is what a store keeps about an entry, with a versioned binary encoding.
 //! - [`store`] holds the [`Store`] and [`StoreWriter`] traits.
 //! - [`tiered`] makes two stores one: memory in front of disk or Redis.
+//! - [`backend`] holds the building blocks of stores and proxies (key locks, hop-by-hop fields,
+//!   stable hashes); a program that only uses the cache does not need it.
 
+pub mod backend;
 pub mod cache_control;
 pub mod clock;
 mod date;
-pub mod fields;
+mod fields;
 pub mod key;
-pub mod locks;
 pub mod meta;
 pub mod policy;
 pub mod range;
@@ -26,5 +27,7 @@ pub mod store;
 pub mod tiered;
 
 pub use meta::{Meta, ResponseMeta, VaryIndex};
-pub use policy::{Mode, Policy};
+#[expect(deprecated)]
+pub use policy::Mode;
+pub use policy::{Policy, Sharing};
 pub use store::{ErrorKind, Hit, Store, StoreError, StoreWriter};

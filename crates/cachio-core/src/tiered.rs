@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::locks::KeyLocks;
+use crate::backend::KeyLocks;
 use crate::meta::Meta;
 use crate::store::{Hit, Store, StoreError, StoreWriter};
 

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::engine::{Engine, ReadGuard};
 use crate::record::{self, Record};
-use crate::writer::Job;
+use crate::worker::Job;
 
 /// How many chunks one read on the blocking pool fetches. A body holds at most twice this many
 /// chunks: the ones it is handing out and the ones being read ahead.

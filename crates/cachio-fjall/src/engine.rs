@@ -1,21 +1,23 @@
 //! The database handles shared by the store, its writer thread and its bodies, and the read path.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
+use cachio_core::clock::Clock;
 use cachio_core::meta::Meta;
 use cachio_core::store::{ErrorKind, StoreError};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
 
 use crate::record::{self, Record};
-use crate::writer::Job;
+use crate::worker::Job;
 use crate::{Durability, ReadMode};
 
 /// What the builder decided.
@@ -29,6 +31,7 @@ pub(crate) struct Settings {
     pub(crate) write_queue: u64,
     pub(crate) cache_bytes: u64,
     pub(crate) read_mode: ReadMode,
+    pub(crate) clock: StoreClock,
 }
 
 /// The open database and what every part of the store shares.
@@ -102,10 +105,25 @@ const MAX_HINTS: u64 = 4096;
 /// The largest key fjall accepts.
 pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize;
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// The clock the store reads the time from: expiry and access times are wall-clock
+/// milliseconds, kept on disk across restarts.
+#[derive(Clone)]
+pub(crate) struct StoreClock(pub(crate) Arc<dyn Clock>);
+
+impl StoreClock {
+    /// Milliseconds since the Unix epoch (zero before it).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.0
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+impl fmt::Debug for StoreClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreClock")
+    }
 }
 
 /// Maps a fjall error to a store error of the right kind.
@@ -323,7 +341,7 @@ impl Engine {
             let Some(rec) = self.read_record(key)? else {
                 return Ok(None);
             };
-            let now = now_ms();
+            let now = self.settings.clock.now_ms();
             if rec.expired(now) {
                 self.send_hint(Job::RemoveIfSame {
                     key: key.to_owned(),

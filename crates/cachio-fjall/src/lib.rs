@@ -100,7 +100,7 @@
 //! Where reads run is chosen with [`FjallStoreBuilder::read_mode`]; see [`ReadMode`]. A hit
 //! whose record and chunks are in memory (fjall's block cache, or the OS page cache) takes a
 //! few microseconds to read on the calling task, less than the hand-off to tokio's blocking
-//! pool and back (about 20 µs), so the default, [`ReadMode::Adaptive`], reads on the calling
+//! pool and back, so the default, [`ReadMode::Adaptive`], reads on the calling
 //! task as long as reads stay quick, and sends them to the blocking pool for a while when slow
 //! ones (the disk had to be read, or is slow) take more than about 1% of the time. Each read on
 //! the calling task takes a unit of tokio's cooperative budget, so a task that reads many hits
@@ -182,10 +182,8 @@
 //! - bodies being written and not yet committed, and bodies of removed entries that are still
 //!   being read (these are not bounded by the store: they are bounded by the callers).
 //!
-//! The eviction test writes ten times an 8 MiB budget and checks both fjall's count
-//! ([`FjallStore::disk_space`]) and the blocks allocated in the directory against this bound;
-//! in our runs a 16 MiB budget peaked at about 100 MiB allocated and a 128 MiB one at about
-//! 250 MiB.
+//! The `eviction` test checks both fjall's count ([`FjallStore::disk_space`]) and the blocks
+//! allocated in the directory against this bound.
 //!
 //! # Memory
 //!
@@ -193,12 +191,13 @@
 //! memtables + the write queue ([`DEFAULT_WRITE_QUEUE_BYTES`]) + about 512 KiB per body being
 //! read, whatever the body sizes: the writer thread waits for fjall's flushes when more than one
 //! memtable of bodies is waiting (fjall alone lets memory grow with the bytes written when
-//! writes outrun its flushes). A 1 GiB body written and read back grows the peak resident set
-//! of a process by about 35–40 MiB (checked by the `large_body` test, which allows 128 MiB).
+//! writes outrun its flushes). The `large_body` test checks that a 1 GiB body written and read
+//! back grows the peak resident set by less than 128 MiB.
 //!
 //! # Expiry
 //!
-//! An entry committed or updated with a `ttl` is a miss once the `ttl` has passed. A `get` that
+//! An entry committed or updated with a `ttl` is a miss once the `ttl` has passed on the store's
+//! clock ([`FjallStoreBuilder::clock`], the system clock by default). A `get` that
 //! finds it expired removes it; a sweep on the writer thread every
 //! [`sweep_interval`](FjallStoreBuilder::sweep_interval) (default [`DEFAULT_SWEEP_INTERVAL`])
 //! removes all expired entries through the expiry index. A `ttl` of zero stores nothing and
@@ -216,33 +215,37 @@
 mod body;
 mod damage;
 mod engine;
+mod options;
 mod record;
+mod store;
 mod verify;
+mod worker;
 mod writer;
 
 use std::fmt;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
-use cachio_core::meta::Meta;
-use cachio_core::store::{ErrorKind, Hit, Store, StoreError, StoreWriter};
-use tokio::sync::oneshot;
+use cachio_core::clock::{Clock, SystemClock};
+use cachio_core::store::StoreError;
+#[cfg(doc)]
+use {
+    cachio_core::meta::Meta,
+    cachio_core::store::{ErrorKind, Store, StoreWriter},
+};
 
 pub use body::FjallBody;
-use body::{FirstRead, READ_AHEAD, READ_INLINE};
 pub use damage::OnDamage;
+pub use options::{Durability, ReadMode};
 pub use verify::{BadEntry, Verification};
+pub use writer::{FjallWriter, READY_BELOW};
 
-use engine::{Engine, MAX_KEY_LEN, ReadGuard, Settings};
-use record::Record;
-use writer::{Job, Pending, WriterThread};
+use engine::{Settings, StoreClock};
+use store::{Shared, ask};
+pub(crate) use store::{closed, too_large};
+use worker::Job;
 
 /// The budget of a store built without [`FjallStoreBuilder::budget_bytes`]: 1 GiB.
 pub const DEFAULT_BUDGET_BYTES: u64 = 1 << 30;
@@ -281,82 +284,6 @@ const CHUNK_MEMTABLE_BYTES: u64 = 4 << 20;
 const INDEX_MEMTABLE_BYTES: u64 = 2 << 20;
 const BLOB_FILE_BYTES: u64 = 4 << 20;
 
-/// When a commit returns, and so what a crash can lose. See the [crate] documentation.
-///
-/// In every mode a crash never tears an entry or corrupts the store, and a clean close (dropping
-/// the last handle) syncs everything.
-///
-/// # Example
-///
-/// ```
-/// use cachio_fjall::{Durability, FjallStore};
-///
-/// # let dir = tempfile::tempdir().unwrap();
-/// let store = FjallStore::builder(dir.path())
-///     .durability(Durability::SyncData)
-///     .open()
-///     .unwrap();
-/// assert_eq!(store.durability(), Durability::SyncData);
-/// assert_eq!(Durability::default(), Durability::Flush);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Durability {
-    /// A commit returns without flushing; the journal is handed to the OS about once a second.
-    /// A crash of the process may lose the last second of commits.
-    Lazy,
-    /// A commit returns after its record has been written to the OS (`write(2)`): a crash of
-    /// the process loses nothing committed; a crash of the machine may lose what the OS had not
-    /// yet written back. The default.
-    #[default]
-    Flush,
-    /// A commit returns after `fdatasync`: committed entries survive a power loss.
-    SyncData,
-    /// A commit returns after `fsync`.
-    SyncAll,
-}
-
-/// Where a store reads: on the task that calls [`Store::get`] or polls a [`FjallBody`], or on
-/// tokio's blocking pool. See [Reads](crate#reads).
-///
-/// A read of data in memory (fjall's block cache or the OS page cache) takes a few
-/// microseconds on the calling task, and a hand-off to the blocking pool and back costs more
-/// than that; a read that has to wait for the disk holds the calling task (and the executor
-/// thread running it) for as long as the disk takes.
-///
-/// # Example
-///
-/// ```
-/// use cachio_fjall::{FjallStore, ReadMode};
-///
-/// # let dir = tempfile::tempdir().unwrap();
-/// let store = FjallStore::builder(dir.path())
-///     .read_mode(ReadMode::Blocking)
-///     .open()
-///     .unwrap();
-/// assert_eq!(store.read_mode(), ReadMode::Blocking);
-/// assert_eq!(ReadMode::default(), ReadMode::Adaptive);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ReadMode {
-    /// On the calling task while reads are quick, on the blocking pool for a while when they
-    /// are not. A read that takes longer than 250 µs (it waited for the disk, or its thread
-    /// was preempted) adds its time to a debt paid back at 10 ms per second; when the debt
-    /// passes 20 ms, the store's reads go to the blocking pool until it is paid (2 s or more),
-    /// and then are tried on the calling task again. Reads on the calling task thus hold the
-    /// executor for a slow disk at most about 1% of the time, plus bursts of 20 ms (two seeks
-    /// of a hard disk); reads of data in memory stay on the calling task. The default.
-    #[default]
-    Adaptive,
-    /// Always on the calling task: for a store whose data stays in memory or on a fast SSD, at
-    /// the cost of holding the executor thread for every read that waits for the disk.
-    Inline,
-    /// Always on tokio's blocking pool: the executor never waits for the disk, and every read
-    /// pays a hand-off to another thread and back (about 20 µs).
-    Blocking,
-}
-
 /// A persistent on-disk [`Store`] on fjall. See the [crate] documentation.
 ///
 /// Cloning is cheap (one `Arc`); clones share the same database and writer thread. The store
@@ -383,69 +310,6 @@ pub enum ReadMode {
 #[derive(Clone)]
 pub struct FjallStore {
     shared: Arc<Shared>,
-}
-
-struct Shared {
-    engine: Arc<Engine>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// Where a directory that could not be opened was moved at open.
-    moved_aside: Option<PathBuf>,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.engine.send(Job::Shutdown);
-        let thread = self
-            .thread
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
-    }
-}
-
-pub(crate) fn too_large(max: u64) -> StoreError {
-    StoreError::new(
-        ErrorKind::TooLarge,
-        format!("body larger than the limit of {max} bytes"),
-    )
-}
-
-pub(crate) fn closed() -> StoreError {
-    StoreError::new(
-        ErrorKind::Unavailable,
-        "the store's writer thread has stopped",
-    )
-}
-
-/// What a hit reads before its body is polled.
-type Found = (Record, Arc<Meta>, Option<ReadGuard>, FirstRead);
-
-/// The read of `get`: the record, its metadata, a pin on its generation and its first `chunks`
-/// chunks.
-fn read_entry(engine: &Arc<Engine>, key: &str, chunks: u32) -> Result<Option<Found>, StoreError> {
-    let found = engine::guarded("reading an entry", || engine.lookup(key))?;
-    Ok(found.map(|(rec, meta, guard)| {
-        let first = if guard.is_some() {
-            FirstRead::read(engine, &rec, chunks)
-        } else {
-            FirstRead::none()
-        };
-        (rec, meta, guard, first)
-    }))
-}
-
-async fn ask<T>(
-    engine: &Engine,
-    job: impl FnOnce(oneshot::Sender<T>) -> Job,
-) -> Result<T, StoreError> {
-    let (tx, rx) = oneshot::channel();
-    if !engine.send(job(tx)) {
-        return Err(closed());
-    }
-    rx.await.map_err(|_| closed())
 }
 
 impl FjallStore {
@@ -498,6 +362,7 @@ impl FjallStore {
             cache_bytes: DEFAULT_CACHE_BYTES,
             read_mode: ReadMode::default(),
             on_damage: OnDamage::default(),
+            clock: StoreClock(Arc::new(SystemClock)),
         }
     }
 
@@ -703,138 +568,6 @@ impl fmt::Debug for FjallStore {
     }
 }
 
-impl Store for FjallStore {
-    type Body = FjallBody;
-    type Writer = FjallWriter;
-
-    async fn get(&self, key: &str) -> Result<Option<Hit<FjallBody>>, StoreError> {
-        if key.len() > MAX_KEY_LEN {
-            return Ok(None);
-        }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            StoreError::new(
-                ErrorKind::Unavailable,
-                "cachio-fjall must be used inside a tokio runtime",
-            )
-        })?;
-        let engine = &self.shared.engine;
-        let found = if let Some(inline) = engine.inline_read() {
-            // On this task: a unit of its cooperative budget, then the record and the first
-            // chunk.
-            tokio::task::coop::consume_budget().await;
-            let found = read_entry(engine, key, READ_INLINE);
-            engine.inline_done(inline);
-            found?
-        } else {
-            // One hand-off to the blocking pool reads the record and the first chunks.
-            let engine = Arc::clone(engine);
-            let key = key.to_owned();
-            runtime
-                .spawn_blocking(move || read_entry(&engine, &key, READ_AHEAD))
-                .await
-                .map_err(|e| StoreError::new(ErrorKind::Other, format!("a read failed: {e}")))??
-        };
-        let Some((rec, meta, guard, first)) = found else {
-            return Ok(None);
-        };
-        // A body damaged from its first chunk is found before anything is sent: a miss (and the
-        // entry goes), so the caller fetches the response again instead of getting a body that
-        // fails at once.
-        if let Some(e) = first.failed_at_once()
-            && matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::UnknownFormat)
-        {
-            tracing::warn!(
-                key,
-                error = %e,
-                "cachio-fjall: a stored body is damaged from its start, treating it as a miss and removing its entry"
-            );
-            engine.send_hint(Job::RemoveIfSame {
-                key: key.to_owned(),
-                record: rec,
-            });
-            return Ok(None);
-        }
-        Ok(Some(Hit {
-            meta,
-            body: FjallBody::new(key, rec, guard, first),
-        }))
-    }
-
-    fn begin(&self, key: &str) -> Result<FjallWriter, StoreError> {
-        if key.len() > MAX_KEY_LEN {
-            return Err(StoreError::new(
-                ErrorKind::Other,
-                format!("a key of {} bytes is longer than {MAX_KEY_LEN}", key.len()),
-            ));
-        }
-        let gen_id = self.shared.engine.next_gen.fetch_add(1, Ordering::Relaxed);
-        Ok(FjallWriter {
-            store: self.clone(),
-            key: key.to_owned(),
-            gen_id,
-            len: 0,
-            sent: false,
-            finished: false,
-            failed: None,
-            pending: Arc::new(Pending::default()),
-            drained: None,
-        })
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        previous: &Meta,
-        meta: Arc<Meta>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StoreError> {
-        if key.len() > MAX_KEY_LEN {
-            return Ok(false);
-        }
-        let (key, previous, meta) = (key.to_owned(), previous.encode(), meta.encode());
-        ask(&self.shared.engine, |reply| Job::Update {
-            key,
-            previous,
-            meta,
-            ttl,
-            reply,
-        })
-        .await?
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        if key.len() > MAX_KEY_LEN {
-            return Ok(());
-        }
-        let key = key.to_owned();
-        ask(&self.shared.engine, |reply| Job::Delete { key, reply }).await?
-    }
-
-    fn max_body_size(&self) -> Option<u64> {
-        Some(self.shared.engine.settings.max_object)
-    }
-
-    /// Scans every record on tokio's blocking pool, offers each (with its decoded metadata) to
-    /// `matches`, and has the writer thread remove the ones it picks, as durably as
-    /// [`delete`](Store::delete). Entries written while the purge runs may or may not be seen.
-    async fn purge<F>(&self, matches: F) -> Result<u64, StoreError>
-    where
-        F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
-    {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            StoreError::new(
-                ErrorKind::Unavailable,
-                "cachio-fjall must be used inside a tokio runtime",
-            )
-        })?;
-        let engine = Arc::clone(&self.shared.engine);
-        runtime
-            .spawn_blocking(move || engine::guarded("purging", || engine.purge(&matches)))
-            .await
-            .map_err(|e| StoreError::new(ErrorKind::Other, format!("a purge failed: {e}")))?
-    }
-}
-
 /// Builds a [`FjallStore`]. Made by [`FjallStore::builder`].
 ///
 /// # Example
@@ -872,6 +605,7 @@ pub struct FjallStoreBuilder {
     cache_bytes: u64,
     read_mode: ReadMode,
     on_damage: OnDamage,
+    clock: StoreClock,
 }
 
 impl FjallStoreBuilder {
@@ -947,6 +681,40 @@ impl FjallStoreBuilder {
         Self { read_mode, ..self }
     }
 
+    /// The clock entries expire by, and whose time orders them for eviction ([`SystemClock`] by
+    /// default). Expiry times are kept on disk as wall-clock times, so they hold across
+    /// restarts. Give the store the clock the cache layer reads, so that a test that moves a
+    /// [`ManualClock`](cachio_core::clock::ManualClock) moves both.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// use cachio_core::clock::ManualClock;
+    /// use cachio_core::store::{Store, StoreWriter};
+    /// use cachio_fjall::FjallStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let clock = ManualClock::new(SystemTime::now());
+    /// let store = FjallStore::builder(dir.path()).clock(clock.clone()).open()?;
+    /// let writer = store.begin("k")?;
+    /// writer.commit(cachio_storage_tests::sample_meta("v"), Some(Duration::from_secs(60))).await?;
+    /// assert!(store.get("k").await?.is_some());
+    /// clock.advance(Duration::from_secs(60));
+    /// assert!(store.get("k").await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn clock<C: Clock>(self, clock: C) -> Self {
+        Self {
+            clock: StoreClock(Arc::new(clock)),
+            ..self
+        }
+    }
+
     /// Opens (or creates) the store: locks the directory, opens the database (fjall recovers
     /// its journal after a crash), reads the LRU index for the accounting, and starts the
     /// writer thread, which first deletes the chunks of writes a crash interrupted.
@@ -974,250 +742,10 @@ impl FjallStoreBuilder {
             write_queue: self.write_queue,
             cache_bytes: self.cache_bytes,
             read_mode: self.read_mode,
+            clock: self.clock,
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut moved_aside = None;
-        let (engine, recovered) = match Engine::open(&self.path, settings.clone(), tx.clone()) {
-            Err(err)
-                if self.on_damage == OnDamage::Recover && damage::is_damage(&self.path, &err) =>
-            {
-                let aside = damage::move_aside(&self.path)?;
-                tracing::error!(
-                    dir = %self.path.display(),
-                    moved_to = %aside.display(),
-                    error = %err,
-                    "cachio-fjall: the store could not be opened; it was moved aside and starts empty"
-                );
-                moved_aside = Some(aside);
-                Engine::open(&self.path, settings, tx)?
-            }
-            opened => opened?,
-        };
-        let engine = Arc::new(engine);
-        let worker = WriterThread::new(Arc::clone(&engine), recovered);
-        let thread = std::thread::Builder::new()
-            .name("cachio-fjall-writer".into())
-            .spawn(move || worker.run(rx))
-            .map_err(|e| {
-                StoreError::new(
-                    ErrorKind::Io,
-                    format!("cannot start the writer thread: {e}"),
-                )
-            })?;
         Ok(FjallStore {
-            shared: Arc::new(Shared {
-                engine,
-                thread: Mutex::new(Some(thread)),
-                moved_aside,
-            }),
+            shared: Arc::new(Shared::start(&self.path, settings, self.on_damage)?),
         })
-    }
-}
-
-/// A writer with this many bytes (or half the store's write queue, if less) waiting to be written
-/// is not ready for more: the tee then waits for the disk instead of the store giving up.
-pub const READY_BELOW: u64 = 4 << 20;
-
-/// Writes one entry into a [`FjallStore`]: hands each appended chunk to the store's writer
-/// thread (never blocking), and makes the entry visible at [`commit`](StoreWriter::commit).
-/// Dropping it before commit deletes what was written. Made by [`Store::begin`].
-///
-/// # Example
-///
-/// ```
-/// use bytes::Bytes;
-/// use cachio_core::store::{ErrorKind, Store, StoreWriter};
-/// use cachio_fjall::FjallStore;
-///
-/// # let dir = tempfile::tempdir().unwrap();
-/// let store = FjallStore::builder(dir.path()).max_object_size(8).open().unwrap();
-/// let mut writer = store.begin("k").unwrap();
-/// writer.append(Bytes::from_static(b"12345678")).unwrap();
-/// let err = writer.append(Bytes::from_static(b"9")).unwrap_err();
-/// assert_eq!(err.kind(), ErrorKind::TooLarge);
-/// ```
-pub struct FjallWriter {
-    store: FjallStore,
-    key: String,
-    gen_id: u64,
-    len: u64,
-    /// Whether any chunk was handed to the writer thread.
-    sent: bool,
-    /// Whether the commit was handed to the writer thread (which then owns the chunks).
-    finished: bool,
-    failed: Option<StoreError>,
-    pending: Arc<Pending>,
-    /// Set while [`poll_ready`](StoreWriter::poll_ready) waits for this writer's queued bytes to
-    /// be written.
-    drained: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
-}
-
-impl FjallWriter {
-    /// Waits until every chunk appended so far has been written to the database (not
-    /// necessarily synced). A writer that can afford to wait calls this between appends to stay
-    /// under the store's write queue limit.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use cachio_core::store::{Store, StoreWriter};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = cachio_fjall::FjallStore::open(dir.path()).unwrap();
-    /// let mut writer = store.begin("big").unwrap();
-    /// for _ in 0..64 {
-    ///     writer.append(Bytes::from(vec![7u8; 1 << 20])).unwrap();
-    ///     writer.wait_written().await;
-    /// }
-    /// # }
-    /// ```
-    pub async fn wait_written(&self) {
-        loop {
-            let notified = self.pending.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.pending.bytes.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// The body bytes appended so far.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use cachio_core::store::{Store, StoreWriter};
-    ///
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = cachio_fjall::FjallStore::open(dir.path()).unwrap();
-    /// let mut writer = store.begin("k").unwrap();
-    /// writer.append(Bytes::from_static(b"abc")).unwrap();
-    /// assert_eq!(writer.len(), 3);
-    /// ```
-    #[expect(clippy::len_without_is_empty, reason = "a writer is not a collection")]
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn fail(&mut self, e: StoreError) -> StoreError {
-        self.failed = Some(e.clone());
-        e
-    }
-}
-
-impl fmt::Debug for FjallWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FjallWriter")
-            .field("key", &self.key)
-            .field("generation", &self.gen_id)
-            .field("len", &self.len)
-            .field("failed", &self.failed)
-            .finish()
-    }
-}
-
-impl StoreWriter for FjallWriter {
-    /// Ready while this writer has less than [`READY_BELOW`] bytes (at most half the store's
-    /// write queue) waiting for the writer thread; past that, ready again once they are written.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
-        if let Some(e) = &self.failed {
-            return Poll::Ready(Err(e.clone()));
-        }
-        let threshold = READY_BELOW.min(self.store.shared.engine.settings.write_queue / 2);
-        if self.pending.bytes.load(Ordering::Acquire) < threshold.max(1) {
-            self.drained = None;
-            return Poll::Ready(Ok(()));
-        }
-        let pending = Arc::clone(&self.pending);
-        let wait = self.drained.get_or_insert_with(|| {
-            Box::pin(async move {
-                loop {
-                    let notified = pending.notify.notified();
-                    let mut notified = std::pin::pin!(notified);
-                    notified.as_mut().enable();
-                    if pending.bytes.load(Ordering::Acquire) == 0 {
-                        return;
-                    }
-                    notified.await;
-                }
-            })
-        });
-        std::task::ready!(wait.as_mut().poll(cx));
-        self.drained = None;
-        Poll::Ready(Ok(()))
-    }
-
-    fn append(&mut self, chunk: Bytes) -> Result<(), StoreError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let engine = &self.store.shared.engine;
-        let n = chunk.len() as u64;
-        let len = self.len.saturating_add(n);
-        let max = engine.settings.max_object;
-        if len > max {
-            return Err(self.fail(too_large(max)));
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        let limit = engine.settings.write_queue;
-        let queued = engine.queued.fetch_add(n, Ordering::AcqRel);
-        if queued > 0 && queued.saturating_add(n) > limit {
-            engine.queued.fetch_sub(n, Ordering::AcqRel);
-            return Err(self.fail(StoreError::new(
-                ErrorKind::Unavailable,
-                format!("the write queue is full ({queued} bytes waiting, limit {limit})"),
-            )));
-        }
-        self.pending.bytes.fetch_add(n, Ordering::AcqRel);
-        let sent = engine.send(Job::Chunk {
-            gen_id: self.gen_id,
-            data: chunk,
-            pending: Arc::clone(&self.pending),
-        });
-        if !sent {
-            engine.queued.fetch_sub(n, Ordering::AcqRel);
-            self.pending.bytes.fetch_sub(n, Ordering::AcqRel);
-            return Err(self.fail(closed()));
-        }
-        self.sent = true;
-        self.len = len;
-        Ok(())
-    }
-
-    async fn commit(mut self, meta: Arc<Meta>, ttl: Option<Duration>) -> Result<(), StoreError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let (tx, rx) = oneshot::channel();
-        let job = Job::Commit {
-            gen_id: self.gen_id,
-            key: std::mem::take(&mut self.key),
-            meta: meta.encode(),
-            ttl,
-            reply: tx,
-        };
-        if !self.store.shared.engine.send(job) {
-            return Err(closed());
-        }
-        self.finished = true;
-        rx.await.unwrap_or_else(|_| Err(closed()))
-    }
-}
-
-impl Drop for FjallWriter {
-    fn drop(&mut self) {
-        if self.sent && !self.finished {
-            self.store.shared.engine.send(Job::Abort {
-                gen_id: self.gen_id,
-            });
-        }
     }
 }

@@ -1,863 +1,239 @@
-//! The store's writer thread: the only code that changes the database. Chunks, commits, updates,
-//! deletes, access-time updates, expiry sweeps and evictions are all applied here, in the order
-//! they were sent, so that every read-modify-write of a record and of the accounting is free of
-//! races.
+//! Writing an entry: chunks handed to the writer thread as they come, then the commit.
 
-use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use cachio_core::store::{ErrorKind, StoreError};
-use fjall::{OwnedWriteBatch, PersistMode};
-use tokio::sync::{Notify, oneshot};
+use cachio_core::meta::Meta;
+use cachio_core::store::{ErrorKind, StoreError, StoreWriter};
+use tokio::sync::oneshot;
 
-use crate::Durability;
-use crate::engine::{Engine, Recovered, db_error, guarded, now_ms};
-use crate::record::{self, Record};
+use crate::worker::{Job, Pending};
+use crate::{FjallStore, closed, too_large};
 
-/// Work for the writer thread.
-pub(crate) enum Job {
-    /// The next piece of a generation's body.
-    Chunk {
-        gen_id: u64,
-        data: Bytes,
-        pending: Arc<Pending>,
-    },
-    /// A writer was dropped before commit: delete its chunks.
-    Abort { gen_id: u64 },
-    /// Write the last chunk, then the record.
-    Commit {
-        gen_id: u64,
-        key: String,
-        meta: Vec<u8>,
-        ttl: Option<Duration>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Update {
-        key: String,
-        /// The metadata the entry must still have (encoded).
-        previous: Vec<u8>,
-        meta: Vec<u8>,
-        ttl: Option<Duration>,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
-    },
-    Delete {
-        key: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// A hit on an entry whose access time is older than the touch interval.
-    Touch {
-        key: String,
-        gen_id: u64,
-        atime: u64,
-    },
-    /// Remove the entry under `key` if its record is still `record` (found expired, or with
-    /// unreadable metadata).
-    RemoveIfSame { key: String, record: Record },
-    /// Remove each entry if its record is still the one given (a purge), then answer how many.
-    RemoveMany {
-        items: Vec<(String, Record)>,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
-    },
-    /// Remove the record under `key` if it still is these (unreadable) bytes.
-    RemoveCorrupt { key: String, raw: Vec<u8> },
-    /// The last reader of a removed generation is done.
-    DeleteChunks { gen_id: u64, chunks: Option<u32> },
-    /// Sweep expired entries, evict down to the budget, then answer.
-    Maintain { reply: oneshot::Sender<()> },
-    /// Make everything written so far durable (fsync), then answer.
-    Sync {
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// The last store handle is gone.
-    Shutdown,
-}
+/// A writer with this many bytes (or half the store's write queue, if less) waiting to be written
+/// is not ready for more: the tee then waits for the disk instead of the store giving up.
+pub const READY_BELOW: u64 = 4 << 20;
 
-/// The chunk bytes one writer has queued and the writer thread has not yet written.
-#[derive(Default)]
-pub(crate) struct Pending {
-    pub(crate) bytes: AtomicU64,
-    pub(crate) notify: Notify,
-}
-
-/// A generation being written.
-#[derive(Default)]
-struct GenState {
-    /// Appended bytes not yet written as a chunk (less than one chunk).
-    buf: Vec<u8>,
-    /// Chunks written.
-    written: u32,
-    /// Body bytes received.
+/// Writes one entry into a [`FjallStore`]: hands each appended chunk to the store's writer
+/// thread (never blocking), and makes the entry visible at [`commit`](StoreWriter::commit).
+/// Dropping it before commit deletes what was written. Made by [`Store::begin`](cachio_core::store::Store::begin).
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use cachio_core::store::{ErrorKind, Store, StoreWriter};
+/// use cachio_fjall::FjallStore;
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = FjallStore::builder(dir.path()).max_object_size(8).open().unwrap();
+/// let mut writer = store.begin("k").unwrap();
+/// writer.append(Bytes::from_static(b"12345678")).unwrap();
+/// let err = writer.append(Bytes::from_static(b"9")).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TooLarge);
+/// ```
+pub struct FjallWriter {
+    store: FjallStore,
+    key: String,
+    gen_id: u64,
     len: u64,
-    /// The first write error; the generation is then abandoned.
-    error: Option<StoreError>,
+    /// Whether any chunk was handed to the writer thread.
+    sent: bool,
+    /// Whether the commit was handed to the writer thread (which then owns the chunks).
+    finished: bool,
+    failed: Option<StoreError>,
+    pending: Arc<Pending>,
+    /// Set while [`poll_ready`](StoreWriter::poll_ready) waits for this writer's queued bytes to
+    /// be written.
+    drained: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
 }
 
-pub(crate) struct WriterThread {
-    e: Arc<Engine>,
-    gens: HashMap<u64, GenState>,
-    tracked: u64,
-    count: u64,
-    /// Access times come from this clock: the wall clock, never going backwards, so that the
-    /// LRU index only grows at its end.
-    clock: u64,
-    /// Every LRU item older than this has been evicted.
-    lru_cursor: u64,
-    /// Every expiry item older than this has been swept.
-    exp_cursor: u64,
-    orphans: Option<(HashSet<u64>, u64)>,
-    next_sweep: Instant,
-    unpersisted: bool,
-    last_persist: Instant,
-    last_rotation: Instant,
-}
-
-/// How often a store with [`Durability::Lazy`] hands its journal to the OS.
-const LAZY_PERSIST: Duration = Duration::from_secs(1);
-/// The longest the writer waits for fjall's flushes before writing a chunk anyway (if flushes
-/// fail, fjall reports it on the next write).
-const FLUSH_WAIT: Duration = Duration::from_secs(30);
-/// How often to look for sealed journals the index keyspaces hold back.
-const JOURNAL_CHECK: Duration = Duration::from_millis(500);
-/// How many index items one range read takes.
-const SCAN_BATCH: usize = 64;
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl WriterThread {
-    pub(crate) fn new(e: Arc<Engine>, recovered: Recovered) -> Self {
-        let now = Instant::now();
-        Self {
-            tracked: recovered.tracked,
-            count: recovered.count,
-            clock: recovered.max_atime.max(now_ms()),
-            lru_cursor: 0,
-            exp_cursor: 0,
-            orphans: Some((recovered.live, recovered.first_gen)),
-            next_sweep: now,
-            unpersisted: false,
-            last_persist: now,
-            last_rotation: now,
-            gens: HashMap::new(),
-            e,
-        }
-    }
-
-    pub(crate) fn run(mut self, rx: Receiver<Job>) {
-        if let Some((live, below)) = self.orphans.take() {
-            self.logged("collecting orphaned chunks", |w| {
-                w.collect_orphans(&live, below)
-            });
-        }
-        loop {
-            let mut wake = self.next_sweep;
-            if self.unpersisted {
-                wake = wake.min(self.last_persist + LAZY_PERSIST);
-            }
-            let timeout = wake.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(timeout) {
-                Ok(Job::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(job) => self.logged("writer job", |w| {
-                    w.handle(job);
-                    Ok(())
-                }),
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            let now = Instant::now();
-            if now >= self.next_sweep {
-                self.maintain();
-                self.next_sweep = now + self.e.settings.sweep_interval;
-            }
-            if self.unpersisted && now >= self.last_persist + LAZY_PERSIST {
-                self.logged("persisting the journal", |w| w.persist(PersistMode::Buffer));
-            }
-        }
-        // A clean close: make every commit durable.
-        self.logged("persisting at close", |w| w.persist(PersistMode::SyncAll));
-    }
-
-    /// Runs `f`, logging its error or panic; the thread goes on with the next job.
-    fn logged(&mut self, what: &str, f: impl FnOnce(&mut Self) -> Result<(), StoreError>) {
-        if let Err(e) = guarded(what, || f(self)) {
-            tracing::error!(error = %e, path = %self.e.path.display(), "cachio-fjall: {what} failed");
-        }
-    }
-
-    fn persist(&mut self, mode: PersistMode) -> Result<(), StoreError> {
-        self.last_persist = Instant::now();
-        self.unpersisted = false;
-        self.e.db.persist(mode).map_err(db_error)
-    }
-
-    fn handle(&mut self, job: Job) {
-        if matches!(
-            job,
-            Job::Touch { .. } | Job::RemoveIfSame { .. } | Job::RemoveCorrupt { .. }
-        ) {
-            self.e.hints.fetch_sub(1, Ordering::AcqRel);
-        }
-        match job {
-            Job::Chunk {
-                gen_id,
-                data,
-                pending,
-            } => self.chunk(gen_id, &data, &pending),
-            Job::Abort { gen_id } => {
-                if let Some(st) = self.gens.remove(&gen_id) {
-                    self.delete_quietly(gen_id, Some(st.written));
-                }
-            }
-            Job::Commit {
-                gen_id,
-                key,
-                meta,
-                ttl,
-                reply,
-            } => {
-                let mut st = self.gens.remove(&gen_id).unwrap_or_default();
-                if reply.is_closed() {
-                    // The commit future was dropped: the caller gave up, store nothing.
-                    self.delete_quietly(gen_id, Some(st.written));
-                    return;
-                }
-                let result = self.commit(gen_id, &key, meta, ttl, &mut st);
-                if result.is_err() {
-                    self.delete_quietly(gen_id, Some(st.written));
-                }
-                let ok = result.is_ok();
-                let _ = reply.send(result);
-                if ok {
-                    self.evict_logged();
-                    self.logged("releasing sealed journals", Self::release_journals);
-                }
-            }
-            Job::Update {
-                key,
-                previous,
-                meta,
-                ttl,
-                reply,
-            } => {
-                let result = self.update(&key, &previous, meta, ttl);
-                let _ = reply.send(result);
-                self.evict_logged();
-            }
-            Job::Delete { key, reply } => {
-                let result = self.delete(&key);
-                let _ = reply.send(result);
-            }
-            Job::Touch { key, gen_id, atime } => {
-                self.logged("updating an access time", |w| w.touch(&key, gen_id, atime));
-            }
-            Job::RemoveIfSame { key, record } => {
-                self.logged("removing an entry", |w| match w.current(&key)? {
-                    Some(rec) if rec == record => w.remove_entry(&key, &rec, false),
-                    _ => Ok(()),
-                });
-            }
-            Job::RemoveMany { items, reply } => {
-                let result = guarded("purging", || self.remove_many(items));
-                let _ = reply.send(result);
-            }
-            Job::RemoveCorrupt { key, raw } => {
-                self.logged("removing a corrupt record", |w| {
-                    let now = w.e.entries.get(&key).map_err(db_error)?;
-                    if now.as_deref() == Some(&raw[..]) {
-                        let mut b = w.batch(false);
-                        b.remove(&w.e.entries, key.as_str());
-                        w.commit_batch(b)?;
-                    }
-                    Ok(())
-                });
-            }
-            Job::DeleteChunks { gen_id, chunks } => self.delete_quietly(gen_id, chunks),
-            Job::Maintain { reply } => {
-                self.maintain();
-                let _ = reply.send(());
-            }
-            Job::Sync { reply } => {
-                let _ = reply.send(self.persist(PersistMode::SyncAll));
-            }
-            Job::Shutdown => {}
-        }
-    }
-
-    /// fjall keeps a sealed journal until every keyspace has flushed the memtable that holds
-    /// its writes. The chunks keyspace flushes every few MiB, but the index keyspaces take few
-    /// bytes per entry and would hold sealed journals (full of body bytes) for long: when one
-    /// exists, flush them too. `rotate_memtable` is public in fjall 3 but not documented.
-    fn release_journals(&mut self) -> Result<(), StoreError> {
-        if self.e.db.journal_count() > 1 && self.last_rotation.elapsed() >= JOURNAL_CHECK {
-            self.last_rotation = Instant::now();
-            for ks in [&self.e.entries, &self.e.lru, &self.e.expiry] {
-                ks.rotate_memtable().map_err(db_error)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn maintain(&mut self) {
-        self.logged("releasing sealed journals", Self::release_journals);
-        self.logged("sweeping expired entries", Self::sweep);
-        self.evict_logged();
-    }
-
-    fn evict_logged(&mut self) {
-        let budget = self.e.settings.budget;
-        self.logged("evicting", |w| w.evict(budget));
-    }
-
-    fn publish(&self) {
-        self.e.tracked.store(self.tracked, Ordering::Relaxed);
-        self.e.count.store(self.count, Ordering::Relaxed);
-    }
-
-    fn tick(&mut self) -> u64 {
-        self.clock = self.clock.max(now_ms());
-        self.clock
-    }
-
-    /// What the configured durability asks of a commit.
-    fn persist_mode(&self) -> Option<PersistMode> {
-        match self.e.settings.durability {
-            Durability::Lazy => None,
-            Durability::Flush => Some(PersistMode::Buffer),
-            Durability::SyncData => Some(PersistMode::SyncData),
-            Durability::SyncAll => Some(PersistMode::SyncAll),
-        }
-    }
-
-    fn batch(&self, durable: bool) -> OwnedWriteBatch {
-        let mode = if durable { self.persist_mode() } else { None };
-        self.e.db.batch().durability(mode)
-    }
-
-    fn commit_batch(&mut self, b: OwnedWriteBatch) -> Result<(), StoreError> {
-        b.commit().map_err(db_error)?;
-        if !self.unpersisted {
-            self.unpersisted = true;
-            self.last_persist = Instant::now();
-        }
-        Ok(())
-    }
-
-    // ---- chunks ---------------------------------------------------------------------------------
-
-    fn chunk(&mut self, gen_id: u64, data: &Bytes, pending: &Pending) {
-        let n = data.len() as u64;
-        let mut st = self.gens.remove(&gen_id).unwrap_or_default();
-        if st.error.is_none()
-            && let Err(e) = guarded("writing a chunk", || self.add(gen_id, &mut st, data))
-        {
-            st.error = Some(e);
-        }
-        self.gens.insert(gen_id, st);
-        self.e.queued.fetch_sub(n, Ordering::AcqRel);
-        if pending.bytes.fetch_sub(n, Ordering::AcqRel) == n {
-            pending.notify.notify_waiters();
-        }
-    }
-
-    /// Adds appended bytes to a generation, writing every full chunk.
-    fn add(&mut self, gen_id: u64, st: &mut GenState, mut data: &[u8]) -> Result<(), StoreError> {
-        st.len = st.len.saturating_add(data.len() as u64);
-        while !data.is_empty() {
-            if st.buf.is_empty() && data.len() >= crate::CHUNK_SIZE {
-                let (chunk, rest) = data.split_at(crate::CHUNK_SIZE);
-                self.write_chunk(gen_id, st, chunk)?;
-                data = rest;
-                continue;
-            }
-            let take = (crate::CHUNK_SIZE - st.buf.len()).min(data.len());
-            st.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if st.buf.len() == crate::CHUNK_SIZE {
-                let buf = std::mem::take(&mut st.buf);
-                self.write_chunk(gen_id, st, &buf)?;
-                st.buf = buf;
-                st.buf.clear();
-            }
-        }
-        Ok(())
-    }
-
-    fn write_chunk(
-        &mut self,
-        gen_id: u64,
-        st: &mut GenState,
-        payload: &[u8],
-    ) -> Result<(), StoreError> {
-        let index = st.written;
-        if index == u32::MAX {
-            return Err(StoreError::new(ErrorKind::TooLarge, "too many chunks"));
-        }
-        self.wait_for_flushes();
-        let mut b = self.batch(false);
-        b.insert(
-            &self.e.chunks,
-            record::chunk_key(gen_id, index),
-            record::encode_chunk(gen_id, index, payload),
-        );
-        self.commit_batch(b)?;
-        st.written += 1;
-        Ok(())
-    }
-
-    /// Waits while more than one memtable of the chunks keyspace waits to be flushed.
-    ///
-    /// fjall 3 stalls writers only at four sealed memtables per keyspace and has no limit on
-    /// the total write buffer; when bodies arrive faster than its flush workers write blob
-    /// files, memory grows with the bytes written (we measured 150 MB of resident memory for a
-    /// 256 MiB body written at full speed). Waiting here bounds it to a few memtables; the
-    /// writer thread falls behind instead, its queue fills, and appends fail or wait (see
-    /// [`FjallWriter::wait_written`](crate::FjallWriter::wait_written)).
-    /// `sealed_memtable_count` is public in fjall 3 but not documented.
-    fn wait_for_flushes(&self) {
-        let deadline = Instant::now() + FLUSH_WAIT;
-        while self.e.chunks.sealed_memtable_count() > 1 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// Deletes a generation's chunks now, or when its last reader is done.
-    fn drop_chunks(&mut self, gen_id: u64, chunks: Option<u32>) -> Result<(), StoreError> {
-        if self.e.release_or_defer(gen_id, chunks) {
-            self.delete_chunks(gen_id, chunks)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn delete_quietly(&mut self, gen_id: u64, chunks: Option<u32>) {
-        self.logged("deleting chunks", |w| w.delete_chunks(gen_id, chunks));
-    }
-
-    /// Deletes chunks `0..n` of a generation, or all of them (found by a prefix scan).
-    fn delete_chunks(&mut self, gen_id: u64, chunks: Option<u32>) -> Result<(), StoreError> {
-        const PER_BATCH: u32 = 4096;
-        match chunks {
-            Some(n) => {
-                let mut first = 0;
-                while first < n {
-                    let end = first.saturating_add(PER_BATCH).min(n);
-                    let mut b = self.batch(false);
-                    for i in first..end {
-                        b.remove(&self.e.chunks, record::chunk_key(gen_id, i));
-                    }
-                    self.commit_batch(b)?;
-                    first = end;
-                }
-            }
-            None => loop {
-                let mut b = self.batch(false);
-                for guard in self
-                    .e
-                    .chunks
-                    .prefix(gen_id.to_be_bytes())
-                    .take(PER_BATCH as usize)
-                {
-                    b.remove(&self.e.chunks, guard.key().map_err(db_error)?);
-                }
-                if b.is_empty() {
-                    break;
-                }
-                self.commit_batch(b)?;
-            },
-        }
-        Ok(())
-    }
-
-    /// Deletes the chunks of every generation below `below` that no LRU item names: bodies of
-    /// writers that a crash interrupted, and chunks whose deletion a crash or close cut short.
-    fn collect_orphans(&mut self, live: &HashSet<u64>, below: u64) -> Result<(), StoreError> {
-        let mut from = 0u64;
-        let end = record::chunk_key(below, 0);
-        let mut removed = 0u64;
-        loop {
-            let next = self.e.chunks.range(record::chunk_key(from, 0)..end).next();
-            let Some(guard) = next else { break };
-            let key = guard.key().map_err(db_error)?;
-            let Some(gen_id) = record::chunk_key_gen(&key) else {
-                // Not a key this crate writes.
-                let mut b = self.batch(false);
-                b.remove(&self.e.chunks, key);
-                self.commit_batch(b)?;
-                continue;
-            };
-            if !live.contains(&gen_id) {
-                self.delete_chunks(gen_id, None)?;
-                removed += 1;
-            }
-            match gen_id.checked_add(1) {
-                Some(g) => from = g,
-                None => break,
-            }
-        }
-        if removed > 0 {
-            tracing::info!(
-                generations = removed,
-                path = %self.e.path.display(),
-                "cachio-fjall: deleted the chunks of unfinished writes"
-            );
-        }
-        Ok(())
-    }
-
-    // ---- records --------------------------------------------------------------------------------
-
-    /// The valid record under `key`; an unreadable one is removed and read as none.
-    fn current(&mut self, key: &str) -> Result<Option<Record>, StoreError> {
-        self.current_bytes(key.as_bytes())
-    }
-
-    fn current_bytes(&mut self, key: &[u8]) -> Result<Option<Record>, StoreError> {
-        let Some(raw) = self.e.entries.get(key).map_err(db_error)? else {
-            return Ok(None);
-        };
-        match Record::decode(key, &raw) {
-            Ok(r) => Ok(Some(r)),
-            Err(e) => {
-                tracing::warn!(
-                    key = %String::from_utf8_lossy(key),
-                    error = %e,
-                    "cachio-fjall: removing an unreadable entry record"
-                );
-                let mut b = self.batch(false);
-                b.remove(&self.e.entries, key);
-                self.commit_batch(b)?;
-                Ok(None)
-            }
-        }
-    }
-
-    fn size_of(key: &[u8], rec: &Record) -> u64 {
-        record::entry_size(key.len(), rec.encoded_len(), rec.body_len, rec.chunks)
-    }
-
-    /// Adds the index items of `rec` to a batch.
-    fn index(&mut self, b: &mut OwnedWriteBatch, key: &[u8], rec: &Record, size: u64) {
-        b.insert(
-            &self.e.lru,
-            record::index_key(rec.atime, rec.gen_id),
-            record::encode_lru_value(size, key),
-        );
-        if rec.expires != 0 {
-            b.insert(
-                &self.e.expiry,
-                record::index_key(rec.expires, rec.gen_id),
-                key,
-            );
-            self.exp_cursor = self.exp_cursor.min(rec.expires);
-        }
-        self.lru_cursor = self.lru_cursor.min(rec.atime);
-    }
-
-    /// Removes the index items of `rec` in a batch.
-    fn unindex(&self, b: &mut OwnedWriteBatch, rec: &Record) {
-        b.remove(&self.e.lru, record::index_key(rec.atime, rec.gen_id));
-        if rec.expires != 0 {
-            b.remove(&self.e.expiry, record::index_key(rec.expires, rec.gen_id));
-        }
-    }
-
-    fn expires(ttl: Option<Duration>) -> u64 {
-        ttl.map_or(0, |t| now_ms().saturating_add(ms(t)).max(1))
-    }
-
-    fn commit(
-        &mut self,
-        gen_id: u64,
-        key: &str,
-        meta: Vec<u8>,
-        ttl: Option<Duration>,
-        st: &mut GenState,
-    ) -> Result<(), StoreError> {
-        if let Some(e) = st.error.take() {
-            return Err(e);
-        }
-        if !st.buf.is_empty() {
-            let buf = std::mem::take(&mut st.buf);
-            self.write_chunk(gen_id, st, &buf)?;
-        }
-        if ttl == Some(Duration::ZERO) {
-            // Nothing to keep: the entry under the key goes, and so do these chunks.
-            self.delete_chunks(gen_id, Some(st.written))?;
-            st.written = 0;
-            return self.delete(key);
-        }
-        let max = self.e.settings.max_object;
-        if st.len > max {
-            return Err(crate::too_large(max));
-        }
-        let rec = Record {
+impl FjallWriter {
+    pub(crate) fn new(store: FjallStore, key: &str, gen_id: u64) -> Self {
+        FjallWriter {
+            store,
+            key: key.to_owned(),
             gen_id,
-            body_len: st.len,
-            chunks: st.written,
-            atime: self.tick(),
-            expires: Self::expires(ttl),
-            meta,
-        };
-        let bytes = rec.encode(key.as_bytes());
-        let size = Self::size_of(key.as_bytes(), &rec);
-        if size > self.e.settings.budget {
-            return Err(StoreError::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "an entry of {size} bytes does not fit the budget of {} bytes",
-                    self.e.settings.budget
-                ),
-            ));
+            len: 0,
+            sent: false,
+            finished: false,
+            failed: None,
+            pending: Arc::new(Pending::default()),
+            drained: None,
         }
-        let old = self.current(key)?;
-        let mut b = self.batch(true);
-        b.insert(&self.e.entries, key, bytes);
-        self.index(&mut b, key.as_bytes(), &rec, size);
-        if let Some(old) = &old {
-            self.unindex(&mut b, old);
-        }
-        self.commit_batch(b)?;
-        self.tracked = self.tracked.saturating_add(size);
-        self.count += 1;
-        if let Some(old) = old {
-            self.tracked = self
-                .tracked
-                .saturating_sub(Self::size_of(key.as_bytes(), &old));
-            self.count = self.count.saturating_sub(1);
-            self.publish();
-            self.drop_chunks(old.gen_id, Some(old.chunks))?;
-        }
-        self.publish();
-        Ok(())
     }
 
-    fn update(
-        &mut self,
-        key: &str,
-        previous: &[u8],
-        meta: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StoreError> {
-        let Some(old) = self.current(key)? else {
-            return Ok(false);
-        };
-        if old.meta != previous {
-            // Another entry was written under the key since `previous` was read.
-            return Ok(false);
-        }
-        if old.expired(now_ms()) {
-            // Already a miss for readers: not there to update.
-            self.remove_entry(key, &old, false)?;
-            return Ok(false);
-        }
-        if ttl == Some(Duration::ZERO) {
-            self.remove_entry(key, &old, true)?;
-            return Ok(true);
-        }
-        let rec = Record {
-            atime: self.tick(),
-            expires: Self::expires(ttl),
-            meta,
-            ..old.clone()
-        };
-        let size = Self::size_of(key.as_bytes(), &rec);
-        let mut b = self.batch(true);
-        b.insert(&self.e.entries, key, rec.encode(key.as_bytes()));
-        self.unindex(&mut b, &old);
-        self.index(&mut b, key.as_bytes(), &rec, size);
-        self.commit_batch(b)?;
-        self.tracked = self
-            .tracked
-            .saturating_add(size)
-            .saturating_sub(Self::size_of(key.as_bytes(), &old));
-        self.publish();
-        Ok(true)
-    }
-
-    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-        if let Some(rec) = self.current(key)? {
-            self.remove_entry(key, &rec, true)?;
-        }
-        Ok(())
-    }
-
-    /// Removes a record and its index items in one batch, then its chunks.
-    fn remove_entry(&mut self, key: &str, rec: &Record, durable: bool) -> Result<(), StoreError> {
-        self.remove_entry_bytes(key.as_bytes(), rec, durable)
-    }
-
-    fn remove_entry_bytes(
-        &mut self,
-        key: &[u8],
-        rec: &Record,
-        durable: bool,
-    ) -> Result<(), StoreError> {
-        let mut b = self.batch(durable);
-        b.remove(&self.e.entries, key);
-        self.unindex(&mut b, rec);
-        self.commit_batch(b)?;
-        self.tracked = self.tracked.saturating_sub(Self::size_of(key, rec));
-        self.count = self.count.saturating_sub(1);
-        self.publish();
-        self.drop_chunks(rec.gen_id, Some(rec.chunks))
-    }
-
-    fn remove_many(&mut self, items: Vec<(String, Record)>) -> Result<u64, StoreError> {
-        let mut removed = 0;
-        for (key, rec) in items {
-            if self.current(&key)?.as_ref() == Some(&rec) {
-                self.remove_entry(&key, &rec, false)?;
-                removed += 1;
-            }
-        }
-        // As durable as a delete, with one flush for the whole batch.
-        if let Some(mode) = self.persist_mode().filter(|_| removed > 0) {
-            self.persist(mode)?;
-        }
-        Ok(removed)
-    }
-
-    fn touch(&mut self, key: &str, gen_id: u64, atime: u64) -> Result<(), StoreError> {
-        let Some(old) = self.current(key)? else {
-            return Ok(());
-        };
-        if old.gen_id != gen_id || old.atime != atime {
-            return Ok(());
-        }
-        let now = self.tick();
-        if now == old.atime {
-            return Ok(());
-        }
-        let rec = Record {
-            atime: now,
-            ..old.clone()
-        };
-        let size = Self::size_of(key.as_bytes(), &rec);
-        let mut b = self.batch(false);
-        b.insert(&self.e.entries, key, rec.encode(key.as_bytes()));
-        b.remove(&self.e.lru, record::index_key(old.atime, gen_id));
-        b.insert(
-            &self.e.lru,
-            record::index_key(now, gen_id),
-            record::encode_lru_value(size, key.as_bytes()),
-        );
-        self.commit_batch(b)
-    }
-
-    // ---- expiry and eviction --------------------------------------------------------------------
-
-    /// Removes every entry whose expiry time has passed.
-    fn sweep(&mut self) -> Result<(), StoreError> {
-        let now = now_ms();
+    /// Waits until every chunk appended so far has been written to the database (not
+    /// necessarily synced). A writer that can afford to wait calls this between appends to stay
+    /// under the store's write queue limit.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cachio_core::store::{Store, StoreWriter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = cachio_fjall::FjallStore::open(dir.path()).unwrap();
+    /// let mut writer = store.begin("big").unwrap();
+    /// for _ in 0..64 {
+    ///     writer.append(Bytes::from(vec![7u8; 1 << 20])).unwrap();
+    ///     writer.wait_written().await;
+    /// }
+    /// # }
+    /// ```
+    pub async fn wait_written(&self) {
         loop {
-            let items = self
-                .e
-                .expiry
-                .range(record::index_key(self.exp_cursor, 0)..=record::index_key(now, u64::MAX))
-                .take(SCAN_BATCH)
-                .map(|g| g.into_inner().map_err(db_error))
-                .collect::<Result<Vec<_>, _>>()?;
-            if items.is_empty() {
-                return Ok(());
+            let notified = self.pending.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.pending.bytes.load(Ordering::Acquire) == 0 {
+                return;
             }
-            for (k, v) in items {
-                let found = record::parse_index_key(&k);
-                let rec = match found {
-                    Some((expires, _)) => {
-                        self.exp_cursor = expires;
-                        self.current_bytes(&v)?
-                    }
-                    None => None,
-                };
-                match (found, rec) {
-                    (Some((expires, gen_id)), Some(rec))
-                        if rec.gen_id == gen_id && rec.expires == expires =>
-                    {
-                        self.remove_entry_bytes(&v, &rec, false)?;
-                    }
-                    _ => {
-                        // An item whose entry is gone or changed.
-                        let mut b = self.batch(false);
-                        b.remove(&self.e.expiry, k);
-                        self.commit_batch(b)?;
-                    }
-                }
-            }
+            notified.await;
         }
     }
 
-    /// Evicts least recently used entries until the accounted size is at most `target`.
-    fn evict(&mut self, target: u64) -> Result<(), StoreError> {
-        while self.tracked > target {
-            let items = self
-                .e
-                .lru
-                .range(record::index_key(self.lru_cursor, 0)..)
-                .take(SCAN_BATCH)
-                .map(|g| g.into_inner().map_err(db_error))
-                .collect::<Result<Vec<_>, _>>()?;
-            if items.is_empty() {
-                if self.lru_cursor > 0 {
-                    self.lru_cursor = 0;
-                    continue;
-                }
-                tracing::warn!(
-                    tracked = self.tracked,
-                    "cachio-fjall: the LRU index is empty but bytes are accounted; resetting"
-                );
-                self.tracked = 0;
-                self.count = 0;
-                self.publish();
-                return Ok(());
-            }
-            for (k, v) in items {
-                if self.tracked <= target {
-                    break;
-                }
-                self.evict_item(&k, &v)?;
-            }
+    /// The body bytes appended so far.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cachio_core::store::{Store, StoreWriter};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = cachio_fjall::FjallStore::open(dir.path()).unwrap();
+    /// let mut writer = store.begin("k").unwrap();
+    /// writer.append(Bytes::from_static(b"abc")).unwrap();
+    /// assert_eq!(writer.len(), 3);
+    /// ```
+    #[expect(clippy::len_without_is_empty, reason = "a writer is not a collection")]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn fail(&mut self, e: StoreError) -> StoreError {
+        self.failed = Some(e.clone());
+        e
+    }
+}
+
+impl fmt::Debug for FjallWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FjallWriter")
+            .field("key", &self.key)
+            .field("generation", &self.gen_id)
+            .field("len", &self.len)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl StoreWriter for FjallWriter {
+    /// Ready while this writer has less than [`READY_BELOW`] bytes (at most half the store's
+    /// write queue) waiting for the writer thread; past that, ready again once they are written.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        if let Some(e) = &self.failed {
+            return Poll::Ready(Err(e.clone()));
         }
+        let threshold = READY_BELOW.min(self.store.shared.engine.settings.write_queue / 2);
+        if self.pending.bytes.load(Ordering::Acquire) < threshold.max(1) {
+            self.drained = None;
+            return Poll::Ready(Ok(()));
+        }
+        let pending = Arc::clone(&self.pending);
+        let wait = self.drained.get_or_insert_with(|| {
+            Box::pin(async move {
+                loop {
+                    let notified = pending.notify.notified();
+                    let mut notified = std::pin::pin!(notified);
+                    notified.as_mut().enable();
+                    if pending.bytes.load(Ordering::Acquire) == 0 {
+                        return;
+                    }
+                    notified.await;
+                }
+            })
+        });
+        std::task::ready!(wait.as_mut().poll(cx));
+        self.drained = None;
+        Poll::Ready(Ok(()))
+    }
+
+    fn append(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let engine = &self.store.shared.engine;
+        let n = chunk.len() as u64;
+        let len = self.len.saturating_add(n);
+        let max = engine.settings.max_object;
+        if len > max {
+            return Err(self.fail(too_large(max)));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let limit = engine.settings.write_queue;
+        let queued = engine.queued.fetch_add(n, Ordering::AcqRel);
+        if queued > 0 && queued.saturating_add(n) > limit {
+            engine.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(self.fail(StoreError::new(
+                ErrorKind::Unavailable,
+                format!("the write queue is full ({queued} bytes waiting, limit {limit})"),
+            )));
+        }
+        self.pending.bytes.fetch_add(n, Ordering::AcqRel);
+        let sent = engine.send(Job::Chunk {
+            gen_id: self.gen_id,
+            data: chunk,
+            pending: Arc::clone(&self.pending),
+        });
+        if !sent {
+            engine.queued.fetch_sub(n, Ordering::AcqRel);
+            self.pending.bytes.fetch_sub(n, Ordering::AcqRel);
+            return Err(self.fail(closed()));
+        }
+        self.sent = true;
+        self.len = len;
         Ok(())
     }
 
-    fn evict_item(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
-        let found = record::parse_index_key(k);
-        let (size, key) = record::decode_lru_value(v).unwrap_or((0, &[]));
-        if let Some((atime, _)) = found {
-            self.lru_cursor = atime;
+    async fn commit(mut self, meta: Arc<Meta>, ttl: Option<Duration>) -> Result<(), StoreError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
         }
-        let rec = if key.is_empty() {
-            None
-        } else {
-            self.current_bytes(key)?
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Commit {
+            gen_id: self.gen_id,
+            key: std::mem::take(&mut self.key),
+            meta: meta.encode(),
+            ttl,
+            reply: tx,
         };
-        match (found, rec) {
-            (Some((atime, gen_id)), Some(rec)) if rec.gen_id == gen_id && rec.atime == atime => {
-                self.remove_entry_bytes(key, &rec, false)
-            }
-            (found, rec) => {
-                // An item whose record is gone (found corrupt) or was replaced without it.
-                let mut b = self.batch(false);
-                b.remove(&self.e.lru, k);
-                self.commit_batch(b)?;
-                self.tracked = self.tracked.saturating_sub(size);
-                self.count = self.count.saturating_sub(1);
-                self.publish();
-                // Delete the generation's chunks only when the item named its key and that
-                // key's record does not use them (a damaged item names nothing).
-                match found {
-                    Some((_, gen_id))
-                        if !key.is_empty() && rec.is_none_or(|r| r.gen_id != gen_id) =>
-                    {
-                        self.drop_chunks(gen_id, None)
-                    }
-                    _ => Ok(()),
-                }
-            }
+        if !self.store.shared.engine.send(job) {
+            return Err(closed());
+        }
+        self.finished = true;
+        rx.await.unwrap_or_else(|_| Err(closed()))
+    }
+}
+
+impl Drop for FjallWriter {
+    fn drop(&mut self) {
+        if self.sent && !self.finished {
+            self.store.shared.engine.send(Job::Abort {
+                gen_id: self.gen_id,
+            });
         }
     }
 }

@@ -1,33 +1,11 @@
 //! Hop-by-hop header fields (RFC 9110 §7.6.1) and `Via` (§7.6.3).
 
 use http::Version;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-
-/// The hop-by-hop fields a proxy removes whatever `Connection` lists (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TRAILER,
-];
+use http::header::HeaderValue;
 
 /// Removes the hop-by-hop fields from `headers`: `Connection` and every field it lists,
 /// `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade` and `Trailer`.
-pub(crate) fn strip(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        for name in cachio_core::policy::connection_fields(headers) {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        if headers.contains_key(name) {
-            headers.remove(name);
-        }
-    }
-}
+pub(crate) use cachio_core::backend::hop::strip;
 
 /// The `Via` values this proxy appends, one per protocol version it receives.
 #[derive(Clone, Debug)]
@@ -64,6 +42,7 @@ impl Via {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::{HeaderMap, HeaderName};
 
     #[test]
     fn strips_listed_and_standard_hop_by_hop_fields() {

@@ -160,7 +160,9 @@ use cachio_core::clock::Clock;
 use http::header::HeaderName;
 
 pub use cachio_tower::{CacheStats, StatsSnapshot};
-pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Mode, SiteConfig, SiteOptions};
+#[expect(deprecated)]
+pub use config::Mode;
+pub use config::{Config, DEFAULT_LISTEN, DEFAULT_LISTEN_TLS, Sharing, SiteConfig, SiteOptions};
 pub use error::GatewayError;
 pub use forwarded::{Cidr, ForwardedHeaders};
 pub use hygiene::REWRITE_HEADERS;
@@ -199,10 +201,10 @@ pub const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(4);
 /// ```
 /// use std::time::Duration;
 ///
-/// use cachio_gateway::{Gateway, Mode};
+/// use cachio_gateway::{Gateway, Sharing};
 ///
 /// let gateway = Gateway::builder("http://127.0.0.1:9000")
-///     .mode(Mode::Shared)
+///     .mode(Sharing::Shared)
 ///     .memory_bytes(256 << 20)
 ///     .max_object_bytes(8 << 20)
 ///     .cache_name("edge-1")
@@ -241,8 +243,8 @@ pub struct GatewayBuilder {
 }
 
 impl GatewayBuilder {
-    /// Shared (the default) or private; see [`Mode`].
-    pub fn mode(self, mode: Mode) -> Self {
+    /// Shared (the default) or private; see [`Sharing`].
+    pub fn mode(self, mode: Sharing) -> Self {
         Self {
             site: self.site.mode(mode),
             ..self

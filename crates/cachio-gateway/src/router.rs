@@ -25,7 +25,7 @@ use crate::proxy::{Proxy, Shared};
 use crate::purge::{self, PurgeSettings};
 use crate::sites::Resolved;
 use crate::upstream::{self, Upstream};
-use crate::{Gateway, GatewayBuilder, Mode};
+use crate::{Gateway, GatewayBuilder, Sharing};
 
 /// A shared handle on a clock (the layer takes a concrete [`Clock`]).
 #[derive(Clone)]
@@ -34,6 +34,10 @@ pub(crate) struct SharedClock(pub(crate) Arc<dyn Clock>);
 impl Clock for SharedClock {
     fn now(&self) -> SystemTime {
         self.0.now()
+    }
+
+    fn monotonic(&self) -> std::time::Duration {
+        self.0.monotonic()
     }
 }
 
@@ -226,15 +230,15 @@ fn cache_layer<St: Store>(
     store: St,
     b: &GatewayBuilder,
     name: &str,
-    mode: Mode,
+    mode: Sharing,
     grace: std::time::Duration,
     default_ttl: Option<std::time::Duration>,
 ) -> CacheLayer<St> {
     let (layer, policy) = match mode {
-        Mode::Shared => (CacheLayer::shared(store), Policy::shared()),
-        Mode::Private => (CacheLayer::private(store), Policy::private()),
+        Sharing::Shared => (CacheLayer::shared(store), Policy::shared()),
+        Sharing::Private => (CacheLayer::private(store), Policy::private()),
     };
-    let mut policy = policy.store_set_cookie(b.store_set_cookie || mode == Mode::Private);
+    let mut policy = policy.store_set_cookie(b.store_set_cookie || mode == Sharing::Private);
     if !b.hygiene.heuristics {
         policy = policy.heuristic_percent(0);
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::connect::{Connector, UpstreamTls};
 use crate::key::KeyShape;
 use crate::upstream::Origin;
-use crate::{GatewayBuilder, GatewayError, KeyOptions, Mode};
+use crate::{GatewayBuilder, GatewayError, KeyOptions, Sharing};
 
 /// One site of a gateway: the hosts it answers for, its upstream, and the cache options that
 /// differ from the gateway's. Added with [`Gateway::sites`](crate::Gateway::sites).
@@ -53,7 +53,7 @@ pub struct Site {
 /// the gateway, whose own are the [`GatewayBuilder`]'s.
 #[derive(Clone, Default)]
 pub(crate) struct SiteSettings {
-    pub(crate) mode: Option<Mode>,
+    pub(crate) mode: Option<Sharing>,
     pub(crate) default_ttl: Option<Duration>,
     pub(crate) grace: Option<Duration>,
     pub(crate) cache_key: Option<KeyOptions>,
@@ -131,7 +131,7 @@ impl Site {
     }
 
     /// Shared or private, instead of the gateway's.
-    pub fn mode(mut self, mode: Mode) -> Self {
+    pub fn mode(mut self, mode: Sharing) -> Self {
         self.settings.mode = Some(mode);
         self
     }
@@ -254,7 +254,7 @@ pub(crate) struct Resolved {
     pub(crate) default: bool,
     pub(crate) origin: Origin,
     pub(crate) connector: Connector,
-    pub(crate) mode: Mode,
+    pub(crate) mode: Sharing,
     pub(crate) grace: Duration,
     pub(crate) default_ttl: Option<Duration>,
     pub(crate) key: KeyShape,

@@ -237,7 +237,7 @@ impl Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Chunks;
+    use crate::entry::Chunks;
     use bytes::Bytes;
 
     fn entry(version: &str) -> MemEntry {
@@ -317,5 +317,152 @@ mod tests {
         let recorded = |n: u32| (0..n).filter(|_| index.get("k").unwrap().1).count() as u32;
         assert_eq!(recorded(RECORDED), RECORDED);
         assert_eq!(recorded(SAMPLE * 10), 10);
+    }
+}
+
+/// The hot index as the store uses it.
+#[cfg(test)]
+mod store_tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use cachio_core::clock::ManualClock;
+    use cachio_core::store::{Hit, Store, StoreWriter};
+
+    use super::*;
+    use crate::{MokaBody, MokaStore};
+
+    async fn put(store: &MokaStore, key: &str, version: &str) {
+        let mut w = store.begin(key).unwrap();
+        w.append(Bytes::from(vec![0u8; 4096])).unwrap();
+        w.commit(cachio_storage_tests::sample_meta(version), None)
+            .await
+            .unwrap();
+    }
+
+    fn version(hit: &Hit<MokaBody>) -> String {
+        let head = hit.meta.as_response().unwrap();
+        head.fields().to_header_map(0)["x-tag"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_hit_entry_is_served_from_the_hot_index_until_replaced() {
+        let store = MokaStore::new(1 << 20);
+        put(&store, "k", "1").await;
+        assert_eq!(store.shared.hot.len(), 0, "entries are indexed once hit");
+        assert_eq!(version(&store.get("k").await.unwrap().unwrap()), "1");
+        assert_eq!(store.shared.hot.len(), 1);
+        put(&store, "k", "2").await;
+        assert_eq!(store.shared.hot.len(), 0);
+        let read = store.get("k").await.unwrap().unwrap();
+        assert_eq!(version(&read), "2");
+        store
+            .update(
+                "k",
+                &read.meta,
+                cachio_storage_tests::sample_meta("3"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(version(&store.get("k").await.unwrap().unwrap()), "3");
+        store.delete("k").await.unwrap();
+        assert!(store.get("k").await.unwrap().is_none());
+        assert_eq!(store.shared.hot.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_expired_hot_entry_is_a_miss() {
+        let clock = ManualClock::new(std::time::SystemTime::now());
+        let store = MokaStore::builder().clock(clock.clone()).build();
+        let mut w = store.begin("k").unwrap();
+        w.append(Bytes::from_static(b"x")).unwrap();
+        w.commit(
+            cachio_storage_tests::sample_meta("e"),
+            Some(Duration::from_millis(500)),
+        )
+        .await
+        .unwrap();
+        assert!(store.get("k").await.unwrap().is_some());
+        assert_eq!(store.shared.hot.len(), 1);
+        clock.advance(Duration::from_millis(499));
+        assert!(store.try_get("k").unwrap().unwrap().is_some());
+        clock.advance(Duration::from_millis(1));
+        assert!(store.try_get("k").unwrap().unwrap().is_none());
+        assert_eq!(store.shared.hot.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn evicted_entries_leave_the_hot_index() {
+        let store = MokaStore::builder()
+            .max_capacity_bytes(256 << 10)
+            .header_map_share(0.5)
+            .max_object_share(0.5)
+            .build();
+        for i in 0..16 {
+            put(&store, &format!("k{i}"), "v").await;
+            assert!(store.get(&format!("k{i}")).await.unwrap().is_some());
+        }
+        store.run_pending_tasks().await;
+        let indexed = store.shared.hot.len();
+        assert!(indexed > 0);
+        // Entries read more often than the hot ones, so that TinyLFU admits them.
+        for i in 0..200 {
+            let key = format!("n{i}");
+            for _ in 0..20 {
+                let _ = store.get(&key).await.unwrap();
+            }
+            put(&store, &key, "v").await;
+            store.run_pending_tasks().await;
+        }
+        assert!(store.evictions() > 0);
+        let mut gone = 0;
+        for i in 0..16 {
+            let key = format!("k{i}");
+            let in_moka = store.shared.cache.contains_key(&key);
+            gone += usize::from(!in_moka);
+            assert_eq!(
+                store.try_get(&key).unwrap().unwrap().is_some(),
+                in_moka,
+                "{key} is served exactly while moka keeps it"
+            );
+        }
+        assert!(gone > 0, "the test evicts some of the hot entries");
+        assert!(store.shared.hot.len() as u64 <= store.entry_count());
+    }
+
+    /// A writer that replaces an entry sees its own write at once, while readers keep promoting
+    /// the entry into the hot index from other threads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_committed_replacement_is_never_shadowed_by_a_racing_promotion() {
+        let store = MokaStore::new(8 << 20);
+        put(&store, "k", "0").await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, stop) = (store.clone(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = store.get("k").await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for n in 1..2000 {
+            let v = n.to_string();
+            put(&store, "k", &v).await;
+            for _ in 0..3 {
+                assert_eq!(version(&store.get("k").await.unwrap().unwrap()), v);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.await.unwrap();
+        }
     }
 }

@@ -13,9 +13,10 @@ use cachio_core::store::{ErrorKind, StoreError};
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
+use crate::CHUNK_SIZE;
 use crate::conn::{Core, Shared};
 use crate::record::Names;
-use crate::{CHUNK_SIZE, millis, run_script, scripts};
+use crate::scripts::{self, millis, run_script};
 
 /// Chunk fetches in flight per body: the one to send next and one more.
 const READ_AHEAD: usize = 2;

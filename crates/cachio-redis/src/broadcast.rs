@@ -52,13 +52,65 @@ const KIND_ALL: u8 = b'A';
 /// while subscribed: until the subscription is made, and from the moment it breaks until it
 /// is made again, [`get`](Store::get) and [`begin`](Store::begin) fail with
 /// [`ErrorKind::Unavailable`] (the cache layer serves from the origin), and every new
-/// subscription empties `L` before the cache is used again. See "Running a fleet" in the
-/// [crate] documentation for the window in which another node may still serve a removed
-/// entry.
+/// subscription empties `L` before the cache is used again. See [Running a
+/// fleet](#running-a-fleet) below for the window in which another node may still serve a
+/// removed entry.
 ///
 /// `L` must be a local tier (it must not hold the same [`RedisStore`]): the subscriber runs on
 /// the Redis store's runtime and keeps `L` alive. Cloning is cheap; the subscriber stops when
 /// the last clone is dropped.
+///
+/// # Running a fleet
+///
+/// Several gateways (or any services with a [`cachio_tower::CacheLayer`](https://docs.rs/cachio-tower)) share one Redis and
+/// each keep a small memory tier in front of it:
+///
+/// ```text
+///            ┌──────── node A ────────┐   ┌──────── node B ────────┐
+/// request ─▶ │ memory (moka) ─▶ miss ─┼─┐ │ memory (moka) ─▶ miss ─┼─┐
+///            └────────────────────────┘ │ └────────────────────────┘ │
+///                                       ▼                            ▼
+///                        Redis (or a Redis Cluster): records + chunks, `PREFIX:invalidate`
+/// ```
+///
+/// - Start each node with the same Redis and the same prefix: `cachio-gateway --upstream URL
+///   --redis-url redis://redis.internal:6379/ --redis-prefix shop` (or `--redis-cluster
+///   redis://10.0.0.1:7000,redis://10.0.0.2:7000,...`, or `redis-url = "..."` in the TOML
+///   file). In code: [`Broadcast::fleet`]`(memory, redis)` gives a [`FleetStore`].
+/// - A response one node fetched is a hit on every node: a miss in a node's memory reads Redis,
+///   and copies the entry into that node's memory as it streams.
+/// - Concurrent requests for one key are coalesced within a node (one origin fetch per key per
+///   node at a time, the others wait for it), but there is no lock across nodes. So while a key
+///   is cold, the origin sees at most one request for it per node (with N nodes, at most N);
+///   after the first node has committed the entry to Redis, none: every other node's later
+///   misses are served from Redis. This holds while Redis answers and each fetch finishes
+///   within the coalescing timeout (`CacheLayer::coalesce_timeout`, 10 s by default); past
+///   it, the requests waiting for the fetch go to the origin themselves.
+/// - Every purge (`PURGE`, `/_cachio/purge/...`) and every invalidation by an unsafe method
+///   (`POST`, `PUT`, `DELETE`, ... RFC 9111 §4.4) on any node removes the entries from Redis
+///   and from that node's memory, then publishes the removed keys on `PREFIX:invalidate`; every
+///   other node's subscriber removes them from its memory. On a cluster, the subscriber listens
+///   on one node (classic Pub/Sub reaches every node of a cluster) and moves to the next one
+///   when it fails.
+/// - The window: after a purge returns on node A, another node B may still serve its memory copy
+///   until the message reaches it: one Redis round trip plus B applying it, normally well under
+///   a millisecond on a LAN. A node whose subscription breaks (Redis restarting, a network
+///   fault) stops using its cache (misses go to the origin) until it has subscribed again, and
+///   then empties its memory tier before serving from it, since it may have missed messages. A
+///   silent network fault (no connection reset) is noticed by a `PING` every second on the
+///   subscription (answered within half a second), so the window can stretch to about 1.5 s
+///   then. A response that node B was fetching from the origin while A purged it can still be
+///   stored by B afterwards (as in any cache, a purge does not stop fetches already in
+///   flight).
+/// - A purge by a predicate removes and announces the entries it finds in Redis and in the
+///   purging node's memory. A copy that only another node's memory still holds (its Redis copy
+///   already expired or evicted) is not announced; it lives at most as long as copies from Redis
+///   stay in memory (`Tiered::promote_ttl`, 5 minutes by default).
+/// - Size Redis for the whole fleet's working set, with `maxmemory` and an eviction policy
+///   (`allkeys-lru` or `volatile-ttl`); an entry with a chunk evicted is a miss.
+/// - When Redis is down, every node serves from the origin within the timeout, then without
+///   even trying while the breaker is open, and uses the cache again when Redis is back.
+///
 ///
 /// # Example
 ///

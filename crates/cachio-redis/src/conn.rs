@@ -2,7 +2,9 @@
 //! every Redis call goes through: a timeout, error mapping and the circuit breaker.
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, RedisResult, ServerErr
 use tokio::sync::oneshot;
 
 use crate::breaker::Breaker;
+use crate::tls::Tls;
 
 /// A connection to one Redis server (reconnecting) or to a Redis Cluster.
 #[derive(Clone)]
@@ -123,6 +126,68 @@ impl Conn {
             _ => cmd.query_async::<Value>(&mut self.clone()).await?,
         };
         Ok(redis::from_redis_value(value)?)
+    }
+}
+
+/// Where a store connects.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+impl Target {
+    /// The server's URL, or the cluster's.
+    pub(crate) fn urls(&self) -> &[String] {
+        match self {
+            Target::Single(url) => std::slice::from_ref(url),
+            Target::Cluster(urls) => urls.as_slice(),
+        }
+    }
+
+    /// The client of the server or the cluster, with `tls` and the timeouts.
+    pub(crate) fn connector(
+        &self,
+        tls: &Tls,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Connector, String> {
+        Ok(match self {
+            Target::Single(url) => {
+                let client = tls
+                    .client(url)
+                    .map_err(|e| format!("bad Redis URL {url:?}: {e}"))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(None)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500))
+                    .set_number_of_retries(1_000_000);
+                Connector::Single(client, config)
+            }
+            Target::Cluster(urls) => {
+                if urls.is_empty() {
+                    return Err("no Redis Cluster node given".into());
+                }
+                let builder =
+                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                        .connection_timeout(connect_timeout)
+                        .response_timeout(timeout.max(Duration::from_millis(500)))
+                        .retries(2)
+                        .min_retry_wait(10)
+                        .max_retry_wait(200);
+                #[cfg(feature = "tls")]
+                let builder = if crate::tls::is_tls_url(&urls[0]) {
+                    builder.certs(tls.certificates())
+                } else {
+                    builder
+                };
+                let client = builder
+                    .build()
+                    .map_err(|e| format!("bad Redis Cluster URLs {urls:?}: {e}"))?;
+                Connector::Cluster(client)
+            }
+        })
     }
 }
 
@@ -266,6 +331,34 @@ fn unreachable(e: &RedisError) -> bool {
         )
 }
 
+/// What went wrong with Redis so far, for metrics and tests. Made by [`RedisStore::stats`](crate::RedisStore::stats).
+///
+/// # Example
+///
+/// ```
+/// let store = cachio_redis::RedisStore::builder("redis://127.0.0.1:1/").build().unwrap();
+/// let stats = store.stats();
+/// assert_eq!(stats.timeouts, 0);
+/// assert_eq!(stats.breaker_opened, 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Calls that did not complete within the timeout.
+    pub timeouts: u64,
+    /// Calls that failed because Redis could not be reached (refused, reset, loading, cluster
+    /// down).
+    pub unavailable: u64,
+    /// Calls refused at once by the open circuit breaker.
+    pub refused: u64,
+    /// Calls Redis answered with an error (out of memory, for example).
+    pub errors: u64,
+    /// Records or chunks found corrupt or missing (and removed).
+    pub corrupt: u64,
+    /// How many times the circuit breaker opened.
+    pub breaker_opened: u64,
+}
+
 /// Counters of what went wrong, for [`crate::RedisStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -276,18 +369,32 @@ pub(crate) struct Counters {
     pub(crate) corrupt: AtomicU64,
 }
 
+impl Counters {
+    /// The counts now, with the breaker's count of openings.
+    pub(crate) fn snapshot(&self, breaker_opened: u64) -> RedisStats {
+        RedisStats {
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            unavailable: self.unavailable.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            corrupt: self.corrupt.load(Ordering::Relaxed),
+            breaker_opened,
+        }
+    }
+}
+
 /// What every part of the store shares: the connection, the settings, the breaker.
 pub(crate) struct Core {
     /// The connection on the store's runtime.
     pub(crate) conn: Conn,
     pub(crate) connector: Connector,
     pub(crate) locals: Locals,
-    pub(crate) settings: crate::Settings,
+    pub(crate) settings: Settings,
     pub(crate) breaker: Breaker,
     pub(crate) counters: Counters,
     /// Body bytes appended and not yet written, across all writers.
     pub(crate) queued: AtomicU64,
-    pub(crate) generations: crate::GenerationIds,
+    pub(crate) generations: GenerationIds,
     /// Why the last probe could not connect, until a call succeeds: told with the calls that
     /// time out meanwhile.
     pub(crate) connect_error: Mutex<Option<String>>,
@@ -295,6 +402,31 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// Connects now rather than on the first request, and says once, at a level operators see,
+    /// when it cannot.
+    pub(crate) fn warm_up(self: &Arc<Self>, runtime: &Runtime) {
+        // Not through the breaker: a Redis that is still starting must not open it.
+        let warm = Arc::clone(self);
+        runtime.handle.spawn(async move {
+            let mut c = warm.conn.clone();
+            let cmd = redis::cmd("PING");
+            let ping = tokio::time::timeout(
+                Duration::from_secs(5),
+                cmd.query_async::<redis::Value>(&mut c),
+            );
+            let _ = ping.await;
+        });
+        let probe = Arc::clone(self);
+        runtime.handle.spawn(async move {
+            // Said once, at a level operators see: a wrong address, password or certificate
+            // would otherwise only show as a cache that misses.
+            if let Err(e) = probe.connector.probe(probe.settings.connect_timeout).await {
+                tracing::warn!(error = %e, "cannot connect to Redis; the cache steps aside until it can");
+                probe.set_connect_error(Some(e));
+            }
+        });
+    }
+
     pub(crate) fn unavailable(&self, why: impl Into<String>) -> StoreError {
         StoreError::new(ErrorKind::Unavailable, why.into())
     }
@@ -491,4 +623,65 @@ impl Drop for Runtime {
 pub(crate) struct Shared {
     pub(crate) core: Arc<Core>,
     pub(crate) runtime: Runtime,
+}
+
+/// The settings of a store, fixed when it is built.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_object: u64,
+    pub(crate) write_queue: u64,
+    pub(crate) pending_ttl: Duration,
+    pub(crate) retired_grace: Duration,
+    pub(crate) tls: crate::tls::Tls,
+}
+
+/// Fresh generation ids (and node ids): a random 64-bit seed per store mixed with a counter, so
+/// that writers on different nodes of a fleet never pick the same id (the chance is 2^-64 per
+/// pair) and writers of one store never do.
+pub(crate) struct GenerationIds {
+    seed: u64,
+    next: AtomicU64,
+}
+
+impl GenerationIds {
+    pub(crate) fn new() -> Self {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        GenerationIds {
+            seed: h.finish(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn next(&self) -> u64 {
+        // splitmix64: a bijection, so distinct counters give distinct ids.
+        let mut z = (self.seed ^ self.next.fetch_add(1, Ordering::Relaxed))
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_ids_are_distinct() {
+        let ids = GenerationIds::new();
+        let mut seen: Vec<u64> = (0..10_000).map(|_| ids.next()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 10_000);
+        assert_ne!(GenerationIds::new().next(), GenerationIds::new().next());
+    }
 }

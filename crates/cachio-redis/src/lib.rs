@@ -132,54 +132,9 @@
 //!
 //! # Running a fleet
 //!
-//! Several gateways (or any services with a [`cachio_tower::CacheLayer`]) share one Redis and
-//! each keep a small memory tier in front of it:
-//!
-//! ```text
-//!            ┌──────── node A ────────┐   ┌──────── node B ────────┐
-//! request ─▶ │ memory (moka) ─▶ miss ─┼─┐ │ memory (moka) ─▶ miss ─┼─┐
-//!            └────────────────────────┘ │ └────────────────────────┘ │
-//!                                       ▼                            ▼
-//!                        Redis (or a Redis Cluster): records + chunks, `PREFIX:invalidate`
-//! ```
-//!
-//! - Start each node with the same Redis and the same prefix: `cachio-gateway --upstream URL
-//!   --redis-url redis://redis.internal:6379/ --redis-prefix shop` (or `--redis-cluster
-//!   redis://10.0.0.1:7000,redis://10.0.0.2:7000,...`, or `redis-url = "..."` in the TOML
-//!   file). In code: [`Broadcast::fleet`]`(memory, redis)` gives a [`FleetStore`].
-//! - A response one node fetched is a hit on every node: a miss in a node's memory reads Redis,
-//!   and copies the entry into that node's memory as it streams.
-//! - Concurrent requests for one key are coalesced within a node (one origin fetch per key per
-//!   node at a time, the others wait for it), but there is no lock across nodes. So while a key
-//!   is cold, the origin sees at most one request for it per node (with N nodes, at most N);
-//!   after the first node has committed the entry to Redis, none: every other node's later
-//!   misses are served from Redis. This holds while Redis answers and each fetch finishes
-//!   within the coalescing timeout (`CacheLayer::coalesce_timeout`, 10 s by default); past
-//!   it, the requests waiting for the fetch go to the origin themselves.
-//! - Every purge (`PURGE`, `/_cachio/purge/...`) and every invalidation by an unsafe method
-//!   (`POST`, `PUT`, `DELETE`, ... RFC 9111 §4.4) on any node removes the entries from Redis
-//!   and from that node's memory, then publishes the removed keys on `PREFIX:invalidate`; every
-//!   other node's subscriber removes them from its memory. On a cluster, the subscriber listens
-//!   on one node (classic Pub/Sub reaches every node of a cluster) and moves to the next one
-//!   when it fails.
-//! - The window: after a purge returns on node A, another node B may still serve its memory copy
-//!   until the message reaches it: one Redis round trip plus B applying it, normally well under
-//!   a millisecond on a LAN. A node whose subscription breaks (Redis restarting, a network
-//!   fault) stops using its cache (misses go to the origin) until it has subscribed again, and
-//!   then empties its memory tier before serving from it, since it may have missed messages. A
-//!   silent network fault (no connection reset) is noticed by a `PING` every second on the
-//!   subscription (answered within half a second), so the window can stretch to about 1.5 s
-//!   then. A response that node B was fetching from the origin while A purged it can still be
-//!   stored by B afterwards (as in any cache, a purge does not stop fetches already in
-//!   flight).
-//! - A purge by a predicate removes and announces the entries it finds in Redis and in the
-//!   purging node's memory. A copy that only another node's memory still holds (its Redis copy
-//!   already expired or evicted) is not announced; it lives at most as long as copies from Redis
-//!   stay in memory (`Tiered::promote_ttl`, 5 minutes by default).
-//! - Size Redis for the whole fleet's working set, with `maxmemory` and an eviction policy
-//!   (`allkeys-lru` or `volatile-ttl`); an entry with a chunk evicted is a miss.
-//! - When Redis is down, every node serves from the origin within the timeout, then without
-//!   even trying while the breaker is open, and uses the cache again when Redis is back.
+//! Several nodes share one Redis, each with a small memory tier in front of it: see [`Broadcast`]
+//! for how to start them, what each node sees of the others' purges, and the window in which
+//! another node may still serve a removed entry.
 //!
 //! # TLS
 //!
@@ -199,7 +154,6 @@
 //! [`Meta::encode`]: cachio_core::meta::Meta::encode
 //! [`StoreWriter::append`]: cachio_core::store::StoreWriter::append
 //! [`StoreWriter::commit`]: cachio_core::store::StoreWriter::commit
-//! [`cachio_tower::CacheLayer`]: https://docs.rs/cachio-tower
 
 mod body;
 mod breaker;
@@ -207,27 +161,26 @@ mod broadcast;
 mod conn;
 mod record;
 mod scripts;
+mod store;
 mod tls;
 mod writer;
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use bytes::Bytes;
-use cachio_core::meta::Meta;
-use cachio_core::store::{ErrorKind, Hit, Store, StoreError};
-use redis::aio::ConnectionManagerConfig;
+#[cfg(doc)]
+use cachio_core::store::Store;
+use cachio_core::store::{ErrorKind, StoreError};
 
 pub use body::RedisBody;
 pub use broadcast::{Broadcast, BroadcastStats, FleetStore};
 pub use writer::RedisWriter;
 
-use conn::{Connector, Core, Counters, Locals, Runtime, Shared};
-use record::{Names, StoredBody};
+pub use conn::RedisStats;
+use conn::{Core, Counters, GenerationIds, Locals, Runtime, Settings, Shared, Target};
+use record::Names;
 
 /// The size of the chunks bodies are stored in (the last chunk of a body may be shorter, and a
 /// body of at most this size is stored inside its record): 64 KiB.
@@ -262,128 +215,6 @@ pub const DEFAULT_BREAKER_THRESHOLD: u32 = 3;
 
 /// How long an open circuit breaker refuses calls unless configured otherwise: 1 s.
 pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
-
-/// Records read per `MGET` while purging.
-const PURGE_BATCH: usize = 16;
-
-/// Keys per `DEL` when deleting the chunks of an abandoned write.
-const DELETE_BATCH: usize = 256;
-
-/// The settings of a store, fixed when it is built.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub(crate) prefix: String,
-    pub(crate) timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) max_object: u64,
-    pub(crate) write_queue: u64,
-    pub(crate) pending_ttl: Duration,
-    pub(crate) retired_grace: Duration,
-    pub(crate) tls: tls::Tls,
-}
-
-/// Fresh generation ids (and node ids): a random 64-bit seed per store mixed with a counter, so
-/// that writers on different nodes of a fleet never pick the same id (the chance is 2^-64 per
-/// pair) and writers of one store never do.
-pub(crate) struct GenerationIds {
-    seed: u64,
-    next: AtomicU64,
-}
-
-impl GenerationIds {
-    fn new() -> Self {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        GenerationIds {
-            seed: h.finish(),
-            next: AtomicU64::new(1),
-        }
-    }
-
-    pub(crate) fn next(&self) -> u64 {
-        // splitmix64: a bijection, so distinct counters give distinct ids.
-        let mut z = (self.seed ^ self.next.fetch_add(1, Ordering::Relaxed))
-            .wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// The time to live of an entry, as the scripts take it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Expiry {
-    /// No expiry (`ttl` `None`).
-    Never,
-    /// Expire after this many milliseconds (at least 1).
-    Millis(u64),
-    /// A `ttl` under a millisecond: store nothing, remove the entry.
-    Now,
-}
-
-impl Expiry {
-    pub(crate) fn of(ttl: Option<Duration>) -> Expiry {
-        match ttl {
-            None => Expiry::Never,
-            Some(d) => match u64::try_from(d.as_millis()).unwrap_or(u64::MAX) {
-                0 => Expiry::Now,
-                ms => Expiry::Millis(ms),
-            },
-        }
-    }
-
-    /// The script argument: milliseconds, 0 for none.
-    pub(crate) fn arg(self) -> u64 {
-        match self {
-            Expiry::Millis(ms) => ms,
-            Expiry::Never | Expiry::Now => 0,
-        }
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// Where the store connects.
-#[derive(Clone, Debug)]
-enum Target {
-    Single(String),
-    Cluster(Vec<String>),
-}
-
-/// What went wrong with Redis so far, for metrics and tests. Made by [`RedisStore::stats`].
-///
-/// # Example
-///
-/// ```
-/// let store = cachio_redis::RedisStore::builder("redis://127.0.0.1:1/").build().unwrap();
-/// let stats = store.stats();
-/// assert_eq!(stats.timeouts, 0);
-/// assert_eq!(stats.breaker_opened, 0);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisStats {
-    /// Calls that did not complete within the timeout.
-    pub timeouts: u64,
-    /// Calls that failed because Redis could not be reached (refused, reset, loading, cluster
-    /// down).
-    pub unavailable: u64,
-    /// Calls refused at once by the open circuit breaker.
-    pub refused: u64,
-    /// Calls Redis answered with an error (out of memory, for example).
-    pub errors: u64,
-    /// Records or chunks found corrupt or missing (and removed).
-    pub corrupt: u64,
-    /// How many times the circuit breaker opened.
-    pub breaker_opened: u64,
-}
 
 /// A cachio [`Store`] on Redis or a Redis Cluster. See the [crate] documentation.
 ///
@@ -532,15 +363,7 @@ impl RedisStore {
     /// ```
     pub fn stats(&self) -> RedisStats {
         let core = &self.shared.core;
-        let c = &core.counters;
-        RedisStats {
-            timeouts: c.timeouts.load(Ordering::Relaxed),
-            unavailable: c.unavailable.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-            corrupt: c.corrupt.load(Ordering::Relaxed),
-            breaker_opened: core.breaker.opened(),
-        }
+        core.counters.snapshot(core.breaker.opened())
     }
 
     /// Sends a `PING` (to a random node of a cluster), through the timeout and the circuit
@@ -608,321 +431,13 @@ impl RedisStore {
     /// Clients for the servers (with the store's TLS settings), for the subscriber's own
     /// connections; URLs that do not make a client are left out.
     pub(crate) fn clients(&self) -> Vec<redis::Client> {
-        let urls = match &*self.target {
-            Target::Single(url) => std::slice::from_ref(url),
-            Target::Cluster(urls) => urls.as_slice(),
-        };
         let tls = &self.shared.core.settings.tls;
-        urls.iter().filter_map(|u| tls.client(u).ok()).collect()
+        self.target
+            .urls()
+            .iter()
+            .filter_map(|u| tls.client(u).ok())
+            .collect()
     }
-
-    fn check_open(&self) -> Result<(), StoreError> {
-        let core = &self.shared.core;
-        if core.breaker.is_open() {
-            Err(core.refused())
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Runs a script for the entry named by `names`, on the store's runtime.
-    async fn script(
-        &self,
-        what: &'static str,
-        script: &'static redis::Script,
-        keys: Vec<String>,
-        args: Vec<Vec<u8>>,
-    ) -> Result<i64, StoreError> {
-        let core = Arc::clone(&self.shared.core);
-        self.shared
-            .runtime
-            .run(async move { run_script(&core, what, script, &keys, &args).await })
-            .await
-    }
-
-    /// Deletes the record under `names` (only if it still has `generation`, when given).
-    async fn delete_record(
-        &self,
-        names: &Names,
-        generation: Option<u64>,
-    ) -> Result<bool, StoreError> {
-        let grace = millis(self.shared.core.settings.retired_grace);
-        let generation = generation.map_or_else(Vec::new, |g| g.to_be_bytes().to_vec());
-        let n = self
-            .script(
-                "delete",
-                &scripts::DELETE,
-                vec![names.record()],
-                vec![grace.to_string().into_bytes(), generation],
-            )
-            .await?;
-        Ok(n == 1)
-    }
-
-    /// Removes a corrupt record in the background.
-    fn drop_corrupt(&self, names: &Names, why: &StoreError) {
-        let core = Arc::clone(&self.shared.core);
-        core.counters.corrupt.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(error = %why, key = %names.record(), "removing a corrupt Redis record");
-        let record = names.record();
-        self.shared.runtime.handle.spawn(async move {
-            let mut c = core.conn.clone();
-            let _ = core
-                .exec(
-                    "DEL",
-                    redis::cmd("DEL").arg(&record).query_async::<i64>(&mut c),
-                )
-                .await;
-        });
-    }
-}
-
-/// Runs `script` with `keys` and `args` through [`Core::exec`].
-pub(crate) async fn run_script(
-    core: &Core,
-    what: &'static str,
-    script: &redis::Script,
-    keys: &[String],
-    args: &[Vec<u8>],
-) -> Result<i64, StoreError> {
-    let mut invocation = script.prepare_invoke();
-    for k in keys {
-        invocation.key(k);
-    }
-    for a in args {
-        invocation.arg(&a[..]);
-    }
-    let mut c = core.conn.clone();
-    core.exec(what, invocation.invoke_async::<i64>(&mut c))
-        .await
-}
-
-/// Deletes `keys` in batches, ignoring failures (they expire anyway).
-pub(crate) async fn delete_keys(core: &Core, keys: &[String]) {
-    for batch in keys.chunks(DELETE_BATCH) {
-        let mut c = core.conn.clone();
-        let _ = core
-            .exec(
-                "DEL",
-                redis::cmd("DEL").arg(batch).query_async::<i64>(&mut c),
-            )
-            .await;
-    }
-}
-
-impl Store for RedisStore {
-    type Body = RedisBody;
-    type Writer = RedisWriter;
-
-    async fn get(&self, key: &str) -> Result<Option<Hit<RedisBody>>, StoreError> {
-        self.check_open()?;
-        let names = Names::new(self.prefix(), key);
-        let record_key = names.record();
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(&record_key);
-        let found: Option<Bytes> = self
-            .shared
-            .core
-            .read(&self.shared.runtime, "GET", cmd)
-            .await?;
-        let Some(bytes) = found else {
-            return Ok(None);
-        };
-        let record = match record::decode(bytes) {
-            Ok(r) => r,
-            Err(e) if e.kind() == ErrorKind::UnknownFormat => {
-                tracing::debug!(error = %e, key, "a Redis record of another format: a miss");
-                return Ok(None);
-            }
-            Err(e) => {
-                self.drop_corrupt(&names, &e);
-                return Ok(None);
-            }
-        };
-        if record.key != key {
-            // Another key with the same hash.
-            return Ok(None);
-        }
-        let meta = match record.decode_meta() {
-            Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::UnknownFormat => return Ok(None),
-            Err(e) => {
-                self.drop_corrupt(&names, &e);
-                return Ok(None);
-            }
-        };
-        let body = match record.body {
-            StoredBody::Inline(body) => RedisBody::inline(body),
-            StoredBody::Chunks(crcs) => {
-                let keys = names.chunks(record.generation, crcs.len() as u32);
-                let mut cmd = redis::cmd("EXISTS");
-                cmd.arg(&keys);
-                let present: u64 = self
-                    .shared
-                    .core
-                    .read(&self.shared.runtime, "EXISTS", cmd)
-                    .await?;
-                if present != crcs.len() as u64 {
-                    // A chunk expired or was evicted: the entry is gone.
-                    self.shared
-                        .core
-                        .counters
-                        .corrupt
-                        .fetch_add(1, Ordering::Relaxed);
-                    let _ = self.delete_record(&names, Some(record.generation)).await;
-                    return Ok(None);
-                }
-                RedisBody::chunked(
-                    Arc::clone(&self.shared),
-                    names,
-                    record.generation,
-                    record.len,
-                    crcs,
-                )
-            }
-        };
-        Ok(Some(Hit {
-            meta: Arc::new(meta),
-            body,
-        }))
-    }
-
-    fn begin(&self, key: &str) -> Result<RedisWriter, StoreError> {
-        self.check_open()?;
-        Ok(RedisWriter::new(
-            Arc::clone(&self.shared),
-            key,
-            Names::new(self.prefix(), key),
-        ))
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        previous: &Meta,
-        meta: Arc<Meta>,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StoreError> {
-        self.check_open()?;
-        let names = Names::new(self.prefix(), key);
-        let expiry = Expiry::of(ttl);
-        if expiry == Expiry::Now {
-            return self.delete_record(&names, None).await;
-        }
-        let record_key = names.record();
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(&record_key);
-        let found: Option<Bytes> = self
-            .shared
-            .core
-            .read(&self.shared.runtime, "GET", cmd)
-            .await?;
-        let Some(bytes) = found else {
-            return Ok(false);
-        };
-        let record = match record::decode(bytes) {
-            Ok(r) if r.key == key => r,
-            _ => return Ok(false),
-        };
-        // Another entry was written under the key since `previous` was read: its body is not the
-        // one `meta` describes. (The script checks that the generation read here is still there.)
-        if *record.meta != *previous.encode() {
-            return Ok(false);
-        }
-        let mut keys = vec![names.record()];
-        keys.extend(names.chunks(record.generation, record.chunk_count()));
-        let updated = record.with_meta(&meta.encode());
-        let n = self
-            .script(
-                "update",
-                &scripts::UPDATE,
-                keys,
-                vec![updated, expiry.arg().to_string().into_bytes()],
-            )
-            .await?;
-        Ok(n == 1)
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.check_open()?;
-        self.delete_record(&Names::new(self.prefix(), key), None)
-            .await
-            .map(|_| ())
-    }
-
-    fn max_body_size(&self) -> Option<u64> {
-        Some(self.shared.core.settings.max_object)
-    }
-
-    /// `SCAN`s the prefix's records (on every master of a cluster), offers each to `matches`,
-    /// and deletes the ones it picks that were not replaced meanwhile. See the [crate]
-    /// documentation.
-    async fn purge<F>(&self, matches: F) -> Result<u64, StoreError>
-    where
-        F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
-    {
-        self.check_open()?;
-        let core = Arc::clone(&self.shared.core);
-        self.shared
-            .runtime
-            .run(async move { purge(&core, &matches).await })
-            .await
-    }
-}
-
-async fn purge<F>(core: &Core, matches: &F) -> Result<u64, StoreError>
-where
-    F: Fn(&str, &Meta) -> bool,
-{
-    let prefix = core.settings.prefix.clone();
-    let pattern = record::record_pattern(&prefix);
-    let masters = core.exec("CLUSTER SLOTS", core.conn.masters()).await?;
-    let nodes: Vec<Option<(String, u16)>> = match masters {
-        None => vec![None],
-        Some(m) => m.into_iter().map(Some).collect(),
-    };
-    let grace = millis(core.settings.retired_grace).to_string().into_bytes();
-    let mut removed = 0u64;
-    for node in &nodes {
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys) = core
-                .exec("SCAN", core.conn.scan(node.as_ref(), cursor, &pattern, 500))
-                .await?;
-            for batch in keys.chunks(PURGE_BATCH) {
-                let mut c = core.conn.clone();
-                let values: Vec<Option<Bytes>> = core
-                    .exec("MGET", redis::cmd("MGET").arg(batch).query_async(&mut c))
-                    .await?;
-                for (record_key, value) in batch.iter().zip(values) {
-                    let Some(value) = value else { continue };
-                    let Ok(rec) = record::decode(value) else {
-                        continue;
-                    };
-                    let Ok(meta) = rec.decode_meta() else {
-                        continue;
-                    };
-                    if !matches(&rec.key, &meta) {
-                        continue;
-                    }
-                    let n = run_script(
-                        core,
-                        "delete",
-                        &scripts::DELETE,
-                        std::slice::from_ref(record_key),
-                        &[grace.clone(), rec.generation.to_be_bytes().to_vec()],
-                    )
-                    .await?;
-                    removed += u64::try_from(n).unwrap_or(0);
-                }
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    Ok(removed)
 }
 
 /// Builds a [`RedisStore`]. Made by [`RedisStore::builder`] or [`RedisStore::cluster_builder`].
@@ -1147,48 +662,11 @@ impl RedisStoreBuilder {
                 self.prefix
             )));
         }
-        let urls = match &self.target {
-            Target::Single(url) => std::slice::from_ref(url),
-            Target::Cluster(urls) => urls.as_slice(),
-        };
-        self.tls.check(urls).map_err(bad)?;
-        let connector = match &self.target {
-            Target::Single(url) => {
-                let client = self
-                    .tls
-                    .client(url)
-                    .map_err(|e| bad(format!("bad Redis URL {url:?}: {e}")))?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.connect_timeout))
-                    .set_response_timeout(None)
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_millis(500))
-                    .set_number_of_retries(1_000_000);
-                Connector::Single(client, config)
-            }
-            Target::Cluster(urls) => {
-                if urls.is_empty() {
-                    return Err(bad("no Redis Cluster node given".into()));
-                }
-                let builder =
-                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                        .connection_timeout(self.connect_timeout)
-                        .response_timeout(self.timeout.max(Duration::from_millis(500)))
-                        .retries(2)
-                        .min_retry_wait(10)
-                        .max_retry_wait(200);
-                #[cfg(feature = "tls")]
-                let builder = if tls::is_tls_url(&urls[0]) {
-                    builder.certs(self.tls.certificates())
-                } else {
-                    builder
-                };
-                let client = builder
-                    .build()
-                    .map_err(|e| bad(format!("bad Redis Cluster URLs {urls:?}: {e}")))?;
-                Connector::Cluster(client)
-            }
-        };
+        self.tls.check(self.target.urls()).map_err(bad)?;
+        let connector = self
+            .target
+            .connector(&self.tls, self.connect_timeout, self.timeout)
+            .map_err(bad)?;
         let runtime = Runtime::start().map_err(|e| {
             StoreError::new(
                 ErrorKind::Io,
@@ -1222,27 +700,7 @@ impl RedisStoreBuilder {
             connect_error: std::sync::Mutex::new(None),
             connect_failed: std::sync::atomic::AtomicBool::new(false),
         });
-        // Connect now rather than on the first request. Not through the breaker: a Redis that
-        // is still starting must not open it.
-        let warm = Arc::clone(&core);
-        runtime.handle.spawn(async move {
-            let mut c = warm.conn.clone();
-            let cmd = redis::cmd("PING");
-            let ping = tokio::time::timeout(
-                Duration::from_secs(5),
-                cmd.query_async::<redis::Value>(&mut c),
-            );
-            let _ = ping.await;
-        });
-        let probe = Arc::clone(&core);
-        runtime.handle.spawn(async move {
-            // Said once, at a level operators see: a wrong address, password or certificate
-            // would otherwise only show as a cache that misses.
-            if let Err(e) = probe.connector.probe(probe.settings.connect_timeout).await {
-                tracing::warn!(error = %e, "cannot connect to Redis; the cache steps aside until it can");
-                probe.set_connect_error(Some(e));
-            }
-        });
+        core.warm_up(&runtime);
         Ok(RedisStore {
             shared: Arc::new(Shared { core, runtime }),
             target: Arc::new(self.target),
@@ -1260,28 +718,6 @@ pub(crate) fn too_large(max: u64) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generation_ids_are_distinct() {
-        let ids = GenerationIds::new();
-        let mut seen: Vec<u64> = (0..10_000).map(|_| ids.next()).collect();
-        seen.sort_unstable();
-        seen.dedup();
-        assert_eq!(seen.len(), 10_000);
-        assert_ne!(GenerationIds::new().next(), GenerationIds::new().next());
-    }
-
-    #[test]
-    fn expiry_rounds_down_to_milliseconds() {
-        assert_eq!(Expiry::of(None), Expiry::Never);
-        assert_eq!(Expiry::of(Some(Duration::ZERO)), Expiry::Now);
-        assert_eq!(Expiry::of(Some(Duration::from_micros(999))), Expiry::Now);
-        assert_eq!(
-            Expiry::of(Some(Duration::from_micros(1_999))),
-            Expiry::Millis(1)
-        );
-        assert_eq!(Expiry::of(Some(Duration::from_secs(60))).arg(), 60_000);
-    }
 
     #[test]
     fn bad_prefixes_and_urls_are_refused() {

@@ -18,6 +18,7 @@
 //! | end − 4 | 4 | CRC-32 of every byte before it |
 
 use bytes::Bytes;
+use cachio_core::backend::fnv1a_128;
 use cachio_core::meta::{Meta, Reader};
 use cachio_core::store::{ErrorKind, StoreError};
 
@@ -27,17 +28,6 @@ pub(crate) const RECORD_VERSION: u8 = 1;
 const MAGIC: &[u8; 3] = b"CRR";
 const FLAG_INLINE: u8 = 1;
 const HEADER: usize = 29;
-
-/// FNV-1a, 128 bits: stable across builds and platforms, so every node of a fleet names an
-/// entry the same way. Collisions are harmless: the record carries the full cache key, and a
-/// record for another key reads as a miss.
-fn fnv1a_128(bytes: &[u8]) -> u128 {
-    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, b| (h ^ u128::from(*b)).wrapping_mul(PRIME))
-}
 
 /// The Redis key names of one entry: `{prefix:hash}:m` for the record and
 /// `{prefix:hash}:c:<generation>:<index>` for the chunks. The braces make a hash tag, so a
@@ -50,6 +40,9 @@ pub(crate) struct Names {
 
 impl Names {
     pub(crate) fn new(prefix: &str, key: &str) -> Self {
+        // FNV-1a, 128 bits: stable across builds and platforms, so every node of a fleet names
+        // an entry the same way. Collisions are harmless: the record carries the full cache key,
+        // and a record for another key reads as a miss.
         let hash = fnv1a_128(key.as_bytes());
         Names {
             base: format!("{{{prefix}:{hash:032x}}}:"),

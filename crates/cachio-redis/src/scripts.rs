@@ -5,8 +5,15 @@
 //! record's fixed-offset header (see `record.rs`) and are in the same slot too.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
+use cachio_core::store::StoreError;
 use redis::Script;
+
+use crate::conn::Core;
+
+/// Keys per `DEL` when deleting the chunks of an abandoned write.
+const DELETE_BATCH: usize = 256;
 
 /// `retire(record_key, old_record, keep_generation, grace_ms)`: lets the chunks of the
 /// generation in `old_record` expire within `grace_ms` (at once when 0), unless the old record
@@ -94,3 +101,89 @@ return 1
 "
     ))
 });
+
+/// The time to live of an entry, as the scripts take it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// No expiry (`ttl` `None`).
+    Never,
+    /// Expire after this many milliseconds (at least 1).
+    Millis(u64),
+    /// A `ttl` under a millisecond: store nothing, remove the entry.
+    Now,
+}
+
+impl Expiry {
+    pub(crate) fn of(ttl: Option<Duration>) -> Expiry {
+        match ttl {
+            None => Expiry::Never,
+            Some(d) => match u64::try_from(d.as_millis()).unwrap_or(u64::MAX) {
+                0 => Expiry::Now,
+                ms => Expiry::Millis(ms),
+            },
+        }
+    }
+
+    /// The script argument: milliseconds, 0 for none.
+    pub(crate) fn arg(self) -> u64 {
+        match self {
+            Expiry::Millis(ms) => ms,
+            Expiry::Never | Expiry::Now => 0,
+        }
+    }
+}
+
+/// `d` in whole milliseconds, at least 1 (grace and pending times as the scripts take them).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Runs `script` with `keys` and `args` through [`Core::exec`].
+pub(crate) async fn run_script(
+    core: &Core,
+    what: &'static str,
+    script: &redis::Script,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> Result<i64, StoreError> {
+    let mut invocation = script.prepare_invoke();
+    for k in keys {
+        invocation.key(k);
+    }
+    for a in args {
+        invocation.arg(&a[..]);
+    }
+    let mut c = core.conn.clone();
+    core.exec(what, invocation.invoke_async::<i64>(&mut c))
+        .await
+}
+
+/// Deletes `keys` in batches, ignoring failures (they expire anyway).
+pub(crate) async fn delete_keys(core: &Core, keys: &[String]) {
+    for batch in keys.chunks(DELETE_BATCH) {
+        let mut c = core.conn.clone();
+        let _ = core
+            .exec(
+                "DEL",
+                redis::cmd("DEL").arg(batch).query_async::<i64>(&mut c),
+            )
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_rounds_down_to_milliseconds() {
+        assert_eq!(Expiry::of(None), Expiry::Never);
+        assert_eq!(Expiry::of(Some(Duration::ZERO)), Expiry::Now);
+        assert_eq!(Expiry::of(Some(Duration::from_micros(999))), Expiry::Now);
+        assert_eq!(
+            Expiry::of(Some(Duration::from_micros(1_999))),
+            Expiry::Millis(1)
+        );
+        assert_eq!(Expiry::of(Some(Duration::from_secs(60))).arg(), 60_000);
+    }
+}

@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{Core, Shared};
 use crate::record::{self, BodyPart, Names};
-use crate::{CHUNK_SIZE, Expiry, delete_keys, millis, run_script, scripts, too_large};
+use crate::scripts::{self, Expiry, delete_keys, millis, run_script};
+use crate::{CHUNK_SIZE, too_large};
 
 /// Writes one entry into a [`RedisStore`](crate::RedisStore): never blocks, and makes the entry
 /// visible at [`commit`](StoreWriter::commit), atomically. Dropping it before commit deletes

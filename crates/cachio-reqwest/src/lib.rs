@@ -89,5 +89,7 @@ mod body;
 mod forward;
 mod middleware;
 
-pub use cachio_tower::{CACHE_STATUS, CacheLayer, CacheMode, CacheStats, Mode, StatsSnapshot};
+#[expect(deprecated)]
+pub use cachio_tower::Mode;
+pub use cachio_tower::{CACHE_STATUS, CacheLayer, CacheMode, CacheStats, Sharing, StatsSnapshot};
 pub use middleware::Cache;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cachio_core::Meta;
 use cachio_core::store::{Store, StoreError};
-use cachio_tower::{CacheLayer, CacheMode, CacheStats, Mode, ResponseBody};
+use cachio_tower::{CacheLayer, CacheMode, CacheStats, ResponseBody, Sharing};
 use http::Extensions;
 use reqwest::ResponseBuilderExt;
 use reqwest_middleware::{Middleware, Next};
@@ -34,7 +34,7 @@ use crate::forward::{FinalUrl, Forward, drive};
 /// ```
 pub struct Cache<St> {
     svc: cachio_tower::Cache<Forward, St>,
-    mode: Mode,
+    sharing: Sharing,
 }
 
 impl<St: Store> Cache<St> {
@@ -46,7 +46,7 @@ impl<St: Store> Cache<St> {
     /// use cachio_moka::MokaStore;
     ///
     /// let cache = cachio_reqwest::Cache::private(MokaStore::new(64 << 20));
-    /// assert_eq!(cache.mode(), cachio_tower::Mode::Private);
+    /// assert_eq!(cache.sharing(), cachio_tower::Sharing::Private);
     /// ```
     pub fn private(store: St) -> Self {
         Self::new(CacheLayer::private(store))
@@ -60,7 +60,7 @@ impl<St: Store> Cache<St> {
     /// use cachio_moka::MokaStore;
     ///
     /// let cache = cachio_reqwest::Cache::shared(MokaStore::new(64 << 20));
-    /// assert_eq!(cache.mode(), cachio_tower::Mode::Shared);
+    /// assert_eq!(cache.sharing(), cachio_tower::Sharing::Shared);
     /// ```
     pub fn shared(store: St) -> Self {
         Self::new(CacheLayer::shared(store))
@@ -84,7 +84,7 @@ impl<St: Store> Cache<St> {
     /// ```
     pub fn new(layer: CacheLayer<St>) -> Self {
         Self {
-            mode: layer.mode(),
+            sharing: layer.sharing(),
             svc: layer.layer(Forward::default()),
         }
     }
@@ -149,10 +149,16 @@ impl<St: Store> Cache<St> {
     /// use cachio_moka::MokaStore;
     ///
     /// let cache = cachio_reqwest::Cache::private(MokaStore::new(64 << 20));
-    /// assert_eq!(cache.mode(), cachio_tower::Mode::Private);
+    /// assert_eq!(cache.sharing(), cachio_tower::Sharing::Private);
     /// ```
-    pub fn mode(&self) -> Mode {
-        self.mode
+    pub fn sharing(&self) -> Sharing {
+        self.sharing
+    }
+
+    /// Private or shared.
+    #[deprecated(note = "renamed to `sharing`")]
+    pub fn mode(&self) -> Sharing {
+        self.sharing
     }
 
     /// Removes the stored responses that `req` would be answered with: those of its URL, and
@@ -227,7 +233,7 @@ impl<St: Clone> Clone for Cache<St> {
     fn clone(&self) -> Self {
         Self {
             svc: self.svc.clone(),
-            mode: self.mode,
+            sharing: self.sharing,
         }
     }
 }

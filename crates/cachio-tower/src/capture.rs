@@ -255,7 +255,7 @@ const STORE_ALL_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Whether [`CacheLayer::store_all`](crate::CacheLayer::store_all) is in force: in a private
 /// cache only, since a shared cache never keeps one user's private response for another.
 fn store_all(config: &Config) -> bool {
-    config.store_all && config.policy.mode() == cachio_core::policy::Mode::Private
+    config.store_all && config.policy.sharing() == cachio_core::policy::Sharing::Private
 }
 
 /// Whether [`CacheLayer::store_all`](crate::CacheLayer::store_all) stores a response of `status`

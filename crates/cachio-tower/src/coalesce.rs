@@ -277,7 +277,7 @@ fn coalescable<St>(cx: &Ctx<St>, req: &Incoming) -> bool {
         && matches!(req.mode, CacheMode::Default | CacheMode::ForceCache)
         && !req.cc.no_store
         && !req.cc.no_cache
-        && !(cx.config.policy.mode() == cachio_core::Mode::Shared
+        && !(cx.config.policy.sharing() == cachio_core::Sharing::Shared
             && req.parts.headers.contains_key(header::AUTHORIZATION))
 }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use cachio_core::locks::KeyLocks;
+use cachio_core::backend::KeyLocks;
 use cachio_core::meta::Meta;
 use cachio_core::policy::{self, status::Fwd};
 use cachio_core::store::{Store, StoreError};

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
-use cachio_core::policy::{Mode, Policy};
+use cachio_core::policy::{Policy, Sharing};
 use cachio_core::store::{Store, StoreError};
 use http::{request, response};
 use tower_layer::Layer;
@@ -393,8 +393,14 @@ impl<St> CacheLayer<St> {
     }
 
     /// Private or shared.
-    pub fn mode(&self) -> Mode {
-        self.config.policy.mode()
+    pub fn sharing(&self) -> Sharing {
+        self.config.policy.sharing()
+    }
+
+    /// Private or shared.
+    #[deprecated(note = "renamed to `sharing`")]
+    pub fn mode(&self) -> Sharing {
+        self.sharing()
     }
 }
 
@@ -417,7 +423,7 @@ impl<S, St: Clone> Layer<S> for CacheLayer<St> {
 impl<St> fmt::Debug for CacheLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayer")
-            .field("mode", &self.config.policy.mode())
+            .field("sharing", &self.config.policy.sharing())
             .field("cache_name", &self.config.cache_name())
             .field("max_object_size", &self.config.max_object_size)
             .finish_non_exhaustive()

@@ -62,4 +62,6 @@ pub use service::{CACHE_STATUS, Cache};
 pub use stats::{CacheStats, StatsSnapshot};
 
 pub use cachio_core as core;
-pub use cachio_core::policy::{Mode, Policy};
+#[expect(deprecated)]
+pub use cachio_core::policy::Mode;
+pub use cachio_core::policy::{Policy, Sharing};

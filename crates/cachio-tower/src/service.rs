@@ -125,7 +125,7 @@ impl<S: fmt::Debug, St> fmt::Debug for Cache<S, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
             .field("inner", &self.inner)
-            .field("mode", &self.cx.config.policy.mode())
+            .field("sharing", &self.cx.config.policy.sharing())
             .field("cache_name", &self.cx.config.cache_name())
             .finish_non_exhaustive()
     }

@@ -238,21 +238,3 @@ fn rfc9213_2_2_fields_off_the_target_list_change_nothing() {
     let m = stored(&p, &resp);
     assert_eq!(values(m.headers(), "cdn-cache-control"), ["max-age=600"]);
 }
-
-#[test]
-fn rfc9213_2_2_the_directives_used_are_reported() {
-    let p = Policy::shared();
-    let h = headers(&[
-        ("cdn-cache-control", "max-age=5"),
-        ("cache-control", "max-age=60"),
-    ]);
-    let parsed = cachio_core::meta::Parsed::from_headers(&h);
-    let (cc, targeted) = p.response_directives(&h, &parsed);
-    assert!(targeted);
-    assert_eq!(cc.max_age, Some(5));
-    let h = headers(&[("cache-control", "max-age=60")]);
-    let parsed = cachio_core::meta::Parsed::from_headers(&h);
-    let (cc, targeted) = p.response_directives(&h, &parsed);
-    assert!(!targeted);
-    assert_eq!(cc.max_age, Some(60));
-}

@@ -2,15 +2,18 @@
 
 use crate::common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use cachio_core::clock::ManualClock;
 use cachio_core::store::Store;
 use cachio_fjall::FjallStore;
 use common::{get, meta, put};
 
-fn store(dir: &tempfile::TempDir) -> FjallStore {
+/// A store on `dir` whose time is `clock`'s.
+fn store(dir: &tempfile::TempDir, clock: &ManualClock) -> FjallStore {
     FjallStore::builder(dir.path())
         .sweep_interval(Duration::from_millis(100))
+        .clock(clock.clone())
         .open()
         .unwrap()
 }
@@ -18,7 +21,8 @@ fn store(dir: &tempfile::TempDir) -> FjallStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_expire_after_their_ttl() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+    let clock = ManualClock::new(SystemTime::now());
+    let store = store(&dir, &clock);
     let ms = Duration::from_millis;
     put(&store, "short", "s", b"s", 1, Some(ms(200)))
         .await
@@ -35,7 +39,12 @@ async fn entries_expire_after_their_ttl() {
     );
     assert!(get(&store, "short").await.unwrap().is_some());
 
-    tokio::time::sleep(ms(350)).await;
+    clock.advance(ms(199));
+    assert!(
+        get(&store, "short").await.unwrap().is_some(),
+        "an entry expired before its ttl"
+    );
+    clock.advance(ms(1));
     assert!(
         get(&store, "short").await.unwrap().is_none(),
         "an entry outlived its ttl"
@@ -53,7 +62,7 @@ async fn entries_expire_after_their_ttl() {
             .await
             .unwrap()
     );
-    tokio::time::sleep(ms(150)).await;
+    clock.advance(ms(50));
     assert!(
         get(&store, "forever").await.unwrap().is_none(),
         "update did not shorten the ttl"
@@ -71,7 +80,8 @@ async fn entries_expire_after_their_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_removes_expired_entries_nobody_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+    let clock = ManualClock::new(SystemTime::now());
+    let store = store(&dir, &clock);
     for i in 0..50 {
         let ttl = Duration::from_millis(if i % 2 == 0 { 1500 } else { 3_600_000 });
         put(
@@ -88,6 +98,7 @@ async fn the_sweep_removes_expired_entries_nobody_reads() {
     store.run_pending_tasks().await.unwrap();
     assert_eq!(store.entry_count(), 50);
     let full = store.tracked_bytes();
+    clock.advance(Duration::from_millis(1500));
     // No reads: the periodic sweep alone removes them.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while store.entry_count() > 25 {
@@ -116,8 +127,8 @@ async fn the_sweep_removes_expired_entries_nobody_reads() {
     .await
     .unwrap();
     drop(store);
-    std::thread::sleep(Duration::from_millis(150));
-    let store = self::store(&dir);
+    clock.advance(Duration::from_millis(100));
+    let store = self::store(&dir, &clock);
     assert!(get(&store, "closed").await.unwrap().is_none());
     store.run_pending_tasks().await.unwrap();
     assert_eq!(store.entry_count(), 25);
@@ -126,7 +137,7 @@ async fn the_sweep_removes_expired_entries_nobody_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_ttl_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+    let store = store(&dir, &ManualClock::new(SystemTime::now()));
     put(&store, "k", "old", b"old", 3, None).await.unwrap();
     put(&store, "k", "new", b"new", 3, Some(Duration::ZERO))
         .await

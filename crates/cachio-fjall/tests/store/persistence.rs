@@ -2,9 +2,10 @@
 
 use crate::common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use cachio_core::clock::ManualClock;
 use cachio_core::store::{ErrorKind, Store, StoreWriter};
 use cachio_fjall::{Durability, FjallStore};
 use common::{body, get, header, meta, put};
@@ -18,9 +19,11 @@ async fn reopening_gives_back_every_committed_entry() {
         Durability::SyncAll,
     ] {
         let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(SystemTime::now());
         let open = || {
             FjallStore::builder(dir.path())
                 .durability(durability)
+                .clock(clock.clone())
                 .open()
                 .unwrap()
         };
@@ -92,7 +95,8 @@ async fn reopening_gives_back_every_committed_entry() {
         let (m, b) = get(&store, "over").await.unwrap().unwrap();
         assert_eq!(header(&m, "x-tag"), Some("second"));
         assert_eq!(b.unwrap(), body(101, 5));
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(get(&store, "short").await.unwrap().is_some());
+        clock.advance(Duration::from_millis(300));
         assert!(
             get(&store, "short").await.unwrap().is_none(),
             "a ttl was lost"

@@ -33,7 +33,7 @@ pub const DEFAULT_LISTEN_TLS: SocketAddr =
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-pub enum Mode {
+pub enum Sharing {
     /// A shared cache: honours `s-maxage`, `private`, and does not store responses to requests
     /// with `Authorization` unless the response allows it.
     #[default]
@@ -41,6 +41,10 @@ pub enum Mode {
     /// A private cache: one user's, storing `private` responses too.
     Private,
 }
+
+/// The former name of [`Sharing`].
+#[deprecated(note = "renamed to `Sharing`")]
+pub type Mode = Sharing;
 
 /// Every setting of the gateway binary, as a TOML file and as its command line. Each TOML key
 /// is the command-line flag without its dashes (`memory-mb = 64` for `--memory-mb 64`; a

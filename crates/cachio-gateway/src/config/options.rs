@@ -9,7 +9,7 @@ use serde::de::{self, IgnoredAny};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::header_names;
-use crate::{KeyOptions, Mode, Site};
+use crate::{KeyOptions, Sharing, Site};
 
 /// The settings of one upstream that a `[[site]]` table may give as well as the top level of
 /// the file: there they are the single upstream's and every site's defaults (and the command
@@ -71,7 +71,7 @@ pub struct SiteOptions {
     /// `shared`: a cache for every client (honours s-maxage and private) [default];
     /// `private`: one user's cache.
     #[cfg_attr(feature = "cli", arg(long, value_enum))]
-    pub mode: Option<Mode>,
+    pub mode: Option<Sharing>,
 
     /// The token that allows purging, sent as `Authorization: Bearer TOKEN` or
     /// `X-Purge-Token: TOKEN`. Without one, purging is disabled.

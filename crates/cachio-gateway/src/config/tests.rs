@@ -7,7 +7,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use http::HeaderName;
 
 use super::Config;
-use crate::{ForwardedHeaders, Gateway, GatewayBuilder, KeyOptions, Mode};
+use crate::{ForwardedHeaders, Gateway, GatewayBuilder, KeyOptions, Sharing};
 
 /// The binary's command line: the settings and a file.
 #[derive(Debug, Parser)]
@@ -82,7 +82,7 @@ const CASES: &[(&[&str], &str, Option<Set>)] = &[
     (
         &["--mode", "private"],
         "mode = \"private\"",
-        Some(|b| b.mode(Mode::Private)),
+        Some(|b| b.mode(Sharing::Private)),
     ),
     (
         &["--memory-mb", "3"],
@@ -307,7 +307,7 @@ fn a_flag_beats_the_file_and_the_file_beats_the_default() {
     let expected = Gateway::builder("http://127.0.0.1:7")
         .memory_bytes(16 << 20)
         .cache_name("edge")
-        .mode(Mode::Shared)
+        .mode(Sharing::Shared)
         .heuristics(true)
         .cache_key(KeyOptions::new().header(HeaderName::from_static("accept-language")))
         .redis_cluster(["redis://b:2", "redis://c:3"]);

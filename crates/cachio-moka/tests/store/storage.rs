@@ -1,9 +1,10 @@
 //! The storage behaviour every backend must show, and what is particular to the moka store.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use cachio_core::clock::ManualClock;
 use cachio_core::store::{ErrorKind, Store, StoreWriter};
 use cachio_moka::MokaStore;
 use cachio_storage_tests as behaviour;
@@ -36,7 +37,11 @@ async fn put(store: &MokaStore, key: &str, chunks: &[Bytes], ttl: Option<Duratio
 
 #[tokio::test]
 async fn entries_expire_after_their_ttl() {
-    let store = store();
+    let clock = ManualClock::new(SystemTime::now());
+    let store = MokaStore::builder()
+        .max_capacity_bytes(256 << 20)
+        .clock(clock.clone())
+        .build();
     put(
         &store,
         "short",
@@ -65,7 +70,12 @@ async fn entries_expire_after_their_ttl() {
     );
     assert!(store.get("short").await.unwrap().is_some());
 
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    clock.advance(Duration::from_millis(199));
+    assert!(
+        store.get("short").await.unwrap().is_some(),
+        "an entry expired before its ttl"
+    );
+    clock.advance(Duration::from_millis(1));
     assert!(
         store.get("short").await.unwrap().is_none(),
         "an entry outlived its ttl"
@@ -93,7 +103,7 @@ async fn entries_expire_after_their_ttl() {
             .await
             .unwrap()
     );
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    clock.advance(Duration::from_millis(50));
     assert!(
         store.get("forever").await.unwrap().is_none(),
         "update did not shorten the ttl"

@@ -125,12 +125,20 @@ async fn fleets_with_other_prefixes_do_not_hear_each_other() {
     let server = RedisServer::start();
     let a = node(&server, "one");
     let b = node(&server, "two");
-    subscribed(&[&a, &b]).await;
+    let c = node(&server, "two");
+    subscribed(&[&a, &b, &c]).await;
     put(&b, "k", "t", b"v", 1, None).await.unwrap();
     a.delete("k").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.stats().published, 1);
+    // A message on b's own channel, published after a's: once b has it, b has had whatever
+    // Redis delivered to it before.
+    c.delete("marker").await.unwrap();
+    support::eventually("b hears its own fleet", 10, || async {
+        b.stats().received >= 1
+    })
+    .await;
     assert!(in_memory(&b, "k").await);
-    assert_eq!(b.stats().received, 0);
+    assert_eq!(b.stats().received, 1, "only c's message reached b");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,8 +57,14 @@ fn quick(b: RedisStoreBuilder) -> RedisStore {
 /// Every read and write of `store` fails with `Unavailable` (the cache steps aside), and nothing
 /// reached `server`.
 async fn assert_refused(store: &RedisStore, server: &RedisServer) {
-    // Long enough for any connection attempt to have been made and refused.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the store has tried to connect and been refused, its errors say why.
+    support::eventually("the store has tried to connect", 10, || async {
+        store
+            .get(KEY)
+            .await
+            .is_err_and(|e| e.to_string().contains("cannot connect"))
+    })
+    .await;
     for _ in 0..3 {
         let e = store.get(KEY).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");

@@ -4,7 +4,7 @@
 
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::key::stable_hash;
+use super::stable_hash;
 
 /// A fixed number of async mutexes; a key takes the one its hash picks. Operations on keys of
 /// the same share wait for each other, so the number trades memory for less waiting.
@@ -12,7 +12,7 @@ use crate::key::stable_hash;
 /// # Example
 ///
 /// ```
-/// use cachio_core::locks::KeyLocks;
+/// use cachio_core::backend::KeyLocks;
 ///
 /// # tokio_test_block_on(async {
 /// let locks = KeyLocks::new(64);
