@@ -88,8 +88,8 @@ pub enum ArchiveError {
     },
     /// The store failed.
     Store(StoreError),
-    /// An entry changed in the store while it was exported (it was written or removed between
-    /// two reads of its body).
+    /// An entry could not be read back as it was listed: it was written, removed or found
+    /// damaged between the listing and the read of its body.
     Changed {
         /// The entry's cache key.
         key: String,
@@ -112,7 +112,8 @@ impl fmt::Display for ArchiveError {
             ArchiveError::Store(e) => write!(f, "store error: {e}"),
             ArchiveError::Changed { key } => write!(
                 f,
-                "the entry {key:?} changed in the store while it was exported; export again"
+                "the entry {key:?} could not be read back as it was listed (written, removed or \
+                 found damaged meanwhile); check the store, then export again"
             ),
         }
     }

@@ -190,8 +190,10 @@ impl FromStr for Mode {
 ///
 /// # Example
 ///
-/// With `cachio::Client` and the reqwest middleware, give the cassette as the store and let it
-/// set the layer's options:
+/// With the reqwest middleware, give the cassette's layer; with `cachio::Client`, give the
+/// cassette as the store and let it set the layer's options
+/// (`Client::builder(dir).store(cassette.clone()).layer(move |layer| options.configure(layer))`,
+/// as the tests in the `cachio` crate do):
 ///
 /// ```
 /// use cachio_cassette::{Cassette, Mode};
@@ -199,11 +201,6 @@ impl FromStr for Mode {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let dir = tempfile::tempdir()?;
 /// let cassette = Cassette::open(dir.path(), Mode::Replay)?;
-/// let options = cassette.clone();
-/// let client = cachio::Client::builder(dir.path())
-///     .store(cassette.clone())
-///     .layer(move |layer| options.configure(layer))
-///     .build()?;
 /// let reqwest = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 ///     .with(cachio_reqwest::Cache::new(cassette.layer()))
 ///     .build();

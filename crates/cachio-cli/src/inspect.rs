@@ -345,6 +345,7 @@ pub(crate) async fn stats(opened: &Opened, policy: &Policy, json: bool) -> Resul
     }
     let (store_bytes, disk_bytes) = match opened {
         Opened::Disk(s) => (Some(s.tracked_bytes()), s.disk_space().ok()),
+        Opened::Cassette(c) => (None, Some(file_bytes(c.dir()))),
     };
     let fresh = rows.iter().filter(|r| r.fresh).count();
     let stats = Stats {
@@ -390,4 +391,18 @@ pub(crate) async fn stats(opened: &Opened, policy: &Policy, json: bool) -> Resul
         writeln!(out, "{:<16} {value}", format!("{name}:"))?;
     }
     Ok(())
+}
+
+/// The bytes the files directly in `dir` hold (a cassette keeps no subdirectories).
+fn file_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! `DIR` is the directory of `cachio::embedded` or a gateway's `--disk-dir`, while no program
-//! has it open. Run `cachio help COMMAND` for each command's options.
+//! has it open, or a cassette (`cachio::cassette`). Run `cachio help COMMAND` for each command's options.
 
 mod format;
 mod inspect;
@@ -28,8 +28,9 @@ use http::HeaderName;
 
 /// Look inside a cachio cache directory: list, show, purge, verify, export and import.
 ///
-/// DIR is the directory of `cachio::embedded` or a gateway's `--disk-dir`. A directory is
-/// open in one program at a time: stop the application or gateway that uses it first.
+/// DIR is the directory of `cachio::embedded` or a gateway's `--disk-dir`, or a cassette of
+/// recorded exchanges. A disk directory is open in one program at a time: stop the application
+/// or gateway that uses it first.
 #[derive(Parser)]
 #[command(name = "cachio", version, about, long_about)]
 struct Cli {

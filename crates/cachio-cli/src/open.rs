@@ -5,12 +5,14 @@
 //! [`with_store!`](crate::with_store), and the few that need more of one kind ask for it by
 //! matching.
 //!
-//! Today that is one kind: a [`FjallStore`] directory, which is both what `cachio::embedded`
-//! keeps on disk and a gateway's `--disk-dir`.
+//! Two kinds: a [`FjallStore`] directory, which is both what `cachio::embedded` keeps on disk
+//! and a gateway's `--disk-dir`; and a [`Cassette`], a directory of recorded exchanges (one JSON
+//! file each, with its body beside it).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use cachio_cassette::Cassette;
 use cachio_core::store::{ErrorKind, StoreError};
 use cachio_fjall::{FjallStore, OnDamage};
 
@@ -23,6 +25,8 @@ const FJALL_DB: &str = "db";
 pub(crate) enum Opened {
     /// The disk store of `cachio::embedded` and of a gateway's `--disk-dir`.
     Disk(FjallStore),
+    /// A cassette of recorded exchanges.
+    Cassette(Cassette),
 }
 
 impl Opened {
@@ -30,6 +34,7 @@ impl Opened {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Opened::Disk(_) => "disk store (cachio::embedded, or a gateway's --disk-dir)",
+            Opened::Cassette(_) => "cassette (recorded exchanges)",
         }
     }
 
@@ -38,6 +43,7 @@ impl Opened {
     pub(crate) fn body_len(&self, key: &str) -> Option<u64> {
         match self {
             Opened::Disk(s) => s.body_len(key).ok().flatten(),
+            Opened::Cassette(_) => None,
         }
     }
 }
@@ -48,6 +54,7 @@ macro_rules! with_store {
     ($opened:expr, $store:ident => $body:expr) => {
         match $opened {
             $crate::open::Opened::Disk($store) => $body,
+            $crate::open::Opened::Cassette($store) => $body,
         }
     };
 }
@@ -72,7 +79,8 @@ impl fmt::Display for OpenError {
             OpenError::Unknown(p) => write!(
                 f,
                 "{}: not a cachio cache directory (expected the directory of cachio::embedded or \
-                 a gateway's --disk-dir, which hold `{FJALL_LOCK}` and `{FJALL_DB}/`)",
+                 a gateway's --disk-dir, which hold `{FJALL_LOCK}` and `{FJALL_DB}/`, or a \
+                 cassette: `.json` files with their `.body` files)",
                 p.display()
             ),
             OpenError::InUse(p) => write!(
@@ -91,6 +99,39 @@ impl std::error::Error for OpenError {}
 /// Whether `dir` looks like a [`FjallStore`] directory.
 fn is_fjall(dir: &Path) -> bool {
     dir.join(FJALL_LOCK).is_file() || dir.join(FJALL_DB).is_dir()
+}
+
+/// Whether `dir` looks like a cassette: it holds recordings (`.json`) and nothing but
+/// recordings, their bodies and hidden files.
+fn is_cassette(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut recordings = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            return false;
+        }
+        if name.ends_with(".json") {
+            recordings += 1;
+        } else if !name.ends_with(".body") {
+            return false;
+        }
+    }
+    recordings > 0
+}
+
+/// Opens a cassette so that every recording is seen (the mode that keeps them all) and nothing
+/// is recorded but what the command writes.
+fn open_cassette(dir: &Path) -> Result<Opened, OpenError> {
+    Cassette::open(dir, cachio_cassette::Mode::RecordNew)
+        .map(Opened::Cassette)
+        .map_err(|e| OpenError::Store(dir.to_owned(), e))
 }
 
 /// The budget the command opens a disk store with: more than any directory holds, so that
@@ -119,6 +160,9 @@ pub(crate) fn open(dir: &Path) -> Result<Opened, OpenError> {
     }
     if is_fjall(dir) {
         return open_fjall(dir);
+    }
+    if is_cassette(dir) {
+        return open_cassette(dir);
     }
     Err(OpenError::Unknown(dir.to_owned()))
 }

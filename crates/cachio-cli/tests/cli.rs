@@ -574,3 +574,93 @@ fn help_names_every_command() {
     let help = ok(&["purge", "--help"]);
     assert!(help.contains("--tag-header"), "{help}");
 }
+
+/// Records the origin's responses into a cassette at `dir` through the cassette's own layer.
+fn record_cassette(dir: &Path) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let addr = start_origin().await;
+        let base = format!("http://{addr}");
+        let cassette = cachio_cassette::Cassette::open(dir, cachio_cassette::Mode::Record).unwrap();
+        let client =
+            Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(HttpConnector::new());
+        let mut client = ServiceBuilder::new()
+            .layer(cassette.layer())
+            .service(client);
+        for path in ["/fresh", "/old", "/docs/a", "/image"] {
+            let res = client
+                .ready()
+                .await
+                .unwrap()
+                .call(
+                    Request::get(format!("{base}{path}"))
+                        .body(Empty::new())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            res.into_body().collect().await.unwrap();
+        }
+        for _ in 0..500 {
+            if cassette.scan().await.unwrap().len() == 4 {
+                return base;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the cassette did not record every response");
+    })
+}
+
+#[test]
+fn a_cassette_is_listed_verified_and_exported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cassette");
+    let base = record_cassette(&dir);
+
+    let rows = json(&["ls", s(&dir), "--json"]);
+    let mut urls: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["url"].as_str().unwrap())
+        .collect();
+    urls.sort_unstable();
+    let expected: Vec<String> = ["/docs/a", "/fresh", "/image", "/old"]
+        .iter()
+        .map(|p| format!("{base}{p}"))
+        .collect();
+    assert_eq!(urls, expected);
+    let stats = json(&["stats", s(&dir), "--json"]);
+    assert_eq!(stats["kind"], "cassette (recorded exchanges)");
+    assert_eq!(stats["responses"], 4);
+
+    let out = ok(&["verify", s(&dir)]);
+    assert!(out.ends_with(": 0 bad\n"), "{out}");
+    let har = tmp.path().join("cassette.har");
+    let out = ok(&["export", s(&dir), s(&har)]);
+    assert!(out.starts_with("exported 4 responses"), "{out}");
+
+    // A body file cut short: the one entry is bad, and the exit status says so.
+    let body = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).unwrap().len() == image().len() as u64)
+        .expect("the image's body file");
+    let file = std::fs::OpenOptions::new().write(true).open(&body).unwrap();
+    file.set_len(1000).unwrap();
+    let out = cachio(&["verify", s(&dir)]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.ends_with(": 1 bad\n"), "{printed}");
+
+    // An export does not carry the damage on: it stops and names the entry.
+    let out = cachio(&["export", s(&dir), s(&har)]);
+    assert!(!out.status.success());
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        printed.contains("/image") && printed.contains("damaged"),
+        "{printed}"
+    );
+}
