@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use bytes::Bytes;
+use cachio_core::backend::content_length;
 use cachio_core::policy::status::{CacheStatus, Fwd};
 use cachio_core::store::Store;
 use cachio_tower::{CACHE_STATUS, Cache, CacheLayer, ResponseFuture, StoreOutcome};
@@ -250,16 +251,6 @@ fn error_response(e: &UpstreamError, cache_name: &str) -> Response<Body> {
             .to_header_value(),
     );
     res
-}
-
-/// The `Content-Length` of a response, when it has a valid one.
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// One access log line, written when the response body ends or is dropped (or, when the body is

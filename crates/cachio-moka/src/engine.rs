@@ -8,8 +8,9 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use cachio_core::backend::KeyLocks;
+use cachio_core::backend::served::MapBudget;
 use cachio_core::clock::Clock;
-use cachio_core::meta::{MapBudget, Meta};
+use cachio_core::meta::Meta;
 use cachio_core::store::{Hit, StoreError};
 use moka::future::Cache;
 
@@ -112,7 +113,7 @@ impl Shared {
             return Ok(None);
         }
         if let (Some(budget), Meta::Response(head)) = (&self.maps, &*entry.meta)
-            && head.keep_headers(budget)
+            && cachio_core::backend::served::keep_headers(head, budget)
         {
             self.hot.promote(key, ticket, &entry, budget);
         }

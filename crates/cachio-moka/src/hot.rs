@@ -41,7 +41,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
-use cachio_core::meta::{Grant, MapBudget, Meta};
+use cachio_core::backend::served::{Grant, MapBudget};
+use cachio_core::meta::Meta;
 use hashbrown::HashTable;
 
 use crate::MemEntry;

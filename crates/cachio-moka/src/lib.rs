@@ -55,7 +55,7 @@
 //!
 //! So the first [`Store::get`] of an entry builds the map a hit serves (its lines, then an `Age`
 //! and a `Cache-Status` line to fill in) and keeps it with the entry's head
-//! (`ResponseMeta::keep_headers`); every later hit clones it, which is what a service answering
+//! (`cachio_core::backend::served::keep_headers`); every later hit clones it, which is what a service answering
 //! from a prebuilt response pays, and sets the two values in place. The maps of entries that are
 //! never read are never built.
 //!
@@ -154,8 +154,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use cachio_core::backend::KeyLocks;
+use cachio_core::backend::served::MapBudget;
 use cachio_core::clock::{Clock, SystemClock};
-use cachio_core::meta::{MapBudget, Meta};
+use cachio_core::meta::Meta;
 use cachio_core::store::{Hit, Store, StoreError};
 use moka::future::Cache;
 use moka::notification::RemovalCause;

@@ -2,6 +2,7 @@
 //! own condition (§4.3.2), a `HEAD`, a `Range` answer (RFC 9110 §14), a stale response in place of
 //! an error (RFC 5861 §4), and the `504` of `only-if-cached` with nothing stored.
 
+use cachio_core::backend::served::hit_headers;
 use std::time::{Duration, SystemTime};
 
 use cachio_core::cache_control::CacheControl;
@@ -63,7 +64,7 @@ pub(crate) fn serve_stored<ResB, St: Store>(
         let mut res = Response::new(ResponseBody::cached(body));
         *res.status_mut() = stored.status();
         *res.version_mut() = stored.version();
-        *res.headers_mut() = stored.hit_headers(age, status);
+        *res.headers_mut() = hit_headers(stored, age, status);
         return res;
     }
     let (code, headers, body) = if conditional
@@ -77,14 +78,14 @@ pub(crate) fn serve_stored<ResB, St: Store>(
     } else if parts.method == Method::HEAD {
         (
             stored.status(),
-            stored.hit_headers(age, status),
+            hit_headers(stored, age, status),
             ResponseBody::empty(),
         )
     } else {
         ranged(
             parts,
             stored.status(),
-            stored.hit_headers(age, status),
+            hit_headers(stored, age, status),
             body,
         )
     };
@@ -95,16 +96,7 @@ pub(crate) fn serve_stored<ResB, St: Store>(
     res
 }
 
-/// The `Content-Length` a message declares, when it is a number.
-pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
+pub(crate) use cachio_core::backend::content_length;
 
 /// A stored `200` for a `GET` with `Range` (RFC 9110 §14): a `206` with the one range asked for,
 /// streamed from the stored body, or a `416` when it starts past the end; the whole response

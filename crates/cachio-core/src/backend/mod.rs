@@ -9,10 +9,12 @@
 //!   for sharding and naming entries.
 //! - [`content_length`]: a message's declared body length.
 //! - [`Fields`]: a stored response's header lines packed in one buffer.
+//! - [`served`]: the header maps a memory store keeps with its heads, for hits to clone.
 
 mod hash;
 pub mod hop;
 mod locks;
+pub mod served;
 
 use http::header::{self, HeaderMap};
 
@@ -51,7 +53,12 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 ///
 /// assert_eq!(parse_content_length(b" 7 "), Some(7));
 /// assert_eq!(parse_content_length(b"-1"), None);
+/// assert_eq!(parse_content_length(b"+1"), None); // 1*DIGIT (RFC 9110 §8.6)
 /// ```
 pub fn parse_content_length(value: &[u8]) -> Option<u64> {
-    std::str::from_utf8(value.trim_ascii()).ok()?.parse().ok()
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }

@@ -6,15 +6,15 @@
 //! misread.
 //!
 //! Stores that frame their own records around the encoded metadata read them with the same byte
-//! [`Reader`]. A memory store bounds the header maps its heads keep for hits with a [`MapBudget`].
+//! [`Reader`]. The header maps a memory store keeps with its heads for hits are in
+//! [`backend::served`](crate::backend::served).
 
 mod codec;
 mod facts;
 mod intern;
-mod served;
+pub(crate) mod served;
 
 pub use codec::Reader;
-pub use served::{Grant, MapBudget};
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -102,7 +102,7 @@ impl Meta {
 /// The stored head of a response and the circumstances it was received in.
 ///
 /// The header fields are kept packed ([`Fields`]: one buffer, no per-line allocation), with the
-/// values freshness needs parsed once when the head is made ([`Facts`]), so that a stored entry is
+/// values freshness needs parsed once when the head is made, so that a stored entry is
 /// small and a hit parses nothing. [`ResponseMeta::headers`] builds a [`HeaderMap`] the first time
 /// it is called and keeps it with this head; the cache itself reads [`ResponseMeta::fields`].
 #[derive(Debug)]
@@ -211,7 +211,7 @@ impl From<&CacheControl> for Directives {
 /// head is made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Facts {
+pub(crate) struct Facts {
     /// `Cache-Control` (RFC 9111 §5.2).
     pub cache_control: Directives,
     /// `CDN-Cache-Control` (RFC 9213), when present, non-empty and valid.
@@ -242,7 +242,7 @@ impl From<&Parsed> for Facts {
 /// Values parsed from a response's header fields.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
-pub struct Parsed {
+pub(crate) struct Parsed {
     /// `Cache-Control` (RFC 9111 §5.2).
     pub cache_control: CacheControl,
     /// `CDN-Cache-Control` (RFC 9213), when present, non-empty and valid (RFC 9213 §2.1).
@@ -360,22 +360,22 @@ impl ResponseMeta {
     }
 
     /// The values freshness and validation read, parsed when this head was made.
-    pub fn facts(&self) -> Facts {
+    pub(crate) fn facts(&self) -> Facts {
         self.facts.unpack()
     }
 
-    /// `Cache-Control`, as [`facts`](Self::facts) gives it (without unpacking the rest).
+    /// `Cache-Control`, parsed when this head was made.
     pub fn cache_control(&self) -> Directives {
         unpack_directives(&self.facts.secs[..4], self.facts.flags[0])
     }
 
-    /// `CDN-Cache-Control`, as [`facts`](Self::facts) gives it.
+    /// `CDN-Cache-Control` (RFC 9213), parsed when this head was made.
     pub fn cdn_cache_control(&self) -> Option<Directives> {
         (self.facts.flags[1] & PRESENT != 0)
             .then(|| unpack_directives(&self.facts.secs[4..], self.facts.flags[1]))
     }
 
-    /// `Date`, as [`facts`](Self::facts) gives it.
+    /// `Date`, parsed when this head was made.
     pub fn date(&self) -> Option<SystemTime> {
         packed_date(self.facts.date)
     }
@@ -386,7 +386,7 @@ impl ResponseMeta {
         (self.request_time, self.response_time, date)
     }
 
-    /// `Age` in seconds, as [`facts`](Self::facts) gives it.
+    /// `Age` in seconds, parsed when this head was made.
     pub fn age(&self) -> Option<u32> {
         (self.facts.age != NO_SECS).then_some(self.facts.age)
     }

@@ -80,7 +80,7 @@ fn served_map(fields: &Fields, age: HeaderValue, status: HeaderValue) -> (Header
 /// # Example
 ///
 /// ```
-/// let budget = cachio_core::meta::MapBudget::new(100);
+/// let budget = cachio_core::backend::served::MapBudget::new(100);
 /// let grant = budget.take(60).expect("fits");
 /// assert_eq!(grant.bytes(), 60);
 /// assert!(budget.take(60).is_none());
@@ -116,7 +116,7 @@ impl Drop for Grant {
 }
 
 /// A bound on the memory that header maps kept with stored heads may take
-/// ([`ResponseMeta::keep_headers`]), shared by every head of one store.
+/// ([`keep_headers`](crate::backend::served::keep_headers)), shared by every head of one store.
 ///
 /// A store that keeps its entries in memory hands its heads to the cache as they are: a head that
 /// keeps its built [`HeaderMap`] lets every later hit clone that map (what a service answering
@@ -129,16 +129,17 @@ impl Drop for Grant {
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use cachio_core::meta::{MapBudget, ResponseMeta};
+/// use cachio_core::backend::served::{MapBudget, hit_headers, keep_headers};
+/// use cachio_core::meta::ResponseMeta;
 ///
 /// let budget = MapBudget::new(64 << 10);
 /// let mut fields = http::HeaderMap::new();
 /// fields.insert("content-type", http::HeaderValue::from_static("text/plain"));
 /// let now = SystemTime::now();
 /// let head = ResponseMeta::new(http::StatusCode::OK, http::Version::HTTP_11, fields, Vec::new(), now, now);
-/// assert!(head.keep_headers(&budget));
+/// assert!(keep_headers(&head, &budget));
 /// assert!(budget.used() > 0);
-/// let served = head.hit_headers(http::HeaderValue::from_static("5"), http::HeaderValue::from_static("c; hit"));
+/// let served = hit_headers(&head, http::HeaderValue::from_static("5"), http::HeaderValue::from_static("c; hit"));
 /// assert_eq!(served["age"], "5");
 /// drop(head);
 /// assert_eq!(budget.used(), 0);
@@ -207,7 +208,7 @@ impl ResponseMeta {
     /// values in place; another builds the map from the packed fields. The values share the
     /// packed buffer either way: no value byte is copied.
     #[inline]
-    pub fn hit_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
+    pub(crate) fn hit_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
         let Some(kept) = self.map.get().and_then(|k| k.served.as_ref()) else {
             return served_map(&self.fields, age, status).0;
         };
@@ -252,7 +253,7 @@ impl ResponseMeta {
     }
 
     /// Whether this head keeps the map a hit serves ([`keep_headers`](Self::keep_headers)).
-    pub fn keeps_headers(&self) -> bool {
+    pub(crate) fn keeps_headers(&self) -> bool {
         self.map.get().is_some_and(|k| k.served.is_some())
     }
 
@@ -262,7 +263,7 @@ impl ResponseMeta {
     ///
     /// A head whose [`headers`](Self::headers) was read first keeps nothing (its slot is taken):
     /// stores hand out heads nobody else reads.
-    pub fn keep_headers(&self, budget: &MapBudget) -> bool {
+    pub(crate) fn keep_headers(&self, budget: &MapBudget) -> bool {
         if let Some(k) = self.map.get() {
             return k.served.is_some();
         }

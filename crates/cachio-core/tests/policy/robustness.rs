@@ -335,7 +335,7 @@ fn rfc9211_cache_status_is_always_a_valid_field_value() {
 fn store_format_damaged_bytes_are_an_error_or_a_usable_head_never_a_panic() {
     let mut rng = rng(0x0bad_5ec7_0bad_5ec7);
     let policies = [Policy::private(), Policy::shared()];
-    let budget = meta::MapBudget::new(1 << 30);
+    let budget = cachio_core::backend::served::MapBudget::new(1 << 30);
     let mut decoded = 0;
     for round in 0..scale(300) {
         let p = rng.pick(&policies);
@@ -371,7 +371,12 @@ fn store_format_damaged_bytes_are_an_error_or_a_usable_head_never_a_panic() {
 }
 
 /// Decodes `bytes` and, when they decode, uses the head as the cache would.
-fn usable(p: &Policy, bytes: &[u8], budget: &meta::MapBudget, now: SystemTime) -> bool {
+fn usable(
+    p: &Policy,
+    bytes: &[u8],
+    budget: &cachio_core::backend::served::MapBudget,
+    now: SystemTime,
+) -> bool {
     let Ok(meta) = Meta::decode(bytes) else {
         return false;
     };
@@ -385,9 +390,13 @@ fn usable(p: &Policy, bytes: &[u8], budget: &meta::MapBudget, now: SystemTime) -
     let e = p.evaluate(&CacheControl::default(), m, now);
     let _ = (e.ttl_secs(), p.retention(m, now));
     let _ = p.stale_if_error(&CacheControl::default(), m, now);
-    if m.keep_headers(budget) {
+    if cachio_core::backend::served::keep_headers(m, budget) {
         let age = policy::age_value(e.age);
-        let served = m.hit_headers(age.clone(), HeaderValue::from_static("hit"));
+        let served = cachio_core::backend::served::hit_headers(
+            m,
+            age.clone(),
+            HeaderValue::from_static("hit"),
+        );
         // The stored lines, with the current `Age` in place of stored ones, and `Cache-Status`.
         let stored_ages = m
             .fields()
