@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cachio_core::backend::stable_hash;
+use cachio_core::backend::{from_micros, micros, stable_hash};
 use cachio_core::meta::{Meta, ResponseMeta, VaryIndex, parse_http_date};
 use cachio_core::policy::vary::vary_names;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -178,22 +178,6 @@ fn parse_lines(lines: &[String]) -> Result<HeaderMap, String> {
         map.append(name, value);
     }
     Ok(map)
-}
-
-fn micros(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |us| -us),
-    }
-}
-
-fn from_micros(us: i64) -> SystemTime {
-    let d = Duration::from_micros(us.unsigned_abs());
-    if us >= 0 {
-        UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
-    } else {
-        UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH)
-    }
 }
 
 fn version_text(v: Version) -> &'static str {

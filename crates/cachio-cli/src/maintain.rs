@@ -7,6 +7,7 @@ use cachio_archive::catalog::{primary_of, url_of};
 use cachio_archive::har::{ImportOptions, export_har, import_har};
 use cachio_archive::warc::export_warc;
 use cachio_core::Policy;
+use cachio_core::backend::carries_tag;
 use cachio_core::meta::Meta;
 use cachio_core::store::Store;
 use http::HeaderName;
@@ -26,21 +27,6 @@ pub(crate) enum Target {
     Tag(String, Vec<HeaderName>),
 }
 
-/// Whether a stored response carries `tag` in one of `names` (values split on spaces, commas
-/// and tabs), as the gateway's tag purge matches them.
-fn tagged(meta: &Meta, names: &[HeaderName], tag: &str) -> bool {
-    let Some(res) = meta.as_response() else {
-        return false;
-    };
-    names.iter().any(|name| {
-        res.headers().get_all(name).iter().any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b' ' || *b == b',' || *b == b'\t')
-                .any(|t| t == tag.as_bytes())
-        })
-    })
-}
-
 pub(crate) async fn purge(opened: &Opened, target: Target, json: bool) -> Result<(), Failure> {
     let n = match target {
         Target::Url(url) => {
@@ -54,8 +40,7 @@ pub(crate) async fn purge(opened: &Opened, target: Target, json: bool) -> Result
                 url_of(k).starts_with(&prefix) || k.starts_with(&prefix)
             }).await)?,
         Target::Tag(tag, names) => {
-            let n =
-                with_store!(opened, s => s.purge(move |_, meta| tagged(meta, &names, &tag)).await)?;
+            let n = with_store!(opened, s => s.purge(move |_, meta| carries_tag(meta, &names, &tag)).await)?;
             // The variant index of a resource whose every variant went is of no more use.
             let left: std::collections::HashSet<String> = with_store!(opened, s => s.scan().await)?
                 .into_iter()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use cachio_core::Meta;
+use cachio_core::backend::carries_tag;
 use cachio_core::store::{ErrorKind, Store};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode, Uri};
@@ -275,21 +275,6 @@ pub(crate) async fn by_prefix<St: Store>(
     Ok(purged(n))
 }
 
-/// Whether a stored response carries `tag` in one of `names` (values split on spaces and
-/// commas, so both `Surrogate-Key: a b` and `Cache-Tag: a,b` work).
-fn tagged(meta: &Meta, names: &[HeaderName], tag: &str) -> bool {
-    let Some(res) = meta.as_response() else {
-        return false;
-    };
-    names.iter().any(|name| {
-        res.headers().get_all(name).iter().any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b' ' || *b == b',' || *b == b'\t')
-                .any(|t| t == tag.as_bytes())
-        })
-    })
-}
-
 /// `POST /_cachio/purge/tag?tag=T`: every entry whose response carried the surrogate key `T`.
 pub(crate) async fn by_tag<St: Store>(
     State(shared): State<Arc<Shared<St>>>,
@@ -309,7 +294,7 @@ pub(crate) async fn by_tag<St: Store>(
     let site = shared.keys.site_prefix().to_owned();
     let n = shared
         .layer
-        .purge(move |stored, meta| stored.starts_with(&site) && tagged(meta, &names, &t2))
+        .purge(move |stored, meta| stored.starts_with(&site) && carries_tag(meta, &names, &t2))
         .await
         .map_err(|e| store_failed(&e))?;
     shared.metrics.purge(PurgeKind::Tag, n);

@@ -10,11 +10,16 @@
 //! - [`content_length`]: a message's declared body length.
 //! - [`Fields`]: a stored response's header lines packed in one buffer.
 //! - [`served`]: the header maps a memory store keeps with its heads, for hits to clone.
+//! - [`micros`] and [`from_micros`]: times as the microseconds since the epoch stores keep.
+//! - [`carries_tag`]: whether a stored response carries a purge tag (`Surrogate-Key`,
+//!   `Cache-Tag`).
 
 mod hash;
 pub mod hop;
 mod locks;
 pub mod served;
+mod tag;
+mod time;
 
 use http::header::{self, HeaderMap};
 
@@ -22,6 +27,8 @@ pub use crate::fields::Fields;
 pub(crate) use hash::Fnv;
 pub use hash::{fnv1a_128, stable_hash};
 pub use locks::KeyLocks;
+pub use tag::carries_tag;
+pub use time::{from_micros, micros};
 
 /// The `Content-Length` a message declares, when it is a number (surrounding whitespace
 /// allowed); `None` when it is absent or not a number.

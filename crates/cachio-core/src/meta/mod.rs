@@ -16,6 +16,7 @@ pub(crate) mod served;
 
 pub use codec::Reader;
 
+use crate::backend::{from_micros, micros};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -141,23 +142,6 @@ impl Clone for ResponseMeta {
 
 /// [`ResponseMeta::ttl_override`] when none was set.
 const NO_TTL: u64 = u64::MAX;
-
-/// A time as microseconds since the epoch (negative before it), saturating.
-pub(crate) fn micros(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |us| -us),
-    }
-}
-
-fn from_micros(us: i64) -> SystemTime {
-    let d = Duration::from_micros(us.unsigned_abs());
-    if us >= 0 {
-        UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
-    } else {
-        UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH)
-    }
-}
 
 /// The directives of one cache-control field that freshness needs, in a compact form (see
 /// [`CacheControl`] for their meaning; delta-seconds are at most 2^31, RFC 9111 §1.2.2).
