@@ -185,6 +185,59 @@ pub async fn export_har<S: Store, W: Write>(
     Ok(summary)
 }
 
+/// Whether the body of `entry` goes out as JSON text: UTF-8, with a textual type or with no
+/// type and no control characters (the body is read once to tell).
+async fn body_is_text<S: Store>(
+    store: &S,
+    entry: &StoredResponse,
+    expected: &Meta,
+) -> Result<bool, ArchiveError> {
+    let Some(untyped) = may_be_text(&entry.meta) else {
+        return Ok(false);
+    };
+    let mut check = Utf8Check::default();
+    let mut control = false;
+    read_body(store, &entry.key, Some(expected), |c| {
+        check.push(c);
+        control |= untyped
+            && c.iter()
+                .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f);
+        Ok(())
+    })
+    .await?;
+    Ok(check.is_utf8() && !control)
+}
+
+/// Streams the body of `entry` into `out` as the inside of a JSON string, as text or base64;
+/// gives its length.
+async fn write_body<S: Store, W: Write>(
+    store: &S,
+    entry: &StoredResponse,
+    expected: &Meta,
+    text: bool,
+    out: &mut W,
+) -> Result<u64, ArchiveError> {
+    let mut len = 0u64;
+    let mut b64 = Base64Writer::default();
+    {
+        let out = &mut *out;
+        read_body(store, &entry.key, Some(expected), |chunk| {
+            len += chunk.len() as u64;
+            if text {
+                write_json_str(out, chunk)?;
+            } else {
+                b64.push(out, chunk)?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    if !text {
+        b64.finish(out)?;
+    }
+    Ok(len)
+}
+
 /// Writes one entry; gives its body length.
 async fn write_entry<S: Store, W: Write>(
     store: &S,
@@ -193,22 +246,7 @@ async fn write_entry<S: Store, W: Write>(
 ) -> Result<u64, ArchiveError> {
     let meta = &entry.meta;
     let expected = Meta::Response(meta.clone());
-    let text = match may_be_text(meta) {
-        None => false,
-        Some(untyped) => {
-            let mut check = Utf8Check::default();
-            let mut control = false;
-            read_body(store, &entry.key, Some(&expected), |c| {
-                check.push(c);
-                control |= untyped
-                    && c.iter()
-                        .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f);
-                Ok(())
-            })
-            .await?;
-            check.is_utf8() && !control
-        }
-    };
+    let text = body_is_text(store, entry, &expected).await?;
 
     let url = entry.url();
     let version = version_str(meta.version());
@@ -270,24 +308,7 @@ async fn write_entry<S: Store, W: Write>(
         out.write_all(b",\"encoding\":\"base64\"")?;
     }
     out.write_all(b",\"text\":\"")?;
-    let mut len = 0u64;
-    let mut b64 = Base64Writer::default();
-    {
-        let out = &mut *out;
-        read_body(store, &entry.key, Some(&expected), |chunk| {
-            len += chunk.len() as u64;
-            if text {
-                write_json_str(out, chunk)?;
-            } else {
-                b64.push(out, chunk)?;
-            }
-            Ok(())
-        })
-        .await?;
-    }
-    if !text {
-        b64.finish(out)?;
-    }
+    let len = write_body(store, entry, &expected, text, out).await?;
     write!(out, "\",\"size\":{len}}},\"redirectURL\":")?;
     let location = headers
         .get(header::LOCATION)

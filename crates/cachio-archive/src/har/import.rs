@@ -302,6 +302,50 @@ fn prepare(
     let Some(content) = response.content else {
         return Err(bad("the response has no content".into()));
     };
+    let Some(body) = body_of(content, &mut headers, limit, &at)? else {
+        return skip("the body was not saved in the file".into());
+    };
+    let (request_time, response_time) = times_of(raw.started_date_time.as_deref(), raw.time, &at)?;
+
+    if let Err(why) = policy.storable(&Method::GET, &req_headers, status, &headers) {
+        return skip(format!("a cache may not store it ({why})"));
+    }
+    let vary = vary::vary_names(&headers).unwrap_or_default();
+    let version = parse_version(response.http_version.as_deref().unwrap_or(""));
+    Ok((
+        at,
+        Prepared::Store(Box::new(Ready {
+            primary,
+            req_headers,
+            status,
+            version,
+            headers,
+            body,
+            request_time,
+            response_time,
+            ttl_override: raw.ttl_override.map(Duration::from_millis),
+            vary,
+        })),
+    ))
+}
+
+/// The body of an entry's `content`, decoded and checked against its declared size and the
+/// import limit; `None` when the file did not save it. A body saved decoded loses the coding
+/// `headers` name (see the module docs).
+fn body_of(
+    content: RawContent,
+    headers: &mut HeaderMap,
+    limit: u64,
+    at: &EntryRef,
+) -> Result<Option<Bytes>, ArchiveError> {
+    let bad = |problem: String| ArchiveError::BadEntry {
+        at: at.clone(),
+        problem,
+    };
+    let too_large = || ArchiveError::TooLarge {
+        at: at.clone(),
+        limit,
+    };
     let RawContent {
         size,
         text,
@@ -309,16 +353,12 @@ fn prepare(
         encoded_body,
     } = content;
     let body = match (text, encoding.as_deref()) {
-        (None, _) => {
-            if size.unwrap_or(0) > 0 {
-                return skip("the body was not saved in the file".into());
-            }
-            Bytes::new()
-        }
+        (None, _) if size.unwrap_or(0) > 0 => return Ok(None),
+        (None, _) => Bytes::new(),
         (Some(text), Some("base64")) => {
             // Base64 grows a body by a third: a text far past the limit is not decoded.
             if text.len() as u64 / 4 * 3 > limit.saturating_add(3) {
-                return Err(ArchiveError::TooLarge { at, limit });
+                return Err(too_large());
             }
             let decoded = STANDARD.decode(text.as_bytes()).or_else(|e| {
                 // Some tools wrap base64 in lines.
@@ -346,51 +386,38 @@ fn prepare(
         )));
     }
     if body.len() as u64 > limit {
-        return Err(ArchiveError::TooLarge { at, limit });
+        return Err(too_large());
     }
-    // A body saved decoded loses the coding its headers name (see the module docs).
-    if content_encoded(&headers) && encoded_body != Some(true) {
+    if content_encoded(headers) && encoded_body != Some(true) {
         headers.remove(header::CONTENT_ENCODING);
         if headers.contains_key(header::CONTENT_LENGTH) {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
     }
+    Ok(Some(body))
+}
 
-    let started = raw
-        .started_date_time
-        .as_deref()
-        .ok_or_else(|| bad("the entry has no startedDateTime".into()))?;
+/// When an entry's request was sent (`startedDateTime`) and its response received (`time`
+/// milliseconds later).
+fn times_of(
+    started: Option<&str>,
+    took_ms: Option<f64>,
+    at: &EntryRef,
+) -> Result<(SystemTime, SystemTime), ArchiveError> {
+    let bad = |problem: String| ArchiveError::BadEntry {
+        at: at.clone(),
+        problem,
+    };
+    let started = started.ok_or_else(|| bad("the entry has no startedDateTime".into()))?;
     let request_time = parse_time(started).ok_or_else(|| {
         bad(format!(
             "startedDateTime {started:?} is not an ISO 8601 date"
         ))
     })?;
-    let took = raw
-        .time
+    let took = took_ms
         .filter(|t| t.is_finite() && *t > 0.0)
         .map_or(0, |t| (t * 1000.0).round() as u64);
-    let response_time = request_time + Duration::from_micros(took);
-
-    if let Err(why) = policy.storable(&Method::GET, &req_headers, status, &headers) {
-        return skip(format!("a cache may not store it ({why})"));
-    }
-    let vary = vary::vary_names(&headers).unwrap_or_default();
-    let version = parse_version(response.http_version.as_deref().unwrap_or(""));
-    Ok((
-        at,
-        Prepared::Store(Box::new(Ready {
-            primary,
-            req_headers,
-            status,
-            version,
-            headers,
-            body,
-            request_time,
-            response_time,
-            ttl_override: raw.ttl_override.map(Duration::from_millis),
-            vary,
-        })),
-    ))
+    Ok((request_time, request_time + Duration::from_micros(took)))
 }
 
 // ---- reading entries one at a time -----------------------------------------------------------
@@ -633,47 +660,11 @@ pub async fn import_har<S: Store>(
         run_blocking(move || check_all(&path, &policy, limit)).await?
     };
 
-    // Each resource that varies gets its index: the stored one if it has the same names.
-    let mut indexes: HashMap<String, VaryIndex> = HashMap::new();
-    for (primary, names) in &plan.vary {
-        if names.is_empty() {
-            continue;
-        }
-        let existing = match store.get(primary).await? {
-            Some(hit) => match &*hit.meta {
-                Meta::Variants(i) if &i.names == names => Some(i.clone()),
-                _ => None,
-            },
-            None => None,
-        };
-        let index = existing.unwrap_or_else(|| VaryIndex::new(names.clone(), new_epoch()));
-        indexes.insert(primary.clone(), index);
-    }
+    let mut indexes = variant_indexes(store, &plan).await?;
 
     // Pass 2: parse again on a thread, one entry at a time, and write.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(EntryRef, Prepared), ArchiveError>>(1);
-    let reader = {
-        let path: PathBuf = path.to_owned();
-        let policy = policy.clone();
-        std::thread::spawn(move || {
-            // Set once an entry's own error went to the writer, or the writer stopped.
-            let mut stopped = false;
-            let result = walk_entries(&path, limit, &mut |index, raw| {
-                let prepared = prepare(index, raw, &policy, limit);
-                let failed = prepared.is_err();
-                if tx.blocking_send(prepared).is_err() || failed {
-                    stopped = true;
-                    return Err(ArchiveError::Io(std::io::Error::other("stopped")));
-                }
-                Ok(())
-            });
-            if let Err(e) = result
-                && !stopped
-            {
-                let _ = tx.blocking_send(Err(e));
-            }
-        })
-    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let reader = spawn_reader(path.to_owned(), policy.clone(), limit, tx);
 
     let mut summary = ImportSummary {
         entries: plan.entries as u64,
@@ -724,6 +715,58 @@ pub async fn import_har<S: Store>(
         return Err(e);
     }
     Ok(summary)
+}
+
+/// The index of each resource that varies: the stored one when it names the same fields, or
+/// a new one.
+async fn variant_indexes<S: Store>(
+    store: &S,
+    plan: &Plan,
+) -> Result<HashMap<String, VaryIndex>, ArchiveError> {
+    let mut indexes = HashMap::new();
+    for (primary, names) in &plan.vary {
+        if names.is_empty() {
+            continue;
+        }
+        let existing = match store.get(primary).await? {
+            Some(hit) => match &*hit.meta {
+                Meta::Variants(i) if &i.names == names => Some(i.clone()),
+                _ => None,
+            },
+            None => None,
+        };
+        let index = existing.unwrap_or_else(|| VaryIndex::new(names.clone(), new_epoch()));
+        indexes.insert(primary.clone(), index);
+    }
+    Ok(indexes)
+}
+
+/// Parses the file at `path` on a thread of its own, one entry at a time, and sends each
+/// prepared entry to the writer; stops at the first error (sent too) or when the writer stops.
+fn spawn_reader(
+    path: PathBuf,
+    policy: Policy,
+    limit: u64,
+    tx: tokio::sync::mpsc::Sender<Result<(EntryRef, Prepared), ArchiveError>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        // Set once an entry's own error went to the writer, or the writer stopped.
+        let mut stopped = false;
+        let result = walk_entries(&path, limit, &mut |index, raw| {
+            let prepared = prepare(index, raw, &policy, limit);
+            let failed = prepared.is_err();
+            if tx.blocking_send(prepared).is_err() || failed {
+                stopped = true;
+                return Err(ArchiveError::Io(std::io::Error::other("stopped")));
+            }
+            Ok(())
+        });
+        if let Err(e) = result
+            && !stopped
+        {
+            let _ = tx.blocking_send(Err(e));
+        }
+    })
 }
 
 /// What the checking pass learned.

@@ -69,7 +69,9 @@ impl Policy {
         let age_value = i64::from(meta.age().unwrap_or(0)) * 1_000_000;
         let corrected_age_value = age_value.saturating_add(response_delay);
         let corrected_initial_age = apparent_age.max(corrected_age_value);
-        let resident_time = crate::backend::micros(now).saturating_sub(response_time).max(0);
+        let resident_time = crate::backend::micros(now)
+            .saturating_sub(response_time)
+            .max(0);
         Duration::from_micros(
             corrected_initial_age
                 .saturating_add(resident_time)
