@@ -52,6 +52,7 @@
 mod export;
 pub(crate) use export::iso_time;
 mod import;
+mod walk;
 
 pub use export::export_har;
 pub use import::{DEFAULT_MAX_BODY_BYTES, ImportOptions, ImportSummary, Skipped, import_har};
