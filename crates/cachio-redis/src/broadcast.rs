@@ -378,8 +378,9 @@ impl<S, L> Broadcast<S, L> {
         }
     }
 
-    /// Publishes that `keys` were removed (or, past the limit, that everything was).
-    async fn announce(&self, keys: Vec<String>) {
+    /// Publishes that `keys` were removed (or, past the limit, that everything was); the first
+    /// failure to publish is the error.
+    async fn announce(&self, keys: Vec<String>) -> Result<(), StoreError> {
         let messages = if keys.len() > MAX_ANNOUNCED_KEYS {
             vec![encode(&self.inner.node, KIND_ALL, &[])]
         } else {
@@ -400,6 +401,7 @@ impl<S, L> Broadcast<S, L> {
             out
         };
         let state = &self.inner.state;
+        let mut result = Ok(());
         for message in messages {
             match self.inner.redis.publish(&self.inner.channel, message).await {
                 Ok(()) => {
@@ -408,10 +410,21 @@ impl<S, L> Broadcast<S, L> {
                 Err(e) => {
                     state.publish_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "could not publish an invalidation to the fleet");
+                    result = result.and(Err(e));
                 }
             }
         }
+        result
     }
+}
+
+/// A delete or a purge that Redis did not take or could not announce: other nodes may still
+/// hold, or store, what it removed here.
+fn not_in_fleet(e: StoreError) -> StoreError {
+    StoreError::new(
+        e.kind(),
+        format!("the purge did not reach the fleet (Redis: {e})"),
+    )
 }
 
 fn encode(node: &[u8; 16], kind: u8, keys: &[String]) -> Vec<u8> {
@@ -487,10 +500,16 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
         self.inner.store.update(key, previous, meta, ttl).await
     }
 
+    /// Deletes on the inner store (raising the key's fence in Redis) and announces the key.
+    ///
+    /// # Errors
+    ///
+    /// When Redis could not be reached, to delete or to announce: the purge did not reach the
+    /// fleet (the message says so); the local copy is gone all the same.
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let result = self.inner.store.delete(key).await;
-        self.announce(vec![key.to_owned()]).await;
-        result
+        let announced = self.announce(vec![key.to_owned()]).await;
+        result.and(announced).map_err(not_in_fleet)
     }
 
     fn max_body_size(&self) -> Option<u64> {
@@ -525,10 +544,14 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
             std::mem::take(&mut *found.lock().unwrap_or_else(PoisonError::into_inner))
                 .into_iter()
                 .collect();
-        if !keys.is_empty() {
-            self.announce(keys).await;
-        }
+        let announced = if keys.is_empty() {
+            Ok(())
+        } else {
+            self.announce(keys).await
+        };
         result
+            .and_then(|n| announced.map(|()| n))
+            .map_err(not_in_fleet)
     }
 }
 

@@ -159,6 +159,7 @@ mod body;
 mod breaker;
 mod broadcast;
 mod conn;
+mod fence;
 mod record;
 mod scripts;
 mod store;
@@ -212,6 +213,10 @@ pub const DEFAULT_RETIRED_GRACE: Duration = Duration::from_secs(30);
 
 /// Failures in a row that open the circuit breaker unless configured otherwise: 3.
 pub const DEFAULT_BREAKER_THRESHOLD: u32 = 3;
+
+/// How far apart the clocks of a fleet's nodes and of Redis may be, by default (see
+/// [`RedisStoreBuilder::clock_skew`]).
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(1);
 
 /// How long an open circuit breaker refuses calls unless configured otherwise: 1 s.
 pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
@@ -479,6 +484,7 @@ pub struct RedisStoreBuilder {
     write_queue: u64,
     pending_ttl: Duration,
     retired_grace: Duration,
+    clock_skew: Duration,
     breaker_threshold: u32,
     breaker_cooldown: Duration,
     tls: tls::Tls,
@@ -495,6 +501,7 @@ impl RedisStoreBuilder {
             write_queue: DEFAULT_WRITE_QUEUE_BYTES,
             pending_ttl: DEFAULT_PENDING_TTL,
             retired_grace: DEFAULT_RETIRED_GRACE,
+            clock_skew: DEFAULT_CLOCK_SKEW,
             breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
             breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
             tls: tls::Tls::default(),
@@ -564,6 +571,32 @@ impl RedisStoreBuilder {
     pub fn retired_grace(self, grace: Duration) -> Self {
         Self {
             retired_grace: grace,
+            ..self
+        }
+    }
+
+    /// How far apart the clocks of the fleet's nodes and of Redis may be (default
+    /// [`DEFAULT_CLOCK_SKEW`]). A commit is refused ([`ErrorKind::Invalidated`]) when a purge
+    /// or an invalidation of its key, timed by Redis's clock, came at or after its response's
+    /// request time (the node's clock) minus this allowance. A larger allowance refuses more
+    /// fetches that started just after a purge (each refusal costs only a store); a smaller one
+    /// than the real skew lets a node whose clock runs ahead store what a purge removed. Keep
+    /// the clocks in step with NTP (typically within milliseconds) and leave a margin.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let store = cachio_redis::RedisStore::builder("redis://127.0.0.1/")
+    ///     .clock_skew(Duration::from_millis(250))
+    ///     .build()?;
+    /// # let _ = store;
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn clock_skew(self, skew: Duration) -> Self {
+        Self {
+            clock_skew: skew,
             ..self
         }
     }
@@ -679,6 +712,7 @@ impl RedisStoreBuilder {
                 .lazy()
                 .map_err(|e| bad(format!("cannot set up the Redis connection: {e}")))?
         };
+        let fences = fence::Fences::new(&self.prefix, matches!(self.target, Target::Cluster(_)));
         let core = Arc::new(Core {
             conn,
             connector,
@@ -691,6 +725,7 @@ impl RedisStoreBuilder {
                 write_queue: self.write_queue,
                 pending_ttl: self.pending_ttl,
                 retired_grace: self.retired_grace,
+                clock_skew: self.clock_skew,
                 tls: self.tls,
             },
             breaker: breaker::Breaker::new(self.breaker_threshold, self.breaker_cooldown),
@@ -699,6 +734,7 @@ impl RedisStoreBuilder {
             generations: GenerationIds::new(),
             connect_error: std::sync::Mutex::new(None),
             connect_failed: std::sync::atomic::AtomicBool::new(false),
+            fences,
         });
         core.warm_up(&runtime);
         Ok(RedisStore {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use cachio_core::meta::Meta;
@@ -12,6 +12,7 @@ use cachio_core::store::{ErrorKind, StoreError, StoreWriter};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{Core, Shared};
+use crate::fence::threshold;
 use crate::record::{self, BodyPart, Names};
 use crate::scripts::{self, Expiry, delete_keys, millis, run_script};
 use crate::{CHUNK_SIZE, too_large};
@@ -57,6 +58,7 @@ enum Msg {
     Data(Bytes),
     Commit {
         meta: Vec<u8>,
+        requested: Option<SystemTime>,
         ttl: Option<Duration>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -195,12 +197,18 @@ impl StoreWriter for RedisWriter {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
+        let requested = meta.as_response().map(|r| r.request_time());
         let meta = meta.encode();
         match self.task.take() {
             Some(task) => {
                 let (reply, answer) = oneshot::channel();
                 task.tx
-                    .send(Msg::Commit { meta, ttl, reply })
+                    .send(Msg::Commit {
+                        meta,
+                        requested,
+                        ttl,
+                        reply,
+                    })
                     .map_err(|_| {
                         StoreError::new(ErrorKind::Unavailable, "the Redis writer task stopped")
                     })?;
@@ -221,24 +229,46 @@ impl StoreWriter for RedisWriter {
                 );
                 let core = Arc::clone(&self.shared.core);
                 let names = self.names.clone();
+                let key = std::mem::take(&mut self.key);
                 self.shared
                     .runtime
-                    .run(async move { commit_record(&core, &names, record, 0, ttl).await })
+                    .run(async move {
+                        let entry = Entry {
+                            key: &key,
+                            names: &names,
+                            requested,
+                        };
+                        commit_record(&core, entry, record, 0, ttl).await
+                    })
                     .await
             }
         }
     }
 }
 
-/// Makes a record visible: sets it if the `chunks` chunks of its generation are all there, or
-/// removes the entry when `ttl` is zero.
+/// The entry a record is committed for: its cache key, its key names, and when its response
+/// was requested (none for a variant index).
+struct Entry<'a> {
+    key: &'a str,
+    names: &'a Names,
+    requested: Option<SystemTime>,
+}
+
+/// Makes a record visible: sets it if the `chunks` chunks of its generation are all there and no
+/// purge of its key came after its response was requested (`fence.rs`), or removes the entry
+/// when `ttl` is zero.
 async fn commit_record(
     core: &Core,
-    names: &Names,
+    entry: Entry<'_>,
     record: Vec<u8>,
     chunks: u32,
     ttl: Option<Duration>,
 ) -> Result<(), StoreError> {
+    let Entry {
+        key,
+        names,
+        requested,
+    } = entry;
     let grace = millis(core.settings.retired_grace).to_string().into_bytes();
     let expiry = Expiry::of(ttl);
     if expiry == Expiry::Now {
@@ -254,24 +284,45 @@ async fn commit_record(
         return Ok(());
     }
     let generation = u64::from_be_bytes(record[5..13].try_into().expect("8 bytes"));
-    let mut keys = Vec::with_capacity(chunks as usize + 1);
+    let mut keys = Vec::with_capacity(chunks as usize + 3);
     keys.push(names.record());
     keys.extend(names.chunks(generation, chunks));
+    // A variant index carries no request time: it is written only after its variant's own
+    // commit passed its guards.
+    let guards = match requested {
+        Some(_) => core.fences.guards(key, names),
+        None => Vec::new(),
+    };
+    let threshold = requested.map_or(i64::MIN, |t| threshold(t, core.settings.clock_skew));
+    let guard_count = guards.len();
+    keys.extend(guards);
     let done = run_script(
         core,
         "commit",
         &scripts::COMMIT,
         &keys,
-        &[record, expiry.arg().to_string().into_bytes(), grace],
+        &[
+            record,
+            expiry.arg().to_string().into_bytes(),
+            grace,
+            guard_count.to_string().into_bytes(),
+            threshold.to_string().into_bytes(),
+        ],
     )
     .await?;
-    if done == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::new(
+    match done {
+        1 => Ok(()),
+        2 => {
+            core.counters.invalidated.fetch_add(1, Ordering::Relaxed);
+            Err(StoreError::new(
+                ErrorKind::Invalidated,
+                "purged or invalidated since the response was requested: nothing stored",
+            ))
+        }
+        _ => Err(StoreError::new(
             ErrorKind::Unavailable,
             "a chunk expired or was evicted before the commit: nothing stored",
-        ))
+        )),
     }
 }
 
@@ -314,10 +365,18 @@ impl Job {
                     }
                     self.core.queued.fetch_sub(n, Ordering::AcqRel);
                 }
-                Msg::Commit { meta, ttl, reply } => {
+                Msg::Commit {
+                    meta,
+                    requested,
+                    ttl,
+                    reply,
+                } => {
                     let result = match error.take() {
                         Some(e) => Err(e),
-                        None => self.finish(&mut buf, &mut crcs, len, &meta, ttl).await,
+                        None => {
+                            let body = (&mut buf, &mut crcs, len);
+                            self.finish(body, &meta, requested, ttl).await
+                        }
                     };
                     if result.is_err() {
                         self.abandon(crcs.len() as u32).await;
@@ -350,10 +409,9 @@ impl Job {
 
     async fn finish(
         &self,
-        buf: &mut BytesMut,
-        crcs: &mut Vec<u32>,
-        len: u64,
+        (buf, crcs, len): (&mut BytesMut, &mut Vec<u32>, u64),
         meta: &[u8],
+        requested: Option<SystemTime>,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
         if !buf.is_empty() {
@@ -368,7 +426,12 @@ impl Job {
             meta,
             BodyPart::Chunks(crcs),
         );
-        commit_record(&self.core, &self.names, record, crcs.len() as u32, ttl).await?;
+        let entry = Entry {
+            key: &self.key,
+            names: &self.names,
+            requested,
+        };
+        commit_record(&self.core, entry, record, crcs.len() as u32, ttl).await?;
         if Expiry::of(ttl) == Expiry::Now {
             self.abandon(crcs.len() as u32).await;
         }

@@ -12,10 +12,13 @@ use cachio_core::store::{Store, StoreError, StoreWriter};
 use cachio_redis::{RedisStore, RedisStoreBuilder};
 use http::{HeaderMap, HeaderValue, StatusCode, Version};
 
-/// The settings the behaviour checks need: a generous timeout (debug builds on a busy machine)
-/// and 8 MiB bodies that fit the write queue even when appended without a pause.
+/// The settings the behaviour checks need: a generous timeout (debug builds on a busy machine),
+/// 8 MiB bodies that fit the write queue even when appended without a pause, and no clock-skew
+/// allowance (the tests and Redis share one clock), so that an entry requested just after a
+/// delete of its key is stored.
 pub fn for_checks(b: RedisStoreBuilder) -> RedisStoreBuilder {
     b.timeout(Duration::from_secs(2))
+        .clock_skew(Duration::ZERO)
         .max_object_size(8 << 20)
         .write_queue_bytes(32 << 20)
 }
