@@ -4,7 +4,7 @@
 pub mod server;
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cachio_core::meta::{Meta, ResponseMeta};
@@ -42,9 +42,13 @@ pub fn cluster(name: &str) -> RedisStore {
 
 /// Response metadata carrying `tag` in `x-tag`.
 pub fn meta(tag: &str) -> Arc<Meta> {
+    meta_requested(tag, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+}
+
+/// Response metadata carrying `tag` in `x-tag`, for a request made at `t`.
+pub fn meta_requested(tag: &str, t: SystemTime) -> Arc<Meta> {
     let mut h = HeaderMap::new();
     h.insert("x-tag", HeaderValue::from_str(tag).unwrap());
-    let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     Arc::new(Meta::Response(ResponseMeta::new(
         StatusCode::OK,
         Version::HTTP_11,
