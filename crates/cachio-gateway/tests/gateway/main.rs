@@ -9,6 +9,8 @@ mod certs;
 mod cli;
 mod coalescing;
 mod disk;
+#[cfg(feature = "redis")]
+mod fleet_purge;
 mod forwarded;
 mod https_upstream;
 mod hygiene;
