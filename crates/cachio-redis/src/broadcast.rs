@@ -99,9 +99,21 @@ const KIND_ALL: u8 = b'A';
 ///   then empties its memory tier before serving from it, since it may have missed messages. A
 ///   silent network fault (no connection reset) is noticed by a `PING` every second on the
 ///   subscription (answered within half a second), so the window can stretch to about 1.5 s
-///   then. A response that node B was fetching from the origin while A purged it can still be
-///   stored by B afterwards (as in any cache, a purge does not stop fetches already in
-///   flight).
+///   then.
+/// - Purges are ordered with every node's fetches: a response that node B was fetching from the
+///   origin while A purged it (by URL, prefix or tag, or by an unsafe method) is not stored
+///   once the purge has answered, in Redis nor in B's memory (the Redis tier commits first, and
+///   refuses it). Redis keeps, in the script that deletes, when each key was last deleted and
+///   when the last purge by a predicate began, by its own clock; the script that commits an
+///   entry refuses one whose request was sent before either, allowing
+///   [`RedisStoreBuilder::clock_skew`](crate::RedisStoreBuilder::clock_skew) (1 s by default)
+///   for the nodes' clocks to differ from Redis's. So a fetch that began up to that long after
+///   a purge is not stored either; it is served all the same. Refusals are counted
+///   ([`RedisStats::invalidated`](crate::RedisStats::invalidated)). Keep the nodes' clocks in
+///   step (NTP) and within the allowance. See the [crate] documentation, "Purge".
+/// - While Redis cannot be reached, a delete or a purge fails with an error saying that it did
+///   not reach the fleet (the gateway answers `503`): other nodes may still hold what it
+///   removes here, and it is to be retried.
 /// - A purge by a predicate removes and announces the entries it finds in Redis and in the
 ///   purging node's memory. A copy that only another node's memory still holds (its Redis copy
 ///   already expired or evicted) is not announced; it lives at most as long as copies from Redis

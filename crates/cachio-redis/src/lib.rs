@@ -65,6 +65,8 @@
 //! |---|---|---|
 //! | `{PREFIX:HASH}:m` | the record: a header (format version, generation id, body length, chunk count), the cache key, the [`Meta::encode`] bytes, a CRC-32 per chunk or the whole body when it fits in one chunk (*inline*), and a CRC-32 of all that | the entry's `ttl` |
 //! | `{PREFIX:HASH}:c:GENERATION:INDEX` | chunk `INDEX` (from 0) of the body written under generation `GENERATION` (16 hex digits): exactly [`CHUNK_SIZE`] bytes, the last one shorter | the entry's `ttl`; [`RedisStoreBuilder::pending_ttl`] while being written |
+//! | `{PREFIX:HASH}:p` | the fence: when the key was last deleted, by Redis's clock, in microseconds (see [Purge](#purge)) | an hour |
+//! | `PREFIX:purged` (one server), `{PREFIX:purged:N}` (a cluster, one per slot) | the floor: when the last purge by a predicate began, by Redis's clock | an hour |
 //! | `PREFIX:invalidate` | (a Pub/Sub channel) invalidations of [`Broadcast`] | |
 //!
 //! The record carries the full cache key: two keys with one hash (never seen, but possible)
@@ -110,8 +112,34 @@
 //!
 //! [`Store::purge`] `SCAN`s the record keys of the prefix (on every master of a cluster), reads
 //! them in small batches, offers each cache key and metadata to the predicate, and deletes the
-//! ones it picks (unless they were replaced in the meantime). Entries written while it runs may
-//! or may not be seen.
+//! ones it picks (unless they were replaced in the meantime).
+//!
+//! Deletes and purges are ordered with the writes of every node sharing the store, so that once
+//! a purge has answered, no node stores what it removed (a response that was on its way from
+//! the origin while it ran). [`Store::delete`] records Redis's time (`TIME`) under the key's
+//! *fence* in the same script that deletes the record; a purge by a predicate first raises the
+//! *floor* to Redis's time, then scans. The commit script refuses a write, with
+//! [`ErrorKind::Invalidated`] (counted in [`RedisStats::invalidated`]; the cache layer treats
+//! it as "not stored"), when the fence of its key or the floor is at or after its response's
+//! request time ([`ResponseMeta::request_time`], taken by the node before the request went to
+//! the origin) minus [`RedisStoreBuilder::clock_skew`] (default [`DEFAULT_CLOCK_SKEW`]), which
+//! allows for the node's clock and Redis's to differ. A write that began before the floor was
+//! raised and committed before it is found by the scan. The variants of a resource
+//! (`KEY \0 v...`) are fenced by the fence of `KEY`, whose delete also removes the variant
+//! index that makes them reachable; the index itself carries no request time and is written
+//! only after its variant's commit passed. Updates (a `304`'s new metadata) of a removed entry
+//! fail already: the entry is gone.
+//!
+//! A Redis Cluster runs a script on the keys of one slot: the fence lives in the entry's slot
+//! (its hash tag), there is a floor in each of the 16 384 slots, and a purge by a predicate
+//! raises them all (16 384 small scripts, run 64 at a time: about half a second on a small
+//! machine). There, a variant's write cannot read its resource's fence (another slot): a
+//! delete of one URL orders the responses without `Vary` and the floors order every purge by a
+//! predicate, but a variant fetched while its URL alone was purged can still be stored.
+//!
+//! Fences and floors live an hour: a write committed more than an hour after a purge of its
+//! key, of a response requested before it, is not refused. A write refused within the
+//! allowance after a purge costs a store, never a wrong response.
 //!
 //! # Faults
 //!
@@ -152,6 +180,7 @@
 //! the errors of its calls carry the reason.
 //!
 //! [`Meta::encode`]: cachio_core::meta::Meta::encode
+//! [`ResponseMeta::request_time`]: cachio_core::meta::ResponseMeta::request_time
 //! [`StoreWriter::append`]: cachio_core::store::StoreWriter::append
 //! [`StoreWriter::commit`]: cachio_core::store::StoreWriter::commit
 

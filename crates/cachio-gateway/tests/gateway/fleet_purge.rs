@@ -5,16 +5,13 @@
 
 use crate::support;
 
-#[path = "../../../cachio-redis/tests/support/server.rs"]
-mod redis_server;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::redis::redis_server::{RedisCluster, RedisServer, unique_prefix};
 use cachio_gateway::Gateway;
 use http::Response;
-use redis_server::{RedisCluster, RedisServer, unique_prefix};
 use support::{Running, client, full, send};
 
 const HOST: (&str, &str) = ("host", "shop.test");

@@ -9,7 +9,7 @@ mod certs;
 mod cli;
 mod coalescing;
 mod disk;
-#[cfg(feature = "redis")]
+#[cfg(all(feature = "redis", feature = "cli"))]
 mod fleet_purge;
 mod forwarded;
 mod https_upstream;
