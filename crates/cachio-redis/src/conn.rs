@@ -407,6 +407,8 @@ pub(crate) struct Core {
     pub(crate) connect_failed: AtomicBool,
     /// The fence and floor keys (`fence.rs`).
     pub(crate) fences: crate::fence::Fences,
+    /// The request times of variants, for their indexes' commits (`fence.rs`).
+    pub(crate) variant_times: crate::fence::VariantTimes,
 }
 
 impl Core {

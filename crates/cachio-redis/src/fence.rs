@@ -10,9 +10,12 @@
 //! the keys of one slot only, so there is a floor in every slot (`{PREFIX:purged:N}`, N chosen
 //! so that the key hashes to that slot), and a purge sets them all. On a cluster a variant
 //! key's commit cannot read its primary key's fence (another slot); it is refused by floors
-//! only, and what makes it reachable, the variant index under the primary key, is fenced.
+//! only, and what makes it reachable, the variant index under the primary key, is fenced: with
+//! the request time of the variant committed just before it ([`VariantTimes`]), and by the
+//! epochs of the indexes deleted under the key (`{PREFIX:HASH}:e`), never written back.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::record::Names;
@@ -94,6 +97,45 @@ impl Fences {
         }
         out
     }
+}
+
+/// The request times of the variants this store committed last, by primary key and epoch, for
+/// the commit of the variant index that follows each (an index carries no request time of its
+/// own): so the index of a variant requested before a purge of its resource is refused too, also
+/// on a cluster, where the variant's own commit cannot read the resource's fence.
+#[derive(Default)]
+pub(crate) struct VariantTimes(Mutex<HashMap<(String, u64), SystemTime>>);
+
+/// The most variant request times kept; past it they are all forgotten (their indexes are then
+/// ordered by the floors only).
+const VARIANT_TIMES: usize = 4096;
+
+impl VariantTimes {
+    /// Notes that a response for `key` requested at `requested` is being committed, when `key`
+    /// is a variant key.
+    pub(crate) fn note(&self, key: &str, requested: SystemTime) {
+        if let Some((primary, epoch)) = variant_of(key) {
+            let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if map.len() >= VARIANT_TIMES {
+                map.clear();
+            }
+            map.insert((primary.to_owned(), epoch), requested);
+        }
+    }
+
+    /// The request time of the variant whose index, of epoch `epoch`, is committed under
+    /// `primary`.
+    pub(crate) fn take(&self, primary: &str, epoch: u64) -> Option<SystemTime> {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.remove(&(primary.to_owned(), epoch))
+    }
+}
+
+/// The primary key and the epoch of a variant key `primary \0 v<epoch>:<hash>`.
+fn variant_of(key: &str) -> Option<(&str, u64)> {
+    let (primary, rest) = key.split_once('\0')?;
+    let epoch = rest.strip_prefix('v')?.get(..16)?;
+    Some((primary, u64::from_str_radix(epoch, 16).ok()?))
 }
 
 /// The primary key of `key`: the part before a variant's `\0`.
@@ -180,6 +222,23 @@ mod tests {
         // On a cluster the primary's fence is in another slot: the floor only.
         let cluster = Fences::new("p", true);
         assert_eq!(cluster.guards(variant, &names).len(), 1);
+    }
+
+    #[test]
+    fn an_index_commit_finds_its_variants_request_time() {
+        let times = VariantTimes::default();
+        let t = UNIX_EPOCH + Duration::from_secs(7);
+        times.note("http://x/", t);
+        assert_eq!(
+            times.take("http://x/", 0),
+            None,
+            "a primary key is no variant"
+        );
+        times.note("http://x/\0v00000000000000ab:0000000000000001", t);
+        assert_eq!(times.take("http://x/", 0xac), None, "another epoch");
+        assert_eq!(times.take("http://x/", 0xab), Some(t));
+        assert_eq!(times.take("http://x/", 0xab), None, "taken once");
+        assert_eq!(variant_of("http://x/\0vnothex!:1"), None);
     }
 
     #[test]

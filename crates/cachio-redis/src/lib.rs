@@ -66,6 +66,7 @@
 //! | `{PREFIX:HASH}:m` | the record: a header (format version, generation id, body length, chunk count), the cache key, the [`Meta::encode`] bytes, a CRC-32 per chunk or the whole body when it fits in one chunk (*inline*), and a CRC-32 of all that | the entry's `ttl` |
 //! | `{PREFIX:HASH}:c:GENERATION:INDEX` | chunk `INDEX` (from 0) of the body written under generation `GENERATION` (16 hex digits): exactly [`CHUNK_SIZE`] bytes, the last one shorter | the entry's `ttl`; [`RedisStoreBuilder::pending_ttl`] while being written |
 //! | `{PREFIX:HASH}:p` | the fence: when the key was last deleted, by Redis's clock, in microseconds (see [Purge](#purge)) | an hour |
+//! | `{PREFIX:HASH}:e` | (a set) the epochs of the variant indexes deleted under the key: an index of one of them is never written back | an hour |
 //! | `PREFIX:purged` (one server), `{PREFIX:purged:N}` (a cluster, one per slot) | the floor: when the last purge by a predicate began, by Redis's clock | an hour |
 //! | `PREFIX:invalidate` | (a Pub/Sub channel) invalidations of [`Broadcast`] | |
 //!
@@ -126,16 +127,19 @@
 //! allows for the node's clock and Redis's to differ. A write that began before the floor was
 //! raised and committed before it is found by the scan. The variants of a resource
 //! (`KEY \0 v...`) are fenced by the fence of `KEY`, whose delete also removes the variant
-//! index that makes them reachable; the index itself carries no request time and is written
-//! only after its variant's commit passed. Updates (a `304`'s new metadata) of a removed entry
-//! fail already: the entry is gone.
+//! index that makes them reachable. The index carries no request time of its own: its commit
+//! takes that of the variant the store committed just before under the same resource and epoch
+//! (the cache layer writes a variant, then its index), so it is refused with its variant.
+//! Updates (a `304`'s new metadata) of a removed entry fail already: the entry is gone.
 //!
 //! A Redis Cluster runs a script on the keys of one slot: the fence lives in the entry's slot
 //! (its hash tag), there is a floor in each of the 16 384 slots, and a purge by a predicate
 //! raises them all (16 384 small scripts, run 64 at a time: about half a second on a small
-//! machine). There, a variant's write cannot read its resource's fence (another slot): a
-//! delete of one URL orders the responses without `Vary` and the floors order every purge by a
-//! predicate, but a variant fetched while its URL alone was purged can still be stored.
+//! machine). There, a variant's write cannot read its resource's fence (another slot) and may
+//! be stored, but its index is refused, so it is never reachable. A delete that removes a
+//! variant index also notes its epoch as dead: a fetch that read the index before the delete
+//! and sent its request after it (so its own variant is fresh) would write the index back
+//! listing the older variants, which are still stored; that commit is refused.
 //!
 //! Fences and floors live an hour: a write committed more than an hour after a purge of its
 //! key, of a response requested before it, is not refused. A write refused within the
@@ -764,6 +768,7 @@ impl RedisStoreBuilder {
             connect_error: std::sync::Mutex::new(None),
             connect_failed: std::sync::atomic::AtomicBool::new(false),
             fences,
+            variant_times: fence::VariantTimes::default(),
         });
         core.warm_up(&runtime);
         Ok(RedisStore {

@@ -61,6 +61,11 @@ impl Names {
         format!("{}p", self.base)
     }
 
+    /// `{prefix:hash}:e`: the epochs of the variant indexes deleted under the key (`fence.rs`).
+    pub(crate) fn dead_epochs(&self) -> String {
+        format!("{}e", self.base)
+    }
+
     pub(crate) fn chunk(&self, generation: u64, index: u32) -> String {
         format!("{}c:{generation:016x}:{index}", self.base)
     }

@@ -54,13 +54,23 @@ local function set_entry(record, ttl, last)
 end
 ";
 
-/// `now_micros()`: the Redis server's clock in microseconds since the Unix epoch, and
-/// `raise(key, now, ttl)`: sets the fence or floor `key` to `now` unless it is later already,
-/// with a time to live of `ttl` ms.
+/// `now_micros()`: the Redis server's clock in microseconds since the Unix epoch;
+/// `index_epoch(record)`: the epoch (8 bytes) of a record holding a variant index, else nil (the
+/// record layout of `record.rs`, then `Meta::encode`'s: `CHM1`, a u16 version, kind 2, the
+/// epoch); `raise(key, now, ttl)`: sets the fence or floor `key` to `now` unless it is later
+/// already, with a time to live of `ttl` ms.
 const FENCE: &str = r"
 local function now_micros()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function index_epoch(old)
+  if string.len(old) < 37 or string.sub(old, 1, 4) ~= 'CRR\1' then return nil end
+  local a, b, c, d = string.byte(old, 26, 29)
+  local m = 29 + ((a * 256 + b) * 256 + c) * 256 + d + 5
+  if string.len(old) < m + 14 or string.sub(old, m, m + 3) ~= 'CHM1' then return nil end
+  if string.byte(old, m + 6) ~= 2 then return nil end
+  return string.sub(old, m + 7, m + 14)
 end
 local function raise(key, now, ttl)
   local old = tonumber(redis.call('GET', key) or '0') or 0
@@ -70,20 +80,26 @@ end
 ";
 
 /// Commit: `KEYS[1]` the record key, `KEYS[2..]` the new generation's chunks (all written
-/// before), then `ARGV[4]` guard keys (the fence and the floor, `fence.rs`); `ARGV[1]` the
+/// before), then `ARGV[4]` guard keys (the fence and the floor, `fence.rs`), then, when
+/// `ARGV[6]` (a variant index's epoch) is not empty, the key's dead epochs; `ARGV[1]` the
 /// record, `ARGV[2]` the time to live in ms (0: none), `ARGV[3]` the grace in ms for the
 /// replaced generation's chunks, `ARGV[5]` the threshold in microseconds. Returns 0, and changes
 /// nothing, when a chunk is missing (it expired or was evicted); 2, and changes nothing, when a
-/// guard is at or after the threshold (purged since the response was requested); else 1.
+/// guard is at or after the threshold (purged since the response was requested) or the index's
+/// epoch was deleted; else 1.
 pub(crate) static COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{RETIRE}{SET_ENTRY}
-local last = #KEYS - tonumber(ARGV[4])
+local guards = tonumber(ARGV[4])
+local dead = ARGV[6] ~= ''
+local last = #KEYS - guards
+if dead then last = last - 1 end
 local threshold = tonumber(ARGV[5])
-for i = last + 1, #KEYS do
+for i = last + 1, last + guards do
   local t = tonumber(redis.call('GET', KEYS[i]) or '')
   if t and t >= threshold then return 2 end
 end
+if dead and redis.call('SISMEMBER', KEYS[#KEYS], ARGV[6]) == 1 then return 2 end
 for i = 2, last do
   if redis.call('EXISTS', KEYS[i]) == 0 then return 0 end
 end
@@ -95,9 +111,11 @@ return 1
     ))
 });
 
-/// Purge of one key: `KEYS[1]` the record key, `KEYS[2]` its fence; `ARGV[1]` the grace in ms
-/// for its chunks, `ARGV[2]` the fence's time to live in ms. Raises the fence to now and
-/// deletes the record (if any). Returns 1 when it deleted a record, else 0.
+/// Purge of one key: `KEYS[1]` the record key, `KEYS[2]` its fence, `KEYS[3]` its dead epochs;
+/// `ARGV[1]` the grace in ms for its chunks, `ARGV[2]` the fence's time to live in ms. Raises
+/// the fence to now, deletes the record (if any), and when it held a variant index, notes its
+/// epoch as dead (an index of it is never written again). Returns 1 when it deleted a record,
+/// else 0.
 pub(crate) static PURGE_KEY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{RETIRE}{FENCE}
@@ -106,6 +124,11 @@ local old = redis.call('GET', KEYS[1])
 if not old then return 0 end
 redis.call('DEL', KEYS[1])
 retire(KEYS[1], old, '', tonumber(ARGV[1]))
+local epoch = index_epoch(old)
+if epoch then
+  redis.call('SADD', KEYS[3], epoch)
+  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
+end
 return 1
 "
     ))

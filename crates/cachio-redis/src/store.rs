@@ -228,7 +228,7 @@ impl Store for RedisStore {
         self.script(
             "delete",
             &scripts::PURGE_KEY,
-            vec![names.record(), names.fence()],
+            vec![names.record(), names.fence(), names.dead_epochs()],
             vec![grace, fence_ttl],
         )
         .await
@@ -315,23 +315,41 @@ where
 /// How many floors are raised at once on a cluster.
 const FLOORS_AT_ONCE: usize = 64;
 
+/// How many times a floor is tried before the purge fails (a cluster's purge raises 16 384).
+const FLOOR_TRIES: usize = 3;
+
 /// Raises every floor to Redis's time now: one key on a single server, one per slot on a
-/// cluster (`fence.rs`).
+/// cluster (`fence.rs`). A floor whose call fails is tried again, up to [`FLOOR_TRIES`] times.
 async fn raise_floors(core: &Core) -> Result<(), StoreError> {
     let ttl = millis(FENCE_TTL).to_string().into_bytes();
     let ttl = std::slice::from_ref(&ttl);
     for batch in core.fences.floors().chunks(FLOORS_AT_ONCE) {
-        let mut calls = Vec::with_capacity(batch.len());
-        for floor in batch {
-            calls.push(run_script(
-                core,
-                "raise floor",
-                &scripts::RAISE_FLOOR,
-                std::slice::from_ref(floor),
-                ttl,
-            ));
+        let mut pending: Vec<&String> = batch.iter().collect();
+        for attempt in 1..=FLOOR_TRIES {
+            let calls = pending.iter().map(|floor| {
+                run_script(
+                    core,
+                    "raise floor",
+                    &scripts::RAISE_FLOOR,
+                    std::slice::from_ref(*floor),
+                    ttl,
+                )
+            });
+            let results = futures_util::future::join_all(calls).await;
+            let mut failed = Vec::new();
+            let mut error = None;
+            for (floor, result) in pending.into_iter().zip(results) {
+                if let Err(e) = result {
+                    failed.push(floor);
+                    error = Some(e);
+                }
+            }
+            match error {
+                None => break,
+                Some(e) if attempt == FLOOR_TRIES => return Err(e),
+                Some(_) => pending = failed,
+            }
         }
-        futures_util::future::try_join_all(calls).await?;
     }
     Ok(())
 }

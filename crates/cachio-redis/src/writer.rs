@@ -58,7 +58,7 @@ enum Msg {
     Data(Bytes),
     Commit {
         meta: Vec<u8>,
-        requested: Option<SystemTime>,
+        fencing: Fencing,
         ttl: Option<Duration>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -197,7 +197,20 @@ impl StoreWriter for RedisWriter {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        let requested = meta.as_response().map(|r| r.request_time());
+        let core = &self.shared.core;
+        let fencing = match &*meta {
+            Meta::Response(r) => {
+                core.variant_times.note(&self.key, r.request_time());
+                Fencing {
+                    requested: Some(r.request_time()),
+                    epoch: None,
+                }
+            }
+            Meta::Variants(index) => Fencing {
+                requested: core.variant_times.take(&self.key, index.epoch),
+                epoch: Some(index.epoch),
+            },
+        };
         let meta = meta.encode();
         match self.task.take() {
             Some(task) => {
@@ -205,7 +218,7 @@ impl StoreWriter for RedisWriter {
                 task.tx
                     .send(Msg::Commit {
                         meta,
-                        requested,
+                        fencing,
                         ttl,
                         reply,
                     })
@@ -236,7 +249,7 @@ impl StoreWriter for RedisWriter {
                         let entry = Entry {
                             key: &key,
                             names: &names,
-                            requested,
+                            fencing,
                         };
                         commit_record(&core, entry, record, 0, ttl).await
                     })
@@ -246,12 +259,19 @@ impl StoreWriter for RedisWriter {
     }
 }
 
-/// The entry a record is committed for: its cache key, its key names, and when its response
-/// was requested (none for a variant index).
+/// What orders a commit with the purges of every node (`fence.rs`): when its response was
+/// requested (for a variant index, its variant's, if known), and a variant index's epoch.
+#[derive(Clone, Copy, Debug)]
+struct Fencing {
+    requested: Option<SystemTime>,
+    epoch: Option<u64>,
+}
+
+/// The entry a record is committed for: its cache key, its key names, and its fencing.
 struct Entry<'a> {
     key: &'a str,
     names: &'a Names,
-    requested: Option<SystemTime>,
+    fencing: Fencing,
 }
 
 /// Makes a record visible: sets it if the `chunks` chunks of its generation are all there and no
@@ -267,7 +287,7 @@ async fn commit_record(
     let Entry {
         key,
         names,
-        requested,
+        fencing,
     } = entry;
     let grace = millis(core.settings.retired_grace).to_string().into_bytes();
     let expiry = Expiry::of(ttl);
@@ -287,15 +307,24 @@ async fn commit_record(
     let mut keys = Vec::with_capacity(chunks as usize + 3);
     keys.push(names.record());
     keys.extend(names.chunks(generation, chunks));
-    // A variant index carries no request time: it is written only after its variant's own
-    // commit passed its guards.
-    let guards = match requested {
+    // A variant index carries no request time: it takes its variant's, when this store
+    // committed that variant (the cache layer writes the index right after).
+    let guards = match fencing.requested {
         Some(_) => core.fences.guards(key, names),
         None => Vec::new(),
     };
-    let threshold = requested.map_or(i64::MIN, |t| threshold(t, core.settings.clock_skew));
+    let threshold = fencing
+        .requested
+        .map_or(i64::MIN, |t| threshold(t, core.settings.clock_skew));
     let guard_count = guards.len();
     keys.extend(guards);
+    // A variant index of an epoch that a delete of its resource removed is never written back.
+    let epoch = fencing
+        .epoch
+        .map_or_else(Vec::new, |e| e.to_be_bytes().to_vec());
+    if fencing.epoch.is_some() {
+        keys.push(names.dead_epochs());
+    }
     let done = run_script(
         core,
         "commit",
@@ -307,6 +336,7 @@ async fn commit_record(
             grace,
             guard_count.to_string().into_bytes(),
             threshold.to_string().into_bytes(),
+            epoch,
         ],
     )
     .await?;
@@ -367,7 +397,7 @@ impl Job {
                 }
                 Msg::Commit {
                     meta,
-                    requested,
+                    fencing,
                     ttl,
                     reply,
                 } => {
@@ -375,7 +405,7 @@ impl Job {
                         Some(e) => Err(e),
                         None => {
                             let body = (&mut buf, &mut crcs, len);
-                            self.finish(body, &meta, requested, ttl).await
+                            self.finish(body, &meta, fencing, ttl).await
                         }
                     };
                     if result.is_err() {
@@ -411,7 +441,7 @@ impl Job {
         &self,
         (buf, crcs, len): (&mut BytesMut, &mut Vec<u32>, u64),
         meta: &[u8],
-        requested: Option<SystemTime>,
+        fencing: Fencing,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
         if !buf.is_empty() {
@@ -429,7 +459,7 @@ impl Job {
         let entry = Entry {
             key: &self.key,
             names: &self.names,
-            requested,
+            fencing,
         };
         commit_record(&self.core, entry, record, crcs.len() as u32, ttl).await?;
         if Expiry::of(ttl) == Expiry::Now {

@@ -1,7 +1,7 @@
 //! What the checks share: a sample entry, writing and reading entries, comparing metadata.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cachio_core::meta::{Meta, ResponseMeta};
@@ -52,14 +52,11 @@ pub fn sample_meta(tag: &str) -> Arc<Meta> {
         HeaderName::from_static("x-tag"),
         HeaderValue::from_str(tag).expect("sample_meta: the tag must be a valid header value"),
     );
-    // Requested now (rounded up to whole milliseconds, which every store keeps exactly): a store
-    // that refuses a commit requested before a delete of its key (cachio-redis orders purges with
-    // the fetches of a fleet so) takes the rewrites the checks make after a delete.
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(0) + 1;
-    let request_time = UNIX_EPOCH + Duration::from_millis(millis);
+    // Requested in 2100, after every delete the checks make: a store that refuses a commit
+    // requested before a delete of its key (cachio-redis orders purges with the fetches of a
+    // fleet so) takes the rewrites the checks make after a delete. Fixed, so that two calls give
+    // equal metadata.
+    let request_time = UNIX_EPOCH + Duration::from_millis(4_102_444_800_123);
     Arc::new(Meta::Response(ResponseMeta::new(
         StatusCode::NON_AUTHORITATIVE_INFORMATION,
         Version::HTTP_2,

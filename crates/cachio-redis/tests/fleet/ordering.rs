@@ -5,12 +5,15 @@
 
 use crate::support;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use cachio_core::meta::{Meta, VaryIndex};
 use cachio_core::store::{ErrorKind, Store, StoreWriter};
 use cachio_moka::MokaStore;
 use cachio_redis::{Broadcast, CHUNK_SIZE, FleetStore, RedisStore, RedisStoreBuilder};
+use http::HeaderName;
 use support::server::{self, RedisServer};
 use support::{body, get, meta_requested, tag};
 
@@ -143,22 +146,94 @@ async fn writes_in_flight_during_a_purge_are_refused_cluster() {
     writes_in_flight_during_a_purge_are_refused(true).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_variant_is_fenced_by_its_primary_key_on_one_server() {
-    let (a, b) = two_nodes(false, "ordering-variant");
+/// A variant requested before a delete of its resource on another node, and the variant index
+/// written after it: on one server the variant is refused (its resource's fence is reachable);
+/// on a cluster it cannot be (another slot), and its index, which would make it reachable, is.
+async fn a_variant_requested_before_a_purge_is_never_reachable(cluster: bool) {
+    let (a, b) = two_nodes(cluster, "ordering-variant");
     subscribed(&[&a, &b]).await;
     let primary = "http://o/v";
-    let variant = format!("{primary}\0v0000000000000001:0000000000000002");
+    let epoch = 0xab;
+    let variant = format!("{primary}\0v{epoch:016x}:{:016x}", 2);
     let requested = SystemTime::now();
     let mut w = b.begin(&variant).unwrap();
     w.append(Bytes::from_static(b"de")).unwrap();
     a.delete(primary).await.unwrap();
-    let e = w
-        .commit(meta_requested("v", requested), TTL)
-        .await
-        .unwrap_err();
+    let committed = w.commit(meta_requested("v", requested), TTL).await;
+    if cluster {
+        committed.unwrap();
+    } else {
+        let e = committed.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Invalidated, "{e}");
+        assert!(get(&a, &variant).await.unwrap().is_none());
+    }
+    let e = write_index(&b, primary, epoch, &[2]).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalidated, "{e}");
-    assert!(get(&a, &variant).await.unwrap().is_none());
+    assert!(a.get(primary).await.unwrap().is_none(), "the index is back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_requested_before_a_purge_is_never_reachable_single() {
+    a_variant_requested_before_a_purge_is_never_reachable(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_requested_before_a_purge_is_never_reachable_cluster() {
+    a_variant_requested_before_a_purge_is_never_reachable(true).await;
+}
+
+async fn write_variant(node: &FleetStore<MokaStore>, primary: &str, epoch: u64, hash: u64) {
+    let variant = format!("{primary}\0v{epoch:016x}:{hash:016x}");
+    let mut w = node.begin(&variant).unwrap();
+    w.append(Bytes::from(format!("variant {hash}"))).unwrap();
+    w.commit(meta_requested("v", SystemTime::now()), TTL)
+        .await
+        .unwrap();
+}
+
+async fn write_index(
+    node: &FleetStore<MokaStore>,
+    primary: &str,
+    epoch: u64,
+    variants: &[u64],
+) -> Result<(), cachio_core::store::StoreError> {
+    let mut index = VaryIndex::new(vec![HeaderName::from_static("accept-language")], epoch);
+    index.variants.extend_from_slice(variants);
+    let w = node.begin(primary)?;
+    w.commit(Arc::new(Meta::Variants(index)), TTL).await
+}
+
+/// A fetch that read a resource's variant index before another node deleted the resource, and
+/// requested its variant after: the variant is fresh, but the index it writes back would list
+/// the older variants again. It is refused: the deleted index's epoch is dead.
+async fn an_index_deleted_by_a_purge_is_never_written_back(cluster: bool) {
+    let (a, b) = two_nodes(cluster, "ordering-epoch");
+    subscribed(&[&a, &b]).await;
+    let primary = "http://o/e";
+    let epoch = 0xcd;
+    write_variant(&b, primary, epoch, 1).await;
+    write_index(&b, primary, epoch, &[1]).await.unwrap();
+    assert!(a.get(primary).await.unwrap().is_some());
+    a.delete(primary).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    write_variant(&b, primary, epoch, 2).await;
+    let e = write_index(&b, primary, epoch, &[1, 2]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalidated, "{e}");
+    assert!(a.get(primary).await.unwrap().is_none(), "the index is back");
+    // A new index (a new epoch) is written as usual.
+    write_variant(&b, primary, epoch + 1, 2).await;
+    write_index(&b, primary, epoch + 1, &[2]).await.unwrap();
+    assert!(a.get(primary).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_deleted_by_a_purge_is_never_written_back_single() {
+    an_index_deleted_by_a_purge_is_never_written_back(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_deleted_by_a_purge_is_never_written_back_cluster() {
+    an_index_deleted_by_a_purge_is_never_written_back(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
