@@ -105,7 +105,7 @@ const KIND_ALL: u8 = b'A';
 ///   once the purge has answered, in Redis nor in B's memory (the Redis tier commits first, and
 ///   refuses it). One narrow case remains: a commit that Redis took just before the purge, whose
 ///   memory copy B makes after the purge's announcement has already reached B; that copy lives
-///   until it expires from memory (`Tiered::promote_ttl`) or is evicted. Redis keeps, in the script that deletes, when each key was last deleted and
+///   until it expires or is evicted from memory. Redis keeps, in the script that deletes, when each key was last deleted and
 ///   when the last purge by a predicate began, by its own clock; the script that commits an
 ///   entry refuses one whose request was sent before either, allowing
 ///   [`RedisStoreBuilder::clock_skew`](crate::RedisStoreBuilder::clock_skew) (1 s by default)
