@@ -103,16 +103,17 @@ const KIND_ALL: u8 = b'A';
 /// - Purges are ordered with every node's fetches: a response that node B was fetching from the
 ///   origin while A purged it (by URL, prefix or tag, or by an unsafe method) is not stored
 ///   once the purge has answered, in Redis nor in B's memory (the Redis tier commits first, and
-///   refuses it). One narrow case remains: a commit that Redis took just before the purge, whose
-///   memory copy B makes after the purge's announcement has already reached B; that copy lives
-///   until it expires or is evicted from memory. Redis keeps, in the script that deletes, when each key was last deleted and
+///   refuses it). Redis keeps, in the script that deletes, when each key was last deleted and
 ///   when the last purge by a predicate began, by its own clock; the script that commits an
 ///   entry refuses one whose request was sent before either, allowing
 ///   [`RedisStoreBuilder::clock_skew`](crate::RedisStoreBuilder::clock_skew) (1 s by default)
 ///   for the nodes' clocks to differ from Redis's. So a fetch that began up to that long after
 ///   a purge is not stored either; it is served all the same. Refusals are counted
 ///   ([`RedisStats::invalidated`](crate::RedisStats::invalidated)). Keep the nodes' clocks in
-///   step (NTP) and within the allowance. See the [crate] documentation, "Purge".
+///   step (NTP) and within the allowance. See the [crate] documentation, "Purge". One narrow
+///   case remains: a commit that Redis took just before the purge, whose memory copy B makes
+///   after the purge's announcement has already reached B; that copy lives until it expires or
+///   is evicted from memory.
 /// - While Redis cannot be reached, a delete or a purge fails with an error saying that it did
 ///   not reach the fleet (the gateway answers `503`): other nodes may still hold what it
 ///   removes here, and it is to be retried.
