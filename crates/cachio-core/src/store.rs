@@ -221,6 +221,9 @@ pub enum ErrorKind {
     Io,
     /// The store does not offer the operation.
     Unsupported,
+    /// A purge or an invalidation of the key came after the response was requested (on any node
+    /// sharing the store): the write was refused and nothing was stored. Not a fault.
+    Invalidated,
     /// Anything else.
     Other,
 }
@@ -234,6 +237,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::TooLarge => "entry too large",
             ErrorKind::Io => "store I/O error",
             ErrorKind::Unsupported => "unsupported by this store",
+            ErrorKind::Invalidated => "invalidated since it was requested",
             ErrorKind::Other => "store error",
         })
     }

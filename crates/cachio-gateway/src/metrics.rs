@@ -181,6 +181,10 @@ fn describe() {
             "cachio_redis_breaker_opened_total",
             "Times the Redis circuit breaker opened.",
         ),
+        (
+            "cachio_redis_invalidated_total",
+            "Writes refused because a purge on some node came after their request (nothing stored).",
+        ),
     ];
     for (name, help) in counters {
         metrics::describe_counter!(name, Unit::Count, help);
@@ -297,6 +301,7 @@ impl StoreGauges for cachio_redis::FleetStore<cachio_moka::MokaStore> {
             ("cachio_redis_errors_total", redis.errors),
             ("cachio_redis_corrupt_total", redis.corrupt),
             ("cachio_redis_breaker_opened_total", redis.breaker_opened),
+            ("cachio_redis_invalidated_total", redis.invalidated),
         ] {
             metrics::counter!(name).absolute(value);
         }

@@ -1,5 +1,6 @@
 //! Purging: the `PURGE` method on a proxied URL, and the admin routes under `/_cachio/purge/`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -26,7 +27,7 @@ const X_PURGE_TOKEN: HeaderName = HeaderName::from_static("x-purge-token");
 
 /// A refused or failed purge: a status and a short explanation.
 #[derive(Debug)]
-pub(crate) struct Reject(StatusCode, &'static str);
+pub(crate) struct Reject(StatusCode, Cow<'static, str>);
 
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
@@ -44,7 +45,7 @@ impl IntoResponse for Reject {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Reject {
-    Reject(status, body)
+    Reject(status, Cow::Borrowed(body))
 }
 
 /// Compares two byte strings in time that depends on their lengths only.
@@ -152,23 +153,21 @@ async fn purge_url<St: Store>(shared: &Shared<St>, get: &Request<()>) -> Result<
             if shared.keys.has_extras() {
                 // A store that cannot enumerate its keys purges the one the request names.
                 let others = format!("{} ", url_key_of(&shared.keys, get));
-                n += shared
+                n += match shared
                     .layer
                     .purge(move |stored, _| stored.starts_with(&others))
                     .await
-                    .unwrap_or(0);
+                {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Unsupported => 0,
+                    Err(e) => return Err(store_failed(&e)),
+                };
             }
             shared.metrics.purge(PurgeKind::Url, n);
             tracing::info!(key, purged = n, "purged a URL");
             Ok(n)
         }
-        Err(e) => {
-            tracing::warn!(key, error = %e, "purge failed");
-            Err(text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "500 Internal Server Error: the store failed\n",
-            ))
-        }
+        Err(e) => Err(store_failed(&e)),
     }
 }
 
@@ -229,6 +228,14 @@ fn store_failed(e: &cachio_core::StoreError) -> Reject {
         text(
             StatusCode::NOT_IMPLEMENTED,
             "501 Not Implemented: this store cannot enumerate its entries (purge by URL works)\n",
+        )
+    } else if e.kind() == ErrorKind::Unavailable {
+        // Redis (or another shared store) is down: the other nodes may still hold, or store,
+        // what was asked to go. Say so; the caller retries.
+        tracing::warn!(error = %e, "purge failed: the store is unavailable");
+        Reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Cow::Owned(format!("503 Service Unavailable: {e}\n")),
         )
     } else {
         tracing::warn!(error = %e, "purge failed");

@@ -99,9 +99,24 @@ const KIND_ALL: u8 = b'A';
 ///   then empties its memory tier before serving from it, since it may have missed messages. A
 ///   silent network fault (no connection reset) is noticed by a `PING` every second on the
 ///   subscription (answered within half a second), so the window can stretch to about 1.5 s
-///   then. A response that node B was fetching from the origin while A purged it can still be
-///   stored by B afterwards (as in any cache, a purge does not stop fetches already in
-///   flight).
+///   then.
+/// - Purges are ordered with every node's fetches: a response that node B was fetching from the
+///   origin while A purged it (by URL, prefix or tag, or by an unsafe method) is not stored
+///   once the purge has answered, in Redis nor in B's memory (the Redis tier commits first, and
+///   refuses it). Redis keeps, in the script that deletes, when each key was last deleted and
+///   when the last purge by a predicate began, by its own clock; the script that commits an
+///   entry refuses one whose request was sent before either, allowing
+///   [`RedisStoreBuilder::clock_skew`](crate::RedisStoreBuilder::clock_skew) (1 s by default)
+///   for the nodes' clocks to differ from Redis's. So a fetch that began up to that long after
+///   a purge is not stored either; it is served all the same. Refusals are counted
+///   ([`RedisStats::invalidated`](crate::RedisStats::invalidated)). Keep the nodes' clocks in
+///   step (NTP) and within the allowance. See the [crate] documentation, "Purge". One narrow
+///   case remains: a commit that Redis took just before the purge, whose memory copy B makes
+///   after the purge's announcement has already reached B; that copy lives until it expires or
+///   is evicted from memory.
+/// - While Redis cannot be reached, a delete or a purge fails with an error saying that it did
+///   not reach the fleet (the gateway answers `503`): other nodes may still hold what it
+///   removes here, and it is to be retried.
 /// - A purge by a predicate removes and announces the entries it finds in Redis and in the
 ///   purging node's memory. A copy that only another node's memory still holds (its Redis copy
 ///   already expired or evicted) is not announced; it lives at most as long as copies from Redis
@@ -378,8 +393,9 @@ impl<S, L> Broadcast<S, L> {
         }
     }
 
-    /// Publishes that `keys` were removed (or, past the limit, that everything was).
-    async fn announce(&self, keys: Vec<String>) {
+    /// Publishes that `keys` were removed (or, past the limit, that everything was); the first
+    /// failure to publish is the error.
+    async fn announce(&self, keys: Vec<String>) -> Result<(), StoreError> {
         let messages = if keys.len() > MAX_ANNOUNCED_KEYS {
             vec![encode(&self.inner.node, KIND_ALL, &[])]
         } else {
@@ -400,6 +416,7 @@ impl<S, L> Broadcast<S, L> {
             out
         };
         let state = &self.inner.state;
+        let mut result = Ok(());
         for message in messages {
             match self.inner.redis.publish(&self.inner.channel, message).await {
                 Ok(()) => {
@@ -408,10 +425,21 @@ impl<S, L> Broadcast<S, L> {
                 Err(e) => {
                     state.publish_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "could not publish an invalidation to the fleet");
+                    result = result.and(Err(e));
                 }
             }
         }
+        result
     }
+}
+
+/// A delete or a purge that Redis did not take or could not announce: other nodes may still
+/// hold, or store, what it removed here.
+fn not_in_fleet(e: StoreError) -> StoreError {
+    StoreError::new(
+        e.kind(),
+        format!("the purge did not reach the fleet (Redis: {e})"),
+    )
 }
 
 fn encode(node: &[u8; 16], kind: u8, keys: &[String]) -> Vec<u8> {
@@ -487,10 +515,16 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
         self.inner.store.update(key, previous, meta, ttl).await
     }
 
+    /// Deletes on the inner store (raising the key's fence in Redis) and announces the key.
+    ///
+    /// # Errors
+    ///
+    /// When Redis could not be reached, to delete or to announce: the purge did not reach the
+    /// fleet (the message says so); the local copy is gone all the same.
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let result = self.inner.store.delete(key).await;
-        self.announce(vec![key.to_owned()]).await;
-        result
+        let announced = self.announce(vec![key.to_owned()]).await;
+        result.and(announced).map_err(not_in_fleet)
     }
 
     fn max_body_size(&self) -> Option<u64> {
@@ -525,10 +559,14 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
             std::mem::take(&mut *found.lock().unwrap_or_else(PoisonError::into_inner))
                 .into_iter()
                 .collect();
-        if !keys.is_empty() {
-            self.announce(keys).await;
-        }
+        let announced = if keys.is_empty() {
+            Ok(())
+        } else {
+            self.announce(keys).await
+        };
         result
+            .and_then(|n| announced.map(|()| n))
+            .map_err(not_in_fleet)
     }
 }
 

@@ -355,6 +355,10 @@ pub struct RedisStats {
     pub errors: u64,
     /// Records or chunks found corrupt or missing (and removed).
     pub corrupt: u64,
+    /// Commits refused because a purge or an invalidation of their key (on any node) came after
+    /// their response was requested: nothing was stored (see [`crate::Broadcast`], "Running a
+    /// fleet").
+    pub invalidated: u64,
     /// How many times the circuit breaker opened.
     pub breaker_opened: u64,
 }
@@ -367,6 +371,7 @@ pub(crate) struct Counters {
     pub(crate) refused: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) corrupt: AtomicU64,
+    pub(crate) invalidated: AtomicU64,
 }
 
 impl Counters {
@@ -378,6 +383,7 @@ impl Counters {
             refused: self.refused.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             corrupt: self.corrupt.load(Ordering::Relaxed),
+            invalidated: self.invalidated.load(Ordering::Relaxed),
             breaker_opened,
         }
     }
@@ -399,6 +405,10 @@ pub(crate) struct Core {
     /// time out meanwhile.
     pub(crate) connect_error: Mutex<Option<String>>,
     pub(crate) connect_failed: AtomicBool,
+    /// The fence and floor keys (`fence.rs`).
+    pub(crate) fences: crate::fence::Fences,
+    /// The request times of variants, for their indexes' commits (`fence.rs`).
+    pub(crate) variant_times: crate::fence::VariantTimes,
 }
 
 impl Core {
@@ -635,6 +645,8 @@ pub(crate) struct Settings {
     pub(crate) write_queue: u64,
     pub(crate) pending_ttl: Duration,
     pub(crate) retired_grace: Duration,
+    /// How far apart the clocks of the nodes and of Redis may be (`fence.rs`).
+    pub(crate) clock_skew: Duration,
     pub(crate) tls: crate::tls::Tls,
 }
 

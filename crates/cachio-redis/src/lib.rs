@@ -65,6 +65,9 @@
 //! |---|---|---|
 //! | `{PREFIX:HASH}:m` | the record: a header (format version, generation id, body length, chunk count), the cache key, the [`Meta::encode`] bytes, a CRC-32 per chunk or the whole body when it fits in one chunk (*inline*), and a CRC-32 of all that | the entry's `ttl` |
 //! | `{PREFIX:HASH}:c:GENERATION:INDEX` | chunk `INDEX` (from 0) of the body written under generation `GENERATION` (16 hex digits): exactly [`CHUNK_SIZE`] bytes, the last one shorter | the entry's `ttl`; [`RedisStoreBuilder::pending_ttl`] while being written |
+//! | `{PREFIX:HASH}:p` | the fence: when the key was last deleted, by Redis's clock, in microseconds (see [Purge](#purge)) | an hour |
+//! | `{PREFIX:HASH}:e` | (a set) the epochs of the variant indexes deleted under the key: an index of one of them is never written back | an hour |
+//! | `PREFIX:purged` (one server), `{PREFIX:purged:N}` (a cluster, one per slot) | the floor: when the last purge by a predicate began, by Redis's clock | an hour |
 //! | `PREFIX:invalidate` | (a Pub/Sub channel) invalidations of [`Broadcast`] | |
 //!
 //! The record carries the full cache key: two keys with one hash (never seen, but possible)
@@ -110,8 +113,37 @@
 //!
 //! [`Store::purge`] `SCAN`s the record keys of the prefix (on every master of a cluster), reads
 //! them in small batches, offers each cache key and metadata to the predicate, and deletes the
-//! ones it picks (unless they were replaced in the meantime). Entries written while it runs may
-//! or may not be seen.
+//! ones it picks (unless they were replaced in the meantime).
+//!
+//! Deletes and purges are ordered with the writes of every node sharing the store, so that once
+//! a purge has answered, no node stores what it removed (a response that was on its way from
+//! the origin while it ran). [`Store::delete`] records Redis's time (`TIME`) under the key's
+//! *fence* in the same script that deletes the record; a purge by a predicate first raises the
+//! *floor* to Redis's time, then scans. The commit script refuses a write, with
+//! [`ErrorKind::Invalidated`] (counted in [`RedisStats::invalidated`]; the cache layer treats
+//! it as "not stored"), when the fence of its key or the floor is at or after its response's
+//! request time ([`ResponseMeta::request_time`], taken by the node before the request went to
+//! the origin) minus [`RedisStoreBuilder::clock_skew`] (default [`DEFAULT_CLOCK_SKEW`]), which
+//! allows for the node's clock and Redis's to differ. A write that began before the floor was
+//! raised and committed before it is found by the scan. The variants of a resource
+//! (`KEY \0 v...`) are fenced by the fence of `KEY`, whose delete also removes the variant
+//! index that makes them reachable. The index carries no request time of its own: its commit
+//! takes that of the variant the store committed just before under the same resource and epoch
+//! (the cache layer writes a variant, then its index), so it is refused with its variant.
+//! Updates (a `304`'s new metadata) of a removed entry fail already: the entry is gone.
+//!
+//! A Redis Cluster runs a script on the keys of one slot: the fence lives in the entry's slot
+//! (its hash tag), there is a floor in each of the 16 384 slots, and a purge by a predicate
+//! raises them all (16 384 small scripts, run 64 at a time: about half a second on a small
+//! machine). There, a variant's write cannot read its resource's fence (another slot) and may
+//! be stored, but its index is refused, so it is never reachable. A delete that removes a
+//! variant index also notes its epoch as dead: a fetch that read the index before the delete
+//! and sent its request after it (so its own variant is fresh) would write the index back
+//! listing the older variants, which are still stored; that commit is refused.
+//!
+//! Fences and floors live an hour: a write committed more than an hour after a purge of its
+//! key, of a response requested before it, is not refused. A write refused within the
+//! allowance after a purge costs a store, never a wrong response.
 //!
 //! # Faults
 //!
@@ -152,6 +184,7 @@
 //! the errors of its calls carry the reason.
 //!
 //! [`Meta::encode`]: cachio_core::meta::Meta::encode
+//! [`ResponseMeta::request_time`]: cachio_core::meta::ResponseMeta::request_time
 //! [`StoreWriter::append`]: cachio_core::store::StoreWriter::append
 //! [`StoreWriter::commit`]: cachio_core::store::StoreWriter::commit
 
@@ -159,6 +192,7 @@ mod body;
 mod breaker;
 mod broadcast;
 mod conn;
+mod fence;
 mod record;
 mod scripts;
 mod store;
@@ -212,6 +246,10 @@ pub const DEFAULT_RETIRED_GRACE: Duration = Duration::from_secs(30);
 
 /// Failures in a row that open the circuit breaker unless configured otherwise: 3.
 pub const DEFAULT_BREAKER_THRESHOLD: u32 = 3;
+
+/// How far apart the clocks of a fleet's nodes and of Redis may be, by default (see
+/// [`RedisStoreBuilder::clock_skew`]).
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(1);
 
 /// How long an open circuit breaker refuses calls unless configured otherwise: 1 s.
 pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
@@ -479,6 +517,7 @@ pub struct RedisStoreBuilder {
     write_queue: u64,
     pending_ttl: Duration,
     retired_grace: Duration,
+    clock_skew: Duration,
     breaker_threshold: u32,
     breaker_cooldown: Duration,
     tls: tls::Tls,
@@ -495,6 +534,7 @@ impl RedisStoreBuilder {
             write_queue: DEFAULT_WRITE_QUEUE_BYTES,
             pending_ttl: DEFAULT_PENDING_TTL,
             retired_grace: DEFAULT_RETIRED_GRACE,
+            clock_skew: DEFAULT_CLOCK_SKEW,
             breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
             breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
             tls: tls::Tls::default(),
@@ -564,6 +604,32 @@ impl RedisStoreBuilder {
     pub fn retired_grace(self, grace: Duration) -> Self {
         Self {
             retired_grace: grace,
+            ..self
+        }
+    }
+
+    /// How far apart the clocks of the fleet's nodes and of Redis may be (default
+    /// [`DEFAULT_CLOCK_SKEW`]). A commit is refused ([`ErrorKind::Invalidated`]) when a purge
+    /// or an invalidation of its key, timed by Redis's clock, came at or after its response's
+    /// request time (the node's clock) minus this allowance. A larger allowance refuses more
+    /// fetches that started just after a purge (each refusal costs only a store); a smaller one
+    /// than the real skew lets a node whose clock runs ahead store what a purge removed. Keep
+    /// the clocks in step with NTP (typically within milliseconds) and leave a margin.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let store = cachio_redis::RedisStore::builder("redis://127.0.0.1/")
+    ///     .clock_skew(Duration::from_millis(250))
+    ///     .build()?;
+    /// # let _ = store;
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn clock_skew(self, skew: Duration) -> Self {
+        Self {
+            clock_skew: skew,
             ..self
         }
     }
@@ -679,6 +745,7 @@ impl RedisStoreBuilder {
                 .lazy()
                 .map_err(|e| bad(format!("cannot set up the Redis connection: {e}")))?
         };
+        let fences = fence::Fences::new(&self.prefix, matches!(self.target, Target::Cluster(_)));
         let core = Arc::new(Core {
             conn,
             connector,
@@ -691,6 +758,7 @@ impl RedisStoreBuilder {
                 write_queue: self.write_queue,
                 pending_ttl: self.pending_ttl,
                 retired_grace: self.retired_grace,
+                clock_skew: self.clock_skew,
                 tls: self.tls,
             },
             breaker: breaker::Breaker::new(self.breaker_threshold, self.breaker_cooldown),
@@ -699,6 +767,8 @@ impl RedisStoreBuilder {
             generations: GenerationIds::new(),
             connect_error: std::sync::Mutex::new(None),
             connect_failed: std::sync::atomic::AtomicBool::new(false),
+            fences,
+            variant_times: fence::VariantTimes::default(),
         });
         core.warm_up(&runtime);
         Ok(RedisStore {

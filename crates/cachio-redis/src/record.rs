@@ -29,8 +29,8 @@ const MAGIC: &[u8; 3] = b"CRR";
 const FLAG_INLINE: u8 = 1;
 const HEADER: usize = 29;
 
-/// The Redis key names of one entry: `{prefix:hash}:m` for the record and
-/// `{prefix:hash}:c:<generation>:<index>` for the chunks. The braces make a hash tag, so a
+/// The Redis key names of one entry: `{prefix:hash}:m` for the record,
+/// `{prefix:hash}:c:<generation>:<index>` for the chunks and `{prefix:hash}:p` for its fence. The braces make a hash tag, so a
 /// Redis Cluster keeps all of an entry's keys in one slot.
 #[derive(Clone, Debug)]
 pub(crate) struct Names {
@@ -54,6 +54,16 @@ impl Names {
         s.push_str(&self.base);
         s.push('m');
         s
+    }
+
+    /// `{prefix:hash}:p`: when the key was last deleted (see `fence.rs`).
+    pub(crate) fn fence(&self) -> String {
+        format!("{}p", self.base)
+    }
+
+    /// `{prefix:hash}:e`: the epochs of the variant indexes deleted under the key (`fence.rs`).
+    pub(crate) fn dead_epochs(&self) -> String {
+        format!("{}e", self.base)
     }
 
     pub(crate) fn chunk(&self, generation: u64, index: u32) -> String {

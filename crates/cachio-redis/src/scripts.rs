@@ -1,7 +1,7 @@
 //! The Lua scripts that change entries atomically.
 //!
 //! Each script touches one entry: its record key (`KEYS[1]`) and chunk keys, which share one hash
-//! tag and so one cluster slot. The chunks of a replaced generation are found from the old
+//! tag and so one cluster slot, as does its fence. The chunks of a replaced generation are found from the old
 //! record's fixed-offset header (see `record.rs`) and are in the same slot too.
 
 use std::sync::LazyLock;
@@ -41,32 +41,104 @@ end
 ";
 
 /// Sets `KEYS[1]` to `ARGV[1]` with a time to live of `ARGV[2]` ms (0: none) and gives the chunk
-/// keys `KEYS[2..]` the same expiry.
+/// keys `KEYS[2..=last]` the same expiry.
 const SET_ENTRY: &str = r"
-local function set_entry(record, ttl)
+local function set_entry(record, ttl, last)
   if ttl > 0 then
     redis.call('SET', KEYS[1], record, 'PX', ttl)
-    for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+    for i = 2, last do redis.call('PEXPIRE', KEYS[i], ttl) end
   else
     redis.call('SET', KEYS[1], record)
-    for i = 2, #KEYS do redis.call('PERSIST', KEYS[i]) end
+    for i = 2, last do redis.call('PERSIST', KEYS[i]) end
   end
 end
 ";
 
+/// `now_micros()`: the Redis server's clock in microseconds since the Unix epoch;
+/// `index_epoch(record)`: the epoch (8 bytes) of a record holding a variant index, else nil (the
+/// record layout of `record.rs`, then `Meta::encode`'s: `CHM1`, a u16 version, kind 2, the
+/// epoch); `raise(key, now, ttl)`: sets the fence or floor `key` to `now` unless it is later
+/// already, with a time to live of `ttl` ms.
+const FENCE: &str = r"
+local function now_micros()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function index_epoch(old)
+  if string.len(old) < 37 or string.sub(old, 1, 4) ~= 'CRR\1' then return nil end
+  local a, b, c, d = string.byte(old, 26, 29)
+  local m = 29 + ((a * 256 + b) * 256 + c) * 256 + d + 5
+  if string.len(old) < m + 14 or string.sub(old, m, m + 3) ~= 'CHM1' then return nil end
+  if string.byte(old, m + 6) ~= 2 then return nil end
+  return string.sub(old, m + 7, m + 14)
+end
+local function raise(key, now, ttl)
+  local old = tonumber(redis.call('GET', key) or '0') or 0
+  if old > now then now = old end
+  redis.call('SET', key, string.format('%.0f', now), 'PX', ttl)
+end
+";
+
 /// Commit: `KEYS[1]` the record key, `KEYS[2..]` the new generation's chunks (all written
-/// before); `ARGV[1]` the record, `ARGV[2]` the time to live in ms (0: none), `ARGV[3]` the grace
-/// in ms for the replaced generation's chunks. Returns 0, and changes nothing, when a chunk is
-/// missing (it expired or was evicted), else 1.
+/// before), then `ARGV[4]` guard keys (the fence and the floor, `fence.rs`), then, when
+/// `ARGV[6]` (a variant index's epoch) is not empty, the key's dead epochs; `ARGV[1]` the
+/// record, `ARGV[2]` the time to live in ms (0: none), `ARGV[3]` the grace in ms for the
+/// replaced generation's chunks, `ARGV[5]` the threshold in microseconds. Returns 0, and changes
+/// nothing, when a chunk is missing (it expired or was evicted); 2, and changes nothing, when a
+/// guard is at or after the threshold (purged since the response was requested) or the index's
+/// epoch was deleted; else 1.
 pub(crate) static COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{RETIRE}{SET_ENTRY}
-for i = 2, #KEYS do
+local guards = tonumber(ARGV[4])
+local dead = ARGV[6] ~= ''
+local last = #KEYS - guards
+if dead then last = last - 1 end
+local threshold = tonumber(ARGV[5])
+for i = last + 1, last + guards do
+  local t = tonumber(redis.call('GET', KEYS[i]) or '')
+  if t and t >= threshold then return 2 end
+end
+if dead and redis.call('SISMEMBER', KEYS[#KEYS], ARGV[6]) == 1 then return 2 end
+for i = 2, last do
   if redis.call('EXISTS', KEYS[i]) == 0 then return 0 end
 end
 local old = redis.call('GET', KEYS[1])
-set_entry(ARGV[1], tonumber(ARGV[2]))
+set_entry(ARGV[1], tonumber(ARGV[2]), last)
 if old then retire(KEYS[1], old, string.sub(ARGV[1], 6, 13), tonumber(ARGV[3])) end
+return 1
+"
+    ))
+});
+
+/// Purge of one key: `KEYS[1]` the record key, `KEYS[2]` its fence, `KEYS[3]` its dead epochs;
+/// `ARGV[1]` the grace in ms for its chunks, `ARGV[2]` the fence's time to live in ms. Raises
+/// the fence to now, deletes the record (if any), and when it held a variant index, notes its
+/// epoch as dead (an index of it is never written again). Returns 1 when it deleted a record,
+/// else 0.
+pub(crate) static PURGE_KEY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{RETIRE}{FENCE}
+raise(KEYS[2], now_micros(), tonumber(ARGV[2]))
+local old = redis.call('GET', KEYS[1])
+if not old then return 0 end
+redis.call('DEL', KEYS[1])
+retire(KEYS[1], old, '', tonumber(ARGV[1]))
+local epoch = index_epoch(old)
+if epoch then
+  redis.call('SADD', KEYS[3], epoch)
+  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
+end
+return 1
+"
+    ))
+});
+
+/// Raises the floor `KEYS[1]` to now, with a time to live of `ARGV[1]` ms. Returns 1.
+pub(crate) static RAISE_FLOOR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{FENCE}
+raise(KEYS[1], now_micros(), tonumber(ARGV[1]))
 return 1
 "
     ))
@@ -80,7 +152,7 @@ pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
         "{SET_ENTRY}
 local old = redis.call('GET', KEYS[1])
 if not old or string.sub(old, 6, 13) ~= string.sub(ARGV[1], 6, 13) then return 0 end
-set_entry(ARGV[1], tonumber(ARGV[2]))
+set_entry(ARGV[1], tonumber(ARGV[2]), #KEYS)
 return 1
 "
     ))

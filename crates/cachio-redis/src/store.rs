@@ -10,6 +10,7 @@ use cachio_core::meta::Meta;
 use cachio_core::store::{ErrorKind, Hit, Store, StoreError};
 
 use crate::conn::Core;
+use crate::fence::{self, FENCE_TTL};
 use crate::record::{self, Names, StoredBody};
 use crate::scripts::{self, Expiry, millis, run_script};
 use crate::{RedisBody, RedisStore, RedisWriter};
@@ -212,11 +213,26 @@ impl Store for RedisStore {
         Ok(n == 1)
     }
 
+    /// Deletes the entry and raises its key's fence, so that no commit of a response requested
+    /// before lands after it, on any node (see `fence.rs`). A variant key's delete (an old variant
+    /// dropped) raises no fence.
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.check_open()?;
-        self.delete_record(&Names::new(self.prefix(), key), None)
-            .await
-            .map(|_| ())
+        let names = Names::new(self.prefix(), key);
+        if fence::primary(key).len() != key.len() {
+            return self.delete_record(&names, None).await.map(|_| ());
+        }
+        let settings = &self.shared.core.settings;
+        let grace = millis(settings.retired_grace).to_string().into_bytes();
+        let fence_ttl = millis(FENCE_TTL).to_string().into_bytes();
+        self.script(
+            "delete",
+            &scripts::PURGE_KEY,
+            vec![names.record(), names.fence(), names.dead_epochs()],
+            vec![grace, fence_ttl],
+        )
+        .await
+        .map(|_| ())
     }
 
     fn max_body_size(&self) -> Option<u64> {
@@ -243,6 +259,8 @@ async fn purge<F>(core: &Core, matches: &F) -> Result<u64, StoreError>
 where
     F: Fn(&str, &Meta) -> bool,
 {
+    // The floors first: a commit after them is refused, one before them is found by the scan.
+    raise_floors(core).await?;
     let prefix = core.settings.prefix.clone();
     let pattern = record::record_pattern(&prefix);
     let masters = core.exec("CLUSTER SLOTS", core.conn.masters()).await?;
@@ -292,4 +310,46 @@ where
         }
     }
     Ok(removed)
+}
+
+/// How many floors are raised at once on a cluster.
+const FLOORS_AT_ONCE: usize = 64;
+
+/// How many times a floor is tried before the purge fails (a cluster's purge raises 16 384).
+const FLOOR_TRIES: usize = 3;
+
+/// Raises every floor to Redis's time now: one key on a single server, one per slot on a
+/// cluster (`fence.rs`). A floor whose call fails is tried again, up to [`FLOOR_TRIES`] times.
+async fn raise_floors(core: &Core) -> Result<(), StoreError> {
+    let ttl = millis(FENCE_TTL).to_string().into_bytes();
+    let ttl = std::slice::from_ref(&ttl);
+    for batch in core.fences.floors().chunks(FLOORS_AT_ONCE) {
+        let mut pending: Vec<&String> = batch.iter().collect();
+        for attempt in 1..=FLOOR_TRIES {
+            let calls = pending.iter().map(|floor| {
+                run_script(
+                    core,
+                    "raise floor",
+                    &scripts::RAISE_FLOOR,
+                    std::slice::from_ref(*floor),
+                    ttl,
+                )
+            });
+            let results = futures_util::future::join_all(calls).await;
+            let mut failed = Vec::new();
+            let mut error = None;
+            for (floor, result) in pending.into_iter().zip(results) {
+                if let Err(e) = result {
+                    failed.push(floor);
+                    error = Some(e);
+                }
+            }
+            match error {
+                None => break,
+                Some(e) if attempt == FLOOR_TRIES => return Err(e),
+                Some(_) => pending = failed,
+            }
+        }
+    }
+    Ok(())
 }

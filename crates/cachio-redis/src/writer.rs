@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use cachio_core::meta::Meta;
@@ -12,6 +12,7 @@ use cachio_core::store::{ErrorKind, StoreError, StoreWriter};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{Core, Shared};
+use crate::fence::threshold;
 use crate::record::{self, BodyPart, Names};
 use crate::scripts::{self, Expiry, delete_keys, millis, run_script};
 use crate::{CHUNK_SIZE, too_large};
@@ -57,6 +58,7 @@ enum Msg {
     Data(Bytes),
     Commit {
         meta: Vec<u8>,
+        fencing: Fencing,
         ttl: Option<Duration>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -195,12 +197,31 @@ impl StoreWriter for RedisWriter {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
+        let core = &self.shared.core;
+        let fencing = match &*meta {
+            Meta::Response(r) => {
+                core.variant_times.note(&self.key, r.request_time());
+                Fencing {
+                    requested: Some(r.request_time()),
+                    epoch: None,
+                }
+            }
+            Meta::Variants(index) => Fencing {
+                requested: core.variant_times.take(&self.key, index.epoch),
+                epoch: Some(index.epoch),
+            },
+        };
         let meta = meta.encode();
         match self.task.take() {
             Some(task) => {
                 let (reply, answer) = oneshot::channel();
                 task.tx
-                    .send(Msg::Commit { meta, ttl, reply })
+                    .send(Msg::Commit {
+                        meta,
+                        fencing,
+                        ttl,
+                        reply,
+                    })
                     .map_err(|_| {
                         StoreError::new(ErrorKind::Unavailable, "the Redis writer task stopped")
                     })?;
@@ -221,24 +242,53 @@ impl StoreWriter for RedisWriter {
                 );
                 let core = Arc::clone(&self.shared.core);
                 let names = self.names.clone();
+                let key = std::mem::take(&mut self.key);
                 self.shared
                     .runtime
-                    .run(async move { commit_record(&core, &names, record, 0, ttl).await })
+                    .run(async move {
+                        let entry = Entry {
+                            key: &key,
+                            names: &names,
+                            fencing,
+                        };
+                        commit_record(&core, entry, record, 0, ttl).await
+                    })
                     .await
             }
         }
     }
 }
 
-/// Makes a record visible: sets it if the `chunks` chunks of its generation are all there, or
-/// removes the entry when `ttl` is zero.
+/// What orders a commit with the purges of every node (`fence.rs`): when its response was
+/// requested (for a variant index, its variant's, if known), and a variant index's epoch.
+#[derive(Clone, Copy, Debug)]
+struct Fencing {
+    requested: Option<SystemTime>,
+    epoch: Option<u64>,
+}
+
+/// The entry a record is committed for: its cache key, its key names, and its fencing.
+struct Entry<'a> {
+    key: &'a str,
+    names: &'a Names,
+    fencing: Fencing,
+}
+
+/// Makes a record visible: sets it if the `chunks` chunks of its generation are all there and no
+/// purge of its key came after its response was requested (`fence.rs`), or removes the entry
+/// when `ttl` is zero.
 async fn commit_record(
     core: &Core,
-    names: &Names,
+    entry: Entry<'_>,
     record: Vec<u8>,
     chunks: u32,
     ttl: Option<Duration>,
 ) -> Result<(), StoreError> {
+    let Entry {
+        key,
+        names,
+        fencing,
+    } = entry;
     let grace = millis(core.settings.retired_grace).to_string().into_bytes();
     let expiry = Expiry::of(ttl);
     if expiry == Expiry::Now {
@@ -254,24 +304,55 @@ async fn commit_record(
         return Ok(());
     }
     let generation = u64::from_be_bytes(record[5..13].try_into().expect("8 bytes"));
-    let mut keys = Vec::with_capacity(chunks as usize + 1);
+    let mut keys = Vec::with_capacity(chunks as usize + 3);
     keys.push(names.record());
     keys.extend(names.chunks(generation, chunks));
+    // A variant index carries no request time: it takes its variant's, when this store
+    // committed that variant (the cache layer writes the index right after).
+    let guards = match fencing.requested {
+        Some(_) => core.fences.guards(key, names),
+        None => Vec::new(),
+    };
+    let threshold = fencing
+        .requested
+        .map_or(i64::MIN, |t| threshold(t, core.settings.clock_skew));
+    let guard_count = guards.len();
+    keys.extend(guards);
+    // A variant index of an epoch that a delete of its resource removed is never written back.
+    let epoch = fencing
+        .epoch
+        .map_or_else(Vec::new, |e| e.to_be_bytes().to_vec());
+    if fencing.epoch.is_some() {
+        keys.push(names.dead_epochs());
+    }
     let done = run_script(
         core,
         "commit",
         &scripts::COMMIT,
         &keys,
-        &[record, expiry.arg().to_string().into_bytes(), grace],
+        &[
+            record,
+            expiry.arg().to_string().into_bytes(),
+            grace,
+            guard_count.to_string().into_bytes(),
+            threshold.to_string().into_bytes(),
+            epoch,
+        ],
     )
     .await?;
-    if done == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::new(
+    match done {
+        1 => Ok(()),
+        2 => {
+            core.counters.invalidated.fetch_add(1, Ordering::Relaxed);
+            Err(StoreError::new(
+                ErrorKind::Invalidated,
+                "purged or invalidated since the response was requested: nothing stored",
+            ))
+        }
+        _ => Err(StoreError::new(
             ErrorKind::Unavailable,
             "a chunk expired or was evicted before the commit: nothing stored",
-        ))
+        )),
     }
 }
 
@@ -314,10 +395,18 @@ impl Job {
                     }
                     self.core.queued.fetch_sub(n, Ordering::AcqRel);
                 }
-                Msg::Commit { meta, ttl, reply } => {
+                Msg::Commit {
+                    meta,
+                    fencing,
+                    ttl,
+                    reply,
+                } => {
                     let result = match error.take() {
                         Some(e) => Err(e),
-                        None => self.finish(&mut buf, &mut crcs, len, &meta, ttl).await,
+                        None => {
+                            let body = (&mut buf, &mut crcs, len);
+                            self.finish(body, &meta, fencing, ttl).await
+                        }
                     };
                     if result.is_err() {
                         self.abandon(crcs.len() as u32).await;
@@ -350,10 +439,9 @@ impl Job {
 
     async fn finish(
         &self,
-        buf: &mut BytesMut,
-        crcs: &mut Vec<u32>,
-        len: u64,
+        (buf, crcs, len): (&mut BytesMut, &mut Vec<u32>, u64),
         meta: &[u8],
+        fencing: Fencing,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
         if !buf.is_empty() {
@@ -368,7 +456,12 @@ impl Job {
             meta,
             BodyPart::Chunks(crcs),
         );
-        commit_record(&self.core, &self.names, record, crcs.len() as u32, ttl).await?;
+        let entry = Entry {
+            key: &self.key,
+            names: &self.names,
+            fencing,
+        };
+        commit_record(&self.core, entry, record, crcs.len() as u32, ttl).await?;
         if Expiry::of(ttl) == Expiry::Now {
             self.abandon(crcs.len() as u32).await;
         }

@@ -316,6 +316,11 @@ pub(crate) async fn commit_entry<W: StoreWriter>(
 ) -> bool {
     match writer.commit(meta, ttl).await {
         Ok(()) => true,
+        // A purge on another node since the request went out: expected, and counted by the store.
+        Err(e) if e.kind() == cachio_core::store::ErrorKind::Invalidated => {
+            tracing::debug!(key, error = %e, "not stored: invalidated since it was requested");
+            false
+        }
         Err(e) => {
             tracing::warn!(key, error = %e, "cache store commit failed");
             false

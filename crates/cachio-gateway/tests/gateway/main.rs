@@ -9,6 +9,8 @@ mod certs;
 mod cli;
 mod coalescing;
 mod disk;
+#[cfg(all(feature = "redis", feature = "cli"))]
+mod fleet_purge;
 mod forwarded;
 mod https_upstream;
 mod hygiene;

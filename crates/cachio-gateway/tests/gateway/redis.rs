@@ -5,7 +5,7 @@
 use crate::support;
 
 #[path = "../../../cachio-redis/tests/support/server.rs"]
-mod redis_server;
+pub(crate) mod redis_server;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

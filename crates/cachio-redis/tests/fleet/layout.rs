@@ -193,7 +193,11 @@ async fn replaced_deleted_and_abandoned_chunks_go() {
 
     store.delete("k").await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(keys(server, "layout-retire"), Vec::<String>::new());
+    // Only the key's fence stays, which orders the delete with commits still to come.
+    let fence = store.record_key("k").replace("}:m", "}:p");
+    assert_eq!(keys(server, "layout-retire"), vec![fence.clone()]);
+    let ttl: i64 = server.cli(&["PTTL", &fence]).trim().parse().unwrap();
+    assert!(ttl > 0 && ttl <= 3_600_000, "the fence expires: {ttl}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod support;
 mod broadcast;
 mod faults;
 mod layout;
+mod ordering;
 mod storage_cluster;
 mod storage_single;
 mod tls;

@@ -4,7 +4,7 @@
 pub mod server;
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cachio_core::meta::{Meta, ResponseMeta};
@@ -12,10 +12,13 @@ use cachio_core::store::{Store, StoreError, StoreWriter};
 use cachio_redis::{RedisStore, RedisStoreBuilder};
 use http::{HeaderMap, HeaderValue, StatusCode, Version};
 
-/// The settings the behaviour checks need: a generous timeout (debug builds on a busy machine)
-/// and 8 MiB bodies that fit the write queue even when appended without a pause.
+/// The settings the behaviour checks need: a generous timeout (debug builds on a busy machine),
+/// 8 MiB bodies that fit the write queue even when appended without a pause, and no clock-skew
+/// allowance (the tests and Redis share one clock), so that an entry requested just after a
+/// delete of its key is stored.
 pub fn for_checks(b: RedisStoreBuilder) -> RedisStoreBuilder {
     b.timeout(Duration::from_secs(2))
+        .clock_skew(Duration::ZERO)
         .max_object_size(8 << 20)
         .write_queue_bytes(32 << 20)
 }
@@ -39,9 +42,13 @@ pub fn cluster(name: &str) -> RedisStore {
 
 /// Response metadata carrying `tag` in `x-tag`.
 pub fn meta(tag: &str) -> Arc<Meta> {
+    meta_requested(tag, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+}
+
+/// Response metadata carrying `tag` in `x-tag`, for a request made at `t`.
+pub fn meta_requested(tag: &str, t: SystemTime) -> Arc<Meta> {
     let mut h = HeaderMap::new();
     h.insert("x-tag", HeaderValue::from_str(tag).unwrap());
-    let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     Arc::new(Meta::Response(ResponseMeta::new(
         StatusCode::OK,
         Version::HTTP_11,
