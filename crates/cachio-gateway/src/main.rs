@@ -69,6 +69,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long a shutdown waits for the responses still being stored, once requests are done.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let workers = config
         .workers
@@ -157,7 +160,20 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         workers,
         "cachio-gateway listening"
     );
-    cachio_gateway::serve_threaded(listeners, gateway.into_router(), workers, stopped(first_rx))?;
+    // Once the last connection is done, the responses still being stored are stored and the
+    // disk tier synced, before the workers' runtimes (and the tasks they run) are dropped.
+    let settle = async {
+        if gateway.settle(SETTLE_TIMEOUT).await {
+            tracing::info!("every stored response is committed");
+        }
+    };
+    cachio_gateway::serve_threaded_then(
+        listeners,
+        gateway.router(),
+        workers,
+        stopped(first_rx),
+        settle,
+    )?;
     if let Some(admin) = admin {
         let _ = admin.join();
     }

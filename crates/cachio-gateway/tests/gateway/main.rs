@@ -9,6 +9,7 @@ mod certs;
 mod cli;
 mod coalescing;
 mod disk;
+mod drain;
 mod forwarded;
 mod https_upstream;
 mod hygiene;
