@@ -61,6 +61,7 @@
 //! | `redis` | yes | the shared Redis tier with fleet-wide invalidation ([`GatewayBuilder::redis_url`], [`GatewayBuilder::redis_cluster`], `cachio-redis`) |
 //! | `redis-tls` | yes | TLS to Redis: `rediss://` URLs, [`GatewayBuilder::redis_ca`], [`GatewayBuilder::redis_client_cert`] (rustls) |
 //! | `cli` | yes | the `cachio-gateway` binary's command line (clap, tracing-subscriber) |
+//! | `jemalloc` | yes | the `cachio-gateway` binary allocates with jemalloc (not with MSVC); the library never sets an allocator |
 //!
 //! # Settings from a file or a command line
 //!

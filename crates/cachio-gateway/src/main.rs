@@ -10,6 +10,12 @@ use std::process::ExitCode;
 use cachio_gateway::{Config, Listeners, ServerTls};
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+/// Under a stream of distinct responses the system allocator kept the memory of freed bodies
+/// (resident memory rose past 270 MiB for a 16 MiB memory tier); jemalloc gives it back.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A caching reverse proxy (RFC 9111) in front of one HTTP or HTTPS origin.
 ///
 /// Listens for HTTP/1.1 and h2c, and for HTTPS (HTTP/2 and HTTP/1.1) with --tls-cert; SIGHUP

@@ -27,6 +27,13 @@ fn start(origin: &str, dir: &Path) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let addr = listening_on(&mut child);
+    (child, addr)
+}
+
+/// The address a gateway started with its stderr piped says it listens on; its log is read on
+/// (and dropped) from then on, so it never blocks on a full pipe.
+pub(crate) fn listening_on(child: &mut Child) -> String {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("the gateway logs its address").unwrap();
@@ -34,9 +41,8 @@ fn start(origin: &str, dir: &Path) -> (Child, String) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    // Keep reading, so the gateway never blocks on a full pipe.
     std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-    (child, addr)
+    addr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,5 +20,6 @@ mod purge;
 mod redis;
 mod shutdown;
 mod sites;
+mod soak;
 mod stale;
 mod tls_listener;
