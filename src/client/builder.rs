@@ -17,7 +17,9 @@ use tower_http::follow_redirect::policy::{FilterCredentials, PolicyExt};
 
 use super::redirect::Limit;
 use super::transport::Transport;
-use super::{Body, BoxError, Client, Error, Inner, Invalidate, RequestBody, ResponseFuture};
+use super::{
+    Body, BoxError, Client, Error, Inner, Invalidate, RequestBody, ResponseFuture, Settled,
+};
 use crate::tls::TlsConfig;
 
 /// The redirects a client follows by default, as browsers and most HTTP clients do.
@@ -75,6 +77,7 @@ pub(super) struct Built {
     pub(super) inner: Inner,
     pub(super) stats: Arc<CacheStats>,
     pub(super) invalidate: Invalidate,
+    pub(super) settled: Settled,
 }
 
 impl ClientBuilder {
@@ -215,6 +218,7 @@ impl ClientBuilder {
             inner: built.inner,
             stats: built.stats,
             invalidate: built.invalidate,
+            settled: built.settled,
         })
     }
 }
@@ -247,6 +251,11 @@ impl Settings {
             .layer(cache.clone())
             .option_layer(self.timeout.map(tower::timeout::TimeoutLayer::new))
             .service(transport);
+        let writes = cache.clone();
+        let settled: Settled = Arc::new(move || {
+            let cache = writes.clone();
+            Box::pin(async move { cache.settled().await })
+        });
         let invalidate: Invalidate = Arc::new(move |req| {
             let cache = cache.clone();
             Box::pin(async move { cache.invalidate(&req).await })
@@ -266,6 +275,7 @@ impl Settings {
             inner,
             stats,
             invalidate,
+            settled,
         })
     }
 }

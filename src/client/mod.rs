@@ -68,6 +68,9 @@ type Invalidate = Arc<
         + Sync,
 >;
 
+/// Completes once the cache's writes in the background are done.
+type Settled = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// An HTTP client with an RFC 9111 cache built in, over HTTP and HTTPS.
 ///
 /// [`Client::new`] keeps the cache in a directory (the [embedded](crate::embedded) store: memory
@@ -96,6 +99,7 @@ pub struct Client {
     inner: Inner,
     stats: Arc<CacheStats>,
     invalidate: Invalidate,
+    settled: Settled,
 }
 
 impl Client {
@@ -207,6 +211,31 @@ impl Client {
         let uri: Uri = url.parse().map_err(Error::url)?;
         let req = Request::get(uri).body(()).map_err(Error::url)?;
         (self.invalidate)(req).await.map_err(Error::store)
+    }
+}
+
+impl Client {
+    /// Completes once every response this client began to store is stored. A response is stored
+    /// on a task of its own once its body has been read to the end, and a tokio runtime that
+    /// shuts down drops that task: a program awaits this before it returns from `main` (or
+    /// drops its runtime), then drops its clients, which closes the disk store and syncs it.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachio::client::Error> {
+    /// let client = cachio::Client::new("./http-cache")?;
+    /// let res = client.get("https://www.example.com/").await?;
+    /// res.into_body().bytes().await?;
+    /// // Before exit: the response is committed, then the store closes with the client.
+    /// client.settled().await;
+    /// drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn settled(&self) {
+        (self.settled)().await;
     }
 }
 

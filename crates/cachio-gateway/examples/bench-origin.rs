@@ -1,5 +1,6 @@
-//! The origin `scripts/bench-gateway` puts the caches in front of: answers every `GET` with the
-//! same 1 KiB body and `Cache-Control: max-age=3600`.
+//! The origin `scripts/bench-gateway` and `scripts/soak-gateway` put the caches in front of:
+//! answers every `GET` with `Cache-Control: max-age=3600` and a body of 1 KiB, or of `N` bytes
+//! (up to 16 MiB) when the query is `size=N`.
 //!
 //! `cargo run --release -p cachio-gateway --example bench-origin -- 127.0.0.1:9000`
 
@@ -18,14 +19,14 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("bench-origin listening on {}", listener.local_addr()?);
-    let body = Bytes::from(vec![b'x'; 1024]);
+    let body = Bytes::from(vec![b'x'; MAX_SIZE]);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let body = body.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |_req| {
-                let body = body.clone();
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let body = body.slice(..size(req.uri()));
                 async move {
                     Ok::<_, Infallible>(
                         http::Response::builder()
@@ -41,4 +42,17 @@ async fn main() -> std::io::Result<()> {
                 .await;
         });
     }
+}
+
+/// The largest body served.
+const MAX_SIZE: usize = 16 << 20;
+
+/// The body size a request asks for with `size=N` in its query (1 KiB without).
+fn size(uri: &http::Uri) -> usize {
+    uri.query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|p| p.strip_prefix("size=")?.parse::<usize>().ok())
+        .unwrap_or(1024)
+        .min(MAX_SIZE)
 }

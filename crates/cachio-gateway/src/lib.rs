@@ -61,6 +61,7 @@
 //! | `redis` | yes | the shared Redis tier with fleet-wide invalidation ([`GatewayBuilder::redis_url`], [`GatewayBuilder::redis_cluster`], `cachio-redis`) |
 //! | `redis-tls` | yes | TLS to Redis: `rediss://` URLs, [`GatewayBuilder::redis_ca`], [`GatewayBuilder::redis_client_cert`] (rustls) |
 //! | `cli` | yes | the `cachio-gateway` binary's command line (clap, tracing-subscriber) |
+//! | `jemalloc` | yes | the `cachio-gateway` binary allocates with jemalloc (not with MSVC); the library never sets an allocator |
 //!
 //! # Settings from a file or a command line
 //!
@@ -145,6 +146,7 @@ mod proxy;
 mod purge;
 mod router;
 mod serve;
+mod settle;
 mod sites;
 mod tiers;
 mod tls;
@@ -168,7 +170,7 @@ pub use forwarded::{Cidr, ForwardedHeaders};
 pub use hygiene::REWRITE_HEADERS;
 pub use key::KeyOptions;
 pub use proxy::ACCESS_LOG_TARGET;
-pub use serve::{Listeners, serve, serve_threaded, serve_tls};
+pub use serve::{Listeners, serve, serve_threaded, serve_threaded_then, serve_tls};
 pub use sites::Site;
 pub use tls::ServerTls;
 
@@ -475,6 +477,7 @@ pub struct Gateway {
     admin: Router,
     stats: Arc<CacheStats>,
     metrics: RenderMetrics,
+    settle: settle::Settle,
 }
 
 impl fmt::Debug for Gateway {
@@ -561,6 +564,35 @@ impl Gateway {
     /// reports the site the request's `Host` selects).
     pub fn stats(&self) -> Arc<CacheStats> {
         self.stats.clone()
+    }
+
+    /// Finishes what the gateway began before it exits: waits up to `timeout` for the responses
+    /// it is still storing (a client may have had the last byte of a response before the
+    /// cache committed it; background revalidations), then syncs the disk tier. Says whether
+    /// all of it was done; what was not is logged. Call it once the server has stopped taking
+    /// requests, on a runtime that still runs the tasks the requests spawned: after [`serve`]
+    /// returns, on the same runtime, or through [`serve_threaded_then`] (the binary waits up to
+    /// 10 seconds).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use cachio_gateway::Gateway;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let gateway = Gateway::builder("http://127.0.0.1:9000").build()?;
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// // Serve until the shutdown future completes (here at once), then settle.
+    /// cachio_gateway::serve(listener, gateway.router(), async {}).await?;
+    /// assert!(gateway.settle(Duration::from_secs(10)).await);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        self.settle.run(timeout).await
     }
 
     /// What `GET /_cachio/metrics` answers: every counter in the Prometheus text format (with

@@ -10,6 +10,12 @@ use std::process::ExitCode;
 use cachio_gateway::{Config, Listeners, ServerTls};
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+/// Under a stream of distinct responses the system allocator kept the memory of freed bodies
+/// (resident memory rose past 270 MiB for a 16 MiB memory tier); jemalloc gives it back.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A caching reverse proxy (RFC 9111) in front of one HTTP or HTTPS origin.
 ///
 /// Listens for HTTP/1.1 and h2c, and for HTTPS (HTTP/2 and HTTP/1.1) with --tls-cert; SIGHUP
@@ -68,6 +74,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// How long a shutdown waits for the responses still being stored, once requests are done.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let workers = config
@@ -157,7 +166,20 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         workers,
         "cachio-gateway listening"
     );
-    cachio_gateway::serve_threaded(listeners, gateway.into_router(), workers, stopped(first_rx))?;
+    // Once the last connection is done, the responses still being stored are stored and the
+    // disk tier synced, before the workers' runtimes (and the tasks they run) are dropped.
+    let settle = async {
+        if gateway.settle(SETTLE_TIMEOUT).await {
+            tracing::info!("every stored response is committed");
+        }
+    };
+    cachio_gateway::serve_threaded_then(
+        listeners,
+        gateway.router(),
+        workers,
+        stopped(first_rx),
+        settle,
+    )?;
     if let Some(admin) = admin {
         let _ = admin.join();
     }

@@ -13,7 +13,7 @@ use cachio_core::cache_control::CacheControl;
 use cachio_core::clock::Clock;
 use cachio_core::policy::Policy;
 use cachio_core::store::Store;
-use cachio_tower::{CacheLayer, CacheStats};
+use cachio_tower::CacheLayer;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tower::Layer;
@@ -23,6 +23,7 @@ use crate::hop::Via;
 use crate::metrics::{Metrics, StoreGauges};
 use crate::proxy::{Proxy, Shared};
 use crate::purge::{self, PurgeSettings};
+use crate::settle::Settle;
 use crate::sites::Resolved;
 use crate::upstream::{self, Upstream};
 use crate::{Gateway, GatewayBuilder, Sharing};
@@ -65,14 +66,17 @@ pub(crate) fn assemble<St: Store + StoreGauges>(
     store: St,
     b: &GatewayBuilder,
     sites: Vec<Resolved>,
+    settle: Option<Settle>,
 ) -> Gateway {
     let implicit = sites.len() == 1 && sites[0].hosts.is_empty();
     let default = sites.iter().position(|s| s.default);
     let mut routes = Vec::with_capacity(sites.len());
     let mut first = None;
+    let mut settle = settle.unwrap_or_default();
     for site in sites {
-        let (route, stats, metrics) = assemble_site(store.clone(), b, site);
-        first.get_or_insert((stats, metrics));
+        let (route, layer, metrics) = assemble_site(store.clone(), b, site);
+        first.get_or_insert((layer.stats(), metrics));
+        settle.layer(layer);
         routes.push(route);
     }
     let (stats, metrics) = first.expect("a gateway has a site");
@@ -82,6 +86,7 @@ pub(crate) fn assemble<St: Store + StoreGauges>(
             admin: route.admin,
             stats,
             metrics,
+            settle,
         };
     }
     let routes: Arc<[Route]> = routes.into();
@@ -90,6 +95,7 @@ pub(crate) fn assemble<St: Store + StoreGauges>(
         admin: Router::new().fallback_service(Dispatch::new(routes, default, true)),
         stats,
         metrics,
+        settle,
     }
 }
 
@@ -100,7 +106,7 @@ fn assemble_site<St: Store + StoreGauges>(
     store: St,
     b: &GatewayBuilder,
     site: Resolved,
-) -> (Route, Arc<CacheStats>, RenderMetrics) {
+) -> (Route, CacheLayer<St>, RenderMetrics) {
     let metrics = Arc::new(Metrics::new(&site.name));
     let via = Via::new(&site.name);
     let outgoing = upstream::Outgoing {
@@ -131,7 +137,6 @@ fn assemble_site<St: Store + StoreGauges>(
         let k = keys.clone();
         layer.key_fn(move |parts| k.key(parts))
     };
-    let stats = layer.stats();
     let shared = Arc::new(Shared {
         store,
         layer: layer.clone(),
@@ -177,7 +182,8 @@ fn assemble_site<St: Store + StoreGauges>(
         router,
         admin,
     };
-    (route, stats, Arc::new(move || render_metrics(&shared)))
+    let layer = shared.layer.clone();
+    (route, layer, Arc::new(move || render_metrics(&shared)))
 }
 
 fn render_metrics<St: Store + StoreGauges>(shared: &Shared<St>) -> String {

@@ -353,6 +353,47 @@ pub fn serve_threaded<F>(
 where
     F: Future<Output = ()> + Send,
 {
+    serve_threaded_then(listeners, router, workers, shutdown, async {})
+}
+
+/// Like [`serve_threaded`], and once the last connection is done, runs `then` while the
+/// workers still run the tasks the requests spawned; returns when it completes. Give it
+/// [`Gateway::settle`](crate::Gateway::settle), so that the responses the cache is still storing
+/// are stored before the workers' runtimes (and their tasks) are dropped.
+///
+/// # Errors
+///
+/// As [`serve_threaded`].
+///
+/// # Panics
+///
+/// When `workers` is zero.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// // Serves until killed, so compiled but not run by `cargo test`.
+/// let gateway = cachio_gateway::Gateway::builder("http://127.0.0.1:9000").build()?;
+/// let listener = std::net::TcpListener::bind("127.0.0.1:8080")?;
+/// let settle = gateway.clone();
+/// cachio_gateway::serve_threaded_then(listener, gateway.router(), 2, std::future::pending(), async move {
+///     settle.settle(Duration::from_secs(10)).await;
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn serve_threaded_then<F, T>(
+    listeners: impl Into<Listeners>,
+    router: Router,
+    workers: usize,
+    shutdown: F,
+    then: T,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send,
+    T: Future<Output = ()>,
+{
     assert!(workers > 0, "serve_threaded needs at least one worker");
     let Listeners { plain, tls } = listeners.into();
     if plain.is_none() && tls.is_none() {
@@ -391,7 +432,7 @@ where
                         }
                     }
                 });
-                // Let tasks the cache spawned (commits, revalidations) finish briefly.
+                // The tasks still running are dropped; blocking ones get a second to end.
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })?;
         senders.push(tx);
@@ -426,6 +467,8 @@ where
             "shutting down: waiting for requests in flight"
         );
         graceful.shutdown().await;
+        // The workers go on running the tasks the requests spawned meanwhile.
+        then.await;
         drop(senders);
         Ok::<_, std::io::Error>(())
     })?;

@@ -214,7 +214,7 @@ pub(crate) fn open(b: &GatewayBuilder, sites: Vec<Resolved>) -> Result<Gateway, 
         return open_redis(b, target, sites);
     }
     match &tiers.disk {
-        None => Ok(assemble(tiers.memory(true), b, sites)),
+        None => Ok(assemble(tiers.memory(true), b, sites, None)),
         #[cfg(feature = "disk")]
         Some((dir, budget)) => {
             let disk = cachio_fjall::FjallStore::builder(dir)
@@ -222,8 +222,15 @@ pub(crate) fn open(b: &GatewayBuilder, sites: Vec<Resolved>) -> Result<Gateway, 
                 .max_object_size(tiers.max_object_bytes)
                 .open()
                 .map_err(GatewayError::Disk)?;
+            // At shutdown, the journal goes to disk once the last commits are in.
+            let mut settle = crate::settle::Settle::default();
+            let synced = disk.clone();
+            settle.sync(move || {
+                let disk = synced.clone();
+                async move { disk.sync().await }
+            });
             let store = cachio_core::tiered::Tiered::new(tiers.memory(false), disk);
-            Ok(assemble(store, b, sites))
+            Ok(assemble(store, b, sites, Some(settle)))
         }
         #[cfg(not(feature = "disk"))]
         Some(_) => Err(GatewayError::DiskUnsupported),
@@ -265,7 +272,7 @@ fn open_redis(
     }
     let redis = redis.build().map_err(GatewayError::Redis)?;
     let store = cachio_redis::Broadcast::fleet(tiers.memory(false), redis);
-    Ok(assemble(store, b, sites))
+    Ok(assemble(store, b, sites, None))
 }
 
 #[cfg(not(feature = "redis"))]

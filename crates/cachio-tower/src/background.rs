@@ -61,7 +61,9 @@ pub(crate) fn spawn_revalidation<S, St, ReqB, ResB>(
         p.method = Method::GET;
         p
     };
+    let running = cx.config.writes.start();
     tokio::spawn(async move {
+        let _running = running;
         let request_time = cx.now();
         let res = match inner
             .call(Request::from_parts(fwd_parts, ReqB::default()))

@@ -11,6 +11,7 @@ use cachio_core::store::{Store, StoreWriter};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::config::Writes;
 use crate::outcome::Signal;
 use tokio::task::JoinHandle;
 
@@ -54,6 +55,8 @@ pub(crate) struct Capture<St: Store> {
     pub(crate) commit: Box<dyn FnOnce(St::Writer, u64, Signal) -> CommitFuture + Send>,
     /// Says whether the body got stored; dropped with an abandoned capture ("not stored").
     pub(crate) signal: Signal,
+    /// The cache's running writes, which the commit counts in.
+    pub(crate) writes: Arc<Writes>,
 }
 
 pub(crate) type CommitFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -127,8 +130,12 @@ fn start_commit<St: Store>(capture: Option<Box<Capture<St>>>) -> Option<JoinHand
         tracing::debug!(expected = ?c.expected, written = c.written, "body length differs from Content-Length; not stored");
         return None;
     }
+    let running = c.writes.start();
     let fut = (c.commit)(c.writer, c.written, c.signal);
-    Some(tokio::spawn(fut))
+    Some(tokio::spawn(async move {
+        fut.await;
+        drop(running);
+    }))
 }
 
 impl<B, St> Body for ResponseBody<B, St>

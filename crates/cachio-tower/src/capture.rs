@@ -361,6 +361,7 @@ async fn begin_capture<St: Store>(
             expected,
             commit,
             signal,
+            writes: cx.config.writes.clone(),
         },
         outcome,
     ))

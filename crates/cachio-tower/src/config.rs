@@ -1,5 +1,6 @@
 //! What every request of a cache reads: its configuration, and the store beside it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +37,8 @@ pub(crate) struct Config {
     pub(crate) invalidations: Arc<Invalidations>,
     /// Counters; shared by clones.
     pub(crate) stats: Arc<CacheStats>,
+    /// The writes running on tasks of their own; shared by clones.
+    pub(crate) writes: Arc<Writes>,
     /// The counters' `metrics` handles, registered when the first service is made (once the
     /// cache name is known); a changed configuration registers its own.
     pub(crate) recorded: OnceLock<Recorded>,
@@ -99,7 +102,50 @@ impl Clone for Config {
             flights: self.flights.clone(),
             invalidations: self.invalidations.clone(),
             stats: self.stats.clone(),
+            writes: self.writes.clone(),
             recorded: OnceLock::new(),
+        }
+    }
+}
+
+/// The writes a cache runs on tasks of their own (the commit of a body seen to its end, a
+/// background revalidation), counted so that a program can wait for them before it exits: a
+/// runtime that shuts down drops its tasks, and with them the writes not yet done.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    running: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Writes {
+    /// Counts a write until the returned guard is dropped (with the task that holds it).
+    pub(crate) fn start(self: &Arc<Self>) -> Running {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Running(Arc::clone(self))
+    }
+
+    /// Completes once no write is running.
+    pub(crate) async fn settled(&self) {
+        loop {
+            let idle = self.idle.notified();
+            let mut idle = std::pin::pin!(idle);
+            // Registered before the count is read: a write ending in between still wakes it.
+            idle.as_mut().enable();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+/// One running write of [`Writes`]; ends when dropped.
+pub(crate) struct Running(Arc<Writes>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
         }
     }
 }

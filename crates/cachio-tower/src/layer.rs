@@ -94,6 +94,7 @@ impl<St> CacheLayer<St> {
                 flights: Arc::default(),
                 invalidations: Arc::default(),
                 stats: Arc::default(),
+                writes: Arc::default(),
                 recorded: OnceLock::new(),
             }),
         }
@@ -275,6 +276,7 @@ impl<St> CacheLayer<St> {
         config.flights = Arc::default();
         config.invalidations = Arc::default();
         config.stats = Arc::default();
+        config.writes = Arc::default();
         CacheLayer {
             store,
             config: self.config,
@@ -284,6 +286,37 @@ impl<St> CacheLayer<St> {
     /// The counters of this cache, shared with every service it makes.
     pub fn stats(&self) -> Arc<CacheStats> {
         self.config.stats.clone()
+    }
+
+    /// Completes once no write this cache started on a task of its own is running: the commit
+    /// of every response whose body was read to its end, every background revalidation
+    /// (`stale-while-revalidate`). Shared by the clones of the layer and the services it made.
+    ///
+    /// A client may have the last byte of a response before the cache has committed it, and a
+    /// tokio runtime that shuts down drops the tasks still running, so a program that stops
+    /// serving awaits this (bounded by a timeout of its choice) before it drops its runtime,
+    /// then closes or syncs its store (see the store's documentation). Under a steady load it
+    /// may not complete: stop taking requests first.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::CacheLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = CacheLayer::shared(MokaStore::new(64 * 1024 * 1024));
+    /// // ... serve with `layer`, then stop taking requests ...
+    /// if tokio::time::timeout(Duration::from_secs(10), layer.settled()).await.is_err() {
+    ///     eprintln!("some responses were not stored");
+    /// }
+    /// # }
+    /// ```
+    pub async fn settled(&self) {
+        self.config.writes.settled().await;
     }
 
     /// The store.
@@ -441,5 +474,44 @@ mod tests {
         assert_eq!(b.config.hit_status(60), "b; hit; ttl=60");
         assert_eq!(a.config.hit_status(-3), "a; hit; ttl=-3");
         assert_eq!(b.config.cache_name(), "b");
+    }
+
+    /// A client that has the last byte before the commit ran: `settled` waits for the commit.
+    #[tokio::test(flavor = "current_thread")]
+    async fn settled_waits_for_a_commit_the_client_did_not_wait_for() {
+        use bytes::Bytes;
+        use cachio_core::store::Store;
+        use http_body_util::{BodyExt, Full};
+        use tower::{ServiceExt, service_fn};
+        use tower_layer::Layer;
+
+        let store = cachio_moka::MokaStore::new(1 << 20);
+        let layer = super::CacheLayer::shared(store.clone());
+        let origin = service_fn(|_req: http::Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .header("cache-control", "max-age=60")
+                    .header("content-length", "5")
+                    .body(Full::new(Bytes::from_static(b"hello")))
+                    .unwrap(),
+            )
+        });
+        let req = http::Request::get("http://example.com/settle")
+            .body(Full::default())
+            .unwrap();
+        let res = layer.layer(origin).oneshot(req).await.unwrap();
+        let mut body = res.into_body();
+        // Every byte, without polling the end: the commit is spawned, not yet run (one thread).
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(data, "hello");
+        drop(body);
+        assert_eq!(layer.stats().snapshot().stores, 0);
+
+        layer.settled().await;
+        assert_eq!(layer.stats().snapshot().stores, 1);
+        let stored = store.get("http://example.com/settle").await.unwrap();
+        assert!(stored.is_some(), "the entry is committed");
+        // Nothing running: completes at once.
+        layer.settled().await;
     }
 }

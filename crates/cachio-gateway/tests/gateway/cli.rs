@@ -105,7 +105,7 @@ async fn a_config_file_under_flags_and_a_graceful_sigterm() {
 }
 
 /// Sends SIGTERM and waits (up to 10 s) for a clean exit.
-fn stop_gracefully(child: &mut std::process::Child) {
+pub(crate) fn stop_gracefully(child: &mut std::process::Child) {
     signal(child, "-TERM");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {

@@ -9,6 +9,7 @@ mod certs;
 mod cli;
 mod coalescing;
 mod disk;
+mod drain;
 #[cfg(all(feature = "redis", feature = "cli"))]
 mod fleet_purge;
 mod forwarded;
@@ -21,5 +22,6 @@ mod purge;
 mod redis;
 mod shutdown;
 mod sites;
+mod soak;
 mod stale;
 mod tls_listener;

@@ -1,0 +1,116 @@
+//! The binary's resident memory under a soak of distinct keys: ten times its memory tier in
+//! responses of mixed sizes, each stored once and never asked again, keeps it under the memory
+//! budget + 64 MiB over what it held at start. (With a disk tier the process holds more while fjall takes the writes:
+//! `scripts/soak-gateway` prints the figures.)
+
+use crate::support;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use support::{Origin, client, get, ok};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cachio-gateway");
+
+const MEMORY_MB: u64 = 16;
+/// What the process holds besides the two: code, stacks, buffers, allocator slack.
+const OVERHEAD_MB: u64 = 64;
+
+/// A value of kB from `/proc/PID/status` (`VmRSS`, `VmHWM`).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resident_memory_stays_bounded_under_distinct_keys() {
+    soak(MEMORY_MB + OVERHEAD_MB).await;
+}
+
+/// Runs the binary (a memory tier only) through ten times its memory tier in distinct
+/// responses; asserts its resident memory grows by less than `bound` MiB.
+async fn soak(bound: u64) {
+    let origin = Origin::start(|req| async move {
+        let n: usize = req
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        ok("max-age=3600", vec![b's'; n])
+    })
+    .await;
+    let mut gw = Command::new(BIN);
+    gw.args(["--upstream", &origin.url(), "--listen", "127.0.0.1:0"])
+        .args(["--memory-mb", &MEMORY_MB.to_string(), "--workers", "2"])
+        .env("RUST_LOG", "warn,cachio_gateway=info")
+        .stderr(Stdio::piped());
+    let mut gw = gw.spawn().unwrap();
+    let addr = crate::drain::listening_on(&mut gw);
+    let pid = gw.id();
+    // What the process holds before the load (its code, mapped: a debug build's is large), so
+    // the bound is on what the load adds.
+    let start_mb = status_kb(pid, "VmRSS") / 1024;
+
+    // Ten times the memory tier, in bodies of 1 KiB to 1 MiB (about 100 KiB on average), from
+    // eight clients at once.
+    let sizes = [
+        1usize << 10,
+        4 << 10,
+        16 << 10,
+        64 << 10,
+        256 << 10,
+        1 << 20,
+    ];
+    let weights = [30, 25, 20, 15, 8, 2];
+    let target = (10 * MEMORY_MB) << 20;
+    let read = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (read, next, c) = (read.clone(), next.clone(), client());
+        let addr = addr.clone();
+        clients.spawn(async move {
+            while read.load(Ordering::Relaxed) < target {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                // A fixed spread of sizes over the sequence, by their weights.
+                let mut r = (i * 37) % 100;
+                let size = sizes
+                    .iter()
+                    .zip(weights)
+                    .find(|(_, w)| {
+                        let hit = r < *w;
+                        r = r.saturating_sub(*w);
+                        hit
+                    })
+                    .map_or(sizes[0], |(s, _)| *s);
+                let got = get(&c, &format!("http://{addr}/soak/{i}/{size}")).await;
+                assert_eq!(got.body.len(), size);
+                read.fetch_add(size as u64, Ordering::Relaxed);
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+    let peak_mb = status_kb(pid, "VmHWM") / 1024;
+    let now_mb = status_kb(pid, "VmRSS") / 1024;
+    crate::cli::stop_gracefully(&mut gw);
+    eprintln!(
+        "{} MiB of distinct responses: RSS at start {start_mb} MiB, peak {peak_mb} MiB, after \
+         {now_mb} MiB; growth bound {bound} MiB",
+        read.load(Ordering::Relaxed) >> 20
+    );
+    assert!(
+        peak_mb - start_mb < bound,
+        "resident memory grew from {start_mb} MiB to a peak of {peak_mb} MiB, more than {bound} MiB"
+    );
+}
