@@ -214,9 +214,12 @@
 
 mod body;
 mod damage;
+mod db;
 mod engine;
+mod health;
 mod options;
 mod record;
+mod sizing;
 mod store;
 mod verify;
 mod worker;
@@ -279,10 +282,6 @@ pub const ENTRY_OVERHEAD: u64 = 128;
 /// The most fjall journal the store keeps once sealed, before fjall flushes the memtables that
 /// hold it back: 64 MiB (fjall's minimum).
 pub const JOURNAL_LIMIT: u64 = 64 << 20;
-
-const CHUNK_MEMTABLE_BYTES: u64 = 4 << 20;
-const INDEX_MEMTABLE_BYTES: u64 = 2 << 20;
-const BLOB_FILE_BYTES: u64 = 4 << 20;
 
 /// A persistent on-disk [`Store`] on fjall. See the [crate] documentation.
 ///
@@ -484,7 +483,7 @@ impl FjallStore {
     pub fn disk_space(&self) -> Result<u64, StoreError> {
         let engine = &self.shared.engine;
         engine::guarded("reading the disk space", || {
-            engine.db.disk_space().map_err(engine::db_error)
+            engine.db()?.db.disk_space().map_err(engine::db_error)
         })
     }
 
