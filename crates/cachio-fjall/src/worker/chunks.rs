@@ -145,6 +145,7 @@ impl WriterThread {
                         b.remove(&db.chunks, record::chunk_key(gen_id, i));
                     }
                     self.commit_batch(b)?;
+                    self.note_dead(u64::from(end - first));
                     first = end;
                 }
             }
@@ -160,7 +161,9 @@ impl WriterThread {
                 if b.is_empty() {
                     break;
                 }
+                let n = b.len() as u64;
                 self.commit_batch(b)?;
+                self.note_dead(n);
             },
         }
         Ok(())

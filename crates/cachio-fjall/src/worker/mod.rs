@@ -18,8 +18,10 @@ use crate::Durability;
 use crate::db::Db;
 use crate::engine::{Engine, Recovered, db_error, guarded};
 use crate::record::{self, Record};
+use crate::sizing::Sizes;
 
 mod chunks;
+mod compact;
 mod expiry;
 mod reopen;
 
@@ -122,6 +124,9 @@ pub(crate) struct WriterThread {
     last_rotation: Instant,
     /// Set while the database refuses writes and waits to be reopened.
     recovery: Option<reopen::Recovery>,
+    /// Chunk bytes deleted since the chunks keyspace was last compacted.
+    dead: u64,
+    sizes: Sizes,
 }
 
 /// How often a store with [`Durability::Lazy`] hands its journal to the OS.
@@ -153,6 +158,8 @@ impl WriterThread {
             last_persist: now,
             last_rotation: now,
             recovery: None,
+            dead: 0,
+            sizes: Sizes::for_budget(e.settings.budget),
             gens: HashMap::new(),
             e,
         }
@@ -332,8 +339,9 @@ impl WriterThread {
     }
 
     fn evict_logged(&mut self) {
-        let budget = self.e.settings.budget;
-        self.logged("evicting", |w| w.evict(budget));
+        let target = crate::sizing::evict_target(self.e.settings.budget);
+        self.logged("evicting", |w| w.evict(target));
+        self.logged("compacting", Self::compact_if_due);
     }
 
     fn publish(&self) {
