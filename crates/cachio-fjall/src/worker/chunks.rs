@@ -104,7 +104,7 @@ impl WriterThread {
             polls += 1;
             // A flush that failed makes fjall refuse writes: then nothing is flushed and
             // waiting is pointless (the write that follows fails and says so).
-            if polls % 100 == 0 && db.db.persist(fjall::PersistMode::Buffer).is_err() {
+            if polls.is_multiple_of(100) && db.db.persist(fjall::PersistMode::Buffer).is_err() {
                 return;
             }
         }

@@ -223,6 +223,10 @@ impl WriterThread {
             Job::Touch { .. } | Job::RemoveIfSame { .. } | Job::RemoveCorrupt { .. }
         ) {
             self.e.hints.fetch_sub(1, Ordering::AcqRel);
+            if self.recovery.is_some() {
+                // fjall refuses writes; the next read finds the same again.
+                return;
+            }
         }
         match job {
             Job::Chunk {
@@ -333,6 +337,10 @@ impl WriterThread {
     }
 
     fn maintain(&mut self) {
+        if self.recovery.is_some() {
+            // fjall refuses writes until the database is reopened.
+            return;
+        }
         self.logged("releasing sealed journals", Self::release_journals);
         self.logged("sweeping expired entries", Self::sweep);
         self.evict_logged();
