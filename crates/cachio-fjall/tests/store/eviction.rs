@@ -166,3 +166,31 @@ async fn the_disk_stays_within_the_bound_at_64_mib() {
         "stated {bound}"
     );
 }
+
+/// The same at 1 GiB, with bodies of 1 MiB: ten times the budget is 10 GiB of writes, which
+/// takes about ten minutes on two busy cores in a debug build, so it runs on request
+/// (`cargo test -p cachio-fjall --test store -- --ignored at_1_gib`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes 10 GiB; run with --ignored"]
+async fn the_disk_stays_within_the_bound_at_1_gib() {
+    const BUDGET: u64 = 1 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::builder(dir.path())
+        .budget_bytes(BUDGET)
+        .open()
+        .unwrap();
+    let bound = BUDGET + store.disk_slack_bytes();
+    assert_eq!(bound, common::disk_bound(BUDGET));
+    let load = common::budget_load(&store, 1 << 20).await;
+    eprintln!(
+        "1 GiB budget, {} writes: peak {:.1} MiB allocated, {:.1} MiB by fjall's count, bound {} MiB; {:.0} writes/s",
+        load.writes,
+        load.peak_du as f64 / 1048576.0,
+        load.peak_fjall as f64 / 1048576.0,
+        bound >> 20,
+        load.writes_per_sec
+    );
+    eprintln!("at the peak: {}", load.at_peak);
+    assert!(load.tracked > BUDGET * 3 / 4, "tracked {}", load.tracked);
+    assert!(load.peak_du <= bound, "peak {} above {bound}", load.peak_du);
+}
