@@ -5,17 +5,17 @@ use std::fmt;
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cachio_core::clock::Clock;
 use cachio_core::meta::Meta;
 use cachio_core::store::{ErrorKind, StoreError};
-use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
 
+use crate::db::Db;
 use crate::record::{self, Record};
 use crate::worker::Job;
 use crate::{Durability, ReadMode};
@@ -38,15 +38,15 @@ pub(crate) struct Settings {
 pub(crate) struct Engine {
     pub(crate) path: PathBuf,
     pub(crate) settings: Settings,
-    pub(crate) db: Database,
-    /// Cache key → [`Record`].
-    pub(crate) entries: Keyspace,
-    /// (generation, index) → chunk value; key-value separated.
-    pub(crate) chunks: Keyspace,
-    /// (access time, generation) → accounted size and cache key.
-    pub(crate) lru: Keyspace,
-    /// (expiry time, generation) → cache key.
-    pub(crate) expiry: Keyspace,
+    /// The open database; `None` while the writer thread reopens it.
+    db: RwLock<Option<Arc<Db>>>,
+    /// Set when fjall refuses writes (a write failed, as on a full disk): writes are refused
+    /// at once until the writer thread has reopened the database.
+    pub(crate) read_only: AtomicBool,
+    /// How many times fjall refused writes after a failed write.
+    pub(crate) write_failures: AtomicU64,
+    /// How many times the database was reopened after that.
+    pub(crate) reopens: AtomicU64,
     /// Jobs for the writer thread.
     pub(crate) jobs: Sender<Job>,
     pub(crate) next_gen: AtomicU64,
@@ -197,52 +197,15 @@ impl Engine {
             }
         }
 
-        let db_path = path.join(DB_DIR);
-        let cache_bytes = settings.cache_bytes;
-        let opened = guarded("opening the database", || {
-            let db = Database::builder(&db_path)
-                .cache_size(cache_bytes)
-                .journal_compression(CompressionType::None)
-                .max_journaling_size(crate::JOURNAL_LIMIT)
-                .open()
-                .map_err(db_error)?;
-            let small =
-                || KeyspaceCreateOptions::default().max_memtable_size(crate::INDEX_MEMTABLE_BYTES);
-            let entries = db.keyspace("entries", small).map_err(db_error)?;
-            let lru = db.keyspace("lru", small).map_err(db_error)?;
-            let expiry = db.keyspace("expiry", small).map_err(db_error)?;
-            let chunks = db
-                .keyspace("chunks", || {
-                    // Small memtables, blob files and an L0 threshold of 2: deleted bodies
-                    // become stale blob bytes soon after they are deleted, and blob files are
-                    // rewritten as soon as a quarter of them is stale (age cutoff 1: any stale
-                    // file a compaction touches, not only the oldest quarter).
-                    KeyspaceCreateOptions::default()
-                        .max_memtable_size(crate::CHUNK_MEMTABLE_BYTES)
-                        .compaction_strategy(Arc::new(
-                            fjall::compaction::Leveled::default().with_l0_threshold(2),
-                        ))
-                        .with_kv_separation(Some(
-                            KvSeparationOptions::default()
-                                .compression(CompressionType::None)
-                                .staleness_threshold(0.25)
-                                .age_cutoff(1.0)
-                                .file_target_size(crate::BLOB_FILE_BYTES),
-                        ))
-                })
-                .map_err(db_error)?;
-            Ok((db, entries, chunks, lru, expiry))
-        })?;
-        let (db, entries, chunks, lru, expiry) = opened;
+        let db = Db::open(&path.join(DB_DIR), settings.cache_bytes, settings.budget)?;
 
         let engine = Engine {
             path: path.to_owned(),
             settings,
-            db,
-            entries,
-            chunks,
-            lru,
-            expiry,
+            db: RwLock::new(Some(Arc::clone(&db))),
+            read_only: AtomicBool::new(false),
+            write_failures: AtomicU64::new(0),
+            reopens: AtomicU64::new(0),
             jobs,
             next_gen: AtomicU64::new(1),
             queued: AtomicU64::new(0),
@@ -256,7 +219,7 @@ impl Engine {
             metas: Mutex::new(HashMap::new()),
             _lock: lock,
         };
-        let recovered = guarded("scanning the database", || engine.scan())?;
+        let recovered = db.scan()?;
         engine
             .next_gen
             .store(recovered.first_gen, Ordering::Relaxed);
@@ -265,36 +228,26 @@ impl Engine {
         Ok((engine, recovered))
     }
 
-    /// Sums the LRU index (every entry has exactly one item there, written in the same batch as
-    /// its record) and finds the highest generation in use.
-    fn scan(&self) -> Result<Recovered, StoreError> {
-        let mut r = Recovered {
-            tracked: 0,
-            count: 0,
-            max_atime: 0,
-            live: HashSet::new(),
-            first_gen: 1,
-        };
-        let mut max_gen = 0;
-        for guard in self.lru.iter() {
-            let (k, v) = guard.into_inner().map_err(db_error)?;
-            let Some((atime, gen_id)) = record::parse_index_key(&k) else {
-                continue;
-            };
-            // A damaged item counts for nothing; eviction removes it when its turn comes.
-            let size = record::decode_lru_value(&v).map_or(0, |(size, _)| size);
-            r.tracked = r.tracked.saturating_add(size);
-            r.count += 1;
-            r.max_atime = r.max_atime.max(atime);
-            r.live.insert(gen_id);
-            max_gen = max_gen.max(gen_id);
-        }
-        if let Some(guard) = self.chunks.last_key_value() {
-            let k = guard.key().map_err(db_error)?;
-            max_gen = max_gen.max(record::chunk_key_gen(&k).unwrap_or(0));
-        }
-        r.first_gen = max_gen.saturating_add(1);
-        Ok(r)
+    /// The open database, or an error while it is being reopened.
+    pub(crate) fn db(&self) -> Result<Arc<Db>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                StoreError::new(
+                    ErrorKind::Unavailable,
+                    "the disk store is reopening its database after a failed write",
+                )
+            })
+    }
+
+    /// Replaces the open database (the writer thread, when it reopens it).
+    pub(crate) fn set_db(&self, db: Option<Arc<Db>>) -> Option<Arc<Db>> {
+        std::mem::replace(
+            &mut *self.db.write().unwrap_or_else(PoisonError::into_inner),
+            db,
+        )
     }
 
     pub(crate) fn send(&self, job: Job) -> bool {
@@ -314,7 +267,7 @@ impl Engine {
     /// Reads and verifies the record under `key`. A record that fails its checks is reported
     /// to the writer thread for removal and read as a miss.
     fn read_record(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        let Some(raw) = self.entries.get(key).map_err(db_error)? else {
+        let Some(raw) = self.db()?.entries.get(key).map_err(db_error)? else {
             return Ok(None);
         };
         match Record::decode(key.as_bytes(), &raw) {
@@ -429,9 +382,13 @@ impl Engine {
         first: u32,
         n: u32,
     ) -> (Vec<Bytes>, Option<StoreError>) {
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
         let mut out = Vec::with_capacity(n as usize);
         for index in first..first.saturating_add(n) {
-            let read = self
+            let read = db
                 .chunks
                 .get(record::chunk_key(gen_id, index))
                 .map_err(db_error)
@@ -497,7 +454,8 @@ impl Engine {
         const BATCH: usize = 256;
         let mut removed = 0;
         let mut picked = Vec::new();
-        for guard in self.entries.iter() {
+        let db = self.db()?;
+        for guard in db.entries.iter() {
             let (k, v) = guard.into_inner().map_err(db_error)?;
             let Ok(key) = std::str::from_utf8(&k) else {
                 continue;
@@ -528,6 +486,12 @@ impl Engine {
             return Err(crate::closed());
         }
         rx.blocking_recv().map_err(|_| crate::closed())?
+    }
+
+    /// The generations being read.
+    pub(crate) fn pinned(&self) -> Vec<u64> {
+        let r = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        r.counts.keys().chain(r.deferred.keys()).copied().collect()
     }
 
     /// Called by the writer thread once a generation's record is gone: returns `true` when its

@@ -157,7 +157,9 @@
 //! deleted but not yet compacted away) at most the budget
 //! ([`budget_bytes`](FjallStoreBuilder::budget_bytes), default [`DEFAULT_BUDGET_BYTES`]): after
 //! each commit or update that passes it, the writer thread evicts least recently used entries
-//! until the sum is within the budget again.
+//! until the sum is within the budget again (from 64 MiB up, within a target a little below the
+//! budget on small budgets, so that the disk holds fjall's journal beside the entries: see
+//! below).
 //!
 //! Recency is approximate: a hit moves an entry to the young end of the LRU index only if its
 //! access time is older than the touch interval ([`touch_interval`](FjallStoreBuilder::touch_interval),
@@ -165,25 +167,37 @@
 //! per interval. Within one interval, entries are evicted in the order they were written or last
 //! touched.
 //!
-//! The space on disk is larger than the accounted sum. The store keeps it within
+//! The space on disk is larger than the accounted sum: fjall's journal holds what was written
+//! recently (bodies included) until its memtables are flushed, and the bodies of removed entries
+//! stay in blob files until a compaction drops them. From a budget of 64 MiB up, the blocks
+//! allocated in the directory stay within
 //!
 //! ```text
-//! budget + slack,   slack = max(budget, 64 MiB) + 128 MiB      (FjallStore::disk_slack_bytes)
+//! budget + slack,   slack = max(budget / 10 + 32 MiB, target + 72 MiB + max(budget / 16, 16 MiB) - budget)
+//!                   (FjallStore::disk_slack_bytes)
 //! ```
 //!
-//! made of:
+//! where `target` is the accounted size the store evicts down to:
 //!
-//! - fjall's journal: the active journal, preallocated to 64 MiB and rotated at about 64 MB, plus
-//!   at most about one sealed journal (the store flushes the index keyspaces as soon as a sealed
-//!   journal waits on them): up to 128 MiB whatever the budget;
-//! - bodies that were deleted or evicted but not yet compacted away: blob files of 4 MiB are
-//!   dropped once all their bodies are gone and rewritten once a quarter of them is, at the next
-//!   compaction (every two 4 MiB memtable flushes): up to about the budget again;
-//! - bodies being written and not yet committed, and bodies of removed entries that are still
-//!   being read (these are not bounded by the store: they are bounded by the callers).
+//! - fjall 3 seals its journal at 64 MB whatever its options say, and deletes a sealed journal
+//!   once the memtables holding its writes are flushed (the store flushes the index keyspaces as
+//!   soon as a sealed journal waits on them): up to about 72 MiB;
+//! - bodies that were deleted or evicted: the store compacts the bodies' keyspace fully each
+//!   time `max(budget / 32, 4 MiB)` of them are dead (its tables hold keys and blob pointers,
+//!   so this rewrites little), which drops blob files whose bodies are all gone and rewrites
+//!   those a quarter dead; with the blob files being written, up to `max(budget / 16, 16 MiB)`;
+//! - so the store evicts down to `target = budget + budget / 10 + 32 MiB - 72 MiB -
+//!   max(budget / 16, 16 MiB)`, at least half the budget and at most the budget. From about
+//!   1.1 GiB up that is the budget and the slack is `budget / 10 + 32 MiB`; at 1 GiB the target
+//!   is 1022 MiB; below, fjall's journal takes a larger share: at 64 MiB the store keeps 32 MiB
+//!   of entries and the directory stays within 120 MiB.
 //!
-//! The `eviction` test checks both fjall's count ([`FjallStore::disk_space`]) and the blocks
-//! allocated in the directory against this bound.
+//! Bodies being written and not yet committed, and bodies of removed entries that are still
+//! being read, come on top (they are bounded by the callers). Below 64 MiB the store keeps the
+//! budget of entries and the slack is `max(budget, 64 MiB) + 128 MiB`.
+//!
+//! The `eviction` tests check the blocks allocated in the directory against this bound,
+//! sampled while ten times the budget is written in distinct keys.
 //!
 //! # Memory
 //!
@@ -214,9 +228,12 @@
 
 mod body;
 mod damage;
+mod db;
 mod engine;
+mod health;
 mod options;
 mod record;
+mod sizing;
 mod store;
 mod verify;
 mod worker;
@@ -279,10 +296,6 @@ pub const ENTRY_OVERHEAD: u64 = 128;
 /// The most fjall journal the store keeps once sealed, before fjall flushes the memtables that
 /// hold it back: 64 MiB (fjall's minimum).
 pub const JOURNAL_LIMIT: u64 = 64 << 20;
-
-const CHUNK_MEMTABLE_BYTES: u64 = 4 << 20;
-const INDEX_MEMTABLE_BYTES: u64 = 2 << 20;
-const BLOB_FILE_BYTES: u64 = 4 << 20;
 
 /// A persistent on-disk [`Store`] on fjall. See the [crate] documentation.
 ///
@@ -484,26 +497,29 @@ impl FjallStore {
     pub fn disk_space(&self) -> Result<u64, StoreError> {
         let engine = &self.shared.engine;
         engine::guarded("reading the disk space", || {
-            engine.db.disk_space().map_err(engine::db_error)
+            engine.db()?.db.disk_space().map_err(engine::db_error)
         })
     }
 
-    /// How far the space on disk may exceed the budget, as [`disk_space`](Self::disk_space)
-    /// counts it: `max(budget, 64 MiB) + 128 MiB`. See the [crate] documentation.
+    /// How far the blocks allocated in the store's directory may exceed the budget: from a
+    /// budget of 64 MiB up, `budget / 10 + 32 MiB` once the budget is large enough to hold
+    /// fjall's journal beside it (about 1.1 GiB), more below (56 MiB at 64 MiB);
+    /// `max(budget, 64 MiB) + 128 MiB` below 64 MiB. See the [crate] documentation.
     ///
     /// # Example
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = cachio_fjall::FjallStore::builder(dir.path()).budget_bytes(1 << 30).open().unwrap();
-    /// assert_eq!(store.disk_slack_bytes(), (1 << 30) + (128 << 20));
+    /// assert_eq!(store.disk_slack_bytes(), (1 << 30) / 10 + (32 << 20));
     /// ```
     pub fn disk_slack_bytes(&self) -> u64 {
-        self.budget_bytes().max(64 << 20) + 2 * JOURNAL_LIMIT
+        sizing::disk_slack(self.budget_bytes())
     }
 
     /// Waits until the writer thread has done everything queued before this call, then sweeps
-    /// expired entries and evicts down to the budget.
+    /// expired entries and evicts down to the budget (or the target below it; see the [crate]
+    /// documentation).
     ///
     /// The store does all this on its own as it is used; call it before reading
     /// [`tracked_bytes`](Self::tracked_bytes) or [`entry_count`](Self::entry_count) in tests.

@@ -190,6 +190,9 @@ impl Store for FjallStore {
                 format!("a key of {} bytes is longer than {MAX_KEY_LEN}", key.len()),
             ));
         }
+        if self.shared.engine.read_only.load(Ordering::Acquire) {
+            return Err(crate::worker::read_only());
+        }
         let gen_id = self.shared.engine.next_gen.fetch_add(1, Ordering::Relaxed);
         Ok(FjallWriter::new(self.clone(), key, gen_id))
     }

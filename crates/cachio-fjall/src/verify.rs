@@ -74,7 +74,7 @@ impl FjallStore {
         let engine = &self.shared.engine;
         engine::guarded("verifying the store", || {
             let mut report = Verification::default();
-            for guard in engine.entries.iter() {
+            for guard in engine.db()?.entries.iter() {
                 let (k, v) = match guard.into_inner().map_err(db_error) {
                     Ok(kv) => kv,
                     Err(e) => {
@@ -119,7 +119,7 @@ impl FjallStore {
     pub fn body_len(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let engine = &self.shared.engine;
         engine::guarded("reading a record", || {
-            let Some(raw) = engine.entries.get(key).map_err(db_error)? else {
+            let Some(raw) = engine.db()?.entries.get(key).map_err(db_error)? else {
                 return Ok(None);
             };
             Ok(Record::decode(key.as_bytes(), &raw)
@@ -200,12 +200,20 @@ mod tests {
 
         // Overwrite the first chunk of `b` with a value whose checksum is for other bytes.
         let engine = &store.shared.engine;
-        let raw = engine.entries.get("http://b/").unwrap().unwrap();
+        let raw = engine
+            .db()
+            .unwrap()
+            .entries
+            .get("http://b/")
+            .unwrap()
+            .unwrap();
         let rec = Record::decode(b"http://b/", &raw).unwrap();
         let mut value = encode_chunk(rec.gen_id, 0, &[7u8; 16]);
         let last = value.len() - 1;
         value[last] ^= 1;
         engine
+            .db()
+            .unwrap()
             .chunks
             .insert(chunk_key(rec.gen_id, 0), value)
             .unwrap();

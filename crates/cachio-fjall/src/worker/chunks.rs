@@ -17,10 +17,16 @@ impl WriterThread {
     pub(super) fn chunk(&mut self, gen_id: u64, data: &Bytes, pending: &Pending) {
         let n = data.len() as u64;
         let mut st = self.gens.remove(&gen_id).unwrap_or_default();
-        if st.error.is_none()
-            && let Err(e) = guarded("writing a chunk", || self.add(gen_id, &mut st, data))
-        {
-            st.error = Some(e);
+        if st.error.is_none() && self.recovery.is_some() {
+            st.error = Some(super::read_only());
+        }
+        if st.error.is_none() {
+            let result = guarded("writing a chunk", || self.add(gen_id, &mut st, data));
+            self.check(&result);
+            if let Err(e) = result {
+                // Set after `check`, which fails the generations it finds.
+                st.error = Some(e);
+            }
         }
         self.gens.insert(gen_id, st);
         self.e.queued.fetch_sub(n, Ordering::AcqRel);
@@ -63,14 +69,15 @@ impl WriterThread {
         st: &mut GenState,
         payload: &[u8],
     ) -> Result<(), StoreError> {
+        let db = self.db()?;
         let index = st.written;
         if index == u32::MAX {
             return Err(StoreError::new(ErrorKind::TooLarge, "too many chunks"));
         }
         self.wait_for_flushes();
-        let mut b = self.batch(false);
+        let mut b = self.batch(false)?;
         b.insert(
-            &self.e.chunks,
+            &db.chunks,
             record::chunk_key(gen_id, index),
             record::encode_chunk(gen_id, index, payload),
         );
@@ -89,9 +96,17 @@ impl WriterThread {
     /// [`FjallWriter::wait_written`](crate::FjallWriter::wait_written)).
     /// `sealed_memtable_count` is public in fjall 3 but not documented.
     pub(super) fn wait_for_flushes(&self) {
+        let Ok(db) = self.db() else { return };
         let deadline = Instant::now() + FLUSH_WAIT;
-        while self.e.chunks.sealed_memtable_count() > 1 && Instant::now() < deadline {
+        let mut polls = 0u32;
+        while db.chunks.sealed_memtable_count() > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
+            polls += 1;
+            // A flush that failed makes fjall refuse writes: then nothing is flushed and
+            // waiting is pointless (the write that follows fails and says so).
+            if polls.is_multiple_of(100) && db.db.persist(fjall::PersistMode::Buffer).is_err() {
+                return;
+            }
         }
     }
 
@@ -118,34 +133,37 @@ impl WriterThread {
         gen_id: u64,
         chunks: Option<u32>,
     ) -> Result<(), StoreError> {
+        let db = self.db()?;
         const PER_BATCH: u32 = 4096;
         match chunks {
             Some(n) => {
                 let mut first = 0;
                 while first < n {
                     let end = first.saturating_add(PER_BATCH).min(n);
-                    let mut b = self.batch(false);
+                    let mut b = self.batch(false)?;
                     for i in first..end {
-                        b.remove(&self.e.chunks, record::chunk_key(gen_id, i));
+                        b.remove(&db.chunks, record::chunk_key(gen_id, i));
                     }
                     self.commit_batch(b)?;
+                    self.note_dead(u64::from(end - first));
                     first = end;
                 }
             }
             None => loop {
-                let mut b = self.batch(false);
-                for guard in self
-                    .e
+                let mut b = self.batch(false)?;
+                for guard in db
                     .chunks
                     .prefix(gen_id.to_be_bytes())
                     .take(PER_BATCH as usize)
                 {
-                    b.remove(&self.e.chunks, guard.key().map_err(db_error)?);
+                    b.remove(&db.chunks, guard.key().map_err(db_error)?);
                 }
                 if b.is_empty() {
                     break;
                 }
+                let n = b.len() as u64;
                 self.commit_batch(b)?;
+                self.note_dead(n);
             },
         }
         Ok(())
@@ -158,17 +176,18 @@ impl WriterThread {
         live: &HashSet<u64>,
         below: u64,
     ) -> Result<(), StoreError> {
+        let db = self.db()?;
         let mut from = 0u64;
         let end = record::chunk_key(below, 0);
         let mut removed = 0u64;
         loop {
-            let next = self.e.chunks.range(record::chunk_key(from, 0)..end).next();
+            let next = db.chunks.range(record::chunk_key(from, 0)..end).next();
             let Some(guard) = next else { break };
             let key = guard.key().map_err(db_error)?;
             let Some(gen_id) = record::chunk_key_gen(&key) else {
                 // Not a key this crate writes.
-                let mut b = self.batch(false);
-                b.remove(&self.e.chunks, key);
+                let mut b = self.batch(false)?;
+                b.remove(&db.chunks, key);
                 self.commit_batch(b)?;
                 continue;
             };

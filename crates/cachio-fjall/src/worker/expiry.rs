@@ -11,10 +11,10 @@ use super::{SCAN_BATCH, WriterThread};
 impl WriterThread {
     /// Removes every entry whose expiry time has passed.
     pub(super) fn sweep(&mut self) -> Result<(), StoreError> {
+        let db = self.db()?;
         let now = self.e.settings.clock.now_ms();
         loop {
-            let items = self
-                .e
+            let items = db
                 .expiry
                 .range(record::index_key(self.exp_cursor, 0)..=record::index_key(now, u64::MAX))
                 .take(SCAN_BATCH)
@@ -40,8 +40,8 @@ impl WriterThread {
                     }
                     _ => {
                         // An item whose entry is gone or changed.
-                        let mut b = self.batch(false);
-                        b.remove(&self.e.expiry, k);
+                        let mut b = self.batch(false)?;
+                        b.remove(&db.expiry, k);
                         self.commit_batch(b)?;
                     }
                 }
@@ -51,9 +51,9 @@ impl WriterThread {
 
     /// Evicts least recently used entries until the accounted size is at most `target`.
     pub(super) fn evict(&mut self, target: u64) -> Result<(), StoreError> {
+        let db = self.db()?;
         while self.tracked > target {
-            let items = self
-                .e
+            let items = db
                 .lru
                 .range(record::index_key(self.lru_cursor, 0)..)
                 .take(SCAN_BATCH)
@@ -84,6 +84,7 @@ impl WriterThread {
     }
 
     pub(super) fn evict_item(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        let db = self.db()?;
         let found = record::parse_index_key(k);
         let (size, key) = record::decode_lru_value(v).unwrap_or((0, &[]));
         if let Some((atime, _)) = found {
@@ -100,8 +101,8 @@ impl WriterThread {
             }
             (found, rec) => {
                 // An item whose record is gone (found corrupt) or was replaced without it.
-                let mut b = self.batch(false);
-                b.remove(&self.e.lru, k);
+                let mut b = self.batch(false)?;
+                b.remove(&db.lru, k);
                 self.commit_batch(b)?;
                 self.tracked = self.tracked.saturating_sub(size);
                 self.count = self.count.saturating_sub(1);

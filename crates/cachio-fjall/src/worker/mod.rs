@@ -15,11 +15,17 @@ use fjall::{OwnedWriteBatch, PersistMode};
 use tokio::sync::{Notify, oneshot};
 
 use crate::Durability;
+use crate::db::Db;
 use crate::engine::{Engine, Recovered, db_error, guarded};
 use crate::record::{self, Record};
+use crate::sizing::Sizes;
 
 mod chunks;
+mod compact;
 mod expiry;
+mod reopen;
+
+pub(crate) use reopen::read_only;
 
 /// Work for the writer thread.
 pub(crate) enum Job {
@@ -116,6 +122,11 @@ pub(crate) struct WriterThread {
     unpersisted: bool,
     last_persist: Instant,
     last_rotation: Instant,
+    /// Set while the database refuses writes and waits to be reopened.
+    recovery: Option<reopen::Recovery>,
+    /// Chunk bytes deleted since the chunks keyspace was last compacted.
+    dead: u64,
+    sizes: Sizes,
 }
 
 /// How often a store with [`Durability::Lazy`] hands its journal to the OS.
@@ -146,6 +157,9 @@ impl WriterThread {
             unpersisted: false,
             last_persist: now,
             last_rotation: now,
+            recovery: None,
+            dead: 0,
+            sizes: Sizes::for_budget(e.settings.budget),
             gens: HashMap::new(),
             e,
         }
@@ -162,6 +176,9 @@ impl WriterThread {
             if self.unpersisted {
                 wake = wake.min(self.last_persist + LAZY_PERSIST);
             }
+            if let Some(at) = self.reopen_at() {
+                wake = wake.min(at);
+            }
             let timeout = wake.saturating_duration_since(Instant::now());
             match rx.recv_timeout(timeout) {
                 Ok(Job::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
@@ -171,6 +188,7 @@ impl WriterThread {
                 }),
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            self.recover();
             let now = Instant::now();
             if now >= self.next_sweep {
                 self.maintain();
@@ -186,7 +204,9 @@ impl WriterThread {
 
     /// Runs `f`, logging its error or panic; the thread goes on with the next job.
     fn logged(&mut self, what: &str, f: impl FnOnce(&mut Self) -> Result<(), StoreError>) {
-        if let Err(e) = guarded(what, || f(self)) {
+        let result = guarded(what, || f(self));
+        self.check(&result);
+        if let Err(e) = result {
             tracing::error!(error = %e, path = %self.e.path.display(), "cachio-fjall: {what} failed");
         }
     }
@@ -194,7 +214,7 @@ impl WriterThread {
     fn persist(&mut self, mode: PersistMode) -> Result<(), StoreError> {
         self.last_persist = Instant::now();
         self.unpersisted = false;
-        self.e.db.persist(mode).map_err(db_error)
+        self.db()?.db.persist(mode).map_err(db_error)
     }
 
     fn handle(&mut self, job: Job) {
@@ -203,6 +223,10 @@ impl WriterThread {
             Job::Touch { .. } | Job::RemoveIfSame { .. } | Job::RemoveCorrupt { .. }
         ) {
             self.e.hints.fetch_sub(1, Ordering::AcqRel);
+            if self.recovery.is_some() {
+                // fjall refuses writes; the next read finds the same again.
+                return;
+            }
         }
         match job {
             Job::Chunk {
@@ -229,6 +253,7 @@ impl WriterThread {
                     return;
                 }
                 let result = self.commit(gen_id, &key, meta, ttl, &mut st);
+                self.check(&result);
                 if result.is_err() {
                     self.delete_quietly(gen_id, Some(st.written));
                 }
@@ -247,11 +272,13 @@ impl WriterThread {
                 reply,
             } => {
                 let result = self.update(&key, &previous, meta, ttl);
+                self.check(&result);
                 let _ = reply.send(result);
                 self.evict_logged();
             }
             Job::Delete { key, reply } => {
                 let result = self.delete(&key);
+                self.check(&result);
                 let _ = reply.send(result);
             }
             Job::Touch { key, gen_id, atime } => {
@@ -265,14 +292,16 @@ impl WriterThread {
             }
             Job::RemoveMany { items, reply } => {
                 let result = guarded("purging", || self.remove_many(items));
+                self.check(&result);
                 let _ = reply.send(result);
             }
             Job::RemoveCorrupt { key, raw } => {
                 self.logged("removing a corrupt record", |w| {
-                    let now = w.e.entries.get(&key).map_err(db_error)?;
+                    let db = w.db()?;
+                    let now = db.entries.get(&key).map_err(db_error)?;
                     if now.as_deref() == Some(&raw[..]) {
-                        let mut b = w.batch(false);
-                        b.remove(&w.e.entries, key.as_str());
+                        let mut b = w.batch(false)?;
+                        b.remove(&db.entries, key.as_str());
                         w.commit_batch(b)?;
                     }
                     Ok(())
@@ -284,7 +313,9 @@ impl WriterThread {
                 let _ = reply.send(());
             }
             Job::Sync { reply } => {
-                let _ = reply.send(self.persist(PersistMode::SyncAll));
+                let result = self.persist(PersistMode::SyncAll);
+                self.check(&result);
+                let _ = reply.send(result);
             }
             Job::Shutdown => {}
         }
@@ -295,9 +326,10 @@ impl WriterThread {
     /// bytes per entry and would hold sealed journals (full of body bytes) for long: when one
     /// exists, flush them too. `rotate_memtable` is public in fjall 3 but not documented.
     fn release_journals(&mut self) -> Result<(), StoreError> {
-        if self.e.db.journal_count() > 1 && self.last_rotation.elapsed() >= JOURNAL_CHECK {
+        let db = self.db()?;
+        if db.db.journal_count() > 1 && self.last_rotation.elapsed() >= JOURNAL_CHECK {
             self.last_rotation = Instant::now();
-            for ks in [&self.e.entries, &self.e.lru, &self.e.expiry] {
+            for ks in [&db.entries, &db.lru, &db.expiry] {
                 ks.rotate_memtable().map_err(db_error)?;
             }
         }
@@ -305,14 +337,19 @@ impl WriterThread {
     }
 
     fn maintain(&mut self) {
+        if self.recovery.is_some() {
+            // fjall refuses writes until the database is reopened.
+            return;
+        }
         self.logged("releasing sealed journals", Self::release_journals);
         self.logged("sweeping expired entries", Self::sweep);
         self.evict_logged();
     }
 
     fn evict_logged(&mut self) {
-        let budget = self.e.settings.budget;
-        self.logged("evicting", |w| w.evict(budget));
+        let target = crate::sizing::evict_target(self.e.settings.budget);
+        self.logged("evicting", |w| w.evict(target));
+        self.logged("compacting", Self::compact_if_due);
     }
 
     fn publish(&self) {
@@ -335,9 +372,14 @@ impl WriterThread {
         }
     }
 
-    fn batch(&self, durable: bool) -> OwnedWriteBatch {
+    fn batch(&self, durable: bool) -> Result<OwnedWriteBatch, StoreError> {
         let mode = if durable { self.persist_mode() } else { None };
-        self.e.db.batch().durability(mode)
+        Ok(self.db()?.db.batch().durability(mode))
+    }
+
+    /// The open database, or an error while it is being reopened.
+    fn db(&self) -> Result<Arc<Db>, StoreError> {
+        self.e.db()
     }
 
     fn commit_batch(&mut self, b: OwnedWriteBatch) -> Result<(), StoreError> {
@@ -357,7 +399,8 @@ impl WriterThread {
     }
 
     fn current_bytes(&mut self, key: &[u8]) -> Result<Option<Record>, StoreError> {
-        let Some(raw) = self.e.entries.get(key).map_err(db_error)? else {
+        let db = self.db()?;
+        let Some(raw) = db.entries.get(key).map_err(db_error)? else {
             return Ok(None);
         };
         match Record::decode(key, &raw) {
@@ -368,8 +411,8 @@ impl WriterThread {
                     error = %e,
                     "cachio-fjall: removing an unreadable entry record"
                 );
-                let mut b = self.batch(false);
-                b.remove(&self.e.entries, key);
+                let mut b = self.batch(false)?;
+                b.remove(&db.entries, key);
                 self.commit_batch(b)?;
                 Ok(None)
             }
@@ -381,28 +424,24 @@ impl WriterThread {
     }
 
     /// Adds the index items of `rec` to a batch.
-    fn index(&mut self, b: &mut OwnedWriteBatch, key: &[u8], rec: &Record, size: u64) {
+    fn index(&mut self, db: &Db, b: &mut OwnedWriteBatch, key: &[u8], rec: &Record, size: u64) {
         b.insert(
-            &self.e.lru,
+            &db.lru,
             record::index_key(rec.atime, rec.gen_id),
             record::encode_lru_value(size, key),
         );
         if rec.expires != 0 {
-            b.insert(
-                &self.e.expiry,
-                record::index_key(rec.expires, rec.gen_id),
-                key,
-            );
+            b.insert(&db.expiry, record::index_key(rec.expires, rec.gen_id), key);
             self.exp_cursor = self.exp_cursor.min(rec.expires);
         }
         self.lru_cursor = self.lru_cursor.min(rec.atime);
     }
 
     /// Removes the index items of `rec` in a batch.
-    fn unindex(&self, b: &mut OwnedWriteBatch, rec: &Record) {
-        b.remove(&self.e.lru, record::index_key(rec.atime, rec.gen_id));
+    fn unindex(db: &Db, b: &mut OwnedWriteBatch, rec: &Record) {
+        b.remove(&db.lru, record::index_key(rec.atime, rec.gen_id));
         if rec.expires != 0 {
-            b.remove(&self.e.expiry, record::index_key(rec.expires, rec.gen_id));
+            b.remove(&db.expiry, record::index_key(rec.expires, rec.gen_id));
         }
     }
 
@@ -419,8 +458,12 @@ impl WriterThread {
         ttl: Option<Duration>,
         st: &mut GenState,
     ) -> Result<(), StoreError> {
+        let db = self.db()?;
         if let Some(e) = st.error.take() {
             return Err(e);
+        }
+        if self.recovery.is_some() {
+            return Err(read_only());
         }
         if !st.buf.is_empty() {
             let buf = std::mem::take(&mut st.buf);
@@ -456,11 +499,11 @@ impl WriterThread {
             ));
         }
         let old = self.current(key)?;
-        let mut b = self.batch(true);
-        b.insert(&self.e.entries, key, bytes);
-        self.index(&mut b, key.as_bytes(), &rec, size);
+        let mut b = self.batch(true)?;
+        b.insert(&db.entries, key, bytes);
+        self.index(&db, &mut b, key.as_bytes(), &rec, size);
         if let Some(old) = &old {
-            self.unindex(&mut b, old);
+            Self::unindex(&db, &mut b, old);
         }
         self.commit_batch(b)?;
         self.tracked = self.tracked.saturating_add(size);
@@ -484,6 +527,7 @@ impl WriterThread {
         meta: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
+        let db = self.db()?;
         let Some(old) = self.current(key)? else {
             return Ok(false);
         };
@@ -507,10 +551,10 @@ impl WriterThread {
             ..old.clone()
         };
         let size = Self::size_of(key.as_bytes(), &rec);
-        let mut b = self.batch(true);
-        b.insert(&self.e.entries, key, rec.encode(key.as_bytes()));
-        self.unindex(&mut b, &old);
-        self.index(&mut b, key.as_bytes(), &rec, size);
+        let mut b = self.batch(true)?;
+        b.insert(&db.entries, key, rec.encode(key.as_bytes()));
+        Self::unindex(&db, &mut b, &old);
+        self.index(&db, &mut b, key.as_bytes(), &rec, size);
         self.commit_batch(b)?;
         self.tracked = self
             .tracked
@@ -538,9 +582,10 @@ impl WriterThread {
         rec: &Record,
         durable: bool,
     ) -> Result<(), StoreError> {
-        let mut b = self.batch(durable);
-        b.remove(&self.e.entries, key);
-        self.unindex(&mut b, rec);
+        let db = self.db()?;
+        let mut b = self.batch(durable)?;
+        b.remove(&db.entries, key);
+        Self::unindex(&db, &mut b, rec);
         self.commit_batch(b)?;
         self.tracked = self.tracked.saturating_sub(Self::size_of(key, rec));
         self.count = self.count.saturating_sub(1);
@@ -564,6 +609,7 @@ impl WriterThread {
     }
 
     fn touch(&mut self, key: &str, gen_id: u64, atime: u64) -> Result<(), StoreError> {
+        let db = self.db()?;
         let Some(old) = self.current(key)? else {
             return Ok(());
         };
@@ -579,11 +625,11 @@ impl WriterThread {
             ..old.clone()
         };
         let size = Self::size_of(key.as_bytes(), &rec);
-        let mut b = self.batch(false);
-        b.insert(&self.e.entries, key, rec.encode(key.as_bytes()));
-        b.remove(&self.e.lru, record::index_key(old.atime, gen_id));
+        let mut b = self.batch(false)?;
+        b.insert(&db.entries, key, rec.encode(key.as_bytes()));
+        b.remove(&db.lru, record::index_key(old.atime, gen_id));
         b.insert(
-            &self.e.lru,
+            &db.lru,
             record::index_key(now, gen_id),
             record::encode_lru_value(size, key.as_bytes()),
         );

@@ -76,11 +76,15 @@ pub fn body(seed: u64, n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The bytes the files under `dir` take.
+/// The bytes the files under `dir` take. Files removed while it looks are passed over (it
+/// runs while the store writes, compacts and deletes files).
 pub fn du(dir: &Path) -> u64 {
     let mut total = 0;
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let m = e.metadata().unwrap();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let Ok(m) = e.metadata() else { continue };
         total += if m.is_dir() {
             du(&e.path())
         } else {
@@ -130,4 +134,112 @@ pub fn chunks_on_disk(dir: &Path) -> std::collections::BTreeMap<u64, u32> {
 /// How many chunks a body of `len` bytes takes.
 pub fn chunk_count(len: usize) -> u32 {
     len.div_ceil(cachio_fjall::CHUNK_SIZE) as u32
+}
+
+/// The blocks allocated under `dir`, by kind: the path below `dir` with the file names and
+/// numbers left out (`db/keyspaces/#/blobs`, `db` for the journals, ...).
+pub fn du_by_kind(dir: &Path, out: &mut std::collections::BTreeMap<String, u64>, at: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        let name = e.file_name().to_string_lossy().into_owned();
+        if m.is_dir() {
+            let part = if name.bytes().all(|b| b.is_ascii_digit()) {
+                "#".to_owned()
+            } else {
+                name
+            };
+            du_by_kind(&e.path(), out, &format!("{at}/{part}"));
+        } else {
+            let kind = if name.ends_with(".jnl")
+                || name.bytes().all(|b| b.is_ascii_digit()) && at.ends_with("db")
+            {
+                format!("{at}/journal")
+            } else {
+                at.to_owned()
+            };
+            *out.entry(kind).or_default() += std::os::unix::fs::MetadataExt::blocks(&m) * 512;
+        }
+    }
+}
+
+/// What [`budget_load`] measured.
+pub struct Load {
+    /// The most blocks allocated in the directory, sampled every few milliseconds while
+    /// writing.
+    pub peak_du: u64,
+    /// The most fjall counted, sampled likewise.
+    pub peak_fjall: u64,
+    /// The accounted bytes at the end.
+    pub tracked: u64,
+    /// Where the blocks were at the peak.
+    pub at_peak: String,
+    /// Commits per second.
+    pub writes_per_sec: f64,
+    pub writes: u64,
+}
+
+/// Writes ten times `store`'s budget in distinct keys (bodies of `size` bytes, appended 16 KiB
+/// at a time), sampling the directory's disk use from another thread all along.
+pub async fn budget_load(store: &FjallStore, size: usize) -> Load {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = store.path().to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (peak_du, peak_fjall) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let sampler = {
+        let (stop, peak_du, peak_fjall, store) = (
+            Arc::clone(&stop),
+            Arc::clone(&peak_du),
+            Arc::clone(&peak_fjall),
+            store.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut at_peak = String::new();
+            while !stop.load(Ordering::Relaxed) {
+                let mut kinds = std::collections::BTreeMap::new();
+                du_by_kind(&dir, &mut kinds, "");
+                let used = kinds.values().sum();
+                if used > peak_du.fetch_max(used, Ordering::Relaxed) {
+                    at_peak = kinds
+                        .iter()
+                        .map(|(k, v)| format!("{k} {:.1} MiB", *v as f64 / 1048576.0))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                }
+                if let Ok(n) = store.disk_space() {
+                    peak_fjall.fetch_max(n, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            at_peak
+        })
+    };
+    let writes = 10 * store.budget_bytes() / size as u64;
+    let started = std::time::Instant::now();
+    for i in 0..writes {
+        let b = body(i, size);
+        put(store, &format!("load/{i}"), "load", &b, 16 * 1024, None)
+            .await
+            .unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    store.run_pending_tasks().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let at_peak = sampler.join().unwrap();
+    let end = du(store.path());
+    Load {
+        peak_du: peak_du.load(Ordering::Relaxed).max(end),
+        peak_fjall: peak_fjall.load(Ordering::Relaxed),
+        tracked: store.tracked_bytes(),
+        at_peak,
+        writes_per_sec: writes as f64 / secs,
+        writes,
+    }
+}
+
+/// The disk bound the crate documents: budget + 10% + 32 MiB.
+pub fn disk_bound(budget: u64) -> u64 {
+    budget + budget / 10 + (32 << 20)
 }
