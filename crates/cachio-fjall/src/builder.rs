@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use cachio_core::clock::{Clock, SystemClock};
 use cachio_core::store::StoreError;
+#[cfg(doc)]
+use cachio_core::store::{ErrorKind, Store};
 
 use crate::engine::{Settings, StoreClock};
 use crate::store::Shared;
