@@ -37,6 +37,7 @@ mod background;
 mod body;
 mod capture;
 mod coalesce;
+mod fill;
 mod config;
 mod future;
 mod hooks;
@@ -54,7 +55,8 @@ pub use body::{BoxError, ResponseBody};
 pub use future::ResponseFuture;
 pub use hooks::{KeyFn, TtlFn};
 pub use layer::{
-    CacheLayer, DEFAULT_COALESCE_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_MAX_OBJECT_SIZE,
+    CacheLayer, DEFAULT_COALESCE_TIMEOUT, DEFAULT_FILL_WINDOW, DEFAULT_HIT_FOR_MISS,
+    DEFAULT_MAX_OBJECT_SIZE,
 };
 pub use mode::CacheMode;
 pub use outcome::StoreOutcome;
