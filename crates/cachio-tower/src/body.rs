@@ -152,9 +152,10 @@ impl<B, St: Store> Tee<B, St> {
     /// is within the bound set for it.
     fn worth_finishing(&self) -> bool {
         self.fill.as_ref().is_some_and(|f| f.readers() > 0)
-            || self.capture.as_ref().is_some_and(|c| {
-                c.expected.unwrap_or(0).max(c.written) <= c.after_disconnect
-            })
+            || self
+                .capture
+                .as_ref()
+                .is_some_and(|c| c.expected.unwrap_or(0).max(c.written) <= c.after_disconnect)
     }
 }
 

@@ -340,13 +340,13 @@ async fn begin_capture<St: Store>(
     // The requests waiting on this fetch stream its body from here on.
     let fill = guard.as_ref().map(|g| {
         let window = cx.config.fill_window;
-        let fill = Arc::new(Fill::new(
-            meta.clone(),
-            store_key.clone(),
-            code,
+        let fill = Fill::new(
+            (meta.clone(), store_key.clone()),
+            (code, since),
             expected,
             window,
-        ));
+        );
+        let fill = Arc::new(fill);
         g.publish(fill.clone());
         fill
     });

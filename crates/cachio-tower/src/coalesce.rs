@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cachio_core::policy::status::Fwd;
-use cachio_core::store::Store;
 use cachio_core::policy::vary;
+use cachio_core::store::Store;
 use http::{Method, Response, header};
 use tokio::sync::watch;
 
@@ -338,6 +338,14 @@ fn follow<ResB, St: Store>(
     fwd: Fwd,
     fill: &Arc<Fill>,
 ) -> Option<Res<ResB, St>> {
+    if cx
+        .config
+        .invalidations
+        .invalidated_since(&req.key, fill.since)
+    {
+        // Fetched before a change to the resource: it will not be stored, nor streamed.
+        return None;
+    }
     let stored = fill.response();
     let names = vary::vary_names(&stored.fields().to_header_map(0))?;
     if stored.vary_values() != vary::request_values(&req.parts.headers, &names).as_slice() {

@@ -37,6 +37,9 @@ pub(crate) struct Fill {
     pub(crate) store_key: String,
     /// The origin's status code, for the waiters' `Cache-Status`.
     pub(crate) code: u16,
+    /// The invalidation mark of the request that fetches it: a waiter does not stream a response
+    /// fetched before a change to the resource.
+    pub(crate) since: u64,
     /// `Content-Length`, when the response declared one.
     expected: Option<u64>,
     /// The most bytes the window holds.
@@ -75,9 +78,8 @@ enum BodyState {
 
 impl Fill {
     pub(crate) fn new(
-        meta: Arc<Meta>,
-        store_key: String,
-        code: u16,
+        (meta, store_key): (Arc<Meta>, String),
+        (code, since): (u16, u64),
         expected: Option<u64>,
         cap: u64,
     ) -> Self {
@@ -85,6 +87,7 @@ impl Fill {
             meta,
             store_key,
             code,
+            since,
             expected,
             cap,
             window: Mutex::default(),
@@ -358,4 +361,3 @@ where
 {
     tokio::spawn(crate::capture::drain(body));
 }
-
