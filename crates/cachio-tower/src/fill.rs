@@ -361,3 +361,96 @@ where
 {
     tokio::spawn(crate::capture::drain(body));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cachio_moka::MokaStore;
+    use http_body_util::BodyExt;
+
+    fn fill(cap: u64) -> Arc<Fill> {
+        let now = std::time::SystemTime::now();
+        let meta = cachio_core::Policy::shared().to_meta(
+            &http::HeaderMap::new(),
+            http::StatusCode::OK,
+            http::Version::HTTP_11,
+            &http::HeaderMap::new(),
+            now,
+            now,
+        );
+        Arc::new(Fill::new(
+            (Arc::new(Meta::Response(meta)), "k".into()),
+            (200, 0),
+            None,
+            cap,
+        ))
+    }
+
+    struct Reader(Follower<MokaStore>);
+
+    impl Body for Reader {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0.poll_next(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_window_stays_bounded_whatever_its_readers_read() {
+        let fill = fill(4096);
+        let idle: Vec<_> = (0..100)
+            .map(|_| fill.follow(MokaStore::new(1 << 20)))
+            .collect();
+        assert_eq!(fill.readers(), 100);
+        for _ in 0..1000 {
+            fill.push(&Bytes::from(vec![7; 1000]));
+            assert!(fill.held() <= 4096, "held {}", fill.held());
+        }
+        drop(idle);
+        assert_eq!(fill.readers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reader_within_the_window_gets_every_byte_and_ends_after_the_flight() {
+        let fill = fill(1 << 20);
+        let reader = tokio::spawn(Reader(fill.follow(MokaStore::new(1 << 20))).collect());
+        for i in 0..10u8 {
+            fill.push(&Bytes::from(vec![i; 100]));
+            tokio::task::yield_now().await;
+        }
+        fill.finish();
+        tokio::task::yield_now().await;
+        assert!(
+            !reader.is_finished(),
+            "the end waits for the flight's outcome"
+        );
+        fill.settle(Outcome::Failed);
+        let got = reader.await.unwrap().expect("a whole body").to_bytes();
+        let want: Vec<u8> = (0..10u8).flat_map(|i| vec![i; 100]).collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_reader_behind_an_unstored_fill_fails() {
+        let fill = fill(100);
+        let reader = Reader(fill.follow(MokaStore::new(1 << 20)));
+        fill.push(&Bytes::from(vec![1; 100]));
+        fill.push(&Bytes::from(vec![2; 100]));
+        fill.finish();
+        fill.settle(Outcome::Pass);
+        assert!(reader.collect().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_fill_fails_its_readers() {
+        let fill = fill(1 << 20);
+        let reader = Reader(fill.follow(MokaStore::new(1 << 20)));
+        fill.push(&Bytes::from(vec![1; 100]));
+        fill.fail("gone");
+        assert!(reader.collect().await.is_err());
+    }
+}
