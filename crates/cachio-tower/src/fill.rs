@@ -12,8 +12,8 @@
 //! same way, and nothing is stored.
 //!
 //! The store is not read while it is written: no store (memory, disk, Redis) has to expose an
-//! entry in progress, and the window costs no copy (its chunks are the refcounted chunks the tee
-//! hands to the store's writer).
+//! entry in progress. The window copies the chunks it keeps (one copy per fill, not per waiter),
+//! so that the bytes it counts are the memory it holds.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -104,13 +104,27 @@ impl Fill {
     }
 
     /// Publishes the next chunk of the body, dropping the oldest ones past the window's bound.
+    ///
+    /// The window keeps a copy: a chunk from a connection's read buffer may be a slice that keeps
+    /// a much larger allocation alive, so the bytes the window counts would not bound the memory
+    /// it holds.
     pub(crate) fn push(&self, chunk: &Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        let copy = if self.cap == 0 {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(chunk)
+        };
         let mut w = self.lock();
-        if w.body != BodyState::Open || chunk.is_empty() {
+        if w.body != BodyState::Open {
             return;
         }
         w.end += chunk.len() as u64;
-        w.chunks.push_back(chunk.clone());
+        if !copy.is_empty() {
+            w.chunks.push_back(copy);
+        }
         while w.end - w.start > self.cap
             && let Some(old) = w.chunks.pop_front()
         {
