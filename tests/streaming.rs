@@ -188,7 +188,9 @@ async fn body_that_fits_is_stored_exactly() {
 
 #[tokio::test]
 async fn caller_dropping_body_early_leaves_no_entry() {
-    let h = Harness::private(|_| {
+    // A fill its caller leaves is finished within `fill_after_disconnect`: zero stops it.
+    let layer = CacheLayer::private(memory()).fill_after_disconnect(0);
+    let h = Harness::with(layer, |_| {
         ok("").cc("max-age=600").stream(|feed| async move {
             for _ in 0..64 {
                 if !feed.send(Bytes::from(vec![b'y'; 16 * KIB])).await {

@@ -15,6 +15,7 @@ mod concurrent;
 mod directives;
 #[cfg(all(feature = "memory", feature = "disk"))]
 mod disk;
+mod fill;
 mod freshness;
 mod invalidation;
 mod key;

@@ -107,6 +107,7 @@ pub(crate) fn spawn_revalidation<S, St, ReqB, ResB>(
         };
         let res: Result<Res<ResB, St>, ()> = store_response(&cx, ex, res).await;
         if let Ok(res) = res {
+            // Read to the end as a fill its client left is (`fill::finish_in_background`).
             drain(res.into_body()).await;
         }
     });

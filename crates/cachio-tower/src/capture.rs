@@ -17,6 +17,7 @@ use tower_service::Service;
 use crate::body::{Capture, CommitFuture, ResponseBody, commit_entry};
 use crate::coalesce::{FlightGuard, Outcome};
 use crate::config::{Config, Ctx};
+use crate::fill::{Fill, finish_in_background};
 use crate::mode::CacheMode;
 use crate::outcome::{Signal, StoreOutcome};
 use crate::revalidate::remove;
@@ -75,7 +76,7 @@ where
     let res = store_response(cx, ex, res).await?;
     let (head, body) = res.into_parts();
     if body.is_capturing() {
-        tokio::spawn(drain(body));
+        finish_in_background(body);
     }
     Ok(Response::from_parts(head, ResponseBody::empty()))
 }
@@ -197,9 +198,9 @@ where
     let status = status.stored(capture.is_some());
     head.headers.append(CACHE_STATUS, status.to_header_value());
     let body = match capture {
-        Some((c, outcome)) => {
+        Some((c, outcome, fill)) => {
             head.extensions.insert(outcome);
-            ResponseBody::tee(body, c)
+            ResponseBody::tee(body, c, fill)
         }
         None => ResponseBody::passthrough(body),
     };
@@ -288,7 +289,7 @@ async fn begin_capture<St: Store>(
     entry: NewEntry,
     index: Option<VaryIndex>,
     (guard, since): (Option<FlightGuard>, u64),
-) -> Option<(Capture<St>, StoreOutcome)> {
+) -> Option<(Capture<St>, StoreOutcome, Option<Arc<Fill>>)> {
     let NewEntry {
         meta,
         ttl,
@@ -335,10 +336,28 @@ async fn begin_capture<St: Store>(
             return None;
         }
     };
+    let meta = Arc::new(Meta::Response(meta));
+    // The requests waiting on this fetch stream its body from here on.
+    let fill = guard.as_ref().map(|g| {
+        let window = cx.config.fill_window;
+        let fill = Fill::new(
+            (meta.clone(), store_key.clone()),
+            (code, since),
+            expected,
+            window,
+        );
+        let fill = Arc::new(fill);
+        g.publish(fill.clone());
+        fill
+    });
+    let after_disconnect = cx
+        .config
+        .fill_after_disconnect
+        .unwrap_or(cx.config.max_object_size);
     let commit = Commit {
         store: cx.store.clone(),
         config: cx.config.clone(),
-        meta: Arc::new(Meta::Response(meta)),
+        meta,
         ttl,
         primary,
         store_key,
@@ -362,8 +381,10 @@ async fn begin_capture<St: Store>(
             commit,
             signal,
             writes: cx.config.writes.clone(),
+            after_disconnect,
         },
         outcome,
+        fill,
     ))
 }
 

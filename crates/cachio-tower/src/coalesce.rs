@@ -6,12 +6,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cachio_core::backend::served::hit_headers;
 use cachio_core::policy::status::Fwd;
+use cachio_core::policy::vary;
 use cachio_core::store::Store;
-use http::{Method, header};
+use http::{Method, Response, header};
 use tokio::sync::watch;
 
+use crate::body::ResponseBody;
 use crate::config::Ctx;
+use crate::fill::Fill;
 use crate::lookup::{Found, Lookup, lookup};
 use crate::mode::CacheMode;
 use crate::serve::serve_stored;
@@ -19,9 +23,10 @@ use crate::service::{Incoming, Next, Res, servable};
 use crate::stats::Event;
 
 /// What became of a fetch others are waiting for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// Still in flight.
+    #[default]
     Pending,
     /// The response was stored (or a stored one freshened); its status code.
     Stored(u16),
@@ -31,10 +36,18 @@ pub(crate) enum Outcome {
     Failed,
 }
 
+/// A fetch others are waiting for, as they see it: its outcome, and the fill they stream from
+/// once its response is on its way into the store.
+#[derive(Clone, Default)]
+pub(crate) struct Flight {
+    pub(crate) outcome: Outcome,
+    pub(crate) fill: Option<Arc<Fill>>,
+}
+
 /// The fetches in flight and the keys known to be uncacheable.
 #[derive(Default)]
 pub(crate) struct Flights {
-    inflight: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+    inflight: Mutex<HashMap<String, watch::Receiver<Flight>>>,
     pass: Mutex<HashMap<String, Instant>>,
 }
 
@@ -43,7 +56,7 @@ pub(crate) enum Join {
     /// It fetches; others wait for it.
     Leader(FlightGuard),
     /// Another request is fetching the key.
-    Waiter(watch::Receiver<Outcome>),
+    Waiter(watch::Receiver<Flight>),
 }
 
 /// The most keys remembered as uncacheable; past it, expired ones are dropped, then all.
@@ -54,11 +67,11 @@ impl Flights {
     pub(crate) fn join(self: &Arc<Self>, key: &str) -> Join {
         let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(rx) = map.get(key)
-            && *rx.borrow() == Outcome::Pending
+            && rx.borrow().outcome == Outcome::Pending
         {
             return Join::Waiter(rx.clone());
         }
-        let (tx, rx) = watch::channel(Outcome::Pending);
+        let (tx, rx) = watch::channel(Flight::default());
         map.insert(key.to_owned(), rx);
         Join::Leader(FlightGuard {
             flights: self.clone(),
@@ -69,10 +82,10 @@ impl Flights {
     }
 
     /// The fetch for `key` in flight, to wait for, without starting one when there is none.
-    pub(crate) fn waiter(&self, key: &str) -> Option<watch::Receiver<Outcome>> {
+    pub(crate) fn waiter(&self, key: &str) -> Option<watch::Receiver<Flight>> {
         let map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         map.get(key)
-            .filter(|rx| *rx.borrow() == Outcome::Pending)
+            .filter(|rx| rx.borrow().outcome == Outcome::Pending)
             .cloned()
     }
 
@@ -81,7 +94,7 @@ impl Flights {
     pub(crate) fn in_flight(&self, key: &str) -> bool {
         let map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         map.get(key)
-            .is_some_and(|rx| *rx.borrow() == Outcome::Pending)
+            .is_some_and(|rx| rx.borrow().outcome == Outcome::Pending)
     }
 
     /// Whether `key` was recently found uncacheable.
@@ -125,13 +138,18 @@ impl Flights {
 pub(crate) struct FlightGuard {
     flights: Arc<Flights>,
     key: String,
-    tx: watch::Sender<Outcome>,
+    tx: watch::Sender<Flight>,
     done: bool,
 }
 
 impl FlightGuard {
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.resolve(outcome);
+    }
+
+    /// Lets the waiters stream the response's body from `fill` as it arrives.
+    pub(crate) fn publish(&self, fill: Arc<Fill>) {
+        self.tx.send_modify(|f| f.fill = Some(fill));
     }
 
     fn resolve(&mut self, outcome: Outcome) {
@@ -152,7 +170,10 @@ impl FlightGuard {
                 map.remove(&self.key);
             }
         }
-        let _ = self.tx.send(outcome);
+        self.tx.send_modify(|f| f.outcome = outcome);
+        if let Some(fill) = &self.tx.borrow().fill {
+            fill.settle(outcome);
+        }
     }
 }
 
@@ -163,16 +184,36 @@ impl Drop for FlightGuard {
 }
 
 /// Waits for a flight's outcome, at most `timeout`; `Failed` on timeout.
-pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>, timeout: Duration) -> Outcome {
+pub(crate) async fn wait(mut rx: watch::Receiver<Flight>, timeout: Duration) -> Outcome {
     let wait = async {
-        match rx.wait_for(|o| *o != Outcome::Pending).await {
-            Ok(o) => *o,
+        match rx.wait_for(|f| f.outcome != Outcome::Pending).await {
+            Ok(f) => f.outcome,
             Err(_) => Outcome::Failed,
         }
     };
     tokio::time::timeout(timeout, wait)
         .await
         .unwrap_or(Outcome::Failed)
+}
+
+/// Waits, at most `timeout`, for a flight's response to be on its way into the store (its fill,
+/// to stream from) or for its outcome; `Failed` on timeout.
+async fn wait_start(
+    rx: &mut watch::Receiver<Flight>,
+    timeout: Duration,
+) -> Result<Arc<Fill>, Outcome> {
+    let wait = async {
+        match rx
+            .wait_for(|f| f.fill.is_some() || f.outcome != Outcome::Pending)
+            .await
+        {
+            Ok(f) => f.fill.clone().ok_or(f.outcome),
+            Err(_) => Err(Outcome::Failed),
+        }
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .unwrap_or(Err(Outcome::Failed))
 }
 
 /// What coalescing made of a request that needs the origin.
@@ -236,11 +277,22 @@ enum AfterWait<ResB, St: Store> {
 /// this request.
 async fn wait_for_flight<ResB, St: Store>(
     cx: &Ctx<St>,
-    rx: watch::Receiver<Outcome>,
+    mut rx: watch::Receiver<Flight>,
     req: &Incoming,
     fwd: Fwd,
 ) -> AfterWait<ResB, St> {
     cx.config.count(Event::Coalesced);
+    if streams(req) {
+        match wait_start(&mut rx, cx.config.coalesce_timeout).await {
+            Ok(fill) => {
+                if let Some(res) = follow(cx, req, fwd, &fill) {
+                    return AfterWait::Serve(res);
+                }
+            }
+            Err(Outcome::Pending) => {}
+            Err(_) => return AfterWait::Proceed,
+        }
+    }
     let Outcome::Stored(code) = wait(rx, cx.config.coalesce_timeout).await else {
         return AfterWait::Proceed;
     };
@@ -268,6 +320,53 @@ async fn wait_for_flight<ResB, St: Store>(
         body,
         status.to_header_value(),
     ))
+}
+
+/// Whether a waiter may stream the fill it waits on: a plain `GET` of the whole body (a `Range`
+/// or a conditional request waits for the stored entry, which answers it as a hit would).
+fn streams(req: &Incoming) -> bool {
+    let h = &req.parts.headers;
+    !(h.contains_key(header::RANGE)
+        || h.contains_key(header::IF_NONE_MATCH)
+        || h.contains_key(header::IF_MODIFIED_SINCE))
+}
+
+/// A waiter's response streamed from the fill in flight, with its own `Age` and `Cache-Status`
+/// (`collapsed`); `None` if the response on its way does not serve this request as it is.
+fn follow<ResB, St: Store>(
+    cx: &Ctx<St>,
+    req: &Incoming,
+    fwd: Fwd,
+    fill: &Arc<Fill>,
+) -> Option<Res<ResB, St>> {
+    if cx
+        .config
+        .invalidations
+        .invalidated_since(&req.key, fill.since)
+    {
+        // Fetched before a change to the resource: it will not be stored, nor streamed.
+        return None;
+    }
+    let stored = fill.response();
+    let names = vary::vary_names(&stored.fields().to_header_map(0))?;
+    if stored.vary_values() != vary::request_values(&req.parts.headers, &names).as_slice() {
+        return None;
+    }
+    let eval = cx.config.policy.evaluate(&req.cc, stored, cx.now());
+    if !servable(req.mode, eval.verdict) {
+        return None;
+    }
+    let status = cx
+        .status(fwd)
+        .fwd_status(fill.code)
+        .collapsed(true)
+        .ttl(eval.ttl_secs());
+    let age = cachio_core::policy::age_value(eval.age);
+    let mut res = Response::new(ResponseBody::follow(fill.follow(cx.store.clone())));
+    *res.status_mut() = stored.status();
+    *res.version_mut() = stored.version();
+    *res.headers_mut() = hit_headers(stored, age, status.to_header_value());
+    Some(res)
 }
 
 /// everyone asking (no `no-store`, and in a shared cache no credentials of its own).

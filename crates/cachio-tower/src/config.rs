@@ -27,6 +27,11 @@ pub(crate) struct Config {
     pub(crate) coalesce: bool,
     pub(crate) coalesce_timeout: Duration,
     pub(crate) hit_for_miss: Duration,
+    /// The most bytes of a fill in flight kept in memory for the requests that wait on it.
+    pub(crate) fill_window: u64,
+    /// The largest body a fill finishes after its client went away, when nobody waits on it
+    /// (`None`: the largest stored, `max_object_size`).
+    pub(crate) fill_after_disconnect: Option<u64>,
     /// The mode of a request that carries no [`CacheMode`](crate::CacheMode).
     pub(crate) default_mode: crate::CacheMode,
     /// Whether responses RFC 9111 §3 would not store are stored too (a private cache only).
@@ -97,6 +102,8 @@ impl Clone for Config {
             coalesce: self.coalesce,
             coalesce_timeout: self.coalesce_timeout,
             hit_for_miss: self.hit_for_miss,
+            fill_window: self.fill_window,
+            fill_after_disconnect: self.fill_after_disconnect,
             default_mode: self.default_mode,
             store_all: self.store_all,
             flights: self.flights.clone(),

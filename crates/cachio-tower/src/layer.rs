@@ -22,6 +22,10 @@ pub const DEFAULT_COALESCE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a key whose response could not be stored skips coalescing by default: 10 seconds.
 pub const DEFAULT_HIT_FOR_MISS: Duration = Duration::from_secs(10);
 
+/// How many bytes of a fetch in flight are kept in memory by default for the requests that wait
+/// on it: 4 MiB.
+pub const DEFAULT_FILL_WINDOW: u64 = 4 * 1024 * 1024;
+
 /// The default largest body stored: 64 MiB.
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -89,6 +93,8 @@ impl<St> CacheLayer<St> {
                 coalesce: true,
                 coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
                 hit_for_miss: DEFAULT_HIT_FOR_MISS,
+                fill_window: DEFAULT_FILL_WINDOW,
+                fill_after_disconnect: None,
                 default_mode: crate::CacheMode::Default,
                 store_all: false,
                 flights: Arc::default(),
@@ -191,6 +197,52 @@ impl<St> CacheLayer<St> {
     #[must_use]
     pub fn coalesce_timeout(mut self, timeout: Duration) -> Self {
         self.config_mut().coalesce_timeout = timeout;
+        self
+    }
+
+    /// How many bytes of a fetch in flight are kept in memory for the requests that wait on it
+    /// ([`DEFAULT_FILL_WINDOW`] by default).
+    ///
+    /// A request that joins a fetch in flight streams its body from the first byte as it
+    /// arrives, at its own pace, from a window of the latest chunks. A request that falls more
+    /// than this behind the fetch (a slow reader) waits for the entry to be stored and reads the
+    /// rest from the store; the fetch never waits for it. The window bounds the memory a fetch
+    /// takes whatever the number and speed of its waiters; zero makes every waiter read from the
+    /// stored entry once it is committed.
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::CacheLayer;
+    ///
+    /// let layer = CacheLayer::shared(MokaStore::new(1 << 30)).fill_window(16 << 20);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn fill_window(mut self, bytes: u64) -> Self {
+        self.config_mut().fill_window = bytes;
+        self
+    }
+
+    /// The largest body that is still fetched into the store after the client that asked for it
+    /// went away, when no other request waits on it (by default the
+    /// [`max_object_size`](Self::max_object_size)).
+    ///
+    /// When the caller drops a miss's body mid-way, a task reads the rest from the origin into
+    /// the store while requests wait on it, or while the body (its `Content-Length`, or the bytes
+    /// so far) is within `bytes`; past that the fetch stops and nothing is stored. The next
+    /// request is then a hit instead of a second fetch. Zero stops every fetch whose client went
+    /// away and that nobody waits on.
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::CacheLayer;
+    ///
+    /// let layer = CacheLayer::shared(MokaStore::new(1 << 30)).fill_after_disconnect(8 << 20);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn fill_after_disconnect(mut self, bytes: u64) -> Self {
+        self.config_mut().fill_after_disconnect = Some(bytes);
         self
     }
 

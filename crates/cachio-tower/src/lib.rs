@@ -38,6 +38,7 @@ mod body;
 mod capture;
 mod coalesce;
 mod config;
+mod fill;
 mod future;
 mod hooks;
 mod invalidate;
@@ -54,7 +55,8 @@ pub use body::{BoxError, ResponseBody};
 pub use future::ResponseFuture;
 pub use hooks::{KeyFn, TtlFn};
 pub use layer::{
-    CacheLayer, DEFAULT_COALESCE_TIMEOUT, DEFAULT_HIT_FOR_MISS, DEFAULT_MAX_OBJECT_SIZE,
+    CacheLayer, DEFAULT_COALESCE_TIMEOUT, DEFAULT_FILL_WINDOW, DEFAULT_HIT_FOR_MISS,
+    DEFAULT_MAX_OBJECT_SIZE,
 };
 pub use mode::CacheMode;
 pub use outcome::StoreOutcome;
