@@ -79,109 +79,35 @@
 
 mod body;
 mod file;
+mod mode;
 mod redact;
+mod store;
 mod unmatched;
 mod writer;
 
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use cachio_core::meta::{Meta, ResponseMeta};
-use cachio_core::store::{ErrorKind, Hit, Store, StoreError};
+#[cfg(doc)]
+use cachio_core::store::Store;
+use cachio_core::store::{ErrorKind, Hit, StoreError};
 use cachio_tower::{CacheLayer, CacheMode};
 use http::header::HeaderName;
 
 pub use body::CassetteBody;
+pub use mode::{MODE_VAR, Mode, UnknownMode};
 pub use redact::{MASK, Recording};
 pub use unmatched::{CLOSEST, UNMATCHED, Unmatched};
 pub use writer::CassetteWriter;
 
 use crate::file::EntryFile;
 use crate::redact::Redact;
-
-/// The environment variable [`Mode::from_env_or`] reads.
-pub const MODE_VAR: &str = "CACHIO_CASSETTE";
-
-/// How a cassette uses its recordings and the network.
-///
-/// # Example
-///
-/// ```
-/// use cachio_cassette::Mode;
-///
-/// assert_eq!("record-new".parse::<Mode>(), Ok(Mode::RecordNew));
-/// // `CACHIO_CASSETTE=record cargo test` records again; plain `cargo test` replays.
-/// let mode = Mode::from_env_or(Mode::Replay);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// Goes to the network for each exchange once in the run and records it, replacing the
-    /// recording from before; later uses in the run replay the new recording.
-    Record,
-    /// Replays recordings and never goes to the network for `GET` or `HEAD`: a request without a
-    /// recording gets a `504` ([`Unmatched`]).
-    #[default]
-    Replay,
-    /// Replays what is recorded, and records what is not.
-    RecordNew,
-}
-
-impl Mode {
-    /// The mode named by the environment variable [`MODE_VAR`] (`record`, `replay`,
-    /// `record-new`), or `default` when it is not set. A value it does not know is reported with
-    /// a `tracing` warning and gives `default`.
-    pub fn from_env_or(default: Mode) -> Mode {
-        match std::env::var(MODE_VAR) {
-            Ok(v) => v.parse().unwrap_or_else(|e: UnknownMode| {
-                tracing::warn!("{e}; using {default:?}");
-                default
-            }),
-            Err(_) => default,
-        }
-    }
-}
-
-/// A mode name [`Mode::from_str`] does not know.
-///
-/// # Example
-///
-/// ```
-/// let err = "rec".parse::<cachio_cassette::Mode>().unwrap_err();
-/// assert!(err.to_string().contains("rec"));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnknownMode(String);
-
-impl fmt::Display for UnknownMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown cassette mode {:?} (expected record, replay or record-new)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownMode {}
-
-impl FromStr for Mode {
-    type Err = UnknownMode;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "record" => Ok(Mode::Record),
-            "replay" => Ok(Mode::Replay),
-            "record-new" | "record_new" | "recordnew" => Ok(Mode::RecordNew),
-            _ => Err(UnknownMode(s.to_owned())),
-        }
-    }
-}
 
 /// A store of recorded HTTP exchanges in a directory of readable files; see the
 /// [crate documentation](crate).
@@ -658,143 +584,5 @@ where
             .await
             .map_err(|e| StoreError::new(ErrorKind::Other, e))?,
         Err(_) => f(),
-    }
-}
-
-impl Store for Cassette {
-    type Body = CassetteBody;
-    type Writer = CassetteWriter;
-
-    async fn get(&self, key: &str) -> Result<Option<Hit<CassetteBody>>, StoreError> {
-        let this = self.clone();
-        let key = key.to_owned();
-        blocking(move || {
-            let found = this.read(&key)?;
-            let found = match (this.inner.mode, found) {
-                // Recordings from before the run are not used; a resource's list of variants is,
-                // so that its variants keep their names when they are recorded again.
-                (Mode::Record, Some((meta @ Meta::Response(_), _)))
-                    if !this.inner.recorded_in_run(&Names::of(&key).json) =>
-                {
-                    drop(meta);
-                    None
-                }
-                (_, found) => found,
-            };
-            Ok(match found {
-                Some((meta, body)) => Some(Hit {
-                    meta: file::shared(meta),
-                    body,
-                }),
-                None if this.inner.mode == Mode::Replay && !key.contains('\0') => {
-                    Some(this.unmatched(&key))
-                }
-                None => None,
-            })
-        })
-        .await
-    }
-
-    fn begin(&self, key: &str) -> Result<CassetteWriter, StoreError> {
-        CassetteWriter::start(self.inner.clone(), key.to_owned())
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        previous: &Meta,
-        meta: Arc<Meta>,
-        _ttl: Option<Duration>,
-    ) -> Result<bool, StoreError> {
-        let this = self.clone();
-        let key = key.to_owned();
-        let previous = previous.clone();
-        blocking(move || {
-            let names = Names::of(&key);
-            let path = this.inner.dir.join(&names.json);
-            let io = |e| StoreError::new(ErrorKind::Io, e);
-            let _change = this.inner.write_lock();
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(io(e)),
-            };
-            let Some(entry) = file::parse(&bytes).ok().filter(|e| e.key() == key) else {
-                return Ok(false);
-            };
-            if !entry.meta().is_ok_and(|m| m.same_as(&previous)) {
-                return Ok(false);
-            }
-            let body = match &*meta {
-                Meta::Response(_) => entry.body().cloned(),
-                Meta::Variants(_) => None,
-            };
-            let new = file::to_file(&key, &meta, body.clone(), &this.inner.redact)
-                .map_err(|e| StoreError::new(ErrorKind::Other, e))?;
-            let tmp = this.inner.dir.join(format!(
-                ".{}-{}.json.tmp",
-                std::process::id(),
-                this.inner
-                    .next_temp
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ));
-            std::fs::write(&tmp, file::render(&new)).map_err(io)?;
-            if let Err(e) = std::fs::rename(&tmp, &path) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io(e));
-            }
-            if body.is_none()
-                && let Some(old) = entry.body().filter(|b| file::plain_name(&b.file))
-            {
-                writer::remove_if_present(&this.inner.dir.join(&old.file)).map_err(io)?;
-            }
-            this.inner.recorded(&names.json);
-            Ok(true)
-        })
-        .await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let this = self.clone();
-        let key = key.to_owned();
-        blocking(move || {
-            let names = Names::of(&key);
-            // With the body file the entry names.
-            let named = std::fs::read(this.inner.dir.join(&names.json))
-                .ok()
-                .and_then(|b| file::parse(&b).ok())
-                .filter(|e| e.key() == key)
-                .and_then(|e| e.body().map(|b| b.file.clone()));
-            this.remove(&names.json, named.as_deref())
-                .map_err(|e| StoreError::new(ErrorKind::Io, e))
-        })
-        .await
-    }
-
-    async fn purge<F>(&self, matches: F) -> Result<u64, StoreError>
-    where
-        F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
-    {
-        let this = self.clone();
-        blocking(move || {
-            let mut removed = 0;
-            for (name, entry) in this.entries()? {
-                let key = entry.key();
-                let meta = match entry.meta() {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(file = name, "cassette entry unreadable, skipped: {e}");
-                        continue;
-                    }
-                };
-                if matches(&key, &meta) {
-                    this.remove(&name, entry.body().map(|b| b.file.as_str()))
-                        .map_err(|e| StoreError::new(ErrorKind::Io, e))?;
-                    removed += 1;
-                }
-            }
-            Ok(removed)
-        })
-        .await
     }
 }
