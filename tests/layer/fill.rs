@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cachio::CacheLayer;
+use cachio::{CacheLayer, Store};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use support::*;
@@ -25,17 +25,17 @@ fn pattern(len: usize) -> Bytes {
         .into()
 }
 
-type Body = cachio::ResponseBody<Incoming, cachio::MemoryStore>;
+type Body<St = cachio::MemoryStore> = cachio::ResponseBody<Incoming, St>;
 
 /// An origin that sends `body` in `CHUNK`s, each once the gate gives a permit (the test's hand on
 /// the origin's pace), then fails instead of its last chunk when `fail` is set. It declares its
 /// length unless the path ends in `-chunked`.
-async fn gated(
+async fn gated<St: Store>(
     body: Bytes,
     gate: Arc<Semaphore>,
     fail: bool,
-    layer: CacheLayer<cachio::MemoryStore>,
-) -> Arc<Harness> {
+    layer: CacheLayer<St>,
+) -> Arc<Harness<St>> {
     Arc::new(
         Harness::with(layer, move |seen| {
             let body = body.clone();
@@ -64,7 +64,10 @@ async fn gated(
 }
 
 /// Starts `GET path` on a task of its own and hands back its head and body.
-async fn start(h: &Arc<Harness>, path: &'static str) -> (http::response::Parts, Body) {
+async fn start<St: Store>(
+    h: &Arc<Harness<St>>,
+    path: &'static str,
+) -> (http::response::Parts, Body<St>) {
     let h = h.clone();
     let res = tokio::spawn(async move { h.call(h.req(path)).await.expect("a response") })
         .await
@@ -100,11 +103,11 @@ async fn rest(first: Bytes, body: Body) -> Result<Bytes, String> {
 }
 
 /// `n` requests that join the flight the leader started, once every one of them waits on it.
-async fn join(
-    h: &Arc<Harness>,
+async fn join<St: Store>(
+    h: &Arc<Harness<St>>,
     path: &'static str,
     n: usize,
-) -> Vec<tokio::task::JoinHandle<(http::response::Parts, Body)>> {
+) -> Vec<tokio::task::JoinHandle<(http::response::Parts, Body<St>)>> {
     let stats = h.svc.stats();
     let before = stats.snapshot().coalesced;
     let tasks = (0..n)
@@ -299,7 +302,7 @@ async fn a_failing_origin_fails_every_waiter() {
 }
 
 /// Reads `body` to the end, sleeping `pause` after every frame; the bytes, or the error.
-async fn read_slowly(mut body: Body, pause: Duration) -> Result<Bytes, String> {
+async fn read_slowly<St: Store>(mut body: Body<St>, pause: Duration) -> Result<Bytes, String> {
     let mut got = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;
@@ -317,16 +320,36 @@ async fn read_slowly(mut body: Body, pause: Duration) -> Result<Bytes, String> {
 async fn a_hundred_waiters_at_their_own_pace_get_identical_bytes() {
     // A window of four chunks for a body of 32: most waiters fall behind it and finish from the
     // stored entry; the fill never waits for them.
+    let layer = CacheLayer::shared(memory()).fill_window(4 * CHUNK as u64);
+    waiters_at_their_own_pace(layer, 100).await;
+}
+
+/// The same over the embedded store (memory in front of disk), with a body larger than the
+/// memory tier keeps: the waiters that fall behind the window finish from the disk tier, read
+/// from the byte each had reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_behind_the_window_finish_from_the_disk_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cachio::Embedded::builder(dir.path())
+        .memory_bytes(8 * CHUNK as u64)
+        .open()
+        .unwrap();
+    let layer = CacheLayer::shared(store).fill_window(4 * CHUNK as u64);
+    waiters_at_their_own_pace(layer, 20).await;
+}
+
+/// `waiters` requests join a 32-chunk fill and read at 0 to 3 ms a frame; every one gets the
+/// whole body, identical, from one origin request.
+async fn waiters_at_their_own_pace<St: Store>(layer: CacheLayer<St>, waiters: usize) {
     let body = pattern(32 * CHUNK);
     let gate = Arc::new(Semaphore::new(0));
-    let layer = CacheLayer::shared(memory()).fill_window(4 * CHUNK as u64);
     let h = gated(body.clone(), gate.clone(), false, layer).await;
     let leader = {
         let h = h.clone();
         tokio::spawn(async move { start(&h, "/many").await })
     };
     eventually("the leader to reach the origin", || h.count() == 1).await;
-    let waiters = join(&h, "/many", 100).await;
+    let waiters = join(&h, "/many", waiters).await;
     gate.add_permits(32);
     let (_, leader) = leader.await.unwrap();
     let origin_pace = tokio::spawn(read_slowly(leader, Duration::ZERO));
