@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cachio_fjall::FjallStore;
-use common::{Rng, body, get, header, put};
+use common::{Rng, body, copy_dir, get, header, list, put};
 
 /// Entries written before the damage: enough that chunks are flushed from the journal to tables
 /// and blob files, so that every kind of file holds some.
@@ -342,26 +342,4 @@ fn env_number(name: &str, default: u64) -> u64 {
                 .unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}"))
         })
         .unwrap_or(default)
-}
-
-fn list(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            list(&e.path(), out);
-        } else {
-            out.push(e.path());
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }

@@ -243,3 +243,27 @@ pub async fn budget_load(store: &FjallStore, size: usize) -> Load {
 pub fn disk_bound(budget: u64) -> u64 {
     budget + budget / 10 + (32 << 20)
 }
+
+/// Every file under `dir`, into `out`.
+pub fn list(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            list(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
+}
+
+/// Copies the tree at `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use cachio_core::store::ErrorKind;
 use cachio_fjall::{FjallStore, OnDamage, ReadMode};
-use common::{body, get, header, put};
+use common::{body, copy_dir, get, header, list, put};
 use fjall::{Database, KeyspaceCreateOptions};
 
 const KEYS: usize = 8;
@@ -403,26 +403,4 @@ fn siblings(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn list(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            list(&e.path(), out);
-        } else {
-            out.push(e.path());
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
