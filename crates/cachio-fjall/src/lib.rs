@@ -157,9 +157,8 @@
 //! deleted but not yet compacted away) at most the budget
 //! ([`budget_bytes`](FjallStoreBuilder::budget_bytes), default [`DEFAULT_BUDGET_BYTES`]): after
 //! each commit or update that passes it, the writer thread evicts least recently used entries
-//! until the sum is within the budget again (from 64 MiB up, within a target a little below the
-//! budget on small budgets, so that the disk holds fjall's journal beside the entries: see
-//! below).
+//! until the sum is within the budget again (from 64 MiB up, within a target that leaves room
+//! on disk for fjall's journal: see below).
 //!
 //! Recency is approximate: a hit moves an entry to the young end of the LRU index only if its
 //! access time is older than the touch interval ([`touch_interval`](FjallStoreBuilder::touch_interval),
@@ -173,24 +172,25 @@
 //! allocated in the directory stay within
 //!
 //! ```text
-//! budget + slack,   slack = max(budget / 10 + 32 MiB, target + 72 MiB + max(budget / 16, 16 MiB) - budget)
-//!                   (FjallStore::disk_slack_bytes)
+//! budget + budget / 10 + 32 MiB        (budget + FjallStore::disk_slack_bytes)
 //! ```
 //!
-//! where `target` is the accounted size the store evicts down to:
-//!
-//! - fjall 3 seals its journal at 64 MB whatever its options say, and deletes a sealed journal
-//!   once the memtables holding its writes are flushed (the store flushes the index keyspaces as
-//!   soon as a sealed journal waits on them): up to about 72 MiB;
-//! - bodies that were deleted or evicted: the store compacts the bodies' keyspace fully each
+//! - fjall 3 seals its journal only once it passes 64 MB, whatever its options say, and
+//!   deletes a sealed journal once the memtables holding its writes are flushed (the store
+//!   flushes the index keyspaces as soon as a sealed journal waits on them). The writer thread
+//!   measures the journal every `budget / 64` bytes written (at least 1 MiB, at most 16 MiB) and
+//!   counts what it wrote since, and evicts down to
+//!   `target = budget + budget / 10 + 32 MiB - journal - max(budget / 16, 16 MiB) - 4 MiB`,
+//!   at most the budget and at least an eighth of it.
+//! - Bodies that were deleted or evicted: the store compacts the bodies' keyspace fully each
 //!   time `max(budget / 32, 4 MiB)` of them are dead (its tables hold keys and blob pointers,
 //!   so this rewrites little), which drops blob files whose bodies are all gone and rewrites
-//!   those a quarter dead; with the blob files being written, up to `max(budget / 16, 16 MiB)`;
-//! - so the store evicts down to `target = budget + budget / 10 + 32 MiB - 72 MiB -
-//!   max(budget / 16, 16 MiB)`, at least half the budget and at most the budget. From about
-//!   1.1 GiB up that is the budget and the slack is `budget / 10 + 32 MiB`; at 1 GiB the target
-//!   is 1022 MiB; below, fjall's journal takes a larger share: at 64 MiB the store keeps 32 MiB
-//!   of entries and the directory stays within 120 MiB.
+//!   those a quarter dead; with the blob files being written, that is what
+//!   `max(budget / 16, 16 MiB)` leaves room for.
+//! - From about 1 GiB up the target is the budget whatever the journal holds. Below, the
+//!   journal takes a large share while it fills: at 64 MiB the store holds 64 MiB of entries
+//!   after the journal is sealed and about 20 MiB just before (33 MiB on average under a
+//!   steady load of distinct keys), and the directory stays within 102 MiB.
 //!
 //! Bodies being written and not yet committed, and bodies of removed entries that are still
 //! being read, come on top (they are bounded by the callers). Below 64 MiB the store keeps the
@@ -490,9 +490,8 @@ impl FjallStore {
     }
 
     /// How far the blocks allocated in the store's directory may exceed the budget: from a
-    /// budget of 64 MiB up, `budget / 10 + 32 MiB` once the budget is large enough to hold
-    /// fjall's journal beside it (about 1.1 GiB), more below (56 MiB at 64 MiB);
-    /// `max(budget, 64 MiB) + 128 MiB` below 64 MiB. See the [crate] documentation.
+    /// budget of 64 MiB up, `budget / 10 + 32 MiB`; below, `max(budget, 64 MiB) + 128 MiB`.
+    /// See the [crate] documentation.
     ///
     /// # Example
     ///

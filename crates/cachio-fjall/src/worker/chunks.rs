@@ -16,6 +16,7 @@ use super::{FLUSH_WAIT, GenState, Pending, WriterThread};
 impl WriterThread {
     pub(super) fn chunk(&mut self, gen_id: u64, data: &Bytes, pending: &Pending) {
         let n = data.len() as u64;
+        self.journal.wrote(n);
         let mut st = self.gens.remove(&gen_id).unwrap_or_default();
         if st.error.is_none() && self.recovery.is_some() {
             st.error = Some(super::read_only());

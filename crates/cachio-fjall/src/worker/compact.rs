@@ -26,6 +26,8 @@ impl WriterThread {
         }
         self.dead = 0;
         let db = self.db()?;
+        // The deletions still in the memtable are invisible to a compaction: flush them first.
+        db.chunks.rotate_memtable_and_wait().map_err(db_error)?;
         db.chunks.major_compact().map_err(db_error)
     }
 }

@@ -18,7 +18,7 @@ use crate::Durability;
 use crate::db::Db;
 use crate::engine::{Engine, Recovered, db_error, guarded};
 use crate::record::{self, Record};
-use crate::sizing::Sizes;
+use crate::sizing::{Journal, Sizes};
 
 mod chunks;
 mod compact;
@@ -127,6 +127,8 @@ pub(crate) struct WriterThread {
     /// Chunk bytes deleted since the chunks keyspace was last compacted.
     dead: u64,
     sizes: Sizes,
+    /// The bytes fjall's journal takes, which the entries make room for.
+    journal: Journal,
 }
 
 /// How often a store with [`Durability::Lazy`] hands its journal to the OS.
@@ -160,6 +162,7 @@ impl WriterThread {
             recovery: None,
             dead: 0,
             sizes: Sizes::for_budget(e.settings.budget),
+            journal: Journal::new(e.settings.budget),
             gens: HashMap::new(),
             e,
         }
@@ -347,7 +350,11 @@ impl WriterThread {
     }
 
     fn evict_logged(&mut self) {
-        let target = crate::sizing::evict_target(self.e.settings.budget);
+        let budget = self.e.settings.budget;
+        let journal = self
+            .journal
+            .estimate(&self.e.path.join(crate::engine::DB_DIR));
+        let target = crate::sizing::evict_target(budget, journal);
         self.logged("evicting", |w| w.evict(target));
         self.logged("compacting", Self::compact_if_due);
     }

@@ -144,34 +144,34 @@ async fn the_disk_stays_within_the_bound_at_64_mib() {
     let bound = BUDGET + store.disk_slack_bytes();
     let load = common::budget_load(&store, 64 * 1024).await;
     eprintln!(
-        "64 MiB budget, {} writes: peak {:.1} MiB allocated, {:.1} MiB by fjall's count, bound {} MiB; {:.0} writes/s",
+        "64 MiB budget, {} writes: peak {:.1} MiB allocated, {:.1} MiB by fjall's count, bound {} MiB; {:.1} MiB of entries held on average; {:.0} writes/s",
         load.writes,
         load.peak_du as f64 / 1048576.0,
         load.peak_fjall as f64 / 1048576.0,
         bound >> 20,
+        load.mean_tracked as f64 / 1048576.0,
         load.writes_per_sec
     );
     eprintln!("at the peak: {}", load.at_peak);
-    // The store keeps half the budget at 64 MiB: fjall's journal takes most of the rest.
+    assert_eq!(bound, common::disk_bound(BUDGET));
+    assert!(load.peak_du <= bound, "peak {} above {bound}", load.peak_du);
+    // fjall's journal takes up to 61 MiB of the 102 while it fills: the entries make room for
+    // it, and take the room back once it is sealed and dropped.
     assert!(
-        load.tracked <= BUDGET / 2 && load.tracked > BUDGET * 3 / 8,
+        load.tracked <= BUDGET && load.tracked >= BUDGET / 8,
         "tracked {}",
         load.tracked
     );
-    assert!(load.peak_du <= bound, "peak {} above {bound}", load.peak_du);
-    // What the store states: 120 MiB, above the budget + 10% + 32 MiB (102 MiB) by what
-    // fjall's journal takes past 32 MiB (see the crate documentation).
     assert!(
-        bound <= common::disk_bound(BUDGET) + (18 << 20),
-        "stated {bound}"
+        load.mean_tracked >= BUDGET / 4,
+        "held {} on average",
+        load.mean_tracked
     );
 }
 
-/// The same at 1 GiB, with bodies of 1 MiB: ten times the budget is 10 GiB of writes, which
-/// took 13 minutes on two busy cores in a debug build (peak 1123 MiB), so it runs on request
-/// (`cargo test -p cachio-fjall --test store -- --ignored at_1_gib`).
+/// The same at 1 GiB, with bodies of 1 MiB: ten times the budget is 10 GiB of writes, the
+/// slowest test of the suite (about 5 minutes on two busy cores).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "writes 10 GiB; run with --ignored"]
 async fn the_disk_stays_within_the_bound_at_1_gib() {
     const BUDGET: u64 = 1 << 30;
     let dir = tempfile::tempdir().unwrap();
@@ -183,11 +183,12 @@ async fn the_disk_stays_within_the_bound_at_1_gib() {
     assert_eq!(bound, common::disk_bound(BUDGET));
     let load = common::budget_load(&store, 1 << 20).await;
     eprintln!(
-        "1 GiB budget, {} writes: peak {:.1} MiB allocated, {:.1} MiB by fjall's count, bound {} MiB; {:.0} writes/s",
+        "1 GiB budget, {} writes: peak {:.1} MiB allocated, {:.1} MiB by fjall's count, bound {} MiB; {:.0} MiB of entries held on average; {:.0} writes/s",
         load.writes,
         load.peak_du as f64 / 1048576.0,
         load.peak_fjall as f64 / 1048576.0,
         bound >> 20,
+        load.mean_tracked as f64 / 1048576.0,
         load.writes_per_sec
     );
     eprintln!("at the peak: {}", load.at_peak);
