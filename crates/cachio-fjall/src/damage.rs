@@ -99,3 +99,175 @@ pub(crate) fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
     std::fs::rename(path, &aside).map_err(|e| io("cannot move aside", path, e))?;
     Ok(aside)
 }
+
+/// The size of the trailer that ends every file fjall writes as a table of sections (tables,
+/// blob files, version files): magic, format and checksum type bytes, the table of contents'
+/// checksum, its position and its length.
+const TRAILER: u64 = 4 + 1 + 1 + 16 + 8 + 8;
+/// The least a section's entry in a table of contents takes: position, length, name length.
+const TOC_ENTRY: u64 = 8 + 8 + 2;
+/// The sections that begin with a count of fixed-size items, with the size of one item on disk:
+/// the blob files a table refers to, and a version's blob files and their garbage counts.
+const COUNTED: [(&[u8], u64); 3] = [
+    (b"linked_blob_files", 8 + 8 + 8 + 8),
+    (b"blob_files", 8 + 1 + 16),
+    (b"blob_gc_stats", 8 + 4 + 8 + 8),
+];
+
+/// Checks, before fjall opens the database in `db`, the counts its recovery reads from disk and
+/// reserves memory for before any checksum covers them: the number of sections in each file's
+/// table of contents (read before the table's checksum is checked), and the counts that begin
+/// the sections of a version file (whose checksum is not checked) and a table's list of blob
+/// files (likewise). A count whose items cannot fit in the bytes it is read from is damage: an
+/// [`ErrorKind::Corrupt`] error that names the file, so that the directory is handled as damaged
+/// instead of fjall asking for up to hundreds of GiB and aborting the process. A count that fits
+/// bounds the memory reserved by the file's own size.
+///
+/// Only the version file that `current` names is checked in each tree: the older ones are never
+/// read. Files that are not tables of sections (journals, `current`) are passed over, and so is
+/// anything fjall's own checks refuse without allocating (a missing trailer or table of contents).
+pub(crate) fn check_counts(db: &Path) -> Result<(), StoreError> {
+    check_dir(db, 0)
+}
+
+/// The depth of the deepest file fjall writes below its directory (`keyspaces/<id>/tables/<id>`).
+const MAX_DEPTH: u32 = 4;
+
+fn check_dir(dir: &Path, depth: u32) -> Result<(), StoreError> {
+    let io = |p: &Path, e: std::io::Error| {
+        StoreError::new(ErrorKind::Io, format!("cannot read {}: {e}", p.display()))
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(dir, e)),
+    };
+    let current = current_version(dir);
+    for entry in entries {
+        let entry = entry.map_err(|e| io(dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| io(&path, e))?;
+        if kind.is_dir() && depth < MAX_DEPTH {
+            check_dir(&path, depth + 1)?;
+        } else if kind.is_file() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if is_version_file(&name) && current.as_deref() != Some(&*name) {
+                continue;
+            }
+            if let Some(problem) = check_file(&path).map_err(|e| io(&path, e))? {
+                return Err(StoreError::new(
+                    ErrorKind::Corrupt,
+                    format!("{} is damaged: {problem}", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The name of the version file that the `current` file in `dir` names, if there is one.
+fn current_version(dir: &Path) -> Option<String> {
+    let mut id = [0u8; 8];
+    let mut file = std::fs::File::open(dir.join("current")).ok()?;
+    std::io::Read::read_exact(&mut file, &mut id).ok()?;
+    Some(format!("v{}", u64::from_le_bytes(id)))
+}
+
+fn is_version_file(name: &str) -> bool {
+    name.strip_prefix('v')
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Reads `N` bytes at `at`, or `None` where the file ends first.
+fn read_at<const N: usize>(file: &mut std::fs::File, at: u64) -> std::io::Result<Option<[u8; N]>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = [0u8; N];
+    file.seek(SeekFrom::Start(at))?;
+    match file.read_exact(&mut buf) {
+        Ok(()) => Ok(Some(buf)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// Checks one file's counts: what is wrong with them, or `None` when they fit (or the file is
+/// not a table of sections at all).
+fn check_file(path: &Path) -> std::io::Result<Option<String>> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let Some(trailer) = len
+        .checked_sub(TRAILER)
+        .map(|at| read_at::<{ TRAILER as usize }>(&mut file, at))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    if &trailer[..4] != b"SFA!" {
+        return Ok(None);
+    }
+    let toc_pos = u64_at(&trailer, 22);
+    let Some(head) = read_at::<8>(&mut file, toc_pos)? else {
+        return Ok(None);
+    };
+    if &head[..4] != b"TOC!" {
+        return Ok(None);
+    }
+    let sections = u32_at(&head, 4);
+    let room = len.saturating_sub(toc_pos.saturating_add(8));
+    if !fits(sections, TOC_ENTRY, room) {
+        return Ok(Some(format!(
+            "its table of contents claims {sections} sections, more than the {room} bytes after it hold"
+        )));
+    }
+    // The count is bounded now; a section name is at most 64 KiB (its length is a u16).
+    let mut toc = std::io::BufReader::new(std::io::Read::take(&mut file, room));
+    let mut counted = Vec::new();
+    for _ in 0..sections {
+        let mut fixed = [0u8; TOC_ENTRY as usize];
+        let mut name = Vec::new();
+        let read = std::io::Read::read_exact(&mut toc, &mut fixed).and_then(|()| {
+            name.resize(usize::from(u16::from_le_bytes([fixed[16], fixed[17]])), 0);
+            std::io::Read::read_exact(&mut toc, &mut name)
+        });
+        if read.is_err() {
+            // A table of contents cut short: fjall finds that before it allocates anything more.
+            return Ok(None);
+        }
+        if let Some((section, item)) = COUNTED.iter().find(|(n, _)| *n == name.as_slice()) {
+            counted.push((*section, *item, u64_at(&fixed, 0), u64_at(&fixed, 8)));
+        }
+    }
+    drop(toc);
+    for (section, item, pos, size) in counted {
+        let Some(count) = read_at::<4>(&mut file, pos)? else {
+            continue;
+        };
+        let count = u32::from_le_bytes(count);
+        if !fits(count, item, size.saturating_sub(4)) {
+            return Ok(Some(format!(
+                "its {} section claims {count} items of {item} bytes, more than its {size} bytes hold",
+                String::from_utf8_lossy(section)
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `count` items of `item` bytes each fit in `room` bytes.
+fn fits(count: u32, item: u64, room: u64) -> bool {
+    u64::from(count).saturating_mul(item) <= room
+}

@@ -122,6 +122,20 @@
 //! holds nothing that cannot be fetched again. No stored byte can make this crate panic, and a
 //! panic inside fjall is caught and returned as an error.
 //!
+//! A few counts that fjall's recovery reads from disk reserve memory before any checksum covers
+//! them: the number of sections in the table of contents that ends every table, blob file and
+//! version file (reserved before that table's checksum is checked), the numbers of blob files a
+//! version lists and keeps garbage counts for (a version file's checksum is never checked), and
+//! the number of blob files a table refers to (a region no checksum covers, read when a
+//! compaction picks the table). One damaged byte in such a count makes fjall ask for up to
+//! hundreds of GB, and a refused allocation aborts the process, which nothing can catch. So
+//! before fjall opens the directory, the store checks each of these counts against the bytes it
+//! is read from: a count whose items cannot fit there is damage, handled as above, and a count
+//! that fits reserves no more than its file's size. Every other length fjall reads while it
+//! opens a directory is covered by a checksum before it is used (a block's header carries its
+//! own), is a `u16`, or is a `u32` whose memory is reserved but not touched before the read
+//! fails (a value's length in the journal or in a blob file).
+//!
 //! # Durability
 //!
 //! Chosen with [`FjallStoreBuilder::durability`]; see [`Durability`]. With the default,
