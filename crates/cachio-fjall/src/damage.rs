@@ -130,6 +130,117 @@ pub(crate) fn check_counts(db: &Path) -> Result<(), StoreError> {
     check_dir(db, 0)
 }
 
+/// Cuts each journal in `db` (fjall's `<id>.jnl` files) before the first entry whose value
+/// claims more bytes than are left in the file, and gives how many journals it cut.
+///
+/// fjall reads a journal entry's value length and reserves that much memory (up to 4 GiB)
+/// before it reads the value and checks the batch's checksum; when the read then runs past the
+/// end of the file, it cuts the journal back to the end of the last entry it read, and the
+/// batch that entry began is dropped with it. Cutting at the same place first leaves fjall with
+/// the same journal, without the reservation, which aborts the process on a system that
+/// refuses 4 GiB (less memory and swap than that, or a limit on the address space).
+///
+/// The walk reads the 21 bytes of each entry's head and seeks past its key and value; it stops,
+/// as fjall's reader does, at the first byte that begins no entry.
+pub(crate) fn cut_journals(db: &Path) -> Result<usize, StoreError> {
+    let io = |p: &Path, e: std::io::Error| {
+        StoreError::new(ErrorKind::Io, format!("cannot read {}: {e}", p.display()))
+    };
+    let entries = match std::fs::read_dir(db) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(db, e)),
+    };
+    let mut cut = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| io(db, e))?;
+        let path = entry.path();
+        let journal = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("jnl"));
+        if !journal || !entry.file_type().map_err(|e| io(&path, e))?.is_file() {
+            continue;
+        }
+        let Some(at) = overlong_entry(&path).map_err(|e| io(&path, e))? else {
+            continue;
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(at).and_then(|()| f.sync_all()));
+        file.map_err(|e| {
+            StoreError::new(
+                ErrorKind::Io,
+                format!("cannot cut the damaged journal {}: {e}", path.display()),
+            )
+        })?;
+        tracing::warn!(
+            journal = %path.display(),
+            at,
+            "cachio-fjall: a journal entry claims more bytes than the journal holds; \
+             the journal is cut before it"
+        );
+        cut += 1;
+    }
+    Ok(cut)
+}
+
+/// The journal entry tags fjall writes: a batch's start, an item, a batch's end, a clear.
+const JOURNAL_START: u8 = 1;
+const JOURNAL_ITEM: u8 = 2;
+const JOURNAL_END: u8 = 3;
+const JOURNAL_CLEAR: u8 = 4;
+/// The most an LZ4 block expands: each byte that extends a match adds 255 bytes of output.
+const LZ4_MAX_RATIO: u64 = 255;
+
+/// Where the first entry of the journal at `path` whose value runs past the end of the file
+/// begins, if one does before the walk stops.
+fn overlong_entry(path: &Path) -> std::io::Result<Option<u64>> {
+    use std::io::{BufReader, Read};
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut reader = BufReader::new(file);
+    let mut at = 0u64;
+    loop {
+        let mut tag = [0u8; 1];
+        if reader.read_exact(&mut tag).is_err() {
+            return Ok(None);
+        }
+        let size = match tag[0] {
+            // A seqno and an item count; a checksum and a 4-byte trailer; a keyspace.
+            JOURNAL_START => 1 + 4 + 8,
+            JOURNAL_END => 1 + 8 + 4,
+            JOURNAL_CLEAR => 1 + 8,
+            JOURNAL_ITEM => {
+                // Value type, compression, keyspace, key length, value length, stored length.
+                let mut head = [0u8; 20];
+                if reader.read_exact(&mut head).is_err() {
+                    return Ok(None);
+                }
+                let key = u64::from(u16::from_le_bytes([head[10], head[11]]));
+                let value = u64::from(u32_at(&head, 12));
+                let stored = u64::from(u32_at(&head, 16));
+                let size = 21 + key + stored;
+                let compressed = head[1] != 0;
+                if at + size > len
+                    || (compressed && value > stored.saturating_mul(LZ4_MAX_RATIO) + 64)
+                {
+                    return Ok(Some(at));
+                }
+                size
+            }
+            _ => return Ok(None),
+        };
+        let skip = if tag[0] == JOURNAL_ITEM {
+            size - 21
+        } else {
+            size - 1
+        };
+        reader.seek_relative(i64::try_from(skip).unwrap_or(i64::MAX))?;
+        at += size;
+    }
+}
+
 /// The depth of the deepest file fjall writes below its directory (`keyspaces/<id>/tables/<id>`).
 const MAX_DEPTH: u32 = 4;
 

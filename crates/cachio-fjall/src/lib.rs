@@ -131,10 +131,14 @@
 //! hundreds of GB, and a refused allocation aborts the process, which nothing can catch. So
 //! before fjall opens the directory, the store checks each of these counts against the bytes it
 //! is read from: a count whose items cannot fit there is damage, handled as above, and a count
-//! that fits reserves no more than its file's size. Every other length fjall reads while it
-//! opens a directory is covered by a checksum before it is used (a block's header carries its
-//! own), is a `u16`, or is a `u32` whose memory is reserved but not touched before the read
-//! fails (a value's length in the journal or in a blob file).
+//! that fits reserves no more than its file's size. A journal entry's value length reserves up
+//! to 4 GiB before its batch's checksum is checked, which aborts the process where the system
+//! refuses that much (less memory and swap, or a limit on the address space): an entry that
+//! claims more bytes than its journal holds is cut off first, where fjall's recovery would cut
+//! the journal after the failed read, so what is recovered is the same. The other lengths
+//! fjall reads are covered by a checksum before they are used (a block's header carries its
+//! own), or are `u16`s; one remains: a value's length in a blob file, read when a compaction
+//! rewrites the file, reserves at most 4 GiB, untouched, before its checksum is checked.
 //!
 //! # Durability
 //!
