@@ -8,10 +8,12 @@
 //! caused it, with its seed, instead of ending the test run. `CACHIO_DAMAGE_ROUNDS` sets the
 //! number of rounds per kind of file (20 by default) and `CACHIO_DAMAGE_SEED` the first seed.
 //!
-//! Before the seeded rounds, targeted rounds damage exactly one count that fjall's recovery
-//! reserves memory for before any checksum covers it (see [`Count`]): the store must refuse it
-//! by name with `OnDamage::Fail`, and open empty with the default. The same damage is also opened
-//! by fjall alone, whose outcome is printed: it shows whether the dependency still aborts on it.
+//! Before the seeded rounds, targeted rounds damage exactly one length or count that fjall
+//! reserves memory for (see [`Count`]). A count no checksum covers first must be refused by name
+//! with `OnDamage::Fail`, and the store must open empty with the default; a journal entry's
+//! length must be cut off, and the store open in place; a length behind a checksum must be
+//! refused by fjall's check. The same damage is also opened by fjall alone, whose outcome is
+//! printed: it shows whether the dependency still aborts on it.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -384,9 +386,14 @@ enum Count {
     /// at most 4 GiB, which aborts the process where the system refuses that much, so these
     /// rounds run with 3.5 GiB of address space. Cut from the journal, not refused.
     JournalValue,
+    /// The length of a blob file's metadata block, in the block's header, which fjall reserves
+    /// memory for. The header carries its own checksum, checked first, so damage to it is not
+    /// a length the store checks: fjall refuses the file. The round (3.5 GiB of address space,
+    /// the high byte damaged only) makes sure that a version that checks later fails here.
+    BlobMetaLength,
 }
 
-const COUNTS: [Count; 7] = [
+const COUNTS: [Count; 8] = [
     Count::TableSections,
     Count::BlobSections,
     Count::VersionSections,
@@ -394,6 +401,7 @@ const COUNTS: [Count; 7] = [
     Count::VersionGcStats,
     Count::TableLinkedBlobFiles,
     Count::JournalValue,
+    Count::BlobMetaLength,
 ];
 
 /// The address space, in KiB, that the children of journal rounds run with: less than the
@@ -544,13 +552,32 @@ fn find(store: &Path, count: Count) -> Spot {
             .unwrap_or_else(|| panic!("no file in {dir} with the section {section:?}"))
     };
     let linked: &[u8] = b"linked_blob_files";
+    if let Count::BlobMetaLength = count {
+        let file = first_in("blobs", None);
+        let bytes = std::fs::read(&file).unwrap();
+        let (_, list) = sections(&bytes);
+        let (_, meta, _) = list.iter().find(|(n, _, _)| n == b"meta").unwrap();
+        // "META", then the block's header: "LSM\x03", its type, a 16-byte checksum of the
+        // data, the data's length, its uncompressed length, the header's checksum.
+        let meta = *meta as usize;
+        assert_eq!(&bytes[meta..meta + 8], b"METALSM\x03");
+        let value = le_u32(&bytes, meta + 25);
+        return Spot {
+            count,
+            file: file.strip_prefix(store).unwrap().to_path_buf(),
+            at: meta + 25,
+            also: None,
+            value,
+            largest: value,
+        };
+    }
     let (file, section): (PathBuf, Option<&[u8]>) = match count {
         Count::TableSections => (first_in("tables", Some(linked)), None),
         Count::BlobSections => (first_in("blobs", None), None),
         Count::VersionSections => (version, None),
         Count::VersionBlobFiles => (version, Some(b"blob_files")),
         Count::VersionGcStats => (version, Some(b"blob_gc_stats")),
-        Count::TableLinkedBlobFiles | Count::JournalValue => {
+        Count::TableLinkedBlobFiles | Count::JournalValue | Count::BlobMetaLength => {
             (first_in("tables", Some(linked)), Some(linked))
         }
     };
@@ -585,9 +612,10 @@ fn targeted(exe: &Path, pristine: &Path) -> Vec<String> {
         for value in [Value::Largest, Value::OneMore, Value::HighByte] {
             // A counted section is exactly as long as its items: its largest count is the one
             // it has, and one such round (the store opens with every entry) is enough.
-            let redundant = matches!(value, Value::Largest)
+            let redundant = (matches!(value, Value::Largest)
                 && spot.largest == spot.value
-                && !matches!(count, Count::VersionBlobFiles);
+                && !matches!(count, Count::VersionBlobFiles))
+                || (matches!(count, Count::BlobMetaLength) && !matches!(value, Value::HighByte));
             if !redundant {
                 plan.push((count, value, spot.clone()));
             }
@@ -641,14 +669,18 @@ fn target(exe: &Path, pristine: &Path, spot: &Spot, value: Value) -> Result<Stri
 
     // A journal is cut, not refused: the store opens in place with what comes before the cut.
     let journal = matches!(spot.count, Count::JournalValue);
-    let limit = journal.then_some(SMALL_MACHINE_KIB);
+    let checksummed = matches!(spot.count, Count::BlobMetaLength);
+    let limit = (journal || checksummed).then_some(SMALL_MACHINE_KIB);
     let out = run_child_in(exe, &dir, REFUSE, limit)?;
     let first = out.lines().next().unwrap_or_default();
     let last = out.lines().last().unwrap_or_default();
     let named = first.starts_with("refused:")
         && first.contains("claims")
         && first.contains(&*spot.file.to_string_lossy());
-    let refused = written > spot.largest && !journal;
+    let refused = written > spot.largest && !journal && !checksummed;
+    if checksummed && !(first.starts_with("refused:") && last.starts_with("moved aside")) {
+        return Err(format!("{written} written; not refused by fjall: {out}"));
+    }
     if journal && (first != "opened" || !last.starts_with("opened in place")) {
         return Err(format!("{written} written; not opened in place: {out}"));
     }
