@@ -294,6 +294,10 @@ fn is_version_file(name: &str) -> bool {
 fn read_at<const N: usize>(file: &mut std::fs::File, at: u64) -> std::io::Result<Option<[u8; N]>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut buf = [0u8; N];
+    let len = file.metadata()?.len();
+    if at.checked_add(N as u64).is_none_or(|end| end > len) {
+        return Ok(None);
+    }
     file.seek(SeekFrom::Start(at))?;
     match file.read_exact(&mut buf) {
         Ok(()) => Ok(Some(buf)),
@@ -381,4 +385,107 @@ fn check_file(path: &Path) -> std::io::Result<Option<String>> {
 /// Whether `count` items of `item` bytes each fit in `room` bytes.
 fn fits(count: u32, item: u64, room: u64) -> bool {
     u64::from(count).saturating_mul(item) <= room
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A journal item as fjall writes it, uncompressed, with `stored` as its value's length.
+    fn item(key: &[u8], value: &[u8], stored: u32) -> Vec<u8> {
+        let mut out = vec![JOURNAL_ITEM, 0, 0];
+        out.extend_from_slice(&7u64.to_le_bytes());
+        out.extend_from_slice(&u16::try_from(key.len()).unwrap().to_le_bytes());
+        out.extend_from_slice(&stored.to_le_bytes());
+        out.extend_from_slice(&stored.to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+        out
+    }
+
+    fn batch(items: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = vec![JOURNAL_START];
+        out.extend_from_slice(&u32::try_from(items.len()).unwrap().to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes());
+        for i in items {
+            out.extend_from_slice(i);
+        }
+        out.push(JOURNAL_END);
+        out.extend_from_slice(&0u64.to_le_bytes());
+        out.extend_from_slice(b"FJL\x03");
+        out
+    }
+
+    #[test]
+    fn a_journal_is_cut_before_the_first_item_that_runs_past_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = batch(&[item(b"a", b"xyz", 3), item(b"b", &[], 0)]);
+        let mut damaged = whole.clone();
+        let at = damaged.len() as u64;
+        // A second batch whose first item claims 1000 bytes where 4 remain.
+        damaged.extend_from_slice(&batch(&[item(b"c", b"four", 1000)]));
+        let at = at + 13;
+        let mut preallocated = whole.clone();
+        preallocated.resize(4096, 0);
+        std::fs::write(dir.path().join("1.jnl"), &damaged).unwrap();
+        std::fs::write(dir.path().join("2.jnl"), &preallocated).unwrap();
+        std::fs::write(dir.path().join("3.jnl"), &whole[..whole.len() - 5]).unwrap();
+        std::fs::write(dir.path().join("current"), [9u8; 25]).unwrap();
+
+        assert_eq!(overlong_entry(&dir.path().join("1.jnl")).unwrap(), Some(at));
+        assert_eq!(cut_journals(dir.path()).unwrap(), 1);
+        assert_eq!(
+            std::fs::read(dir.path().join("1.jnl")).unwrap(),
+            &damaged[..at as usize]
+        );
+        // A zeroed tail and a torn end are where fjall stops reading: nothing to cut.
+        assert_eq!(
+            std::fs::read(dir.path().join("2.jnl")).unwrap(),
+            preallocated
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("3.jnl")).unwrap().len(),
+            whole.len() - 5
+        );
+        assert_eq!(
+            cut_journals(dir.path()).unwrap(),
+            0,
+            "once cut, the journal stays"
+        );
+        assert_eq!(cut_journals(&dir.path().join("missing")).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_compressed_value_may_not_claim_more_than_its_bytes_expand_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lz4 = item(b"k", &[0u8; 10], 10);
+        lz4[2] = 1;
+        let path = dir.path().join("0.jnl");
+        let at_most = 10 * LZ4_MAX_RATIO + 64;
+        lz4[13..17].copy_from_slice(&u32::try_from(at_most).unwrap().to_le_bytes());
+        std::fs::write(&path, batch(std::slice::from_ref(&lz4))).unwrap();
+        assert_eq!(overlong_entry(&path).unwrap(), None);
+        lz4[13..17].copy_from_slice(&u32::try_from(at_most + 1).unwrap().to_le_bytes());
+        std::fs::write(&path, batch(&[lz4])).unwrap();
+        assert_eq!(overlong_entry(&path).unwrap(), Some(13));
+    }
+
+    #[test]
+    fn files_that_are_not_tables_of_sections_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("keyspaces/0");
+        std::fs::create_dir_all(tree.join("tables")).unwrap();
+        std::fs::write(tree.join("tables/1"), b"short").unwrap();
+        std::fs::write(tree.join("tables/2"), [0u8; 100]).unwrap();
+        // A trailer whose table of contents lies past the end of the file.
+        let mut far = vec![0u8; 10];
+        far.extend_from_slice(b"SFA!\x01\x00");
+        far.extend_from_slice(&[0u8; 16]);
+        far.extend_from_slice(&u64::MAX.to_le_bytes());
+        far.extend_from_slice(&0u64.to_le_bytes());
+        std::fs::write(tree.join("tables/3"), &far).unwrap();
+        assert!(check_counts(dir.path()).is_ok());
+        assert!(check_counts(&dir.path().join("missing")).is_ok());
+        assert!(fits(2, 25, 50) && !fits(3, 25, 74) && !fits(u32::MAX, u64::MAX, u64::MAX - 1));
+    }
 }
