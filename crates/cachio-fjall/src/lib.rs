@@ -122,6 +122,24 @@
 //! holds nothing that cannot be fetched again. No stored byte can make this crate panic, and a
 //! panic inside fjall is caught and returned as an error.
 //!
+//! A few counts that fjall's recovery reads from disk reserve memory before any checksum covers
+//! them: the number of sections in the table of contents that ends every table, blob file and
+//! version file (reserved before that table's checksum is checked), the numbers of blob files a
+//! version lists and keeps garbage counts for (a version file's checksum is never checked), and
+//! the number of blob files a table refers to (a region no checksum covers, read when a
+//! compaction picks the table). One damaged byte in such a count makes fjall ask for up to
+//! hundreds of GB, and a refused allocation aborts the process, which nothing can catch. So
+//! before fjall opens the directory, the store checks each of these counts against the bytes it
+//! is read from: a count whose items cannot fit there is damage, handled as above, and a count
+//! that fits reserves no more than its file's size. A journal entry's value length reserves up
+//! to 4 GiB before its batch's checksum is checked, which aborts the process where the system
+//! refuses that much (less memory and swap, or a limit on the address space): an entry that
+//! claims more bytes than its journal holds is cut off first, where fjall's recovery would cut
+//! the journal after the failed read, so what is recovered is the same. The other lengths
+//! fjall reads are covered by a checksum before they are used (a block's header carries its
+//! own), or are `u16`s; one remains: a value's length in a blob file, read when a compaction
+//! rewrites the file, reserves at most 4 GiB, untouched, before its checksum is checked.
+//!
 //! # Durability
 //!
 //! Chosen with [`FjallStoreBuilder::durability`]; see [`Durability`]. With the default,
