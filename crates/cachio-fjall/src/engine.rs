@@ -197,8 +197,8 @@ impl Engine {
             }
         }
 
-        crate::damage::check_counts(&path.join(DB_DIR))?;
-        crate::damage::cut_journals(&path.join(DB_DIR))?;
+        crate::lengths::check_counts(&path.join(DB_DIR))?;
+        crate::lengths::cut_journals(&path.join(DB_DIR))?;
         let db = Db::open(&path.join(DB_DIR), settings.cache_bytes, settings.budget)?;
 
         let engine = Engine {

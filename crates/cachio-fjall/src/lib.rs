@@ -250,6 +250,7 @@ mod damage;
 mod db;
 mod engine;
 mod health;
+mod lengths;
 mod options;
 mod record;
 mod sizing;
