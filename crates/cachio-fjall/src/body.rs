@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -241,6 +242,7 @@ impl FjallBody {
                 "cachio-fjall: a stored body is damaged, removing its entry"
             );
             if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::UnknownFormat {
+                guard.engine().corrupt.fetch_add(1, Ordering::Relaxed);
                 guard.engine().send_hint(Job::RemoveIfSame { key, record });
             }
         } else {

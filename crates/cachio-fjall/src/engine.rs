@@ -47,6 +47,8 @@ pub(crate) struct Engine {
     pub(crate) write_failures: AtomicU64,
     /// How many times the database was reopened after that.
     pub(crate) reopens: AtomicU64,
+    /// Entries found damaged when read (and removed).
+    pub(crate) corrupt: AtomicU64,
     /// Jobs for the writer thread.
     pub(crate) jobs: Sender<Job>,
     pub(crate) next_gen: AtomicU64,
@@ -208,6 +210,7 @@ impl Engine {
             read_only: AtomicBool::new(false),
             write_failures: AtomicU64::new(0),
             reopens: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
             jobs,
             next_gen: AtomicU64::new(1),
             queued: AtomicU64::new(0),
@@ -281,6 +284,7 @@ impl Engine {
                     path = %self.path.display(),
                     "cachio-fjall: unreadable entry record, treating it as a miss and removing it"
                 );
+                self.corrupt.fetch_add(1, Ordering::Relaxed);
                 self.send_hint(Job::RemoveCorrupt {
                     key: key.to_owned(),
                     raw: raw.to_vec(),
@@ -312,6 +316,7 @@ impl Engine {
                         error = %e,
                         "cachio-fjall: unreadable entry metadata, treating it as a miss and removing it"
                     );
+                    self.corrupt.fetch_add(1, Ordering::Relaxed);
                     self.send_hint(Job::RemoveIfSame {
                         key: key.to_owned(),
                         record: rec,

@@ -1,5 +1,6 @@
-//! What the store says about failed writes: whether it is read-only now, how often fjall
-//! refused writes and how often the database was reopened since.
+//! What the store says about its health: whether it is read-only now after a failed write, how
+//! often fjall refused writes and how often the database was reopened since, and how many
+//! damaged entries reads found.
 
 use std::sync::atomic::Ordering;
 
@@ -53,5 +54,22 @@ impl FjallStore {
     /// ```
     pub fn reopens(&self) -> u64 {
         self.shared.engine.reopens.load(Ordering::Relaxed)
+    }
+
+    /// How many entries reads found damaged since the store was opened: a record, metadata or
+    /// body that fails its checksum or is in an unknown format. Each was a miss (or, found after
+    /// the first bytes of a body, the end of that body with an error), was removed, and was
+    /// logged as a `warn` event. A counter for metrics.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = cachio_fjall::FjallStore::open(dir.path())?;
+    /// assert_eq!(store.corrupt_entries(), 0);
+    /// # Ok::<(), cachio_core::store::StoreError>(())
+    /// ```
+    pub fn corrupt_entries(&self) -> u64 {
+        self.shared.engine.corrupt.load(Ordering::Relaxed)
     }
 }

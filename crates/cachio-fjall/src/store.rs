@@ -171,6 +171,7 @@ impl Store for FjallStore {
                 error = %e,
                 "cachio-fjall: a stored body is damaged from its start, treating it as a miss and removing its entry"
             );
+            engine.corrupt.fetch_add(1, Ordering::Relaxed);
             engine.send_hint(Job::RemoveIfSame {
                 key: key.to_owned(),
                 record: rec,

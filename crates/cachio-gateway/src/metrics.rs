@@ -185,6 +185,18 @@ fn describe() {
             "cachio_redis_invalidated_total",
             "Writes refused because a purge on some node came after their request (nothing stored).",
         ),
+        (
+            "cachio_disk_corrupt_total",
+            "Disk tier entries found damaged when read (and removed).",
+        ),
+        (
+            "cachio_disk_write_failures_total",
+            "Writes the disk tier's database refused (a full disk), after which it is read-only.",
+        ),
+        (
+            "cachio_disk_reopens_total",
+            "Times the disk tier reopened its database after a failed write.",
+        ),
     ];
     for (name, help) in counters {
         metrics::describe_counter!(name, Unit::Count, help);
@@ -208,6 +220,14 @@ fn describe() {
         "cachio_store_entries",
         Unit::Count,
         "Entries held by each storage tier."
+    );
+    metrics::describe_gauge!(
+        "cachio_disk_read_only",
+        "Whether the disk tier refuses writes now, after a failed write (it reopens once there is room)."
+    );
+    metrics::describe_gauge!(
+        "cachio_disk_moved_aside",
+        "Whether the disk tier's directory was found damaged at start, moved aside and started empty."
     );
     metrics::describe_gauge!(
         "cachio_fleet_subscribed",
@@ -266,6 +286,16 @@ impl StoreGauges for cachio_core::tiered::Tiered<cachio_moka::MokaStore, cachio_
     fn evictions(&self) -> u64 {
         // The disk store does not count its evictions (yet): the memory tier's only.
         self.first().evictions()
+    }
+
+    fn record_extra(&self) {
+        let disk = self.second();
+        metrics::gauge!("cachio_disk_read_only").set(f64::from(u8::from(disk.is_read_only())));
+        metrics::gauge!("cachio_disk_moved_aside")
+            .set(f64::from(u8::from(disk.moved_aside().is_some())));
+        metrics::counter!("cachio_disk_corrupt_total").absolute(disk.corrupt_entries());
+        metrics::counter!("cachio_disk_write_failures_total").absolute(disk.write_failures());
+        metrics::counter!("cachio_disk_reopens_total").absolute(disk.reopens());
     }
 }
 

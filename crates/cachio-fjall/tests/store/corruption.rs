@@ -141,6 +141,11 @@ async fn damaged_records_are_misses_and_are_removed() {
             "k{i}"
         );
     }
+    assert_eq!(
+        store.corrupt_entries(),
+        6,
+        "each damaged record counted once"
+    );
     assert_eq!(check_all(&store).await, (2, 6, 0));
     store.run_pending_tasks().await.unwrap();
     drop(store);
@@ -247,6 +252,7 @@ async fn damaged_chunks(mode: ReadMode) {
         use http_body::Body;
         assert!(body.is_end_stream());
     }
+    assert_eq!(store.corrupt_entries(), 4);
     // Each damaged entry was removed when its body failed: the next read is a miss.
     store.run_pending_tasks().await.unwrap();
     assert_eq!(check_all(&store).await, (4, 4, 0));
