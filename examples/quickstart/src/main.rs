@@ -231,6 +231,22 @@ async fn main() -> ExitCode {
     }
 }
 
+/// What one run asks of the cache: (path, Accept-Language, what the two fetches must be:
+/// [in a first run, in later runs]).
+type Plan = [(&'static str, Option<&'static str>, [[Outcome; 2]; 2]); 5];
+
+const PLAN: Plan = [
+    ("/fresh", None, [[Miss, Hit], [Hit, Hit]]),
+    (
+        "/validated",
+        None,
+        [[Miss, Revalidated], [Revalidated, Revalidated]],
+    ),
+    ("/greeting", Some("en"), [[Miss, Hit], [Hit, Hit]]),
+    ("/greeting", Some("fr"), [[Miss, Hit], [Hit, Hit]]),
+    ("/no-store", None, [[Miss, Miss], [Miss, Miss]]),
+];
+
 async fn run() -> Result<(), BoxError> {
     let (dir, again) = cache_dir();
     let warm = has_entries(&dir);
@@ -254,80 +270,23 @@ async fn run() -> Result<(), BoxError> {
         .layer(CacheLayer::private(store))
         .service(client);
 
-    // (path, Accept-Language, what the two fetches must be: [in a first run, in later runs])
-    let plan = [
-        ("/fresh", None, [[Miss, Hit], [Hit, Hit]]),
-        (
-            "/validated",
-            None,
-            [[Miss, Revalidated], [Revalidated, Revalidated]],
-        ),
-        ("/greeting", Some("en"), [[Miss, Hit], [Hit, Hit]]),
-        ("/greeting", Some("fr"), [[Miss, Hit], [Hit, Hit]]),
-        ("/no-store", None, [[Miss, Miss], [Miss, Miss]]),
-    ];
     let mut failures = Vec::new();
     let mut seen = HashSet::new();
     let mut from_disk = 0;
-    for (path, lang, expected) in plan {
+    for (path, lang, expected) in PLAN {
         for want in expected[usize::from(warm)] {
-            let mut req = Request::get(format!("{ORIGIN}{path}"));
-            if let Some(lang) = lang {
-                req = req.header(ACCEPT_LANGUAGE, lang);
-            }
-            let req = req.body(Empty::new())?;
-
-            let start = Instant::now();
-            let res = client.ready().await?.call(req).await?;
-            let status = res.status();
-            let cache_status = res
-                .headers()
-                .get(CACHE_STATUS)
-                .ok_or("the response has no Cache-Status")?
-                .to_str()?
-                .to_owned();
-            let body = res.into_body().collect().await?.to_bytes();
-            let elapsed = Elapsed(start.elapsed());
-
-            let got = Outcome::from_cache_status(&cache_status);
             // The memory tier starts empty, so the first hit of a URL in this run is read from
             // disk (and copied into memory as it streams).
             let first_fetch = seen.insert((path, lang));
-            let from = match got {
-                Hit if first_fetch => "disk",
-                Hit => "memory",
-                Revalidated => "origin 304",
-                Miss => "origin",
-            };
-            from_disk += usize::from(from == "disk");
-            let target = format!("{path} {}", lang.unwrap_or_default());
-            println!(
-                "{got:<11}  {from:<10}  {status}  {elapsed:>9}  GET {target:<13} {:>3} B  cache-status: {cache_status}",
-                body.len()
-            );
+            let (got, line) = fetch(&mut client, path, lang, first_fetch).await?;
+            from_disk += usize::from(got == Hit && first_fetch);
             if got != want {
-                failures.push(format!(
-                    "GET {target}: expected {want}, got {got} ({cache_status})"
-                ));
+                failures.push(format!("{line}: expected {want}"));
             }
         }
     }
+    failures.extend(check_origin(&received, warm));
 
-    let received = received.lock().unwrap().clone();
-    let total: usize = received.values().sum();
-    let per_path: Vec<String> = received.iter().map(|(p, n)| format!("{p} {n}")).collect();
-    println!(
-        "\nthe origin received {total} requests ({})",
-        per_path.join(", ")
-    );
-    // A first run: each URL once, plus the revalidation and the unstored repeat. Later runs: only
-    // the revalidations and the unstored URL; the max-age URLs come from disk.
-    let expected = if warm { 4 } else { 7 };
-    if total != expected {
-        failures.push(format!(
-            "the origin received {total} requests, expected {expected}"
-        ));
-    }
     if !failures.is_empty() {
         if warm {
             failures.push(format!(
@@ -346,4 +305,78 @@ async fn run() -> Result<(), BoxError> {
         println!("stored in {}; run it again: {again}", dir.display());
     }
     Ok(())
+}
+
+/// Fetches `path` through the cache and prints one line: what the cache did, where the body came
+/// from, the status and the time taken. Returns what the cache did and a short description.
+async fn fetch<S, B>(
+    client: &mut S,
+    path: &str,
+    lang: Option<&str>,
+    first_fetch: bool,
+) -> Result<(Outcome, String), BoxError>
+where
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body,
+    B::Error: Into<BoxError>,
+{
+    let mut req = Request::get(format!("{ORIGIN}{path}"));
+    if let Some(lang) = lang {
+        req = req.header(ACCEPT_LANGUAGE, lang);
+    }
+    let req = req.body(Empty::new())?;
+
+    let start = Instant::now();
+    let res = client
+        .ready()
+        .await
+        .map_err(Into::into)?
+        .call(req)
+        .await
+        .map_err(Into::into)?;
+    let status = res.status();
+    let cache_status = res
+        .headers()
+        .get(CACHE_STATUS)
+        .ok_or("the response has no Cache-Status")?
+        .to_str()?
+        .to_owned();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(Into::into)?
+        .to_bytes();
+    let elapsed = Elapsed(start.elapsed());
+
+    let got = Outcome::from_cache_status(&cache_status);
+    let from = match got {
+        Hit if first_fetch => "disk",
+        Hit => "memory",
+        Revalidated => "origin 304",
+        Miss => "origin",
+    };
+    let target = format!("{path} {}", lang.unwrap_or_default());
+    println!(
+        "{got:<11}  {from:<10}  {status}  {elapsed:>9}  GET {target:<13} {:>3} B  cache-status: {cache_status}",
+        body.len()
+    );
+    Ok((got, format!("GET {target}: got {got} ({cache_status})")))
+}
+
+/// Prints what the origin received, and says what is wrong with it, if anything.
+fn check_origin(received: &Received, warm: bool) -> Option<String> {
+    let received = received.lock().unwrap().clone();
+    let total: usize = received.values().sum();
+    let per_path: Vec<String> = received.iter().map(|(p, n)| format!("{p} {n}")).collect();
+    println!(
+        "\nthe origin received {total} requests ({})",
+        per_path.join(", ")
+    );
+    // A first run: each URL once, plus the revalidation and the unstored repeat. Later runs: only
+    // the revalidations and the unstored URL; the max-age URLs come from disk.
+    let expected = if warm { 4 } else { 7 };
+    (total != expected)
+        .then(|| format!("the origin received {total} requests, expected {expected}"))
 }
