@@ -148,35 +148,6 @@ fn main() {
     let body = Bytes::from(vec![b'x'; BODY]);
 
     let figures = rt.block_on(async {
-        let mut out = Vec::new();
-
-        // The redis crate alone.
-        let client = redis::Client::open(redis.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("SET")
-            .arg("plain")
-            .arg(&body[..])
-            .exec_async(&mut conn)
-            .await
-            .unwrap();
-        let samples = measure(n, || {
-            let mut c = conn.clone();
-            async move {
-                let v: Bytes = redis::cmd("GET")
-                    .arg("plain")
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                assert_eq!(v.len(), BODY);
-            }
-        })
-        .await;
-        out.push(Figures::from_samples(
-            "redis crate GET, 1 KiB (multiplexed connection)",
-            samples,
-        ));
-
-        // The store alone.
         let store = RedisStore::builder(redis.url())
             .prefix("bench")
             .timeout(Duration::from_secs(1))
@@ -185,77 +156,12 @@ fn main() {
         while store.ping().await.is_err() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let mut w = store.begin("https://example.com/1k").unwrap();
-        w.append(body.clone()).unwrap();
-        w.commit(meta(), None).await.unwrap();
-        let samples = measure(n, || async {
-            let hit = store.get("https://example.com/1k").await.unwrap().unwrap();
-            let got = hit.body.collect().await.unwrap().to_bytes();
-            assert_eq!(got.len(), BODY);
-        })
-        .await;
-        out.push(Figures::from_samples(
-            "RedisStore::get + body, 1 KiB",
-            samples,
-        ));
-
-        // Memory over Redis with the broadcast, the memory tier missing every time.
-        let memory = MokaStore::builder()
-            .max_capacity_bytes(1 << 20)
-            .max_body_size(0)
-            .build();
-        let fleet = Broadcast::fleet(memory, store.clone());
-        while !fleet.is_subscribed() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let samples = measure(n, || async {
-            let hit = fleet.get("https://example.com/1k").await.unwrap().unwrap();
-            let got = hit.body.collect().await.unwrap().to_bytes();
-            assert_eq!(got.len(), BODY);
-        })
-        .await;
-        out.push(Figures::from_samples(
-            "FleetStore::get, memory miss -> Redis hit, 1 KiB",
-            samples,
-        ));
-
-        // The invalidation window: from a delete returning on one node until another node's
-        // memory tier has forgotten the entry.
-        let node = |redis: RedisStore| Broadcast::fleet(MokaStore::new(16 << 20), redis);
-        let a = node(store.clone());
-        let b = node(
-            RedisStore::builder(redis.url())
-                .prefix("bench")
-                .timeout(Duration::from_secs(1))
-                .build()
-                .unwrap(),
-        );
-        while !(a.is_subscribed() && b.is_subscribed()) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let mut samples = Vec::new();
-        for i in 0..500 {
-            let key = format!("https://example.com/window/{i}");
-            let mut w = a.begin(&key).unwrap();
-            w.append(body.clone()).unwrap();
-            w.commit(meta(), None).await.unwrap();
-            let hit = b.get(&key).await.unwrap().unwrap();
-            hit.body.collect().await.unwrap();
-            assert!(b.local().get(&key).await.unwrap().is_some());
-            a.delete(&key).await.unwrap();
-            let start = Instant::now();
-            while b.local().get(&key).await.unwrap().is_some() {
-                // Sleep rather than spin: on a small machine a spinning client would take the
-                // core the other node's runtime needs. (Resolution: tens of microseconds.)
-                std::thread::sleep(Duration::from_micros(20));
-            }
-            samples.push(start.elapsed());
-        }
-        out.push(Figures::from_samples(
-            "invalidation window: delete returned -> other node forgot",
-            samples,
-        ));
-        out
+        vec![
+            redis_crate_get(&redis, &body, n).await,
+            store_get(&store, &body, n).await,
+            fleet_get(&store, n).await,
+            invalidation_window(&redis, &store, &body).await,
+        ]
     });
 
     println!(
@@ -272,4 +178,105 @@ fn main() {
     for f in &figures {
         f.print();
     }
+}
+
+/// The redis crate alone: a GET of the same 1 KiB value.
+async fn redis_crate_get(redis: &server::RedisServer, body: &Bytes, n: usize) -> Figures {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SET")
+        .arg("plain")
+        .arg(&body[..])
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    let samples = measure(n, || {
+        let mut c = conn.clone();
+        async move {
+            let v: Bytes = redis::cmd("GET")
+                .arg("plain")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(v.len(), BODY);
+        }
+    })
+    .await;
+    Figures::from_samples("redis crate GET, 1 KiB (multiplexed connection)", samples)
+}
+
+/// The store alone: a hit and its body. Leaves the entry for [`fleet_get`].
+async fn store_get(store: &RedisStore, body: &Bytes, n: usize) -> Figures {
+    let mut w = store.begin("https://example.com/1k").unwrap();
+    w.append(body.clone()).unwrap();
+    w.commit(meta(), None).await.unwrap();
+    let samples = measure(n, || async {
+        let hit = store.get("https://example.com/1k").await.unwrap().unwrap();
+        let got = hit.body.collect().await.unwrap().to_bytes();
+        assert_eq!(got.len(), BODY);
+    })
+    .await;
+    Figures::from_samples("RedisStore::get + body, 1 KiB", samples)
+}
+
+/// Memory over Redis with the broadcast, the memory tier missing every time.
+async fn fleet_get(store: &RedisStore, n: usize) -> Figures {
+    let memory = MokaStore::builder()
+        .max_capacity_bytes(1 << 20)
+        .max_body_size(0)
+        .build();
+    let fleet = Broadcast::fleet(memory, store.clone());
+    while !fleet.is_subscribed() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let samples = measure(n, || async {
+        let hit = fleet.get("https://example.com/1k").await.unwrap().unwrap();
+        let got = hit.body.collect().await.unwrap().to_bytes();
+        assert_eq!(got.len(), BODY);
+    })
+    .await;
+    Figures::from_samples("FleetStore::get, memory miss -> Redis hit, 1 KiB", samples)
+}
+
+/// The invalidation window: from a delete returning on one node until another node's memory
+/// tier has forgotten the entry.
+async fn invalidation_window(
+    redis: &server::RedisServer,
+    store: &RedisStore,
+    body: &Bytes,
+) -> Figures {
+    let node = |redis: RedisStore| Broadcast::fleet(MokaStore::new(16 << 20), redis);
+    let a = node(store.clone());
+    let b = node(
+        RedisStore::builder(redis.url())
+            .prefix("bench")
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    );
+    while !(a.is_subscribed() && b.is_subscribed()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut samples = Vec::new();
+    for i in 0..500 {
+        let key = format!("https://example.com/window/{i}");
+        let mut w = a.begin(&key).unwrap();
+        w.append(body.clone()).unwrap();
+        w.commit(meta(), None).await.unwrap();
+        let hit = b.get(&key).await.unwrap().unwrap();
+        hit.body.collect().await.unwrap();
+        assert!(b.local().get(&key).await.unwrap().is_some());
+        a.delete(&key).await.unwrap();
+        let start = Instant::now();
+        while b.local().get(&key).await.unwrap().is_some() {
+            // Sleep rather than spin: on a small machine a spinning client would take the
+            // core the other node's runtime needs. (Resolution: tens of microseconds.)
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        samples.push(start.elapsed());
+    }
+    Figures::from_samples(
+        "invalidation window: delete returned -> other node forgot",
+        samples,
+    )
 }
