@@ -110,7 +110,11 @@ const KIND_ALL: u8 = b'A';
 ///   for the nodes' clocks to differ from Redis's. So a fetch that began up to that long after
 ///   a purge is not stored either; it is served all the same. Refusals are counted
 ///   ([`RedisStats::invalidated`](crate::RedisStats::invalidated)). Keep the nodes' clocks in
-///   step (NTP) and within the allowance. See the [crate] documentation, "Purge".
+///   step (NTP) and within the allowance, and each cache layer on the real clock: a layer
+///   whose clock runs behind (a `ManualClock` in the past) never stores a key again after its
+///   purge, nor anything after a prefix or tag purge, until its clock passes the purge; one
+///   set ahead (tests) keeps storing, but its fetches in flight are no longer ordered with
+///   purges. See the [crate] documentation, "Purge".
 /// - A copy into B's memory that was on its way when the purge came (a read on B that found
 ///   the entry in Redis just before the purge removed it there, or B's own commit that Redis
 ///   took just before) does not outlive the announcement: B's subscriber removes the keys
