@@ -520,8 +520,8 @@ impl Cassette {
         Ok(out)
     }
 
-    /// The answer to `key` in replay when nothing is recorded for it.
-    fn unmatched(&self, key: &str) -> Hit<CassetteBody> {
+    /// The answer to a request of `method` for `key` in replay when nothing is recorded for it.
+    fn unmatched(&self, key: &str, method: http::Method) -> Hit<CassetteBody> {
         let urls = self
             .entries()
             .unwrap_or_default()
@@ -529,7 +529,7 @@ impl Cassette {
             .filter(|(_, e)| e.request.variant.is_none())
             .map(|(_, e)| e.request.url);
         let unmatched = Unmatched {
-            method: http::Method::GET,
+            method,
             url: key.to_owned(),
             closest: unmatched::closest(key, urls, 5),
         };

@@ -13,33 +13,16 @@ impl Store for Cassette {
     type Writer = CassetteWriter;
 
     async fn get(&self, key: &str) -> Result<Option<Hit<CassetteBody>>, StoreError> {
-        let this = self.clone();
-        let key = key.to_owned();
-        blocking(move || {
-            let found = this.read(&key)?;
-            let found = match (this.inner.mode, found) {
-                // Recordings from before the run are not used; a resource's list of variants is,
-                // so that its variants keep their names when they are recorded again.
-                (Mode::Record, Some((meta @ Meta::Response(_), _)))
-                    if !this.inner.recorded_in_run(&Names::of(&key).json) =>
-                {
-                    drop(meta);
-                    None
-                }
-                (_, found) => found,
-            };
-            Ok(match found {
-                Some((meta, body)) => Some(Hit {
-                    meta: file::shared(meta),
-                    body,
-                }),
-                None if this.inner.mode == Mode::Replay && !key.contains('\0') => {
-                    Some(this.unmatched(&key))
-                }
-                None => None,
-            })
-        })
-        .await
+        self.get_as(key, http::Method::GET).await
+    }
+
+    /// As [`get`](Store::get); a replay miss names `request`'s method.
+    async fn get_for(
+        &self,
+        key: &str,
+        request: &http::request::Parts,
+    ) -> Result<Option<Hit<CassetteBody>>, StoreError> {
+        self.get_as(key, request.method.clone()).await
     }
 
     fn begin(&self, key: &str) -> Result<CassetteWriter, StoreError> {
@@ -143,5 +126,100 @@ impl Store for Cassette {
             Ok(removed)
         })
         .await
+    }
+}
+
+impl Cassette {
+    /// The entry under `key`, or in replay the answer naming a request of `method` that has no
+    /// recording.
+    async fn get_as(
+        &self,
+        key: &str,
+        method: http::Method,
+    ) -> Result<Option<Hit<CassetteBody>>, StoreError> {
+        let this = self.clone();
+        let key = key.to_owned();
+        blocking(move || {
+            let found = this.read(&key)?;
+            let found = match (this.inner.mode, found) {
+                // Recordings from before the run are not used; a resource's list of variants is,
+                // so that its variants keep their names when they are recorded again.
+                (Mode::Record, Some((meta @ Meta::Response(_), _)))
+                    if !this.inner.recorded_in_run(&Names::of(&key).json) =>
+                {
+                    drop(meta);
+                    None
+                }
+                (_, found) => found,
+            };
+            Ok(match found {
+                Some((meta, body)) => Some(Hit {
+                    meta: file::shared(meta),
+                    body,
+                }),
+                None if this.inner.mode == Mode::Replay && !key.contains('\0') => {
+                    Some(this.unmatched(&key, method))
+                }
+                None => None,
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty, Full};
+    use tower::{Layer, ServiceExt};
+
+    use crate::{Cassette, Mode, Unmatched};
+
+    /// A request the replaying cassette has no recording for is answered with a `504` that
+    /// names its method, `HEAD` as well as `GET`, and never reaches the origin.
+    #[tokio::test]
+    async fn a_replay_miss_names_the_request_method() {
+        let dir = tempfile::tempdir().unwrap();
+        let cassette = Cassette::open(dir.path(), Mode::Replay).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        let origin = tower::service_fn(move |_req: http::Request<Empty<Bytes>>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+            }
+        });
+        let svc = cassette.layer().layer(origin);
+        let url = "http://127.0.0.1:9/missing";
+        for method in [http::Method::HEAD, http::Method::GET] {
+            let req = http::Request::builder()
+                .method(method.clone())
+                .uri(url)
+                .body(Empty::new())
+                .unwrap();
+            let res = svc.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), 504, "{method}");
+            let unmatched = Unmatched::from_response(&res).expect("a replay miss");
+            assert_eq!(unmatched.method, method);
+            assert_eq!(unmatched.url, url);
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            if method == http::Method::HEAD {
+                assert!(body.is_empty());
+            } else {
+                let text = String::from_utf8(body.to_vec()).unwrap();
+                assert!(
+                    text.contains(&format!("no recording for GET {url}")),
+                    "{text}"
+                );
+            }
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "a replay never reaches the origin"
+        );
     }
 }

@@ -71,6 +71,32 @@ pub trait Store: Clone + Send + Sync + 'static {
         key: &str,
     ) -> impl Future<Output = Result<Option<Hit<Self::Body>>, StoreError>> + Send;
 
+    /// Reads the entry under `key` for `request`, the request a cache layer answers with it.
+    ///
+    /// The layer reads a request's own entry through this (a variant's through
+    /// [`get`](Store::get)). A store whose answer depends on the request overrides it: a
+    /// replaying cassette names the method and URL of a request it has no recording for. The
+    /// default is [`get`](Store::get).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_core::store::{Store, StoreError};
+    ///
+    /// async fn stored_for_head<S: Store>(store: &S) -> Result<bool, StoreError> {
+    ///     let (head, ()) = http::Request::head("https://example.com/").body(()).unwrap().into_parts();
+    ///     Ok(store.get_for("https://example.com/", &head).await?.is_some())
+    /// }
+    /// ```
+    fn get_for(
+        &self,
+        key: &str,
+        request: &http::request::Parts,
+    ) -> impl Future<Output = Result<Option<Hit<Self::Body>>, StoreError>> + Send {
+        let _ = request;
+        self.get(key)
+    }
+
     /// Reads the entry under `key` if that completes without waiting; `None` when it would have
     /// to wait (or the store cannot tell), and the caller then uses [`get`](Store::get).
     ///

@@ -12,7 +12,10 @@
 //! changes of that key (a lock per share of the keys; a purge takes them all): a promotion that
 //! races with a change either lands before the change (which then changes or removes the copy)
 //! or sees it and does not land. A deleted, updated or replaced entry never comes back from a
-//! read that was in progress, not even for a moment.
+//! read that was in progress, not even for a moment. A removal from the first tier alone (one
+//! decided elsewhere, once the second tier no longer holds the entry: another node's purge)
+//! takes the same lock ([`Tiered::delete_from_first`], [`Tiered::purge_from_first`]), so a copy
+//! in progress cannot land after it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -78,6 +81,60 @@ impl<A, B> Tiered<A, B> {
     /// The second tier.
     pub fn second(&self) -> &B {
         &self.second
+    }
+}
+
+impl<A: Store, B: Store> Tiered<A, B> {
+    /// Removes `key` from the first tier only, in order with the key's commits and promotions:
+    /// it waits for one in progress to land, and one that starts after it checks the second
+    /// tier again. For a removal decided elsewhere (another node's purge, received by a fleet
+    /// node), once the second tier no longer holds the entry: after this returns, the first
+    /// tier does not hold the removed copy, nor gets it back from a commit or a read that
+    /// was in progress.
+    ///
+    /// # Errors
+    ///
+    /// The first tier's error.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use cachio_core::store::{Store, StoreError};
+    /// use cachio_core::tiered::Tiered;
+    ///
+    /// async fn forget<A: Store, B: Store>(tiers: &Tiered<A, B>) -> Result<(), StoreError> {
+    ///     tiers.delete_from_first("https://example.com/").await
+    /// }
+    /// ```
+    pub async fn delete_from_first(&self, key: &str) -> Result<(), StoreError> {
+        let _lock = self.locks.lock(key).await;
+        self.first.delete(key).await
+    }
+
+    /// Removes what `matches` picks from the first tier only, in order with every commit and
+    /// promotion (it waits for those in progress, as [`delete_from_first`](Self::delete_from_first)
+    /// does for one key), and returns how many entries it removed.
+    ///
+    /// # Errors
+    ///
+    /// The first tier's error.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use cachio_core::store::{Store, StoreError};
+    /// use cachio_core::tiered::Tiered;
+    ///
+    /// async fn empty_memory<A: Store, B: Store>(tiers: &Tiered<A, B>) -> Result<u64, StoreError> {
+    ///     tiers.purge_from_first(|_, _| true).await
+    /// }
+    /// ```
+    pub async fn purge_from_first<F>(&self, matches: F) -> Result<u64, StoreError>
+    where
+        F: Fn(&str, &Meta) -> bool + Send + Sync + 'static,
+    {
+        let _all = self.locks.lock_all().await;
+        self.first.purge(matches).await
     }
 }
 

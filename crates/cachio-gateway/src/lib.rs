@@ -234,6 +234,9 @@ pub struct GatewayBuilder {
     store_set_cookie: bool,
     targeted_fields: Option<Vec<HeaderName>>,
     coalesce_timeout: Duration,
+    /// The layer's `fill_window` and `fill_after_disconnect`, when set.
+    fill_window: Option<u64>,
+    fill_after_disconnect: Option<u64>,
     clock: Option<SharedClock>,
     /// The forwarding fields (`forwarded.rs`).
     forwarding: forwarded::Forwarding,
@@ -397,6 +400,49 @@ impl GatewayBuilder {
         self
     }
 
+    /// How many bytes of a fetch in flight are kept for the requests that wait on it
+    /// (`CacheLayer::fill_window`, [`cachio_tower::DEFAULT_FILL_WINDOW`] by default): each
+    /// streams the response from this window at its own pace, and one that falls further
+    /// behind reads the rest from the cache once the response is stored. Zero makes every
+    /// waiter wait for the stored response.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_gateway::Gateway;
+    ///
+    /// let gateway = Gateway::builder("http://127.0.0.1:9000")
+    ///     .fill_window(1 << 20)
+    ///     .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn fill_window(mut self, bytes: u64) -> Self {
+        self.fill_window = Some(bytes);
+        self
+    }
+
+    /// The largest body still fetched into the cache after its client went away, when no other
+    /// request waits on it (`CacheLayer::fill_after_disconnect`; by default the
+    /// [largest body stored](Self::max_object_bytes)). Past it the fetch stops, and nothing is
+    /// stored; zero stops every such fetch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_gateway::Gateway;
+    ///
+    /// let gateway = Gateway::builder("http://127.0.0.1:9000")
+    ///     .fill_after_disconnect(8 << 20)
+    ///     .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn fill_after_disconnect(mut self, bytes: u64) -> Self {
+        self.fill_after_disconnect = Some(bytes);
+        self
+    }
+
     /// Serves the admin routes (`/_cachio/…` and the `PURGE` method) only on
     /// [`Gateway::admin_router`], for a listener of their own, instead of beside the proxy (off by
     /// default). The main router then answers `/_cachio/…` with `404` and `PURGE` with `405`.
@@ -509,6 +555,8 @@ impl Gateway {
             store_set_cookie: false,
             targeted_fields: None,
             coalesce_timeout: cachio_tower::DEFAULT_COALESCE_TIMEOUT,
+            fill_window: None,
+            fill_after_disconnect: None,
             clock: None,
             forwarding: forwarded::Forwarding::default(),
             hygiene: hygiene::Settings::default(),

@@ -257,6 +257,12 @@ fn cache_layer<St: Store>(
         .max_object_size(b.tiers.max_object_bytes)
         .grace(grace)
         .coalesce_timeout(b.coalesce_timeout);
+    if let Some(bytes) = b.fill_window {
+        layer = layer.fill_window(bytes);
+    }
+    if let Some(bytes) = b.fill_after_disconnect {
+        layer = layer.fill_after_disconnect(bytes);
+    }
     if let Some(clock) = &b.clock {
         layer = layer.clock(clock.clone());
     }

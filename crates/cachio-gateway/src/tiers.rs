@@ -22,6 +22,7 @@ pub(crate) struct Tiers {
     redis: Option<RedisTarget>,
     redis_prefix: Option<String>,
     redis_timeout: Option<Duration>,
+    redis_clock_skew: Option<Duration>,
     redis_ca: Option<PathBuf>,
     redis_client_cert: Option<(PathBuf, PathBuf)>,
 }
@@ -35,6 +36,7 @@ impl Default for Tiers {
             redis: None,
             redis_prefix: None,
             redis_timeout: None,
+            redis_clock_skew: None,
             redis_ca: None,
             redis_client_cert: None,
         }
@@ -129,6 +131,32 @@ impl GatewayBuilder {
     /// by default).
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
         self.tiers.redis_timeout = Some(timeout);
+        self
+    }
+
+    /// How far the clocks of the fleet's gateways and of Redis may be apart (1 s by default;
+    /// `RedisStoreBuilder::clock_skew` in `cachio-redis`): a response whose request was sent up
+    /// to this long after a purge of its key on any gateway is not stored, since by Redis's
+    /// clock the purge may have come after it. A wider margin refuses more fetches that began
+    /// just after a purge (each costs a store); a narrower one than the real skew lets a gateway
+    /// whose clock runs ahead store what a purge removed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use cachio_gateway::Gateway;
+    ///
+    /// let gateway = Gateway::builder("http://127.0.0.1:9000")
+    ///     .redis_url("redis://127.0.0.1:6379/")
+    ///     .redis_clock_skew(Duration::from_millis(250))
+    ///     .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn redis_clock_skew(mut self, skew: Duration) -> Self {
+        self.tiers.redis_clock_skew = Some(skew);
         self
     }
 
@@ -255,6 +283,9 @@ fn open_redis(
     }
     if let Some(timeout) = tiers.redis_timeout {
         redis = redis.timeout(timeout);
+    }
+    if let Some(skew) = tiers.redis_clock_skew {
+        redis = redis.clock_skew(skew);
     }
     let read = |what: &str, path: &PathBuf| {
         std::fs::read(path).map_err(|e| {

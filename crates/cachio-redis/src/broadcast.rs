@@ -110,10 +110,18 @@ const KIND_ALL: u8 = b'A';
 ///   for the nodes' clocks to differ from Redis's. So a fetch that began up to that long after
 ///   a purge is not stored either; it is served all the same. Refusals are counted
 ///   ([`RedisStats::invalidated`](crate::RedisStats::invalidated)). Keep the nodes' clocks in
-///   step (NTP) and within the allowance. See the [crate] documentation, "Purge". One narrow
-///   case remains: a commit that Redis took just before the purge, whose memory copy B makes
-///   after the purge's announcement has already reached B; that copy lives until it expires or
-///   is evicted from memory.
+///   step (NTP) and within the allowance, and each cache layer on the real clock: a layer
+///   whose clock runs behind (a `ManualClock` in the past) never stores a key again after its
+///   purge, nor anything after a prefix or tag purge, until its clock passes the purge; one
+///   set ahead (tests) keeps storing, but its fetches in flight are no longer ordered with
+///   purges. See the [crate] documentation, "Purge".
+/// - A copy into B's memory that was on its way when the purge came (a read on B that found
+///   the entry in Redis just before the purge removed it there, or B's own commit that Redis
+///   took just before) does not outlive the announcement: B's subscriber removes the keys
+///   under the memory tier's key locks, which such a copy holds from its last look at Redis
+///   (or its Redis commit) until it lands. So once B has applied the announcement, B's memory
+///   does not serve the purged version. Applying waits for copies of the same keys in
+///   progress, each within the Redis timeout.
 /// - While Redis cannot be reached, a delete or a purge fails with an error saying that it did
 ///   not reach the fleet (the gateway answers `503`): other nodes may still hold what it
 ///   removes here, and it is to be retried.
@@ -239,13 +247,19 @@ impl<M: Store> Broadcast<Tiered<M, RedisStore>, M> {
     /// # Ok::<(), cachio_core::store::StoreError>(())
     /// ```
     pub fn fleet(memory: M, redis: RedisStore) -> Self {
-        Broadcast::new(Tiered::new(memory.clone(), redis.clone()), memory, &redis)
+        let tiers = Tiered::new(memory.clone(), redis.clone());
+        Broadcast::start(tiers.clone(), memory, &redis, FirstTier(tiers))
     }
 }
 
 impl<S: Store, L: Store> Broadcast<S, L> {
     /// Wraps `store`, applying received invalidations to `local`, publishing and subscribing
     /// through `redis` (on its channel, `PREFIX:invalidate`).
+    ///
+    /// Received invalidations are plain deletes from `local`, not ordered with the copies
+    /// `store` makes into it: a copy on its way when an announcement arrives can land after it.
+    /// [`Broadcast::fleet`] orders them (see [Running a fleet](#running-a-fleet)); use it for
+    /// memory over Redis.
     ///
     /// # Example
     ///
@@ -262,6 +276,11 @@ impl<S: Store, L: Store> Broadcast<S, L> {
     /// # Ok::<(), cachio_core::store::StoreError>(())
     /// ```
     pub fn new(store: S, local: L, redis: &RedisStore) -> Self {
+        Broadcast::start(store, local.clone(), redis, Plain(local))
+    }
+
+    /// Starts the subscriber, which removes what other nodes purged through `forget`.
+    fn start<F: LocalTier>(store: S, local: L, redis: &RedisStore, forget: F) -> Self {
         let state = Arc::new(State::default());
         let (stop, stopped) = oneshot::channel();
         let mut node = [0u8; 16];
@@ -273,7 +292,7 @@ impl<S: Store, L: Store> Broadcast<S, L> {
             clients: redis.clients(),
             channel: channel.clone(),
             node,
-            local: local.clone(),
+            local: forget,
             state: Arc::clone(&state),
             connect_timeout: redis.core().settings.connect_timeout,
         };
@@ -570,6 +589,54 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
     }
 }
 
+/// How the subscriber removes, from this node's local tier, what another node purged.
+trait LocalTier: Send + Sync + 'static {
+    /// Removes `key`.
+    fn forget(&self, key: &str) -> impl Future<Output = ()> + Send;
+
+    /// Removes every entry; how many there were.
+    fn forget_all(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// The first tier of a [`Tiered`] store ([`Broadcast::fleet`]), whose removals take the tier's
+/// key locks.
+///
+/// Why the lock: the announcement of a purge can reach this node while a copy of the purged
+/// entry is on its way into memory: a read that found the entry in Redis just before the
+/// purge removed it there (the copy lands once the read has streamed it), or this node's own
+/// commit, which Redis took just before the purge. Both land under the key's lock of the
+/// `Tiered` store: a read's copy checks, under it, that Redis still holds the entry; a commit
+/// holds it from its Redis commit to its memory commit. A removal under the same lock comes
+/// either before such a step, which then finds the entry gone from Redis (a copy is dropped; a
+/// commit is refused by the key's fence, since its request was sent before the purge), or
+/// after it, and removes what it landed. Without the lock, the removal could come between the
+/// check (or the Redis commit) and the landing, and the purged version would stay in memory.
+struct FirstTier<M, R>(Tiered<M, R>);
+
+impl<M: Store, R: Store> LocalTier for FirstTier<M, R> {
+    async fn forget(&self, key: &str) {
+        let _ = self.0.delete_from_first(key).await;
+    }
+
+    async fn forget_all(&self) -> Result<u64, StoreError> {
+        self.0.purge_from_first(|_, _| true).await
+    }
+}
+
+/// A local tier given on its own ([`Broadcast::new`]): removals are plain deletes, not ordered
+/// with the copies the wrapped store makes into it.
+struct Plain<L>(L);
+
+impl<L: Store> LocalTier for Plain<L> {
+    async fn forget(&self, key: &str) {
+        let _ = self.0.delete(key).await;
+    }
+
+    async fn forget_all(&self) -> Result<u64, StoreError> {
+        self.0.purge(|_, _| true).await
+    }
+}
+
 /// The task that keeps a subscription to the channel and applies what arrives.
 struct Subscriber<L> {
     clients: Vec<redis::Client>,
@@ -580,7 +647,7 @@ struct Subscriber<L> {
     connect_timeout: Duration,
 }
 
-impl<L: Store> Subscriber<L> {
+impl<L: LocalTier> Subscriber<L> {
     async fn run(self, mut stop: oneshot::Receiver<()>) {
         let clients = &self.clients;
         if clients.is_empty() {
@@ -609,7 +676,7 @@ impl<L: Store> Subscriber<L> {
                 backoff = MIN_BACKOFF;
                 // Messages may have been missed before this subscription: forget everything
                 // local before using it again.
-                let _ = self.local.purge(|_, _| true).await;
+                let _ = self.local.forget_all().await;
                 self.state.subscribed.store(true, Ordering::Release);
                 self.state.subscriptions.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(channel = %self.channel, "subscribed to the fleet's invalidations");
@@ -661,14 +728,14 @@ impl<L: Store> Subscriber<L> {
         match invalidation {
             Invalidation::Keys(keys) => {
                 for key in &keys {
-                    let _ = self.local.delete(key).await;
+                    self.local.forget(key).await;
                 }
                 self.state
                     .applied
                     .fetch_add(keys.len() as u64, Ordering::Relaxed);
             }
             Invalidation::All => {
-                if let Ok(n) = self.local.purge(|_, _| true).await {
+                if let Ok(n) = self.local.forget_all().await {
                     self.state.applied.fetch_add(n, Ordering::Relaxed);
                 }
             }

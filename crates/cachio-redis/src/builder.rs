@@ -152,6 +152,16 @@ impl RedisStoreBuilder {
     /// than the real skew lets a node whose clock runs ahead store what a purge removed. Keep
     /// the clocks in step with NTP (typically within milliseconds) and leave a margin.
     ///
+    /// The two clocks compared are Redis's (`TIME`, when the purge ran) and the one the cache
+    /// layer times its requests with (`CacheLayer::clock`, the system clock by default). A layer
+    /// on a clock of its own that runs behind the real time (a `ManualClock` set in the past, as
+    /// tests do) requests everything "before" any purge: after a delete of a key, nothing is
+    /// stored under that key, and after a purge by a predicate (a prefix or tag purge) nothing
+    /// at all, until that clock passes the purge's time plus this allowance, or the fence
+    /// expires an hour later. Over a fleet store, keep the layer's clock the real one. A manual
+    /// clock set ahead of the real time (tests) keeps storing, but as for any clock ahead by more
+    /// than the allowance, a fetch in flight during a purge may then be stored after it.
+    ///
     /// # Example
     ///
     /// ```

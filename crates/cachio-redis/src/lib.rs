@@ -145,6 +145,13 @@
 //! key, of a response requested before it, is not refused. A write refused within the
 //! allowance after a purge costs a store, never a wrong response.
 //!
+//! The request time comes from the cache layer's clock (`CacheLayer::clock`), the fence and
+//! the floor from Redis's: the two must agree within the allowance. A layer whose clock runs
+//! behind the real time (a `ManualClock` set in the past) stores nothing under a deleted key,
+//! and after a purge by a predicate nothing at all, until its clock passes the purge (or the
+//! fence expires). Over this store, keep the layer's clock the real one; one set ahead (tests)
+//! keeps storing, but no longer orders the fetches in flight with purges.
+//!
 //! # Faults
 //!
 //! Every Redis call runs within [`RedisStoreBuilder::timeout`] (default [`DEFAULT_TIMEOUT`],

@@ -424,23 +424,34 @@ impl<B, St: Store> fmt::Debug for ResponseBody<B, St> {
     }
 }
 
+/// What became of a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// The entry is stored.
+    Stored,
+    /// The store refused it: the resource was purged (on another node of a fleet) since the
+    /// request went out. Expected, counted by the store, and not a store error.
+    Refused,
+    /// The store failed.
+    Failed,
+}
+
 /// Commits a writer with its metadata; used by [`Capture::commit`] closures.
 pub(crate) async fn commit_entry<W: StoreWriter>(
     writer: W,
     meta: Arc<Meta>,
     ttl: Option<Duration>,
     key: &str,
-) -> bool {
+) -> Committed {
     match writer.commit(meta, ttl).await {
-        Ok(()) => true,
-        // A purge on another node since the request went out: expected, and counted by the store.
+        Ok(()) => Committed::Stored,
         Err(e) if e.kind() == cachio_core::store::ErrorKind::Invalidated => {
             tracing::debug!(key, error = %e, "not stored: invalidated since it was requested");
-            false
+            Committed::Refused
         }
         Err(e) => {
             tracing::warn!(key, error = %e, "cache store commit failed");
-            false
+            Committed::Failed
         }
     }
 }

@@ -14,7 +14,7 @@ use http::{Method, Request, Response, StatusCode, header, request};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::body::{Capture, CommitFuture, ResponseBody, commit_entry};
+use crate::body::{Capture, CommitFuture, Committed, ResponseBody, commit_entry};
 use crate::coalesce::{FlightGuard, Outcome};
 use crate::config::{Config, Ctx};
 use crate::fill::{Fill, finish_in_background};
@@ -435,9 +435,14 @@ impl<St: Store> Commit<St> {
             );
             return;
         }
-        if !commit_entry(writer, meta, Some(ttl), &store_key).await {
-            config.count(Event::StoreError);
-            return;
+        match commit_entry(writer, meta, Some(ttl), &store_key).await {
+            Committed::Stored => {}
+            // Counted by the store that refused it (a fleet's purge since the request).
+            Committed::Refused => return,
+            Committed::Failed => {
+                config.count(Event::StoreError);
+                return;
+            }
         }
         if invalidated() {
             let _ = store.delete(&store_key).await;

@@ -296,7 +296,7 @@ async fn wait_for_flight<ResB, St: Store>(
     let Outcome::Stored(code) = wait(rx, cx.config.coalesce_timeout).await else {
         return AfterWait::Proceed;
     };
-    let Lookup::Found(found) = lookup(cx, &req.key, &req.parts.headers, None).await else {
+    let Lookup::Found(found) = lookup(cx, &req.key, &req.parts, None).await else {
         return AfterWait::Proceed;
     };
     let eval = cx

@@ -122,7 +122,11 @@ impl Fill {
             return;
         }
         w.end += chunk.len() as u64;
-        if !copy.is_empty() {
+        if copy.is_empty() {
+            // A window of zero keeps nothing: every reader is behind it, and reads the stored
+            // entry (or fails), never an end at the byte it had reached.
+            w.start = w.end;
+        } else {
             w.chunks.push_back(copy);
         }
         while w.end - w.start > self.cap
@@ -457,6 +461,18 @@ mod tests {
         fill.finish();
         fill.settle(Outcome::Pass);
         assert!(reader.collect().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn with_no_window_a_reader_is_behind_from_the_first_byte() {
+        let fill = fill(0);
+        let reader = Reader(fill.follow(MokaStore::new(1 << 20)));
+        fill.push(&Bytes::from(vec![1; 100]));
+        fill.finish();
+        fill.settle(Outcome::Pass);
+        // Not stored: an error, not an empty body where 100 bytes were announced.
+        assert!(reader.collect().await.is_err());
+        assert_eq!(fill.held(), 0);
     }
 
     #[tokio::test]

@@ -471,6 +471,13 @@ impl<St> CacheLayer<St> {
 
     /// The clock the cache reads time from ([`SystemClock`] by default); tests use
     /// [`cachio_core::clock::ManualClock`].
+    ///
+    /// Over a fleet store (`cachio-redis`) it also times each fetch against the purges of
+    /// every node, which Redis times by its own clock: a fetch that began before a purge is not
+    /// stored. A clock behind the real time makes every fetch look older than a recent purge,
+    /// and nothing purged is stored again until the clock passes it (after a prefix or tag
+    /// purge, nothing at all): keep the real clock there. One set ahead keeps storing, but its
+    /// fetches in flight are then no longer ordered with purges.
     #[must_use]
     pub fn clock<C: Clock>(mut self, clock: C) -> Self {
         self.config_mut().clock = Arc::new(clock);

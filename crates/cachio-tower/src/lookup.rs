@@ -22,17 +22,18 @@ pub(crate) enum Lookup<B> {
     VaryMiss { index: VaryIndex },
 }
 
-/// Looks `key` up, starting from `first` when the store has been read already.
+/// Looks `key` up for `request`, starting from `first` when the store has been read already.
 pub(crate) async fn lookup<St: Store>(
     cx: &Ctx<St>,
     key: &str,
-    headers: &http::HeaderMap,
+    request: &http::request::Parts,
     first: Option<Read<St::Body>>,
 ) -> Lookup<St::Body> {
     let store = &cx.store;
+    let headers = &request.headers;
     let read = match first {
         Some(read) => read,
-        None => store.get(key).await,
+        None => store.get_for(key, request).await,
     };
     let hit = match read {
         Ok(Some(hit)) => hit,

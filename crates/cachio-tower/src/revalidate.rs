@@ -430,7 +430,7 @@ where
     let res = inner.call(Request::from_parts(parts.clone(), body)).await?;
     let response_time = cx.now();
     if res.status() == StatusCode::OK
-        && let Lookup::Found(found) = lookup(cx, &key, &parts.headers, None).await
+        && let Lookup::Found(found) = lookup(cx, &key, &parts, None).await
     {
         let stored_len = stored_length(found.response(), &found.body);
         apply_head(

@@ -331,7 +331,7 @@ where
     }
 
     // What the request needs from the origin, if anything.
-    let next = match lookup(&cx, &req.key, &req.parts.headers, first).await {
+    let next = match lookup(&cx, &req.key, &req.parts, first).await {
         Lookup::Found(found) => match use_stored(&cx, &req, found) {
             Use::Serve(res, None) => return Ok(res),
             Use::Serve(res, Some(stale)) => {

@@ -93,7 +93,9 @@ pub struct StatsSnapshot {
     pub bypassed: u64,
     /// Invalidations by unsafe methods (RFC 9111 §4.4).
     pub invalidations: u64,
-    /// Store operations that failed (each turned into a miss or nothing stored).
+    /// Store operations that failed (each turned into a miss or nothing stored). A commit a
+    /// fleet store refused because the resource was purged since its request is not one: the
+    /// store counts it (`RedisStats::invalidated` in `cachio-redis`).
     pub store_errors: u64,
 }
 

@@ -125,6 +125,19 @@ pub struct Config {
     #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
     pub max_object_mb: Option<u64>,
 
+    /// How many MiB of a response being fetched are kept for the requests that wait on the same
+    /// fetch: each streams it from this window at its own pace, and one that falls further behind
+    /// reads the rest from the cache once the response is stored. 0 makes every waiter wait
+    /// for the stored response [default: 4].
+    #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
+    pub fill_window_mb: Option<u64>,
+
+    /// The largest response, in MiB, still fetched into the cache after its client went away
+    /// when no other request waits on it; a larger one stops at once, and is not stored
+    /// [default: --max-object-mb].
+    #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
+    pub fill_after_disconnect_mb: Option<u64>,
+
     /// The name in Cache-Status and Via [default: cachio].
     #[cfg_attr(feature = "cli", arg(long, value_name = "NAME"))]
     pub cache_name: Option<String>,
@@ -189,6 +202,13 @@ pub struct Config {
     /// milliseconds [default: 50].
     #[cfg_attr(feature = "cli", arg(long, value_name = "MS"))]
     pub redis_timeout_ms: Option<u64>,
+
+    /// How far the clocks of the fleet's gateways and of Redis may be apart, in milliseconds:
+    /// a response whose request was sent up to this long after a purge of its URL on any
+    /// gateway is not stored (the purge may have come first). Keep the clocks in step with NTP,
+    /// within this margin [default: 1000].
+    #[cfg_attr(feature = "cli", arg(long, value_name = "MS"))]
+    pub redis_clock_skew_ms: Option<u64>,
 
     /// For a rediss:// Redis: trust the certificate authorities in this PEM file instead of the
     /// system's root certificates.
@@ -429,6 +449,12 @@ impl Config {
         if let Some(mb) = self.max_object_mb {
             b = b.max_object_bytes(mib(mb));
         }
+        if let Some(mb) = self.fill_window_mb {
+            b = b.fill_window(mib(mb));
+        }
+        if let Some(mb) = self.fill_after_disconnect_mb {
+            b = b.fill_after_disconnect(mib(mb));
+        }
         if let Some(name) = &self.cache_name {
             b = b.cache_name(name.clone());
         }
@@ -485,6 +511,9 @@ impl Config {
         }
         if let Some(ms) = self.redis_timeout_ms {
             b = b.redis_timeout(Duration::from_millis(ms.max(1)));
+        }
+        if let Some(ms) = self.redis_clock_skew_ms {
+            b = b.redis_clock_skew(Duration::from_millis(ms));
         }
         if let Some(ca) = &self.redis_ca {
             b = b.redis_ca(ca.clone());

@@ -105,6 +105,16 @@ const CASES: &[(&[&str], &str, Option<Set>)] = &[
         Some(|b| b.max_object_bytes(2 << 20)),
     ),
     (
+        &["--fill-window-mb", "1"],
+        "fill-window-mb = 1",
+        Some(|b| b.fill_window(1 << 20)),
+    ),
+    (
+        &["--fill-after-disconnect-mb", "0"],
+        "fill-after-disconnect-mb = 0",
+        Some(|b| b.fill_after_disconnect(0)),
+    ),
+    (
         &["--cache-name", "edge"],
         "cache-name = \"edge\"",
         Some(|b| b.cache_name("edge")),
@@ -178,6 +188,11 @@ const CASES: &[(&[&str], &str, Option<Set>)] = &[
         &["--redis-timeout-ms", "20"],
         "redis-timeout-ms = 20",
         Some(|b| b.redis_timeout(Duration::from_millis(20))),
+    ),
+    (
+        &["--redis-clock-skew-ms", "250"],
+        "redis-clock-skew-ms = 250",
+        Some(|b| b.redis_clock_skew(Duration::from_millis(250))),
     ),
     (
         &["--redis-ca", "ca.pem"],

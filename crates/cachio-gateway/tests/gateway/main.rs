@@ -16,6 +16,7 @@ mod forwarded;
 mod https_upstream;
 mod hygiene;
 mod interim;
+mod layer_settings;
 mod protocol;
 mod purge;
 #[cfg(all(feature = "redis", feature = "cli"))]

@@ -7,6 +7,7 @@ mod support;
 mod broadcast;
 mod faults;
 mod layout;
+mod memory_race;
 mod ordering;
 mod storage_cluster;
 mod storage_single;
