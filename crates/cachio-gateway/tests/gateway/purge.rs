@@ -263,12 +263,15 @@ async fn a_response_on_its_way_during_a_purge_is_not_stored_after_it() {
 
     // The resource's version when the request arrives; the body leaves once the gate opens.
     let version = Arc::new(AtomicU64::new(1));
+    // How many requests have read the version: the change must come after.
+    let read = Arc::new(AtomicU64::new(0));
     let gate = Gate::closed();
-    let (v, g) = (version.clone(), gate.clone());
+    let (v, r, g) = (version.clone(), read.clone(), gate.clone());
     let origin = Origin::start(move |_req| {
-        let (v, g) = (v.clone(), g.clone());
+        let (v, r, g) = (v.clone(), r.clone(), g.clone());
         async move {
             let seen = v.load(Ordering::SeqCst);
+            r.fetch_add(1, Ordering::SeqCst);
             g.wait(Duration::from_secs(20)).await;
             Response::builder()
                 .header("cache-control", "max-age=600")
@@ -293,10 +296,11 @@ async fn a_response_on_its_way_during_a_purge_is_not_stored_after_it() {
     ] {
         gate.close();
         let before = version.load(Ordering::SeqCst);
+        let reads = read.load(Ordering::SeqCst);
         let (c2, url) = (c.clone(), gw.url(path));
         let racing = tokio::spawn(async move { get(&c2, &url).await });
-        eventually("the request reached the origin", 10, || {
-            origin.state.inflight() == 1
+        eventually("the request read the version at the origin", 10, || {
+            read.load(Ordering::SeqCst) == reads + 1
         })
         .await;
         // The resource changes, and the purge is sent for that change.
