@@ -117,7 +117,8 @@ pub struct Config {
     #[cfg_attr(feature = "cli", arg(long, value_name = "PATH"))]
     pub disk_dir: Option<PathBuf>,
 
-    /// The disk tier's budget in MiB [default: 1024].
+    /// The disk tier's budget in MiB [default: 1024]. From 64 MiB up the directory stays within
+    /// the budget + 10% + 32 MiB.
     #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
     pub disk_mb: Option<u64>,
 
