@@ -202,6 +202,12 @@ impl Tiers {
     }
 }
 
+/// The bytes of body chunks that may wait for the disk tier's writer: past it, responses are
+/// passed on without being stored until the disk catches up. Each waiting chunk can keep a
+/// connection's read buffer alive, so this counts for more than its bytes in memory.
+#[cfg(feature = "disk")]
+const DISK_WRITE_QUEUE: u64 = 4 << 20;
+
 /// Opens the stores `b` asks for and assembles the gateway over them.
 pub(crate) fn open(b: &GatewayBuilder, sites: Vec<Resolved>) -> Result<Gateway, GatewayError> {
     let tiers = &b.tiers;
@@ -220,6 +226,7 @@ pub(crate) fn open(b: &GatewayBuilder, sites: Vec<Resolved>) -> Result<Gateway, 
             let disk = cachio_fjall::FjallStore::builder(dir)
                 .budget_bytes(*budget)
                 .max_object_size(tiers.max_object_bytes)
+                .write_queue_bytes(DISK_WRITE_QUEUE)
                 .open()
                 .map_err(GatewayError::Disk)?;
             // At shutdown, the journal goes to disk once the last commits are in.
