@@ -72,8 +72,8 @@ impl GatewayBuilder {
     }
 
     /// The disk tier's block cache in bytes ([`DEFAULT_DISK_CACHE_BYTES`] by default): the
-    /// recently read parts of the disk tier's files, kept in memory on top of the memory tier.
-    /// The gateway's resident memory stays within the memory tier + this + about 64 MiB.
+    /// recently read parts of the disk tier's files, kept in memory on top of the memory tier
+    /// (see "Memory" in the README's gateway section).
     ///
     /// # Example
     ///
