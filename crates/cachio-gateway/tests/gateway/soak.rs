@@ -19,7 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cachio-gateway");
 const MEMORY_MB: u64 = 16;
 /// fjall's block cache, as the gateway opens its disk tier.
 #[cfg(feature = "disk")]
-const DISK_CACHE_MB: u64 = cachio_fjall::DEFAULT_CACHE_BYTES >> 20;
+const DISK_CACHE_MB: u64 = cachio_gateway::DEFAULT_DISK_CACHE_BYTES >> 20;
 /// What the process holds besides the tiers' budgets: stacks, connection buffers, fjall's
 /// memtables and write queue, the commits in flight, allocator slack.
 const OVERHEAD_MB: u64 = 64;
