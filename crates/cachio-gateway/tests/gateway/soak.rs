@@ -69,8 +69,8 @@ async fn soak(disk: Option<&std::path::Path>, bound: u64) {
         .env("RUST_LOG", "warn,cachio_gateway=info")
         .stderr(Stdio::piped());
     if let Some(dir) = disk {
-        // A disk budget larger than the load: nothing is evicted, every body goes to disk.
-        gw.arg("--disk-dir").arg(dir).args(["--disk-mb", "1024"]);
+        // A disk budget under the load: the disk tier evicts and compacts as it takes writes.
+        gw.arg("--disk-dir").arg(dir).args(["--disk-mb", "64"]);
     }
     let mut gw = gw.spawn().unwrap();
     let addr = crate::drain::listening_on(&mut gw);
@@ -91,7 +91,7 @@ async fn soak(disk: Option<&std::path::Path>, bound: u64) {
     };
 
     // Ten times the memory tier, in bodies of 1 KiB to 1 MiB (about 100 KiB on average), from
-    // eight clients at once.
+    // sixteen clients at once (as many as the soak script's connections).
     let sizes = [
         1usize << 10,
         4 << 10,
@@ -105,7 +105,7 @@ async fn soak(disk: Option<&std::path::Path>, bound: u64) {
     let read = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
     let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..8 {
+    for _ in 0..16 {
         let (read, next, c) = (read.clone(), next.clone(), client());
         let addr = addr.clone();
         clients.spawn(async move {
