@@ -177,3 +177,51 @@ async fn many_concurrent_requests_all_answered() {
         assert!(h.get(&format!("/r{i}")).await.is_hit());
     }
 }
+
+/// A store that falls behind on its commits: past the write backlog, responses are passed on
+/// unstored, and stored again once the commits are done.
+#[tokio::test]
+async fn responses_past_the_write_backlog_are_passed_on_unstored() {
+    let store = Flaky::new();
+    let faults = store.faults.clone();
+    let layer = CacheLayer::shared(store.clone()).write_backlog(100);
+    let h = Arc::new(
+        Harness::with(layer, |s| {
+            let body = if s.path() == "/big" {
+                "x".repeat(100)
+            } else {
+                "small".to_owned()
+            };
+            reply(200).body(body).cc("max-age=100")
+        })
+        .await,
+    );
+
+    // The commit of a 100-byte body waits: 100 bytes are being committed.
+    faults.hold_response.store(true, Ordering::SeqCst);
+    let big = {
+        let h = h.clone();
+        tokio::spawn(async move { h.get("/big").await })
+    };
+    faults.reached.notified().await;
+    let passed = h.get("/a").await;
+    assert_eq!(passed.text(), "small");
+    assert!(
+        !passed.cache_status().contains("stored"),
+        "{}",
+        passed.cache_status()
+    );
+
+    // Once the commit is done, the backlog is empty and responses are stored again.
+    faults.release.notify_one();
+    assert_eq!(big.await.unwrap().text(), "x".repeat(100));
+    assert!(h.get("/big").await.is_hit());
+    assert!(!h.get("/a").await.is_hit(), "/a was passed on unstored");
+    let stored = h.get("/b").await;
+    assert!(
+        stored.cache_status().contains("stored"),
+        "{}",
+        stored.cache_status()
+    );
+    assert!(h.get("/b").await.is_hit());
+}

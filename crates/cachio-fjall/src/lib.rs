@@ -219,12 +219,16 @@
 //!
 //! # Memory
 //!
-//! About `cache_bytes` (fjall's block cache, default [`DEFAULT_CACHE_BYTES`]) + a few 4 MiB
-//! memtables + the write queue ([`DEFAULT_WRITE_QUEUE_BYTES`]) + about 512 KiB per body being
-//! read, whatever the body sizes: the writer thread waits for fjall's flushes when more than one
-//! memtable of bodies is waiting (fjall alone lets memory grow with the bytes written when
-//! writes outrun its flushes). The `large_body` test checks that a 1 GiB body written and read
-//! back grows the peak resident set by less than 128 MiB.
+//! About `cache_bytes` (fjall's block cache, default [`DEFAULT_CACHE_BYTES`]) + three 4 MiB
+//! memtables of bodies (while flushes keep up; the writer waits up to 30 s for them) and three
+//! 2 MiB index memtables + the write queue
+//! ([`DEFAULT_WRITE_QUEUE_BYTES`]) + about 512 KiB per body being read, whatever the body sizes
+//! and the bytes written: the writer thread waits for fjall's flushes when more than one memtable
+//! of bodies is waiting (fjall alone lets memory grow with the bytes written when writes outrun
+//! its flushes; its own `max_write_buffer_size` is not enforced in fjall 3.1). The chunks in the
+//! write queue are the callers' `Bytes`, and keep alive whatever buffer they are slices of. The
+//! `large_body` test checks that a 1 GiB body written and read back grows the peak resident set
+//! by less than 128 MiB.
 //!
 //! # Expiry
 //!

@@ -185,6 +185,9 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 /// The disk tier's budget when a directory is given without one: 1 GiB.
 pub const DEFAULT_DISK_BYTES: u64 = 1 << 30;
 
+/// The disk tier's block cache unless set otherwise: 16 MiB.
+pub const DEFAULT_DISK_CACHE_BYTES: u64 = 16 << 20;
+
 /// The largest body stored when no limit is set: 64 MiB.
 pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 64 << 20;
 

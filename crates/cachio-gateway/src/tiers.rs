@@ -9,7 +9,8 @@ use cachio_moka::MokaStore;
 use crate::router::assemble;
 use crate::sites::Resolved;
 use crate::{
-    DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MEMORY_BYTES, Gateway, GatewayBuilder, GatewayError,
+    DEFAULT_DISK_CACHE_BYTES, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MEMORY_BYTES, Gateway,
+    GatewayBuilder, GatewayError,
 };
 
 /// The store's settings: the memory tier, and a disk or a Redis tier behind it.
@@ -19,6 +20,8 @@ pub(crate) struct Tiers {
     /// The largest body stored, in any tier.
     pub(crate) max_object_bytes: u64,
     disk: Option<(PathBuf, u64)>,
+    /// fjall's block cache, in bytes.
+    disk_cache: u64,
     redis: Option<RedisTarget>,
     redis_prefix: Option<String>,
     redis_timeout: Option<Duration>,
@@ -33,6 +36,7 @@ impl Default for Tiers {
             memory_bytes: DEFAULT_MEMORY_BYTES,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             disk: None,
+            disk_cache: DEFAULT_DISK_CACHE_BYTES,
             redis: None,
             redis_prefix: None,
             redis_timeout: None,
@@ -66,6 +70,29 @@ impl GatewayBuilder {
     /// (on by default); [`build`](Self::build) fails without it.
     pub fn disk(mut self, dir: impl Into<PathBuf>, bytes: u64) -> Self {
         self.tiers.disk = Some((dir.into(), bytes));
+        self
+    }
+
+    /// The disk tier's block cache in bytes ([`DEFAULT_DISK_CACHE_BYTES`] by default): the
+    /// recently read parts of the disk tier's files, kept in memory on top of the memory tier
+    /// (see "Memory" in the README's gateway section).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cachio_gateway::Gateway;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let gateway = Gateway::builder("http://127.0.0.1:9000")
+    ///     .memory_bytes(64 << 20)
+    ///     .disk(dir.path(), 1 << 30)
+    ///     .disk_cache_bytes(32 << 20)
+    ///     .build()?;
+    /// # let _ = gateway;
+    /// # Ok::<(), cachio_gateway::GatewayError>(())
+    /// ```
+    pub fn disk_cache_bytes(mut self, bytes: u64) -> Self {
+        self.tiers.disk_cache = bytes;
         self
     }
 
@@ -230,6 +257,12 @@ impl Tiers {
     }
 }
 
+/// The bytes of body chunks that may wait for the disk tier's writer: past it, responses are
+/// passed on without being stored until the disk catches up. Each waiting chunk can keep a
+/// connection's read buffer alive, so this counts for more than its bytes in memory.
+#[cfg(feature = "disk")]
+const DISK_WRITE_QUEUE: u64 = 4 << 20;
+
 /// Opens the stores `b` asks for and assembles the gateway over them.
 pub(crate) fn open(b: &GatewayBuilder, sites: Vec<Resolved>) -> Result<Gateway, GatewayError> {
     let tiers = &b.tiers;
@@ -248,6 +281,8 @@ pub(crate) fn open(b: &GatewayBuilder, sites: Vec<Resolved>) -> Result<Gateway, 
             let disk = cachio_fjall::FjallStore::builder(dir)
                 .budget_bytes(*budget)
                 .max_object_size(tiers.max_object_bytes)
+                .write_queue_bytes(DISK_WRITE_QUEUE)
+                .cache_bytes(tiers.disk_cache)
                 .open()
                 .map_err(GatewayError::Disk)?;
             // At shutdown, the journal goes to disk once the last commits are in.

@@ -23,6 +23,11 @@ use crate::hop::{self, Via};
 use crate::interim;
 use crate::metrics::{Metrics, OriginError};
 
+/// The largest read buffer of a connection to the origin. The body chunks the stores keep are
+/// slices of it, and a slice keeps its whole buffer alive: a smaller buffer bounds what an
+/// entry can hold on to beyond its own bytes (hyper's default grows to about 400 KiB).
+const READ_BUFFER_MAX: usize = 64 * 1024;
+
 /// Where requests go: an `http://` or `https://` origin, optionally under a path prefix.
 #[derive(Clone, Debug)]
 pub(crate) struct Origin {
@@ -166,6 +171,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(idle)
+            .http1_max_buf_size(READ_BUFFER_MAX)
             .build(connector);
         let origin_host = HeaderValue::from_str(origin.authority.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));

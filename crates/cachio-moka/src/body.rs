@@ -10,8 +10,9 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::entry::Chunks;
 
-/// The body of a [`MokaStore`](crate::MokaStore) hit: yields the stored chunks, each a reference-counted clone of
-/// the [`Bytes`] that was committed (no copy). Its [`size_hint`](Body::size_hint) is exact.
+/// The body of a [`MokaStore`](crate::MokaStore) hit: yields the stored pieces of the body (up to
+/// 64 KiB each, copied once at commit), each a reference-counted clone of the stored [`Bytes`]
+/// (no copy per hit). Its [`size_hint`](Body::size_hint) is exact.
 ///
 /// # Example
 ///
@@ -46,7 +47,10 @@ use crate::entry::Chunks;
 /// let mut body = store.get("k").await.unwrap().unwrap().body;
 /// assert_eq!(body.size_hint().exact(), Some(10_000));
 /// let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
-/// assert_eq!(data.as_ptr(), chunk.as_ptr()); // the very same bytes
+/// assert_eq!(data, chunk);
+/// let again = store.get("k").await.unwrap().unwrap().body;
+/// let shared = again.collect().await.unwrap().to_bytes();
+/// assert_eq!(shared.as_ptr(), data.as_ptr()); // the very same bytes
 /// assert!(body.is_end_stream());
 /// # }
 /// ```

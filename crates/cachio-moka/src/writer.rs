@@ -11,14 +11,12 @@ use cachio_core::store::{ErrorKind, StoreError, StoreWriter};
 use crate::MokaStore;
 use crate::entry::{Chunks, MemEntry};
 
-/// Chunks shorter than this are merged with their short neighbours at commit.
-const SMALL_CHUNK: usize = 4 * 1024;
+/// The largest piece a body is stored in.
+const PACKED_CHUNK: usize = 64 * 1024;
 
-/// Merged runs of short chunks stop growing at this size.
-const MERGED_CHUNK: usize = 64 * 1024;
-
-/// Writes one entry into a [`MokaStore`](crate::MokaStore): collects the body's chunks (no copy) and inserts the
-/// entry at [`commit`](StoreWriter::commit). Dropping it stores nothing. Made by
+/// Writes one entry into a [`MokaStore`](crate::MokaStore): collects the body's chunks and
+/// inserts the entry at [`commit`](StoreWriter::commit), with the body copied into pieces of its
+/// own. Dropping it stores nothing. Made by
 /// [`Store::begin`](cachio_core::store::Store::begin).
 ///
 /// # Example
@@ -102,7 +100,7 @@ impl StoreWriter for MokaWriter {
         }
         let entry = MemEntry {
             meta,
-            chunks: Chunks::new(coalesce(self.chunks), self.len),
+            chunks: Chunks::new(pack(self.chunks, self.len), self.len),
             expires: self.store.shared.deadline(ttl),
         };
         self.store.shared.set(&self.key, Some(entry)).await;
@@ -110,49 +108,40 @@ impl StoreWriter for MokaWriter {
     }
 }
 
-/// Merges runs of short chunks into chunks of up to [`MERGED_CHUNK`] bytes, so that a body that
-/// arrived in many tiny pieces is served in few frames, and copies a lone short chunk into an
-/// allocation of its own: a short chunk is often a slice of a much larger read buffer (hyper's),
-/// which storing the slice would keep alive whole. Chunks of [`SMALL_CHUNK`] bytes or more are
-/// kept as they are (not copied).
-fn coalesce(chunks: Vec<Bytes>) -> Vec<Bytes> {
-    let small = |c: &Bytes| c.len() < SMALL_CHUNK;
-    if !chunks.iter().any(small) {
-        return chunks;
-    }
-    let mut out = Vec::with_capacity(chunks.len());
-    let mut run: Vec<Bytes> = Vec::new();
-    let mut run_len = 0;
+/// Copies a body of `len` bytes into allocations of its own, of up to [`PACKED_CHUNK`] bytes
+/// each. A chunk is often a slice of a much larger read buffer (a connection's), which storing
+/// the slice would keep alive whole: the store would hold more memory than it counts, however
+/// large the chunk. Short chunks are merged, so a body that arrived in many tiny pieces is served
+/// in few frames. One copy per stored byte, at commit; hits serve the pieces without copying.
+fn pack(chunks: Vec<Bytes>, len: u64) -> Vec<Bytes> {
+    let mut left = usize::try_from(len).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(left.div_ceil(PACKED_CHUNK));
+    let mut piece = BytesMut::new();
     for chunk in chunks {
-        if !small(&chunk) {
-            flush(&mut out, &mut run, run_len);
-            run_len = 0;
-            out.push(chunk);
-            continue;
-        }
-        if run_len + chunk.len() > MERGED_CHUNK {
-            flush(&mut out, &mut run, run_len);
-            run_len = 0;
-        }
-        run_len += chunk.len();
-        run.push(chunk);
-    }
-    flush(&mut out, &mut run, run_len);
-    out
-}
-
-fn flush(out: &mut Vec<Bytes>, run: &mut Vec<Bytes>, run_len: usize) {
-    match run.len() {
-        0 => {}
-        1 => out.extend(run.drain(..).map(|c| Bytes::copy_from_slice(&c))),
-        _ => {
-            let mut merged = BytesMut::with_capacity(run_len);
-            for c in run.drain(..) {
-                merged.extend_from_slice(&c);
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            if piece.capacity() == 0 {
+                // The bytes left, as `len` counts them (a whole piece if it counted too few).
+                let want = if left == 0 {
+                    PACKED_CHUNK
+                } else {
+                    left.min(PACKED_CHUNK)
+                };
+                piece = BytesMut::with_capacity(want);
             }
-            out.push(merged.freeze());
+            let n = rest.len().min(piece.capacity() - piece.len());
+            piece.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            left = left.saturating_sub(n);
+            if piece.len() == piece.capacity() {
+                out.push(std::mem::take(&mut piece).freeze());
+            }
         }
     }
+    if !piece.is_empty() {
+        out.push(piece.freeze());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -164,30 +153,32 @@ mod tests {
     }
 
     #[test]
-    fn coalesce_keeps_large_chunks_and_copies_lonely_short_ones() {
-        let big = Bytes::from(vec![1; SMALL_CHUNK]);
-        let small = Bytes::from(vec![2; 10]);
-        let chunks = vec![big.clone(), small.clone(), big.clone()];
-        let out = coalesce(chunks);
-        assert_eq!(sizes(&out), [SMALL_CHUNK, 10, SMALL_CHUNK]);
-        assert_eq!(out[0].as_ptr(), big.as_ptr());
-        // A lone short chunk is copied out of whatever buffer it was a slice of.
-        assert_ne!(out[1].as_ptr(), small.as_ptr());
-        assert_eq!(out[1], small);
+    fn pack_copies_every_chunk_out_of_its_buffer() {
+        let buffer = Bytes::from(vec![7; 256 * 1024]);
+        let slice = buffer.slice(1000..1000 + 20_000);
+        let out = pack(vec![slice.clone()], 20_000);
+        assert_eq!(sizes(&out), [20_000]);
+        assert_eq!(out[0], slice);
+        // Not a view of the connection's buffer: dropping the buffer frees it.
+        let range = buffer.as_ptr_range();
+        assert!(!range.contains(&out[0].as_ptr()));
     }
 
     #[test]
-    fn coalesce_merges_runs_of_small_chunks() {
-        let big = Bytes::from(vec![1; 10_000]);
+    fn pack_merges_short_chunks_and_splits_long_ones() {
         let mut chunks: Vec<Bytes> = (0..100u8).map(|i| Bytes::from(vec![i; 1000])).collect();
-        chunks.push(big.clone());
+        chunks.push(Bytes::from(vec![1; 100_000]));
         chunks.push(Bytes::from_static(b"ab"));
         chunks.push(Bytes::from_static(b"cd"));
         let expected: Vec<u8> = chunks.iter().flatten().copied().collect();
-        let out = coalesce(chunks);
-        assert_eq!(sizes(&out), [65_000, 35_000, 10_000, 4]);
-        assert_eq!(out[2].as_ptr(), big.as_ptr());
+        let out = pack(chunks, expected.len() as u64);
+        assert_eq!(sizes(&out), [65_536, 65_536, 65_536, 3_396]);
         let got: Vec<u8> = out.iter().flatten().copied().collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn pack_of_an_empty_body_is_empty() {
+        assert!(pack(Vec::new(), 0).is_empty());
     }
 }

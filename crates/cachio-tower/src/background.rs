@@ -61,7 +61,7 @@ pub(crate) fn spawn_revalidation<S, St, ReqB, ResB>(
         p.method = Method::GET;
         p
     };
-    let running = cx.config.writes.start();
+    let running = cx.config.writes.start(0);
     tokio::spawn(async move {
         let _running = running;
         let request_time = cx.now();

@@ -205,7 +205,7 @@ fn start_commit<St: Store>(capture: Option<Box<Capture<St>>>) -> Option<JoinHand
         tracing::debug!(expected = ?c.expected, written = c.written, "body length differs from Content-Length; not stored");
         return None;
     }
-    let running = c.writes.start();
+    let running = c.writes.start(c.written);
     let fut = (c.commit)(c.writer, c.written, c.signal);
     Some(tokio::spawn(async move {
         fut.await;

@@ -166,7 +166,13 @@ where
     } = ex;
     let worth_storing = entry.is_some();
     let mut capture = None;
-    if let Some((meta, ttl)) = entry {
+    let backlog = cx.config.writes.backlog();
+    if entry.is_some() && backlog >= cx.config.write_backlog {
+        tracing::debug!(
+            backlog,
+            "the store is behind on its commits; passed on, not stored"
+        );
+    } else if let Some((meta, ttl)) = entry {
         let entry = NewEntry {
             meta,
             ttl,

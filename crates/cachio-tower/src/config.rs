@@ -1,6 +1,6 @@
 //! What every request of a cache reads: its configuration, and the store beside it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -32,6 +32,8 @@ pub(crate) struct Config {
     /// The largest body a fill finishes after its client went away, when nobody waits on it
     /// (`None`: the largest stored, `max_object_size`).
     pub(crate) fill_after_disconnect: Option<u64>,
+    /// The most bytes of bodies whose commits may be running before responses go unstored.
+    pub(crate) write_backlog: u64,
     /// The mode of a request that carries no [`CacheMode`](crate::CacheMode).
     pub(crate) default_mode: crate::CacheMode,
     /// Whether responses RFC 9111 §3 would not store are stored too (a private cache only).
@@ -103,6 +105,7 @@ impl Clone for Config {
             coalesce_timeout: self.coalesce_timeout,
             hit_for_miss: self.hit_for_miss,
             fill_window: self.fill_window,
+            write_backlog: self.write_backlog,
             fill_after_disconnect: self.fill_after_disconnect,
             default_mode: self.default_mode,
             store_all: self.store_all,
@@ -121,14 +124,23 @@ impl Clone for Config {
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
     running: AtomicUsize,
+    /// The bytes of the bodies whose commits are running.
+    bytes: AtomicU64,
     idle: tokio::sync::Notify,
 }
 
 impl Writes {
-    /// Counts a write until the returned guard is dropped (with the task that holds it).
-    pub(crate) fn start(self: &Arc<Self>) -> Running {
+    /// Counts a write of a body of `bytes` until the returned guard is dropped (with the task
+    /// that holds it).
+    pub(crate) fn start(self: &Arc<Self>, bytes: u64) -> Running {
         self.running.fetch_add(1, Ordering::SeqCst);
-        Running(Arc::clone(self))
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        Running(Arc::clone(self), bytes)
+    }
+
+    /// The bytes of the bodies whose commits are running.
+    pub(crate) fn backlog(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Completes once no write is running.
@@ -147,10 +159,11 @@ impl Writes {
 }
 
 /// One running write of [`Writes`]; ends when dropped.
-pub(crate) struct Running(Arc<Writes>);
+pub(crate) struct Running(Arc<Writes>, u64);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.0.bytes.fetch_sub(self.1, Ordering::Relaxed);
         if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }

@@ -26,6 +26,9 @@ pub const DEFAULT_HIT_FOR_MISS: Duration = Duration::from_secs(10);
 /// on it: 4 MiB.
 pub const DEFAULT_FILL_WINDOW: u64 = 4 * 1024 * 1024;
 
+/// The most bytes of bodies whose commits may be running at once by default: 8 MiB.
+pub const DEFAULT_WRITE_BACKLOG: u64 = 8 * 1024 * 1024;
+
 /// The default largest body stored: 64 MiB.
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -95,6 +98,7 @@ impl<St> CacheLayer<St> {
                 hit_for_miss: DEFAULT_HIT_FOR_MISS,
                 fill_window: DEFAULT_FILL_WINDOW,
                 fill_after_disconnect: None,
+                write_backlog: DEFAULT_WRITE_BACKLOG,
                 default_mode: crate::CacheMode::Default,
                 store_all: false,
                 flights: Arc::default(),
@@ -243,6 +247,30 @@ impl<St> CacheLayer<St> {
     #[must_use]
     pub fn fill_after_disconnect(mut self, bytes: u64) -> Self {
         self.config_mut().fill_after_disconnect = Some(bytes);
+        self
+    }
+
+    /// The most bytes of bodies whose commits may be running at once
+    /// ([`DEFAULT_WRITE_BACKLOG`] by default).
+    ///
+    /// A body seen to its end is committed on a task of its own, and its client may go on
+    /// before the commit is done (an HTTP/1 server stops polling a body once its
+    /// `Content-Length` is sent). A store slower than the traffic would then gather commits,
+    /// and the bodies they hold, without end. Past this many bytes of bodies being committed,
+    /// responses are passed on without being stored (`Cache-Status` without `stored`) until
+    /// the store catches up: the bound keeps the memory the cache takes under a write load
+    /// stated, whatever the speed of the store.
+    ///
+    /// ```
+    /// use cachio_moka::MokaStore;
+    /// use cachio_tower::CacheLayer;
+    ///
+    /// let layer = CacheLayer::shared(MokaStore::new(1 << 30)).write_backlog(32 << 20);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn write_backlog(mut self, bytes: u64) -> Self {
+        self.config_mut().write_backlog = bytes;
         self
     }
 

@@ -56,7 +56,7 @@ pub use future::ResponseFuture;
 pub use hooks::{KeyFn, TtlFn};
 pub use layer::{
     CacheLayer, DEFAULT_COALESCE_TIMEOUT, DEFAULT_FILL_WINDOW, DEFAULT_HIT_FOR_MISS,
-    DEFAULT_MAX_OBJECT_SIZE,
+    DEFAULT_MAX_OBJECT_SIZE, DEFAULT_WRITE_BACKLOG,
 };
 pub use mode::CacheMode;
 pub use outcome::StoreOutcome;

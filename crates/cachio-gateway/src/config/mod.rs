@@ -122,6 +122,10 @@ pub struct Config {
     #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
     pub disk_mb: Option<u64>,
 
+    /// The disk tier's block cache in MiB, held in memory beside the memory tier [default: 16].
+    #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
+    pub disk_cache_mb: Option<u64>,
+
     /// The largest response body stored, in MiB; larger ones stream through [default: 64].
     #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
     pub max_object_mb: Option<u64>,
@@ -446,6 +450,9 @@ impl Config {
         if let Some(dir) = &self.disk_dir {
             let mb = self.disk_mb.unwrap_or(crate::DEFAULT_DISK_BYTES >> 20);
             b = b.disk(dir, mib(mb));
+        }
+        if let Some(mb) = self.disk_cache_mb {
+            b = b.disk_cache_bytes(mib(mb));
         }
         if let Some(mb) = self.max_object_mb {
             b = b.max_object_bytes(mib(mb));

@@ -95,6 +95,14 @@ const CASES: &[(&[&str], &str, Option<Set>)] = &[
         Some(|b| b.disk("d", 5 << 20)),
     ),
     (
+        &["--disk-dir", "d", "--disk-cache-mb", "8"],
+        "disk-dir = \"d\"\ndisk-cache-mb = 8",
+        Some(|b| {
+            b.disk("d", crate::DEFAULT_DISK_BYTES)
+                .disk_cache_bytes(8 << 20)
+        }),
+    ),
+    (
         &["--disk-dir", "d"],
         "disk-dir = \"d\"",
         Some(|b| b.disk("d", crate::DEFAULT_DISK_BYTES)),

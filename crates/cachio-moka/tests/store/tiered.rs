@@ -71,8 +71,8 @@ async fn a_second_tier_hit_is_promoted_once_read_to_the_end() {
 async fn a_promotion_abandoned_midway_leaves_nothing_in_the_first_tier() {
     use http_body_util::BodyExt;
     let t = tiers();
-    // Chunks large enough that the memory store keeps them apart.
-    let (a, b) = (vec![1u8; 8192], vec![2u8; 8192]);
+    // Chunks of the size the memory store stores its pieces in, so it keeps them apart.
+    let (a, b) = (vec![1u8; 64 * 1024], vec![2u8; 64 * 1024]);
     put(t.second(), "k", sample_meta("p"), &[&a, &b]).await;
     let hit = t.get("k").await.unwrap().unwrap();
     let mut body = hit.body;
