@@ -31,6 +31,10 @@ impl Settle {
     }
 
     /// Syncs the store with `sync` once the writes are done.
+    #[cfg_attr(
+        not(feature = "disk"),
+        expect(dead_code, reason = "only a disk tier syncs")
+    )]
     pub(crate) fn sync<F, Fut>(&mut self, sync: F)
     where
         F: Fn() -> Fut + Send + Sync + 'static,
