@@ -211,6 +211,7 @@ async fn responses_past_the_write_backlog_are_passed_on_unstored() {
         "{}",
         passed.cache_status()
     );
+    assert_eq!(h.svc.stats().snapshot().backlogged, 1);
 
     // Once the commit is done, the backlog is empty and responses are stored again.
     faults.release.notify_one();
@@ -224,4 +225,6 @@ async fn responses_past_the_write_backlog_are_passed_on_unstored() {
         stored.cache_status()
     );
     assert!(h.get("/b").await.is_hit());
+    // /a again, while nothing was behind: stored, not counted.
+    assert_eq!(h.svc.stats().snapshot().backlogged, 1);
 }

@@ -172,6 +172,7 @@ where
             backlog,
             "the store is behind on its commits; passed on, not stored"
         );
+        cx.config.count(Event::Backlogged);
     } else if let Some((meta, ttl)) = entry {
         let entry = NewEntry {
             meta,

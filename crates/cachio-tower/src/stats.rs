@@ -41,6 +41,7 @@ pub(crate) struct Stripe {
     pub(crate) bypassed: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) store_errors: AtomicU64,
+    pub(crate) backlogged: AtomicU64,
     /// Fresh hits served in `call`, each one request and one hit: one count instead of two on
     /// the quickest path.
     pub(crate) fresh_hits: AtomicU64,
@@ -97,6 +98,9 @@ pub struct StatsSnapshot {
     /// fleet store refused because the resource was purged since its request is not one: the
     /// store counts it (`RedisStats::invalidated` in `cachio-redis`).
     pub store_errors: u64,
+    /// Responses that would have been stored but were passed on unstored because the store was
+    /// behind on its commits ([`CacheLayer::write_backlog`](crate::CacheLayer::write_backlog)).
+    pub backlogged: u64,
 }
 
 impl StatsSnapshot {
@@ -140,6 +144,7 @@ impl StatsSnapshot {
         set("cachio_bypassed_total", self.bypassed);
         set("cachio_invalidations_total", self.invalidations);
         set("cachio_store_errors_total", self.store_errors);
+        set("cachio_backlogged_total", self.backlogged);
     }
 }
 
@@ -167,6 +172,7 @@ impl CacheStats {
             bypassed: sum(|s| &s.bypassed),
             invalidations: sum(|s| &s.invalidations),
             store_errors: sum(|s| &s.store_errors),
+            backlogged: sum(|s| &s.backlogged),
         }
     }
 
@@ -196,6 +202,7 @@ pub(crate) enum Event {
     Bypass,
     Invalidation,
     StoreError,
+    Backlogged,
 }
 
 /// The layer's counters as handles of the `metrics` facade, registered once, with the recorder
@@ -215,10 +222,11 @@ pub(crate) struct Recorded {
     bypassed: Counter,
     invalidations: Counter,
     store_errors: Counter,
+    backlogged: Counter,
 }
 
 /// The names and descriptions of the counters the layer records, as `metrics` sees them.
-const DESCRIPTIONS: [(&str, &str); 12] = [
+const DESCRIPTIONS: [(&str, &str); 13] = [
     (
         "cachio_requests_total",
         "Requests that reached the cache layer.",
@@ -261,6 +269,10 @@ const DESCRIPTIONS: [(&str, &str); 12] = [
         "Invalidations by unsafe methods (RFC 9111 section 4.4).",
     ),
     ("cachio_store_errors_total", "Store operations that failed."),
+    (
+        "cachio_backlogged_total",
+        "Responses passed on unstored because the store was behind on its commits.",
+    ),
 ];
 
 impl Recorded {
@@ -286,6 +298,7 @@ impl Recorded {
             bypassed: counter("cachio_bypassed_total"),
             invalidations: counter("cachio_invalidations_total"),
             store_errors: counter("cachio_store_errors_total"),
+            backlogged: counter("cachio_backlogged_total"),
         }
     }
 }
@@ -309,6 +322,7 @@ impl CacheStats {
             Event::Bypass => (&s.bypassed, &recorded.bypassed),
             Event::Invalidation => (&s.invalidations, &recorded.invalidations),
             Event::StoreError => (&s.store_errors, &recorded.store_errors),
+            Event::Backlogged => (&s.backlogged, &recorded.backlogged),
         };
         bump(atomic);
         counter.increment(1);
