@@ -10,10 +10,15 @@ use std::time::Duration;
 use cachio_core::meta::Meta;
 use cachio_core::store::{ErrorKind, Hit, Store, StoreError};
 use cachio_core::tiered::Tiered;
-use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
 use crate::RedisStore;
+
+mod message;
+mod subscriber;
+
+use message::{KIND_ALL, KIND_KEYS, encode};
+use subscriber::{FirstTier, LocalTier, Plain, Subscriber};
 
 /// Memory over Redis with invalidations broadcast across the fleet: what each node of a fleet
 /// uses. Made by [`Broadcast::fleet`].
@@ -25,18 +30,6 @@ const MAX_ANNOUNCED_KEYS: usize = 100_000;
 
 /// The most bytes of keys in one message.
 const MESSAGE_BYTES: usize = 256 * 1024;
-
-/// How often the subscription is checked with a `PING`, and how long the answer may take.
-const PING_EVERY: Duration = Duration::from_secs(1);
-const PING_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Reconnection delays of the subscriber.
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-const MAGIC: &[u8; 3] = b"CI1";
-const KIND_KEYS: u8 = b'K';
-const KIND_ALL: u8 = b'A';
 
 /// Wraps a store `S` (usually memory over Redis) so that every [`delete`](Store::delete) and
 /// [`purge`](Store::purge) also reaches the local tier `L` (the memory tier) of every other node
@@ -461,47 +454,6 @@ fn not_in_fleet(e: StoreError) -> StoreError {
     )
 }
 
-fn encode(node: &[u8; 16], kind: u8, keys: &[String]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(20 + keys.iter().map(|k| k.len() + 4).sum::<usize>());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(node);
-    out.push(kind);
-    for k in keys {
-        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-        out.extend_from_slice(k.as_bytes());
-    }
-    out
-}
-
-/// A received invalidation.
-#[derive(Debug, PartialEq, Eq)]
-enum Invalidation {
-    Keys(Vec<String>),
-    All,
-}
-
-fn decode(bytes: &[u8]) -> Option<([u8; 16], Invalidation)> {
-    if bytes.len() < 20 || &bytes[..3] != MAGIC {
-        return None;
-    }
-    let node: [u8; 16] = bytes[3..19].try_into().ok()?;
-    match bytes[19] {
-        KIND_ALL => Some((node, Invalidation::All)),
-        KIND_KEYS => {
-            let mut keys = Vec::new();
-            let mut rest = &bytes[20..];
-            while !rest.is_empty() {
-                let n = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-                let key = rest.get(4..4 + n)?;
-                keys.push(String::from_utf8(key.to_vec()).ok()?);
-                rest = &rest[4 + n..];
-            }
-            Some((node, Invalidation::Keys(keys)))
-        }
-        _ => None,
-    }
-}
-
 impl<S: Store, L: Store> Store for Broadcast<S, L> {
     type Body = S::Body;
     type Writer = S::Writer;
@@ -586,180 +538,5 @@ impl<S: Store, L: Store> Store for Broadcast<S, L> {
         result
             .and_then(|n| announced.map(|()| n))
             .map_err(not_in_fleet)
-    }
-}
-
-/// How the subscriber removes, from this node's local tier, what another node purged.
-trait LocalTier: Send + Sync + 'static {
-    /// Removes `key`.
-    fn forget(&self, key: &str) -> impl Future<Output = ()> + Send;
-
-    /// Removes every entry; how many there were.
-    fn forget_all(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
-}
-
-/// The first tier of a [`Tiered`] store ([`Broadcast::fleet`]), whose removals take the tier's
-/// key locks.
-///
-/// Why the lock: the announcement of a purge can reach this node while a copy of the purged
-/// entry is on its way into memory: a read that found the entry in Redis just before the
-/// purge removed it there (the copy lands once the read has streamed it), or this node's own
-/// commit, which Redis took just before the purge. Both land under the key's lock of the
-/// `Tiered` store: a read's copy checks, under it, that Redis still holds the entry; a commit
-/// holds it from its Redis commit to its memory commit. A removal under the same lock comes
-/// either before such a step, which then finds the entry gone from Redis (a copy is dropped; a
-/// commit is refused by the key's fence, since its request was sent before the purge), or
-/// after it, and removes what it landed. Without the lock, the removal could come between the
-/// check (or the Redis commit) and the landing, and the purged version would stay in memory.
-struct FirstTier<M, R>(Tiered<M, R>);
-
-impl<M: Store, R: Store> LocalTier for FirstTier<M, R> {
-    async fn forget(&self, key: &str) {
-        let _ = self.0.delete_from_first(key).await;
-    }
-
-    async fn forget_all(&self) -> Result<u64, StoreError> {
-        self.0.purge_from_first(|_, _| true).await
-    }
-}
-
-/// A local tier given on its own ([`Broadcast::new`]): removals are plain deletes, not ordered
-/// with the copies the wrapped store makes into it.
-struct Plain<L>(L);
-
-impl<L: Store> LocalTier for Plain<L> {
-    async fn forget(&self, key: &str) {
-        let _ = self.0.delete(key).await;
-    }
-
-    async fn forget_all(&self) -> Result<u64, StoreError> {
-        self.0.purge(|_, _| true).await
-    }
-}
-
-/// The task that keeps a subscription to the channel and applies what arrives.
-struct Subscriber<L> {
-    clients: Vec<redis::Client>,
-    channel: String,
-    node: [u8; 16],
-    local: L,
-    state: Arc<State>,
-    connect_timeout: Duration,
-}
-
-impl<L: LocalTier> Subscriber<L> {
-    async fn run(self, mut stop: oneshot::Receiver<()>) {
-        let clients = &self.clients;
-        if clients.is_empty() {
-            return;
-        }
-        let mut backoff = MIN_BACKOFF;
-        for attempt in 0usize.. {
-            let client = &clients[attempt % clients.len()];
-            let connect = async {
-                let mut pubsub =
-                    tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
-                        .await
-                        .ok()?
-                        .ok()?;
-                tokio::time::timeout(self.connect_timeout, pubsub.subscribe(&self.channel))
-                    .await
-                    .ok()?
-                    .ok()?;
-                Some(pubsub)
-            };
-            let pubsub = tokio::select! {
-                p = connect => p,
-                _ = &mut stop => return,
-            };
-            if let Some(pubsub) = pubsub {
-                backoff = MIN_BACKOFF;
-                // Messages may have been missed before this subscription: forget everything
-                // local before using it again.
-                let _ = self.local.forget_all().await;
-                self.state.subscribed.store(true, Ordering::Release);
-                self.state.subscriptions.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(channel = %self.channel, "subscribed to the fleet's invalidations");
-                let (mut sink, mut stream) = pubsub.split();
-                let mut ping = tokio::time::interval(PING_EVERY);
-                ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                ping.tick().await;
-                loop {
-                    tokio::select! {
-                        _ = &mut stop => {
-                            self.state.subscribed.store(false, Ordering::Release);
-                            return;
-                        }
-                        msg = stream.next() => match msg {
-                            Some(msg) => self.apply(msg.get_payload_bytes()).await,
-                            None => break,
-                        },
-                        _ = ping.tick() => {
-                            let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
-                            if !matches!(pong, Ok(Ok(_))) {
-                                break;
-                            }
-                        }
-                    }
-                }
-                self.state.subscribed.store(false, Ordering::Release);
-                tracing::warn!(
-                    channel = %self.channel,
-                    "lost the subscription to the fleet's invalidations: the cache steps aside until it is back"
-                );
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                _ = &mut stop => return,
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
-    async fn apply(&self, payload: &[u8]) {
-        let Some((node, invalidation)) = decode(payload) else {
-            tracing::debug!("ignoring a message that is not a cachio invalidation");
-            return;
-        };
-        if node == self.node {
-            return;
-        }
-        self.state.received.fetch_add(1, Ordering::Relaxed);
-        match invalidation {
-            Invalidation::Keys(keys) => {
-                for key in &keys {
-                    self.local.forget(key).await;
-                }
-                self.state
-                    .applied
-                    .fetch_add(keys.len() as u64, Ordering::Relaxed);
-            }
-            Invalidation::All => {
-                if let Ok(n) = self.local.forget_all().await {
-                    self.state.applied.fetch_add(n, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_round_trip() {
-        let node = [7u8; 16];
-        let keys = vec!["http://a/1".to_owned(), String::new(), "ключ".to_owned()];
-        let m = encode(&node, KIND_KEYS, &keys);
-        assert_eq!(decode(&m), Some((node, Invalidation::Keys(keys))));
-        assert_eq!(
-            decode(&encode(&node, KIND_ALL, &[])),
-            Some((node, Invalidation::All))
-        );
-        assert_eq!(decode(b"hello"), None);
-        let mut cut = m.clone();
-        cut.pop();
-        assert_eq!(decode(&cut), None);
     }
 }
