@@ -68,6 +68,17 @@ pub(crate) fn evict_target(budget: u64, journal: u64) -> u64 {
         .clamp(budget / 8, budget)
 }
 
+/// The most fjall's journal may take before the writer thread waits for a sealed journal to
+/// be dropped: what the bound leaves beside the smallest target and the dead bodies. Under a
+/// write load faster than fjall's flushes, a sealed journal would otherwise stay while the
+/// next one fills. Below [`BOUNDED_FROM`] there is no such limit.
+pub(crate) fn journal_room(budget: u64) -> u64 {
+    if budget < BOUNDED_FROM {
+        return u64::MAX;
+    }
+    aim(budget).saturating_sub(budget / 8 + dead(budget) + MARGIN)
+}
+
 /// How far the blocks allocated in the directory may exceed the budget.
 pub(crate) fn disk_slack(budget: u64) -> u64 {
     if budget < BOUNDED_FROM {
@@ -98,6 +109,12 @@ impl Journal {
             written: u64::MAX,
             every: (budget / 64).clamp(1 << 20, 16 << 20),
         }
+    }
+
+    /// Measures the journal now.
+    pub(crate) fn measure(&mut self, db: &Path) -> u64 {
+        self.written = u64::MAX;
+        self.estimate(db)
     }
 
     /// Notes `n` body bytes written.
@@ -161,6 +178,11 @@ mod tests {
         assert!(t > 15 * MIB && t < 25 * MIB, "{t}");
         // Never below an eighth.
         assert_eq!(evict_target(64 * MIB, 1024 * MIB), 8 * MIB);
+        // The journal's room: what the bound leaves beside the floor and the dead bodies.
+        assert_eq!(journal_room(8 * MIB), u64::MAX);
+        let room = journal_room(64 * MIB);
+        assert_eq!(evict_target(64 * MIB, room), 8 * MIB);
+        assert!(room + 8 * MIB + dead(64 * MIB) <= 64 * MIB + disk_slack(64 * MIB));
         for mib in [64, 100, 256, 1024, 4096] {
             let b = mib * MIB;
             assert_eq!(disk_slack(b), b / 10 + 32 * MIB, "{mib} MiB");

@@ -75,6 +75,7 @@ impl WriterThread {
         if index == u32::MAX {
             return Err(StoreError::new(ErrorKind::TooLarge, "too many chunks"));
         }
+        self.keep_journal_in_room()?;
         self.wait_for_flushes();
         let mut b = self.batch(false)?;
         b.insert(
@@ -84,6 +85,29 @@ impl WriterThread {
         );
         self.commit_batch(b)?;
         st.written += 1;
+        Ok(())
+    }
+
+    /// Waits, while fjall's journal takes more than the disk bound leaves it, for the sealed
+    /// journal to be dropped (after flushing the memtables that hold it back): under a write load
+    /// faster than fjall's flushes, it would stay on disk while the next one fills by tens of
+    /// MiB.
+    fn keep_journal_in_room(&mut self) -> Result<(), StoreError> {
+        let dir = self.e.path.join(crate::engine::DB_DIR);
+        if self.journal.estimate(&dir) <= crate::sizing::journal_room(self.e.settings.budget) {
+            return Ok(());
+        }
+        let db = self.db()?;
+        if db.db.journal_count() <= 1 {
+            // Only the journal being written: nothing to wait for.
+            return Ok(());
+        }
+        self.release_journals_now()?;
+        let deadline = Instant::now() + FLUSH_WAIT;
+        while db.db.journal_count() > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.journal.measure(&dir);
         Ok(())
     }
 

@@ -122,6 +122,8 @@ pub(crate) struct WriterThread {
     unpersisted: bool,
     last_persist: Instant,
     last_rotation: Instant,
+    /// How many journals there were at the last rotation.
+    rotated_at: usize,
     /// Set while the database refuses writes and waits to be reopened.
     recovery: Option<reopen::Recovery>,
     /// Chunk bytes deleted since the chunks keyspace was last compacted.
@@ -159,6 +161,7 @@ impl WriterThread {
             unpersisted: false,
             last_persist: now,
             last_rotation: now,
+            rotated_at: 0,
             recovery: None,
             dead: 0,
             sizes: Sizes::for_budget(e.settings.budget),
@@ -330,11 +333,25 @@ impl WriterThread {
     /// exists, flush them too. `rotate_memtable` is public in fjall 3 but not documented.
     fn release_journals(&mut self) -> Result<(), StoreError> {
         let db = self.db()?;
-        if db.db.journal_count() > 1 && self.last_rotation.elapsed() >= JOURNAL_CHECK {
-            self.last_rotation = Instant::now();
-            for ks in [&db.entries, &db.lru, &db.expiry] {
-                ks.rotate_memtable().map_err(db_error)?;
-            }
+        // At once for each newly sealed journal: under a fast write load the next fills by tens
+        // of MiB in the interval. Then again now and then, should a flush have been missed.
+        let journals = db.db.journal_count();
+        if journals > 1
+            && (journals != self.rotated_at || self.last_rotation.elapsed() >= JOURNAL_CHECK)
+        {
+            self.rotated_at = journals;
+            self.release_journals_now()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the memtables of every keyspace, the bodies' too, so that fjall can drop its
+    /// sealed journals.
+    fn release_journals_now(&mut self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        self.last_rotation = Instant::now();
+        for ks in [&db.entries, &db.lru, &db.expiry, &db.chunks] {
+            ks.rotate_memtable().map_err(db_error)?;
         }
         Ok(())
     }
