@@ -199,7 +199,10 @@
 //!   measures the journal every `budget / 64` bytes written (at least 1 MiB, at most 16 MiB) and
 //!   counts what it wrote since, and evicts down to
 //!   `target = budget + budget / 10 + 32 MiB - journal - max(budget / 16, 16 MiB) - 4 MiB`,
-//!   at most the budget and at least an eighth of it.
+//!   at most the budget and at least an eighth of it. When the journal passes what the bound
+//!   leaves it beside that eighth, the writer thread flushes the memtables and waits for the
+//!   sealed journal to be dropped before it writes more (under a write load faster than
+//!   fjall's flushes, the sealed journal would stay while the next fills).
 //! - Bodies that were deleted or evicted: the store compacts the bodies' keyspace fully each
 //!   time `max(budget / 32, 4 MiB)` of them are dead (its tables hold keys and blob pointers,
 //!   so this rewrites little), which drops blob files whose bodies are all gone and rewrites
